@@ -1,0 +1,96 @@
+//! Builds every plugin in the workspace into a `wasm32-wasip2` component (wasmtime's
+//! test-programs pattern), so that:
+//! - the stock plugins are embedded in the `meshhost` binary (`uses: mesh/filter@0.1` works on a
+//!   fresh clone, with no publish step), and
+//! - the tests get the paths of the test plugins as `MESHHOST_TEST_PLUGIN_<NAME>` constants and
+//!   can never silently skip for want of a component.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (plugin name, crate directory, package name)
+const STOCK: &[(&str, &str, &str)] = &[
+    ("mesh/filter", "plugins/filter", "mesh-filter"),
+    ("mesh/projection", "plugins/projection", "mesh-projection"),
+];
+
+/// (constant suffix, package name): plugins that exist only for the tests.
+const TEST_ONLY: &[(&str, &str)] = &[("TRAP", "test-trap"), ("SPIN", "test-spin")];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().unwrap().to_path_buf();
+    for dir in ["plugins", "sdk/rust", "wit", "tests/plugins"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    // A target directory of its own: the outer cargo holds the lock on the usual one.
+    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+    .join("wasm-plugins");
+
+    let mut cargo = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Plugins ship without debug info: it is most of a component's size, and the embedded
+        // stock plugins make up most of the binary.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+    for (_, _, package) in STOCK {
+        cargo.args(["-p", package]);
+    }
+    for (_, package) in TEST_ONLY {
+        cargo.args(["-p", package]);
+    }
+    // Flags and wrappers meant for the host build must not leak into the Wasm build.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"] {
+        cargo.env_remove(var);
+    }
+    let status = cargo.status().expect("run cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+    );
+
+    let wasm = |package: &str| -> PathBuf {
+        let path = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(path.is_file(), "{} was not built", path.display());
+        path
+    };
+
+    let mut stock = String::from("/// The stock plugins, built from `plugins/` by `build.rs`.\npub const ALL: &[StockPlugin] = &[\n");
+    for (name, dir, package) in STOCK {
+        let version = package_version(&workspace.join(dir).join("Cargo.toml"));
+        writeln!(
+            stock,
+            "    StockPlugin {{ name: {name:?}, version: {version:?}, bytes: include_bytes!({:?}) }},",
+            wasm(package)
+        )
+        .unwrap();
+    }
+    stock.push_str("];\n");
+    std::fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("stock_plugins.rs"), stock).unwrap();
+
+    for (constant, package) in TEST_ONLY {
+        println!("cargo:rustc-env=MESHHOST_TEST_PLUGIN_{constant}={}", wasm(package).display());
+    }
+    for (name, _, package) in STOCK {
+        let constant = name.rsplit('/').next().unwrap().to_uppercase();
+        println!("cargo:rustc-env=MESHHOST_STOCK_PLUGIN_{constant}={}", wasm(package).display());
+    }
+}
+
+/// The `version = "..."` of a crate manifest's `[package]`.
+fn package_version(manifest: &Path) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("version = \"")?.strip_suffix('"').map(str::to_string))
+        .unwrap_or_else(|| panic!("no version in {}", manifest.display()))
+}

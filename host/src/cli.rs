@@ -1,0 +1,221 @@
+//! The `meshhost` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{PipelineConfig, Problems};
+use crate::plugin::PluginEngine;
+use crate::topology::run::RunSettings;
+use crate::topology::Topology;
+
+/// Exit code for invalid input (a pipeline file, a plugin, arguments).
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Data movement and processing host: Kafka sources → WebAssembly processors → Kafka sinks.
+#[derive(Debug, Parser)]
+#[command(name = "meshhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline until SIGINT or SIGTERM, then drain, flush, commit and exit 0.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Kafka bootstrap servers, overriding the file (also MESHHOST_BOOTSTRAP_SERVERS).
+        #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: Option<String>,
+        /// Plugin registry directory, overriding the file.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+    /// Produce JSON lines from stdin to a topic, Avro-encoded when a schema is given.
+    Produce {
+        /// The topic.
+        topic: String,
+        #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
+        /// Avro schema file: encode each line as a binary Avro datum of it.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Use this field of each line as the record key.
+        #[arg(long)]
+        key_field: Option<String>,
+    },
+    /// Print a topic's records as JSON lines, decoding Avro with a schema.
+    Consume {
+        /// The topic.
+        topic: String,
+        #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
+        /// Avro schema file of the values.
+        #[arg(long, conflicts_with = "pipeline")]
+        schema: Option<PathBuf>,
+        /// Decode with the schema of this pipeline's sink writing to the topic.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Stop after this many records.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Stop when no record came for this many seconds.
+        #[arg(long, default_value_t = 3.0)]
+        idle_seconds: f64,
+    },
+    /// Check a pipeline offline: the file, every plugin and every edge's schema. Exit 2 if invalid.
+    Validate {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Plugin registry directory, overriding the file.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+}
+
+/// Why a command failed, which decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHHOST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Invalid(problems)) => {
+            eprintln!("error: invalid pipeline\n{problems}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(CliError::Failed(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Validate { pipeline, registry } => {
+            let engine = PluginEngine::new()?;
+            let (_, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            println!(
+                "{}: valid ({} sources, {} processors, {} sinks)",
+                pipeline.display(),
+                topology.sources.len(),
+                topology.processors.len(),
+                topology.sinks.len()
+            );
+            for processor in &topology.processors {
+                for output in &processor.outputs {
+                    println!("  {}.{}: {}", processor.id, output.name, output.schema.parsed.to_json());
+                }
+            }
+            Ok(())
+        }
+        Command::Produce { topic, bootstrap_servers, schema, key_field } => {
+            let schema = schema.map(|path| read_schema(&path)).transpose()?;
+            let stdin = std::io::stdin().lock();
+            let count = crate::topic_io::produce(&bootstrap_servers, &topic, schema.as_ref(), key_field.as_deref(), stdin)?;
+            eprintln!("produced {count} records to {topic}");
+            Ok(())
+        }
+        Command::Consume { topic, bootstrap_servers, schema, pipeline, max, idle_seconds } => {
+            let schema = match (schema, pipeline) {
+                (Some(path), _) => Some(read_schema(&path)?),
+                (None, Some(pipeline)) => {
+                    let engine = PluginEngine::new()?;
+                    let (_, topology) = load_and_plan(&pipeline, None, &engine)?;
+                    let sink = topology.sinks.iter().find(|s| s.topic == topic).ok_or_else(|| {
+                        anyhow::anyhow!("no sink of {} writes to topic {topic}", pipeline.display())
+                    })?;
+                    Some((*sink.schema.parsed).clone())
+                }
+                (None, None) => None,
+            };
+            let idle = std::time::Duration::from_secs_f64(idle_seconds);
+            crate::topic_io::consume(&bootstrap_servers, &topic, schema.as_ref(), max, idle, std::io::stdout().lock())?;
+            Ok(())
+        }
+        Command::Run { pipeline, bootstrap_servers, registry } => {
+            let engine = PluginEngine::new()?;
+            let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            let settings = run_settings(&config, bootstrap_servers);
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
+            }
+            crate::topology::run::run(topology, &settings, &stop)?;
+            Ok(())
+        }
+    }
+}
+
+/// Check the pipeline file and plan its topology, reporting the problems of both together.
+fn load_and_plan(
+    pipeline: &Path,
+    registry: Option<PathBuf>,
+    engine: &PluginEngine,
+) -> Result<(PipelineConfig, Topology), CliError> {
+    let (config, mut problems) = PipelineConfig::load_partial(pipeline);
+    let Some(mut config) = config else { return Err(problems.into()) };
+    if registry.is_some() {
+        config.registry = registry;
+    }
+    match crate::topology::plan(&config, engine) {
+        Ok(topology) if problems.is_empty() => Ok((config, topology)),
+        Ok(_) => Err(problems.into()),
+        Err(more) => {
+            problems.0.extend(more.0);
+            Err(problems.into())
+        }
+    }
+}
+
+fn read_schema(path: &Path) -> Result<meshhost_sdk::avro::Schema, CliError> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    meshhost_sdk::avro::Schema::parse(&text)
+        .map_err(|e| CliError::Invalid(Problems::one("", format!("{}: {e}", path.display()))))
+}
+
+/// Kafka settings of a run: the flag (or environment) wins over the file.
+pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) -> RunSettings {
+    RunSettings {
+        bootstrap_servers: bootstrap_servers
+            .or_else(|| config.kafka.bootstrap_servers.clone())
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string()),
+        group_id: config.group_id(),
+        batch_size: config.kafka.batch_size.unwrap_or(1024).max(1),
+        properties: config.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        dead_letter_topic: config.dead_letter.as_ref().map(|d| d.topic.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,502 @@
+//! The pipeline file (version 1): its types, and loading that reports every problem at once.
+//!
+//! Loading checks the file on its own (keys, ids, references, cycles, `uses:` syntax). What
+//! needs the plugins — schemas along the DAG, `with:` options — is checked when the topology
+//! is planned (`topology::plan`), which reports in the same [`Problems`] form.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+mod graph;
+
+pub use graph::processing_order;
+
+/// A parsed, structurally valid pipeline file.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Pipeline id; the consumer group defaults to `meshhost-<name>`.
+    pub name: String,
+    /// How to reach Kafka.
+    pub kafka: KafkaConfig,
+    /// The plugin registry directory, already resolved against the file's directory.
+    pub registry: Option<PathBuf>,
+    /// Kafka topics records come from, by id.
+    pub sources: IndexMap<String, SourceConfig>,
+    /// Wasm processors, by id.
+    pub processors: IndexMap<String, ProcessorConfig>,
+    /// Kafka topics records go to, by id.
+    pub sinks: IndexMap<String, SinkConfig>,
+    /// Where records that cannot be processed go.
+    pub dead_letter: Option<DeadLetterConfig>,
+    /// The directory of the pipeline file: relative paths in it are relative to this.
+    pub base_dir: PathBuf,
+    /// Ids whose settings could not be read (already reported): references to them are not
+    /// reported again as unknown.
+    pub unreadable_ids: Vec<String>,
+}
+
+/// The `kafka:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`; `--bootstrap-servers` and `MESHHOST_BOOTSTRAP_SERVERS` override it.
+    pub bootstrap_servers: Option<String>,
+    /// Consumer group id; defaults to `meshhost-<name>`.
+    pub group_id: Option<String>,
+    /// Most records handed to processors in one batch (default 1024).
+    pub batch_size: Option<usize>,
+    /// Extra librdkafka properties for both consumer and producer.
+    #[serde(default)]
+    pub properties: IndexMap<String, String>,
+}
+
+/// Value encoding of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Binary Avro datum, no header.
+    Avro,
+    /// JSON object, converted to and from Avro with the schema.
+    Json,
+}
+
+/// One entry of `sources:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The Kafka topic to consume.
+    pub topic: String,
+    /// How the values are encoded.
+    pub format: Format,
+    /// The Avro schema of the values (the writer schema), a path relative to the pipeline file.
+    pub schema: Option<PathBuf>,
+}
+
+/// One entry of `processors:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// `namespace/name@requirement` in the registry, or a path to a `.wasm` component.
+    pub uses: String,
+    /// Upstream ids: a source, a processor (its first output port) or `processor.port`.
+    pub inputs: Vec<String>,
+    /// The plugin's options, handed to its `init` as JSON.
+    #[serde(default, rename = "with")]
+    pub options: Option<serde_json::Value>,
+    /// Resource limits for this processor's instance.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-processor resource limits; unset values take the defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory cap of the instance, in MiB (default 256).
+    pub memory_mb: Option<u64>,
+    /// CPU deadline of one call into the plugin, in milliseconds (default 5000).
+    pub timeout_ms: Option<u64>,
+}
+
+/// One entry of `sinks:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The Kafka topic to write.
+    pub topic: String,
+    /// How values are encoded; the Avro schema is the one its inputs produce.
+    pub format: Format,
+    /// Upstream ids, as for processors; all must produce the same schema.
+    pub inputs: Vec<String>,
+}
+
+/// The `dead_letter:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// The topic failed records go to, with their original bytes and `meshhost.*` headers.
+    pub topic: String,
+}
+
+/// A reference to an upstream output: `id` or `id.port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InputRef {
+    pub id: String,
+    pub port: Option<String>,
+}
+
+impl InputRef {
+    pub fn parse(text: &str) -> InputRef {
+        match text.split_once('.') {
+            Some((id, port)) => InputRef { id: id.to_string(), port: Some(port.to_string()) },
+            None => InputRef { id: text.to_string(), port: None },
+        }
+    }
+}
+
+impl fmt::Display for InputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.port {
+            Some(port) => write!(f, "{}.{}", self.id, port),
+            None => f.write_str(&self.id),
+        }
+    }
+}
+
+/// What a `uses:` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginRef {
+    /// `namespace/name@requirement`.
+    Registry { name: String, requirement: semver::VersionReq },
+    /// A component file, resolved against the pipeline file's directory.
+    Path(PathBuf),
+}
+
+impl PluginRef {
+    /// Parse a `uses:` value; a path is anything ending in `.wasm`.
+    pub fn parse(uses: &str, base_dir: &Path) -> Result<PluginRef, String> {
+        if uses.ends_with(".wasm") {
+            return Ok(PluginRef::Path(base_dir.join(uses)));
+        }
+        let (name, requirement) = uses.split_once('@').ok_or_else(|| {
+            format!("{uses:?} is neither NAMESPACE/NAME@VERSION-REQUIREMENT nor a path to a .wasm file")
+        })?;
+        crate::registry::check_name(name)?;
+        let requirement = semver::VersionReq::parse(requirement)
+            .map_err(|e| format!("bad version requirement {requirement:?}: {e}"))?;
+        Ok(PluginRef::Registry { name: name.to_string(), requirement })
+    }
+}
+
+impl PipelineConfig {
+    /// The consumer group: `kafka.group_id`, else `meshhost-<name>`.
+    pub fn group_id(&self) -> String {
+        self.kafka.group_id.clone().unwrap_or_else(|| format!("meshhost-{}", self.name))
+    }
+
+    /// Read and check a pipeline file.
+    pub fn load(path: &Path) -> Result<PipelineConfig, Problems> {
+        match Self::load_partial(path) {
+            (Some(config), problems) => problems.into_result(config),
+            (None, problems) => Err(problems),
+        }
+    }
+
+    /// Read and check a pipeline file, keeping what could be read even when there are
+    /// problems, so that later checks (the plugins, the schemas) can report theirs too.
+    pub fn load_partial(path: &Path) -> (Option<PipelineConfig>, Problems) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return (None, Problems::one("", format!("cannot read {}: {e}", path.display()))),
+        };
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        Self::parse_partial(&text, &base_dir)
+    }
+
+    /// Check a pipeline file's text; relative paths are resolved against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<PipelineConfig, Problems> {
+        match Self::parse_partial(text, base_dir) {
+            (Some(config), problems) => problems.into_result(config),
+            (None, problems) => Err(problems),
+        }
+    }
+
+    /// Like [`parse`](Self::parse), but returns what could be read along with the problems.
+    pub fn parse_partial(text: &str, base_dir: &Path) -> (Option<PipelineConfig>, Problems) {
+        let mut problems = Problems::default();
+        let document: serde_yaml::Value = match serde_yaml::from_str(text) {
+            Ok(document) => document,
+            Err(e) => return (None, Problems::one("", format!("not valid YAML: {e}"))),
+        };
+        let serde_yaml::Value::Mapping(top) = document else {
+            return (None, Problems::one("", "the pipeline file must be a mapping"));
+        };
+
+        let mut config = PipelineConfig {
+            name: String::new(),
+            kafka: KafkaConfig::default(),
+            registry: None,
+            sources: IndexMap::new(),
+            processors: IndexMap::new(),
+            sinks: IndexMap::new(),
+            dead_letter: None,
+            base_dir: base_dir.to_path_buf(),
+            unreadable_ids: Vec::new(),
+        };
+        let mut saw_name = false;
+        for (key, value) in top {
+            let Some(key) = key.as_str().map(str::to_string) else {
+                problems.push("", format!("keys must be strings, found {key:?}"));
+                continue;
+            };
+            match key.as_str() {
+                "version" => {
+                    if value.as_u64() != Some(1) {
+                        problems.push("version", "only version 1 is supported");
+                    }
+                }
+                "name" => match value.as_str() {
+                    Some(name) if valid_id(name) => {
+                        config.name = name.to_string();
+                        saw_name = true;
+                    }
+                    _ => problems.push("name", "must be an id: letters, digits, '-' and '_'"),
+                },
+                "kafka" => {
+                    if let Some(kafka) = section(&mut problems, "kafka", value) {
+                        config.kafka = kafka;
+                    }
+                }
+                "registry" => match value.as_str() {
+                    Some(dir) => config.registry = Some(base_dir.join(dir)),
+                    None => problems.push("registry", "must be a directory path"),
+                },
+                "sources" => config.sources = entities(&mut problems, &mut config.unreadable_ids, "sources", value),
+                "processors" => {
+                    config.processors = entities(&mut problems, &mut config.unreadable_ids, "processors", value)
+                }
+                "sinks" => config.sinks = entities(&mut problems, &mut config.unreadable_ids, "sinks", value),
+                "dead_letter" => config.dead_letter = section(&mut problems, "dead_letter", value),
+                _ => problems.push(
+                    &key,
+                    "unknown key; expected one of version, name, kafka, registry, sources, processors, sinks, dead_letter",
+                ),
+            }
+        }
+        if !saw_name && !problems.mentions("name") {
+            problems.push("name", "missing: every pipeline needs a name");
+        }
+        config.check(&mut problems);
+        (Some(config), problems)
+    }
+
+    fn check(&self, problems: &mut Problems) {
+        if self.sources.is_empty() && self.unreadable_ids.is_empty() {
+            problems.push("sources", "a pipeline needs at least one source");
+        }
+        if self.sinks.is_empty() && self.unreadable_ids.is_empty() {
+            problems.push("sinks", "a pipeline needs at least one sink");
+        }
+        for (id, source) in &self.sources {
+            if source.format == Format::Avro && source.schema.is_none() {
+                problems.push(&format!("sources.{id}.schema"), "required for format avro");
+            }
+            if source.schema.is_none() && source.format == Format::Json {
+                problems.push(&format!("sources.{id}.schema"), "required: processors need the schema of every input");
+            }
+        }
+        for id in self.processors.keys() {
+            if self.sources.contains_key(id) {
+                problems.push(&format!("processors.{id}"), "this id is also a source id; ids must be unique");
+            }
+        }
+        for (id, processor) in &self.processors {
+            if let Err(message) = PluginRef::parse(&processor.uses, &self.base_dir) {
+                problems.push(&format!("processors.{id}.uses"), message);
+            }
+            self.check_inputs(problems, &format!("processors.{id}.inputs"), &processor.inputs, Some(id));
+        }
+        for (id, sink) in &self.sinks {
+            self.check_inputs(problems, &format!("sinks.{id}.inputs"), &sink.inputs, None);
+        }
+        if let Some(cycle) = graph::find_cycle(self) {
+            problems.push("processors", format!("cycle: {}", cycle.join(" -> ")));
+        }
+    }
+
+    fn check_inputs(&self, problems: &mut Problems, path: &str, inputs: &[String], own_id: Option<&String>) {
+        if inputs.is_empty() {
+            problems.push(path, "needs at least one input");
+        }
+        for (i, input) in inputs.iter().enumerate() {
+            let input = InputRef::parse(input);
+            let path = format!("{path}[{i}]");
+            if self.sources.contains_key(&input.id) {
+                if input.port.is_some() {
+                    problems.push(&path, format!("source {:?} has no ports", input.id));
+                }
+            } else if self.processors.contains_key(&input.id) {
+                if Some(&input.id) == own_id {
+                    problems.push(&path, "a processor cannot read its own output");
+                }
+            } else if !self.unreadable_ids.contains(&input.id) {
+                problems.push(&path, format!("unknown input {:?}: no source or processor has this id", input.id));
+            }
+        }
+    }
+}
+
+/// An id: letters, digits, `-` and `_`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn section<T: DeserializeOwned>(problems: &mut Problems, path: &str, value: serde_yaml::Value) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(parsed) => Some(parsed),
+        Err(error) => {
+            let inner = error.path().to_string();
+            let path = if inner == "." { path.to_string() } else { format!("{path}.{inner}") };
+            problems.push(&path, error.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn entities<T: DeserializeOwned>(
+    problems: &mut Problems,
+    unreadable_ids: &mut Vec<String>,
+    path: &str,
+    value: serde_yaml::Value,
+) -> IndexMap<String, T> {
+    let mut parsed = IndexMap::new();
+    let serde_yaml::Value::Mapping(entries) = value else {
+        problems.push(path, "must be a mapping of id to settings");
+        return parsed;
+    };
+    for (id, value) in entries {
+        let Some(id) = id.as_str().filter(|id| valid_id(id)) else {
+            problems.push(path, format!("bad id {id:?}: use letters, digits, '-' and '_'"));
+            continue;
+        };
+        match section(problems, &format!("{path}.{id}"), value) {
+            Some(entity) => {
+                parsed.insert(id.to_string(), entity);
+            }
+            None => unreadable_ids.push(id.to_string()),
+        }
+    }
+    parsed
+}
+
+/// Every problem found in a pipeline, each with the path of what it is about.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Problems(pub Vec<Problem>);
+
+/// One problem: `path: message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Dotted path into the pipeline file (`processors.slim.with.fields[1]`); empty for the file.
+    pub path: String,
+    pub message: String,
+}
+
+impl Problems {
+    pub fn one(path: &str, message: impl Into<String>) -> Problems {
+        let mut problems = Problems::default();
+        problems.push(path, message);
+        problems
+    }
+
+    pub fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(Problem { path: path.to_string(), message: message.into() });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn mentions(&self, path: &str) -> bool {
+        self.0.iter().any(|p| p.path == path)
+    }
+
+    pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if problem.path.is_empty() {
+                write!(f, "{}", problem.message)?;
+            } else {
+                write!(f, "{}: {}", problem.path, problem.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name: us-movies
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+registry: ./registry
+sources:
+  movies:
+    topic: movies
+    format: avro
+    schema: schemas/movie.avsc
+processors:
+  recent:
+    uses: mesh/filter@0.1
+    inputs: [movies]
+    with:
+      condition: "year >= 2000 && country == 'US'"
+  slim:
+    uses: mesh/projection@0.1
+    inputs: [recent]
+    with:
+      fields: [id, title, year]
+sinks:
+  out:
+    topic: movies-us
+    format: avro
+    inputs: [slim]
+dead_letter:
+  topic: us-movies-dlq
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let config = PipelineConfig::parse(EXAMPLE, Path::new("/p")).unwrap();
+        assert_eq!(config.name, "us-movies");
+        assert_eq!(config.group_id(), "meshhost-us-movies");
+        assert_eq!(config.registry, Some(PathBuf::from("/p/./registry")));
+        assert_eq!(config.processors.keys().collect::<Vec<_>>(), ["recent", "slim"]);
+        assert_eq!(config.processors["slim"].options, Some(serde_json::json!({"fields": ["id", "title", "year"]})));
+        assert_eq!(config.dead_letter.unwrap().topic, "us-movies-dlq");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = EXAMPLE
+            .replace("    format: avro\n    schema", "    formt: avro\n    schema")
+            .replace("inputs: [recent]", "inputs: [recnt]")
+            .replace("uses: mesh/filter@0.1", "uses: mesh/filter")
+            + "extra: 1\n";
+        let problems = PipelineConfig::parse(&text, Path::new(".")).unwrap_err();
+        let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["sources.movies.formt", "extra", "processors.recent.uses", "processors.slim.inputs[0]"], "{problems}");
+        // The unreadable source is not reported again as an unknown input of `recent`.
+        assert!(!problems.to_string().contains("unknown input \"movies\""), "{problems}");
+        assert!(problems.to_string().contains("unknown field `formt`"), "{problems}");
+        assert!(problems.to_string().contains("unknown input \"recnt\""), "{problems}");
+    }
+
+    #[test]
+    fn cycles_are_found() {
+        let text = EXAMPLE.replace("inputs: [movies]", "inputs: [movies, slim]");
+        let problems = PipelineConfig::parse(&text, Path::new(".")).unwrap_err();
+        assert_eq!(problems.to_string(), "processors: cycle: recent -> slim -> recent");
+    }
+}

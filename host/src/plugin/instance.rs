@@ -1,0 +1,200 @@
+//! One processor's component instance: its `Store`, limits, and recovery from traps.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, BatchResult, ConfigError, InitResult, InputPort, Record};
+use super::stderr::StderrCapture;
+use super::{Plugin, EPOCH_TICK};
+
+/// Resource limits of one instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Cap on the instance's linear memories, in bytes.
+    pub memory_bytes: usize,
+    /// CPU deadline of one call into the plugin.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(5) }
+    }
+}
+
+impl Limits {
+    pub fn from_config(config: &crate::config::LimitsConfig) -> Limits {
+        let default = Limits::default();
+        Limits {
+            memory_bytes: config.memory_mb.map(|mb| (mb as usize) << 20).unwrap_or(default.memory_bytes),
+            timeout: config.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(default.timeout),
+        }
+    }
+}
+
+/// The host state of one instance's `Store`.
+pub(super) struct InstanceState {
+    processor_id: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// The guest's stderr, kept so that a panic message can explain a trap.
+    stderr: StderrCapture,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::meshhost::processor::types::Host for InstanceState {}
+
+impl bindings::meshhost::processor::log::Host for InstanceState {
+    fn log(&mut self, level: bindings::meshhost::processor::log::Level, message: String) {
+        use bindings::meshhost::processor::log::Level;
+        let processor = self.processor_id.as_str();
+        match level {
+            Level::Debug => tracing::debug!(processor, "{message}"),
+            Level::Info => tracing::info!(processor, "{message}"),
+            Level::Warn => tracing::warn!(processor, "{message}"),
+            Level::Error => tracing::error!(processor, "{message}"),
+        }
+    }
+}
+
+/// Why an instance could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InitFailure {
+    /// The plugin refused its configuration or inputs.
+    #[error("invalid configuration")]
+    Config(Vec<ConfigError>),
+    /// The plugin could not be instantiated, or trapped in `init`.
+    #[error("{0}")]
+    Crashed(String),
+}
+
+/// A processor's live instance. After a trap the `Store` is thrown away and a fresh instance is
+/// built and initialised with the same configuration, so state corrupted by the trap never
+/// leaks into later calls.
+pub struct ProcessorInstance {
+    processor_id: String,
+    plugin: Plugin,
+    limits: Limits,
+    config: String,
+    inputs: Vec<InputPort>,
+    store: Store<InstanceState>,
+    bindings: bindings::Plugin,
+    init: InitResult,
+}
+
+impl ProcessorInstance {
+    /// Instantiate `plugin` for processor `processor_id` and call its `init`.
+    pub fn new(
+        processor_id: &str,
+        plugin: &Plugin,
+        limits: Limits,
+        config: String,
+        inputs: Vec<InputPort>,
+    ) -> Result<ProcessorInstance, InitFailure> {
+        let (store, bindings, init) = instantiate(processor_id, plugin, limits, &config, &inputs)?;
+        Ok(ProcessorInstance {
+            processor_id: processor_id.to_string(),
+            plugin: plugin.clone(),
+            limits,
+            config,
+            inputs,
+            store,
+            bindings,
+            init,
+        })
+    }
+
+    /// What `init` returned: output ports and value format.
+    pub fn init_result(&self) -> &InitResult {
+        &self.init
+    }
+
+    /// Call `process`. A trap (panic, deadline, memory cap) comes back as `Err` with a message;
+    /// the instance has then already been replaced by a fresh one.
+    pub fn process(&mut self, input: u32, records: &[Record]) -> Result<BatchResult, String> {
+        let deadline_ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        self.store.set_epoch_deadline(deadline_ticks);
+        let result = self
+            .bindings
+            .meshhost_processor_processor()
+            .call_process(&mut self.store, input, records);
+        match result {
+            Ok(batch) => Ok(batch),
+            Err(error) => {
+                let message = self.explain(&error);
+                tracing::warn!(processor = %self.processor_id, error = %message, "plugin trapped; replacing its instance");
+                self.rebuild()?;
+                Err(message)
+            }
+        }
+    }
+
+    fn explain(&self, error: &wasmtime::Error) -> String {
+        let what = match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!("exceeded its CPU deadline of {:?}", self.limits.timeout),
+            Some(trap) => format!("trapped: {trap}"),
+            None => format!("failed: {}", error.root_cause()),
+        };
+        match self.store.data().stderr.last_message() {
+            Some(message) => format!("plugin {what}: {message}"),
+            None => format!("plugin {what}"),
+        }
+    }
+
+    fn rebuild(&mut self) -> Result<(), String> {
+        let (store, bindings, init) =
+            instantiate(&self.processor_id, &self.plugin, self.limits, &self.config, &self.inputs).map_err(|e| match e {
+                InitFailure::Config(errors) => format!("re-init after a trap failed: {errors:?}"),
+                InitFailure::Crashed(message) => format!("re-init after a trap failed: {message}"),
+            })?;
+        self.store = store;
+        self.bindings = bindings;
+        self.init = init;
+        Ok(())
+    }
+}
+
+type Instantiated = (Store<InstanceState>, bindings::Plugin, InitResult);
+
+fn instantiate(
+    processor_id: &str,
+    plugin: &Plugin,
+    limits: Limits,
+    config: &str,
+    inputs: &[InputPort],
+) -> Result<Instantiated, InitFailure> {
+    let stderr = StderrCapture::new(processor_id);
+    let state = InstanceState {
+        processor_id: processor_id.to_string(),
+        wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build(),
+        stderr,
+    };
+    let mut store = Store::new(plugin.pre.engine(), state);
+    store.limiter(|state| &mut state.limits);
+    let deadline_ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(deadline_ticks);
+    let crashed = |store: &Store<InstanceState>, what: &str, error: wasmtime::Error| {
+        match store.data().stderr.last_message() {
+            Some(message) => InitFailure::Crashed(format!("{} {what}: {}: {message}", plugin.label, error.root_cause())),
+            None => InitFailure::Crashed(format!("{} {what}: {error:#}", plugin.label)),
+        }
+    };
+    let bindings = match plugin.pre.instantiate(&mut store) {
+        Ok(bindings) => bindings,
+        Err(error) => return Err(crashed(&store, "could not be instantiated", error)),
+    };
+    let init = match bindings.meshhost_processor_processor().call_init(&mut store, config, inputs) {
+        Ok(init) => init.map_err(InitFailure::Config)?,
+        Err(error) => return Err(crashed(&store, "trapped in init", error)),
+    };
+    Ok((store, bindings, init))
+}

@@ -1,0 +1,164 @@
+//! The Wasm engine: loading processor components and running them in isolated instances.
+//!
+//! One [`PluginEngine`] per process holds the `wasmtime::Engine` and the `Linker`. Each distinct
+//! component is compiled once (and the compiled artifact cached on disk, keyed by the
+//! component's digest and the engine's configuration); each processor gets its own
+//! [`ProcessorInstance`] with its own `Store`, memory cap and per-call CPU deadline.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+mod instance;
+mod stderr;
+pub mod stock;
+
+pub use instance::{InitFailure, Limits, ProcessorInstance};
+
+/// Bindings generated from `wit/` for the host side.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+    });
+
+    pub use self::meshhost::processor::types::{
+        BatchResult, ConfigError, Emit, Failure, Header, InitResult, InputPort, OutputPort, Record, ValueFormat,
+    };
+}
+
+/// How often the epoch advances: the granularity of the per-call CPU deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide Wasm engine.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<instance::InstanceState>,
+    /// Compiled components by digest, so each is compiled once per process.
+    compiled: Mutex<HashMap<String, Component>>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// A loaded (compiled and linked) component, ready to instantiate.
+#[derive(Clone)]
+pub struct Plugin {
+    /// For messages: `mesh/filter@0.1.0`, or the file path.
+    pub label: String,
+    /// sha256 of the component bytes, hex.
+    pub digest: String,
+    pre: bindings::PluginPre<instance::InstanceState>,
+}
+
+impl PluginEngine {
+    /// An engine with epoch interruption, and the on-disk compile cache in
+    /// `$MESHHOST_CACHE_DIR` or `~/.cache/meshhost`.
+    pub fn new() -> anyhow::Result<Arc<PluginEngine>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(wasm_error)?;
+
+        let mut linker = Linker::new(&engine);
+        // WASI with an empty context: Rust, Python and JavaScript components import parts of
+        // it, but they get no files, environment, arguments or network.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_error)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wasm_error)?;
+
+        // The epoch ticker behind every CPU deadline; it lives as long as the process.
+        let ticker = engine.weak();
+        std::thread::Builder::new().name("meshhost-epoch".into()).spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+
+        let cache_dir = std::env::var_os("MESHHOST_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/meshhost")))
+            .map(|dir| dir.join("compiled"));
+        Ok(Arc::new(PluginEngine { engine, linker, compiled: Mutex::default(), cache_dir }))
+    }
+
+    /// Compile (or fetch from cache) and link a component.
+    pub fn load(&self, label: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+        let digest = hex(&Sha256::digest(bytes));
+        let component = self.compile(&digest, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("{label} cannot be linked: {e:#}"))?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| {
+            anyhow::anyhow!("{label} does not export the meshhost:processor/processor@0.1.0 interface: {e:#}")
+        })?;
+        Ok(Plugin { label: label.to_string(), digest, pre })
+    }
+
+    fn compile(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+        if let Some(component) = self.compiled.lock().unwrap().get(digest) {
+            return Ok(component.clone());
+        }
+        let cached = self.cache_path(digest);
+        let component = match cached.as_ref().filter(|path| path.is_file()) {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the same
+            // compatibility hash (it is in the file name) into meshhost's own cache directory.
+            Some(path) => match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => component,
+                Err(_) => self.compile_fresh(bytes, cached.as_ref())?,
+            },
+            None => self.compile_fresh(bytes, cached.as_ref())?,
+        };
+        self.compiled.lock().unwrap().insert(digest.to_string(), component.clone());
+        Ok(component)
+    }
+
+    fn compile_fresh(&self, bytes: &[u8], cache_path: Option<&PathBuf>) -> anyhow::Result<Component> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+        if let Some(path) = cache_path {
+            // Best effort: a cache that cannot be written only costs a compile next time.
+            let write = || -> anyhow::Result<()> {
+                std::fs::create_dir_all(path.parent().unwrap())?;
+                let staging = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&staging, component.serialize().map_err(wasm_error)?)?;
+                std::fs::rename(&staging, path)?;
+                Ok(())
+            };
+            if let Err(error) = write() {
+                tracing::debug!(%error, "could not cache the compiled plugin");
+            }
+        }
+        Ok(component)
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hasher.finish();
+        self.cache_dir.as_ref().map(|dir| dir.join(format!("{digest}-{engine_hash:016x}.cwasm")))
+    }
+
+    /// Skip the on-disk cache (tests and benchmarks of compile time).
+    pub fn without_disk_cache(mut self: Arc<Self>) -> Arc<Self> {
+        if let Some(engine) = Arc::get_mut(&mut self) {
+            engine.cache_dir = None;
+        }
+        self
+    }
+}
+
+/// wasmtime has its own error type; the CLI reports `anyhow` chains.
+fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{error:#}")
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

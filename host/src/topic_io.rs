@@ -1,0 +1,130 @@
+//! `meshhost produce` and `meshhost consume`: JSON lines into a topic (Avro-encoded with a
+//! schema when the topic holds Avro) and a topic's records out as JSON lines. For demos,
+//! debugging and scripts, in the spirit of `rpk topic produce/consume`.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use meshhost_sdk::avro::Schema;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::codec;
+
+/// Produce each JSON object line of `input` to `topic`: Avro-encoded against `schema` when given,
+/// else as JSON text; the key is the value of `key_field` when given. Returns the count.
+pub fn produce(
+    bootstrap_servers: &str,
+    topic: &str,
+    schema: Option<&Schema>,
+    key_field: Option<&str>,
+    input: impl BufRead,
+) -> anyhow::Result<u64> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .create()
+        .context("cannot create the Kafka producer")?;
+    let mut count = 0;
+    for (number, line) in input.lines().enumerate() {
+        let line = line.context("cannot read the input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", number + 1))?;
+        let key = match key_field {
+            None => None,
+            Some(field) => match json.get(field) {
+                Some(serde_json::Value::String(text)) => Some(text.clone().into_bytes()),
+                Some(serde_json::Value::Null) | None => bail!("line {}: no key field {field:?}", number + 1),
+                Some(other) => Some(other.to_string().into_bytes()),
+            },
+        };
+        let value = match schema {
+            Some(schema) => codec::json_to_avro(schema, line.as_bytes()).map_err(|e| anyhow::anyhow!("line {}: {e}", number + 1))?,
+            None => line.into_bytes(),
+        };
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(&value);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((error, returned)) if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => bail!("cannot produce to {topic}: {error}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        count += 1;
+    }
+    producer.flush(Duration::from_secs(60)).context("cannot flush the producer")?;
+    Ok(count)
+}
+
+/// Print records of `topic` from the beginning as JSON lines `{"partition", "offset", "key",
+/// "value"}`, decoding Avro values with `schema` when given. Stops after `max` records, or when
+/// no record came for `idle`.
+pub fn consume(
+    bootstrap_servers: &str,
+    topic: &str,
+    schema: Option<&Schema>,
+    max: Option<usize>,
+    idle: Duration,
+    mut out: impl Write,
+) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", format!("meshhost-consume-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("cannot reach Kafka")?;
+    let Some(topic_metadata) = metadata.topics().first().filter(|t| t.error().is_none()) else {
+        bail!("topic {topic} does not exist");
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in topic_metadata.partitions() {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut count = 0;
+    let mut last = Instant::now();
+    while max.is_none_or(|max| count < max) && last.elapsed() < idle {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let message = message?;
+        last = Instant::now();
+        let value = match (message.payload(), schema) {
+            (None, _) => serde_json::Value::Null,
+            (Some(bytes), Some(schema)) => meshhost_sdk::avro::datum_to_json(schema, bytes)
+                .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()})),
+            (Some(bytes), None) => serde_json::from_slice(bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())),
+        };
+        let mut line = serde_json::json!({
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            "value": value,
+        });
+        if let Some(headers) = message.headers() {
+            use rdkafka::message::Headers as _;
+            let headers: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).into()))
+                .collect();
+            line["headers"] = headers.into();
+        }
+        writeln!(out, "{line}")?;
+        count += 1;
+    }
+    Ok(count)
+}

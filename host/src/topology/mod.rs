@@ -1,0 +1,250 @@
+//! The live pipeline: sources, processor instances and sinks wired by their edges.
+//!
+//! [`plan`] builds it offline from a checked [`PipelineConfig`]: it reads the source schemas,
+//! loads every plugin and runs `init` along the DAG, so each edge's schema is known — and each
+//! mismatch reported — before any record flows. `meshhost validate` stops there; `meshhost run`
+//! hands the result to [`run::run`].
+
+use std::sync::Arc;
+
+use meshhost_sdk::avro::Schema;
+
+use crate::config::{Format, InputRef, PipelineConfig, PluginRef, Problems};
+use crate::plugin::bindings::{InputPort, ValueFormat};
+use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
+
+pub mod run;
+
+/// A pipeline ready to run.
+pub struct Topology {
+    pub sources: Vec<SourceNode>,
+    /// In processing order: every processor after the processors it reads from.
+    pub processors: Vec<ProcessorNode>,
+    pub sinks: Vec<SinkNode>,
+}
+
+/// An Avro schema with its JSON text (what plugins receive).
+#[derive(Debug, Clone)]
+pub struct EdgeSchema {
+    pub text: String,
+    pub parsed: Arc<Schema>,
+}
+
+/// Where records of one output go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// Input port `input` of processor `index` (in [`Topology::processors`]).
+    Processor { index: usize, input: u32 },
+    /// Sink `index` (in [`Topology::sinks`]).
+    Sink { index: usize },
+}
+
+pub struct SourceNode {
+    pub id: String,
+    pub topic: String,
+    pub format: Format,
+    pub schema: EdgeSchema,
+    pub targets: Vec<Target>,
+}
+
+pub struct ProcessorNode {
+    pub id: String,
+    pub instance: ProcessorInstance,
+    pub format: ValueFormat,
+    /// The schema of each input port, in `inputs:` order.
+    pub inputs: Vec<EdgeSchema>,
+    pub outputs: Vec<OutputNode>,
+}
+
+pub struct OutputNode {
+    pub name: String,
+    pub schema: EdgeSchema,
+    pub targets: Vec<Target>,
+}
+
+pub struct SinkNode {
+    pub id: String,
+    pub topic: String,
+    pub format: Format,
+    pub schema: EdgeSchema,
+}
+
+/// Build the topology, reporting every problem with its path in the pipeline file.
+pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, Problems> {
+    let mut problems = Problems::default();
+    let mut topology = Topology { sources: Vec::new(), processors: Vec::new(), sinks: Vec::new() };
+
+    for (id, source) in &config.sources {
+        let Some(schema_path) = &source.schema else { continue };
+        match read_schema(&config.base_dir.join(schema_path)) {
+            Ok(schema) => topology.sources.push(SourceNode {
+                id: id.clone(),
+                topic: source.topic.clone(),
+                format: source.format,
+                schema,
+                targets: Vec::new(),
+            }),
+            Err(message) => problems.push(&format!("sources.{id}.schema"), message),
+        }
+    }
+
+    for id in crate::config::processing_order(config) {
+        let processor = &config.processors[&id];
+        let mut inputs = Vec::new();
+        for (i, input) in processor.inputs.iter().enumerate() {
+            match upstream_schema(&topology, &InputRef::parse(input)) {
+                Upstream::Found(schema) => inputs.push(schema),
+                Upstream::Failed => {}
+                Upstream::NoPort(message) => problems.push(&format!("processors.{id}.inputs[{i}]"), message),
+            }
+        }
+        if inputs.len() != processor.inputs.len() {
+            continue; // an upstream failed and was reported; checking this one would only echo it
+        }
+        let plugin_ref = match PluginRef::parse(&processor.uses, &config.base_dir) {
+            Ok(plugin_ref) => plugin_ref,
+            Err(_) => continue, // reported by the config check
+        };
+        let plugin = crate::registry::resolve(&plugin_ref, config.registry.as_deref())
+            .and_then(|resolved| engine.load(&resolved.label, &resolved.bytes).map_err(|e| format!("{e:#}")));
+        let plugin = match plugin {
+            Ok(plugin) => plugin,
+            Err(message) => {
+                problems.push(&format!("processors.{id}.uses"), message);
+                continue;
+            }
+        };
+        let options = processor.options.clone().unwrap_or_else(|| serde_json::json!({}));
+        let ports: Vec<InputPort> = processor
+            .inputs
+            .iter()
+            .zip(&inputs)
+            .map(|(name, schema)| InputPort { name: name.clone(), schema: schema.text.clone() })
+            .collect();
+        let instance = match ProcessorInstance::new(&id, &plugin, Limits::from_config(&processor.limits), options.to_string(), ports) {
+            Ok(instance) => instance,
+            Err(InitFailure::Config(errors)) => {
+                for error in errors {
+                    let path = if error.path.is_empty() {
+                        format!("processors.{id}")
+                    } else {
+                        format!("processors.{id}.with.{}", error.path)
+                    };
+                    problems.push(&path, error.message);
+                }
+                continue;
+            }
+            Err(InitFailure::Crashed(message)) => {
+                problems.push(&format!("processors.{id}.uses"), message);
+                continue;
+            }
+        };
+        let init = instance.init_result().clone();
+        let mut outputs = Vec::new();
+        for port in &init.outputs {
+            match Schema::parse(&port.schema) {
+                Ok(parsed) => outputs.push(OutputNode {
+                    name: port.name.clone(),
+                    schema: EdgeSchema { text: port.schema.clone(), parsed: Arc::new(parsed) },
+                    targets: Vec::new(),
+                }),
+                Err(e) => problems.push(
+                    &format!("processors.{id}"),
+                    format!("{} declared an invalid schema for output {:?}: {e}", plugin.label, port.name),
+                ),
+            }
+        }
+        if init.outputs.is_empty() {
+            problems.push(&format!("processors.{id}"), format!("{} declared no output ports", plugin.label));
+        }
+        topology.processors.push(ProcessorNode { id: id.clone(), instance, format: init.format, inputs, outputs });
+    }
+
+    for (id, sink) in &config.sinks {
+        let mut schema: Option<EdgeSchema> = None;
+        let mut complete = true;
+        for (i, input) in sink.inputs.iter().enumerate() {
+            match upstream_schema(&topology, &InputRef::parse(input)) {
+                Upstream::Found(found) => match &schema {
+                    None => schema = Some(found),
+                    Some(first) if first.parsed.to_json() != found.parsed.to_json() => problems.push(
+                        &format!("sinks.{id}.inputs[{i}]"),
+                        format!("its schema differs from that of {:?}; put a mesh/union before the sink", sink.inputs[0]),
+                    ),
+                    Some(_) => {}
+                },
+                Upstream::Failed => complete = false,
+                Upstream::NoPort(message) => problems.push(&format!("sinks.{id}.inputs[{i}]"), message),
+            }
+        }
+        if let (Some(schema), true) = (schema, complete) {
+            topology.sinks.push(SinkNode { id: id.clone(), topic: sink.topic.clone(), format: sink.format, schema });
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    wire(config, &mut topology);
+    Ok(topology)
+}
+
+enum Upstream {
+    Found(EdgeSchema),
+    /// The upstream itself failed to plan (already reported).
+    Failed,
+    /// The upstream exists but has no such port.
+    NoPort(String),
+}
+
+fn upstream_schema(topology: &Topology, input: &InputRef) -> Upstream {
+    if let Some(source) = topology.sources.iter().find(|s| s.id == input.id) {
+        return Upstream::Found(source.schema.clone());
+    }
+    let Some(processor) = topology.processors.iter().find(|p| p.id == input.id) else {
+        return Upstream::Failed;
+    };
+    match output_index(processor, input.port.as_deref()) {
+        Some(index) => Upstream::Found(processor.outputs[index].schema.clone()),
+        None => {
+            let ports: Vec<&str> = processor.outputs.iter().map(|o| o.name.as_str()).collect();
+            Upstream::NoPort(format!("processor {:?} has no output port {:?}; its ports are: {}", input.id, input.port.as_deref().unwrap_or(""), ports.join(", ")))
+        }
+    }
+}
+
+fn output_index(processor: &ProcessorNode, port: Option<&str>) -> Option<usize> {
+    match port {
+        None => (!processor.outputs.is_empty()).then_some(0),
+        Some(port) => processor.outputs.iter().position(|o| o.name == port),
+    }
+}
+
+/// Fill in every node's targets from the `inputs:` lists.
+fn wire(config: &PipelineConfig, topology: &mut Topology) {
+    let mut edges: Vec<(InputRef, Target)> = Vec::new();
+    for (index, processor) in topology.processors.iter().enumerate() {
+        for (input, text) in config.processors[&processor.id].inputs.iter().enumerate() {
+            edges.push((InputRef::parse(text), Target::Processor { index, input: input as u32 }));
+        }
+    }
+    for (index, sink) in topology.sinks.iter().enumerate() {
+        for text in &config.sinks[&sink.id].inputs {
+            edges.push((InputRef::parse(text), Target::Sink { index }));
+        }
+    }
+    for (input, target) in edges {
+        if let Some(source) = topology.sources.iter_mut().find(|s| s.id == input.id) {
+            source.targets.push(target);
+        } else if let Some(processor) = topology.processors.iter_mut().find(|p| p.id == input.id) {
+            let port = output_index(processor, input.port.as_deref()).expect("checked by plan");
+            processor.outputs[port].targets.push(target);
+        }
+    }
+}
+
+fn read_schema(path: &std::path::Path) -> Result<EdgeSchema, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let parsed = Schema::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(EdgeSchema { text, parsed: Arc::new(parsed) })
+}

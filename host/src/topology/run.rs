@@ -1,0 +1,533 @@
+//! Running a planned topology against Kafka.
+//!
+//! One loop polls a batch from the consumer, pushes it through the processors in memory (no
+//! Kafka hop between processors), and hands the results to the producer. Deliveries are
+//! tracked per batch; a batch's offsets are committed only when it and every batch before it
+//! are fully delivered — to sinks or to the dead-letter topic — so nothing is lost
+//! (at-least-once). A bounded number of batches in flight gives backpressure.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::{Target, Topology};
+use crate::codec;
+use crate::plugin::bindings::{Header, Record, ValueFormat};
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    /// Most records per batch.
+    pub batch_size: usize,
+    /// Extra librdkafka properties.
+    pub properties: Vec<(String, String)>,
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Batches delivered-but-not-committed at most; beyond it the loop waits for the producer.
+const MAX_BATCHES_IN_FLIGHT: usize = 32;
+
+/// Counts reported when the run ends.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunStats {
+    pub consumed: u64,
+    pub produced: u64,
+    pub dead_lettered: u64,
+}
+
+/// Run until `stop` is set, then drain, flush, commit and return.
+pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> anyhow::Result<RunStats> {
+    let mut common = ClientConfig::new();
+    common.set("bootstrap.servers", &settings.bootstrap_servers);
+    for (key, value) in &settings.properties {
+        common.set(key, value);
+    }
+    let consumer: BaseConsumer = common
+        .clone()
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    let tracker = Arc::new(Tracker::default());
+    let producer: ThreadedProducer<DeliveryTracking> = common
+        .clone()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .create_with_context(DeliveryTracking { tracker: tracker.clone() })
+        .context("cannot create the Kafka producer")?;
+
+    check_topics(&consumer, &topology, settings)?;
+    let topics: Vec<&str> = topology.sources.iter().map(|s| s.topic.as_str()).collect();
+    consumer.subscribe(&topics).context("cannot subscribe to the source topics")?;
+    tracing::info!(group = %settings.group_id, topics = ?topics, "pipeline running");
+
+    let mut stats = RunStats::default();
+    let mut committed: HashMap<(String, i32), i64> = HashMap::new();
+    let mut to_commit: HashMap<(String, i32), i64> = HashMap::new();
+    let mut batch: Vec<Consumed> = Vec::with_capacity(settings.batch_size);
+    while !stop.load(Ordering::Relaxed) {
+        poll_batch(&consumer, &topology, settings.batch_size, &mut batch, stop)?;
+        if !batch.is_empty() {
+            stats.consumed += batch.len() as u64;
+            let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+            for message in &batch {
+                let next = offsets.entry((message.topic.clone(), message.partition)).or_insert(0);
+                *next = (*next).max(message.offset + 1);
+            }
+            let seq = tracker.begin(offsets.into_iter().collect());
+            let mut out = Outbox::new(&producer, &tracker, seq, settings.dead_letter_topic.as_deref(), &batch);
+            process_batch(&mut topology, &batch, &mut out)?;
+            stats.produced += out.produced;
+            stats.dead_lettered += out.dead_lettered;
+            tracker.seal(seq);
+            batch.clear();
+            tracker.wait_for_room(MAX_BATCHES_IN_FLIGHT);
+        }
+        tracker.collect_completed(&mut to_commit)?;
+        commit(&consumer, &mut committed, &to_commit, CommitMode::Async);
+    }
+
+    tracing::info!("stopping: draining in-flight records");
+    producer.flush(Duration::from_secs(60)).context("could not flush the producer")?;
+    tracker.wait_for_room(1);
+    tracker.collect_completed(&mut to_commit)?;
+    commit(&consumer, &mut committed, &to_commit, CommitMode::Sync);
+    tracing::info!(consumed = stats.consumed, produced = stats.produced, dead_lettered = stats.dead_lettered, "pipeline stopped");
+    Ok(stats)
+}
+
+/// Fail early, with a clear message, when a topic the pipeline needs does not exist.
+fn check_topics(consumer: &BaseConsumer, topology: &Topology, settings: &RunSettings) -> anyhow::Result<()> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .with_context(|| format!("cannot reach Kafka at {}", settings.bootstrap_servers))?;
+    let existing: Vec<&str> = metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
+    let mut needed: Vec<String> = Vec::new();
+    needed.extend(topology.sources.iter().map(|s| s.topic.clone()));
+    needed.extend(topology.sinks.iter().map(|s| s.topic.clone()));
+    needed.extend(settings.dead_letter_topic.clone());
+    let missing: Vec<&String> = needed.iter().filter(|t| !existing.contains(&t.as_str())).collect();
+    if !missing.is_empty() {
+        anyhow::bail!("topics missing on {}: {}; create them first", settings.bootstrap_servers, missing.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}
+
+fn commit(consumer: &BaseConsumer, committed: &mut HashMap<(String, i32), i64>, to_commit: &HashMap<(String, i32), i64>, mode: CommitMode) {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in to_commit {
+        if committed.get(&(topic.clone(), *partition)) != Some(offset) {
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+    }
+    if list.count() == 0 {
+        return;
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => committed.extend(to_commit.iter().map(|(k, v)| (k.clone(), *v))),
+        // After a rebalance a partition may belong to another member: it re-reads from the
+        // last commit (at-least-once), so a failed commit loses nothing.
+        Err(error) => tracing::warn!(%error, "offset commit failed"),
+    }
+}
+
+/// A consumed record, owned, with where it came from.
+struct Consumed {
+    source: usize,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<Header>,
+    timestamp: Option<i64>,
+}
+
+fn poll_batch(consumer: &BaseConsumer, topology: &Topology, max: usize, batch: &mut Vec<Consumed>, stop: &AtomicBool) -> anyhow::Result<()> {
+    let mut timeout = Duration::from_millis(100);
+    while batch.len() < max && !stop.load(Ordering::Relaxed) {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Ok(message)) => {
+                if let Some(consumed) = own(&message, topology) {
+                    batch.push(consumed);
+                }
+                // Take what is already fetched without waiting again.
+                timeout = Duration::ZERO;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(error)) => {
+                tracing::warn!(%error, "consumer error");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn own(message: &BorrowedMessage<'_>, topology: &Topology) -> Option<Consumed> {
+    let source = topology.sources.iter().position(|s| s.topic == message.topic())?;
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
+        })
+        .unwrap_or_default();
+    Some(Consumed {
+        source,
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp: message.timestamp().to_millis(),
+    })
+}
+
+/// A record on its way through the DAG, with the consumed record it derives from.
+struct Item {
+    origin: usize,
+    record: Record,
+}
+
+/// Push one batch through the DAG.
+fn process_batch(topology: &mut Topology, batch: &[Consumed], out: &mut Outbox<'_>) -> anyhow::Result<()> {
+    let mut processor_inbox: Vec<Vec<Vec<Item>>> =
+        topology.processors.iter().map(|p| p.inputs.iter().map(|_| Vec::new()).collect()).collect();
+    let mut sink_inbox: Vec<Vec<Item>> = topology.sinks.iter().map(|_| Vec::new()).collect();
+    let deliver = |targets: &[Target], item: Item, processor_inbox: &mut Vec<Vec<Vec<Item>>>, sink_inbox: &mut Vec<Vec<Item>>| {
+        let Some((last, rest)) = targets.split_last() else { return };
+        let send = |target: &Target, item: Item, processor_inbox: &mut Vec<Vec<Vec<Item>>>, sink_inbox: &mut Vec<Vec<Item>>| match *target {
+            Target::Processor { index, input } => processor_inbox[index][input as usize].push(item),
+            Target::Sink { index } => sink_inbox[index].push(item),
+        };
+        for target in rest {
+            send(target, Item { origin: item.origin, record: item.record.clone() }, processor_inbox, sink_inbox);
+        }
+        send(last, item, processor_inbox, sink_inbox);
+    };
+
+    for (origin, consumed) in batch.iter().enumerate() {
+        let source = &topology.sources[consumed.source];
+        let value = match &consumed.value {
+            None => None, // a tombstone flows as is
+            Some(bytes) => match codec::decode(source.format, &source.schema.parsed, bytes) {
+                Ok(datum) => Some(datum),
+                Err(error) => {
+                    out.dead_letter(origin, "decode", None, &error)?;
+                    continue;
+                }
+            },
+        };
+        let record = Record { key: consumed.key.clone(), value, headers: consumed.headers.clone(), timestamp: consumed.timestamp };
+        deliver(&source.targets, Item { origin, record }, &mut processor_inbox, &mut sink_inbox);
+    }
+
+    for index in 0..topology.processors.len() {
+        let inboxes = std::mem::take(&mut processor_inbox[index]);
+        for (input, items) in inboxes.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let emitted = run_processor(&mut topology.processors[index], input as u32, items, out)?;
+            for (port, item) in emitted {
+                let targets = topology.processors[index].outputs[port].targets.clone();
+                deliver(&targets, item, &mut processor_inbox, &mut sink_inbox);
+            }
+        }
+    }
+
+    for (index, items) in sink_inbox.into_iter().enumerate() {
+        let sink = &topology.sinks[index];
+        for item in items {
+            let value = match item.record.value {
+                None => None,
+                Some(datum) => match codec::encode(sink.format, &sink.schema.parsed, datum) {
+                    Ok(value) => Some(value),
+                    Err(error) => {
+                        out.dead_letter(item.origin, "encode", None, &format!("sink {}: {error}", sink.id))?;
+                        continue;
+                    }
+                },
+            };
+            out.send(&sink.topic, item.record.key.as_deref(), value.as_deref(), &item.record.headers, item.record.timestamp)?;
+        }
+    }
+    Ok(())
+}
+
+/// Call one processor with the items of one input port; returns (output port, item) pairs.
+/// Failures, traps and invalid outputs go to the dead-letter topic.
+fn run_processor(node: &mut super::ProcessorNode, input: u32, items: Vec<Item>, out: &mut Outbox<'_>) -> anyhow::Result<Vec<(usize, Item)>> {
+    let mut origins = Vec::with_capacity(items.len());
+    let mut records = Vec::with_capacity(items.len());
+    for item in items {
+        let mut record = item.record;
+        if node.format == ValueFormat::Json {
+            if let Some(datum) = &record.value {
+                match codec::avro_to_json(&node.inputs[input as usize].parsed, datum) {
+                    Ok(json) => record.value = Some(json),
+                    Err(error) => {
+                        out.dead_letter(item.origin, "process", Some(&node.id), &error)?;
+                        continue;
+                    }
+                }
+            }
+        }
+        origins.push(item.origin);
+        records.push(record);
+    }
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let mut results = Vec::new();
+    match node.instance.process(input, &records) {
+        Ok(result) => results.push((0, result)),
+        // The instance was replaced. Retry the records one by one, so that only the ones
+        // that make the plugin trap go to dead letters.
+        Err(trap) if records.len() == 1 => out.dead_letter(origins[0], "process", Some(&node.id), &trap)?,
+        Err(_) => {
+            for (i, record) in records.iter().enumerate() {
+                match node.instance.process(input, std::slice::from_ref(record)) {
+                    Ok(result) => results.push((i, result)),
+                    Err(trap) => out.dead_letter(origins[i], "process", Some(&node.id), &trap)?,
+                }
+            }
+        }
+    }
+
+    let mut emitted = Vec::new();
+    for (offset, result) in results {
+        for failure in result.failures {
+            match origins.get(offset + failure.index as usize) {
+                Some(&origin) => out.dead_letter(origin, "process", Some(&node.id), &failure.reason)?,
+                None => tracing::error!(processor = %node.id, index = failure.index, "plugin reported a failure for a record it was not given"),
+            }
+        }
+        for emit in result.emitted {
+            let Some(&origin) = origins.get(offset + emit.origin as usize) else {
+                tracing::error!(processor = %node.id, origin = emit.origin, "plugin emitted a record with an origin outside the batch; dropped");
+                continue;
+            };
+            let Some(port) = node.outputs.get(emit.port as usize) else {
+                out.dead_letter(origin, "process", Some(&node.id), &format!("plugin emitted to output port {} but declared {}", emit.port, node.outputs.len()))?;
+                continue;
+            };
+            let mut record = emit.record;
+            if let Some(value) = &record.value {
+                let checked = match node.format {
+                    ValueFormat::Json => codec::json_to_avro(&port.schema.parsed, value).map(Some),
+                    ValueFormat::Avro => meshhost_sdk::avro::validate(&port.schema.parsed, value)
+                        .map(|_| None)
+                        .map_err(|e| e.to_string()),
+                };
+                match checked {
+                    Ok(Some(datum)) => record.value = Some(datum),
+                    Ok(None) => {}
+                    Err(error) => {
+                        out.dead_letter(origin, "encode", Some(&node.id), &format!("output {:?} does not match its declared schema: {error}", port.name))?;
+                        continue;
+                    }
+                }
+            }
+            emitted.push((emit.port as usize, Item { origin, record }));
+        }
+    }
+    Ok(emitted)
+}
+
+/// Sends one batch's records and dead letters, counting them against the batch.
+struct Outbox<'a> {
+    producer: &'a ThreadedProducer<DeliveryTracking>,
+    tracker: &'a Tracker,
+    seq: u64,
+    dead_letter_topic: Option<&'a str>,
+    batch: &'a [Consumed],
+    produced: u64,
+    dead_lettered: u64,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(producer: &'a ThreadedProducer<DeliveryTracking>, tracker: &'a Tracker, seq: u64, dead_letter_topic: Option<&'a str>, batch: &'a [Consumed]) -> Self {
+        Outbox { producer, tracker, seq, dead_letter_topic, batch, produced: 0, dead_lettered: 0 }
+    }
+
+    fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header], timestamp: Option<i64>) -> anyhow::Result<()> {
+        let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
+        for header in headers {
+            kafka_headers = kafka_headers.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, self.seq as usize).headers(kafka_headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(timestamp);
+        }
+        self.tracker.expect_delivery(self.seq);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // The producer's own thread is delivering; give it a moment.
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((error, _)) => {
+                    self.tracker.delivered(self.seq, Some(error.to_string()));
+                    anyhow::bail!("cannot produce to {topic}: {error}");
+                }
+            }
+        }
+        self.produced += 1;
+        Ok(())
+    }
+
+    /// Send the consumed record at `origin`, as it was read, to the dead-letter topic.
+    fn dead_letter(&mut self, origin: usize, stage: &str, processor: Option<&str>, error: &str) -> anyhow::Result<()> {
+        let consumed = &self.batch[origin];
+        tracing::debug!(topic = %consumed.topic, partition = consumed.partition, offset = consumed.offset, stage, error, "dead letter");
+        let Some(topic) = self.dead_letter_topic else {
+            anyhow::bail!(
+                "record {}/{}@{} failed at stage {stage}{}: {error}; no dead_letter topic is configured, so the pipeline stops rather than lose it",
+                consumed.topic,
+                consumed.partition,
+                consumed.offset,
+                processor.map(|p| format!(" in processor {p}")).unwrap_or_default()
+            );
+        };
+        let mut headers = consumed.headers.clone();
+        let mut add = |key: &str, value: String| headers.push(Header { key: key.to_string(), value: Some(value.into_bytes()) });
+        add("meshhost.error", error.to_string());
+        add("meshhost.stage", stage.to_string());
+        add("meshhost.processor", processor.unwrap_or("").to_string());
+        add("meshhost.source.topic", consumed.topic.clone());
+        add("meshhost.source.partition", consumed.partition.to_string());
+        add("meshhost.source.offset", consumed.offset.to_string());
+        let (key, value) = (consumed.key.clone(), consumed.value.clone());
+        self.send(topic, key.as_deref(), value.as_deref(), &headers, consumed.timestamp)?;
+        self.produced -= 1;
+        self.dead_lettered += 1;
+        Ok(())
+    }
+}
+
+/// Producer context that reports each delivery to the [`Tracker`].
+struct DeliveryTracking {
+    tracker: Arc<Tracker>,
+}
+
+impl ClientContext for DeliveryTracking {}
+
+impl ProducerContext for DeliveryTracking {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: usize) {
+        let error = result.as_ref().err().map(|(error, _)| error.to_string());
+        self.tracker.delivered(batch as u64, error);
+    }
+}
+
+/// Deliveries outstanding per batch, in consumption order.
+#[derive(Default)]
+struct Tracker {
+    state: Mutex<TrackerState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    /// Sequence number of `batches[0]`.
+    first: u64,
+    batches: VecDeque<BatchProgress>,
+    /// A delivery that failed for good: the run stops without committing past it.
+    failure: Option<String>,
+}
+
+struct BatchProgress {
+    pending: usize,
+    /// All sends of the batch were issued.
+    sealed: bool,
+    /// Next offset per partition, committable once the batch is complete.
+    offsets: Vec<((String, i32), i64)>,
+}
+
+impl Tracker {
+    fn begin(&self, offsets: Vec<((String, i32), i64)>) -> u64 {
+        let mut state = self.state.lock().unwrap();
+        state.batches.push_back(BatchProgress { pending: 0, sealed: false, offsets });
+        state.first + state.batches.len() as u64 - 1
+    }
+
+    fn expect_delivery(&self, seq: u64) {
+        let mut state = self.state.lock().unwrap();
+        let first = state.first;
+        state.batches[(seq - first) as usize].pending += 1;
+    }
+
+    fn delivered(&self, seq: u64, error: Option<String>) {
+        let mut state = self.state.lock().unwrap();
+        let first = state.first;
+        if let Some(batch) = state.batches.get_mut((seq - first) as usize) {
+            batch.pending -= 1;
+        }
+        if let Some(error) = error {
+            state.failure.get_or_insert(error);
+        }
+        self.changed.notify_all();
+    }
+
+    fn seal(&self, seq: u64) {
+        let mut state = self.state.lock().unwrap();
+        let first = state.first;
+        state.batches[(seq - first) as usize].sealed = true;
+        self.changed.notify_all();
+    }
+
+    /// Block while more than `max` batches are incomplete.
+    fn wait_for_room(&self, max: usize) {
+        let mut state = self.state.lock().unwrap();
+        loop {
+            let incomplete = state.batches.iter().filter(|b| !(b.sealed && b.pending == 0)).count();
+            if incomplete < max || state.failure.is_some() {
+                return;
+            }
+            state = self.changed.wait_timeout(state, Duration::from_millis(100)).unwrap().0;
+        }
+    }
+
+    /// Move the offsets of completed leading batches into `to_commit`.
+    fn collect_completed(&self, to_commit: &mut HashMap<(String, i32), i64>) -> anyhow::Result<()> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(failure) = &state.failure {
+            anyhow::bail!("a record could not be delivered: {failure}");
+        }
+        while state.batches.front().is_some_and(|b| b.sealed && b.pending == 0) {
+            let batch = state.batches.pop_front().unwrap();
+            state.first += 1;
+            for (partition, offset) in batch.offsets {
+                to_commit.insert(partition, offset);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,959 @@
+//! `mesh/filter`: keeps the records for which a CEL condition is true.
+//!
+//! ```yaml
+//! with:
+//!   condition: "year >= 2000 && 'drama' in genres"
+//! ```
+//!
+//! The condition's variables are the top-level fields of the input record. Per record only the
+//! fields the condition names are decoded (the others are skipped), and a kept record goes out
+//! untouched: same key, value bytes, headers and timestamp, on port `out`, whose schema is the
+//! input schema.
+//!
+//! Avro values reach CEL as: null → `null`, boolean → `bool`, int and long → `int`, float and
+//! double → `double`, string → `string`, bytes and fixed → `bytes`, enum → its symbol (a
+//! `string`), array → `list`, map → `map`, record → `map` keyed by field name, union → its
+//! branch's value, a logical type → its base value (`timestamp-millis` is an `int`).
+//!
+//! A result other than `true` or `false`, or an evaluation error (a missing map key, a type
+//! mismatch), sends the record to the dead-letter topic with the reason, as does a value that
+//! does not decode.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::types::{CelBool, CelBytes, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString};
+use cel::common::value::Val;
+use cel::{Context, Env, Program};
+use meshhost_sdk::avro::{self, Reader, Schema, Value};
+use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+
+/// The options `with:` accepts.
+const OPTIONS: &[&str] = &["condition"];
+
+/// Identifiers that name a function namespace rather than a variable (`optional.of(x)`).
+const NAMESPACES: &[&str] = &["optional", "math", "lists", "strings"];
+
+/// The filter of one processor instance.
+pub struct Filter {
+    program: Program,
+    schema: Schema,
+    /// The top-level fields of the input record, in schema order.
+    fields: Vec<avro::Field>,
+    /// For each field, whether the condition names it.
+    needed: Vec<bool>,
+    /// How many fields must be read: every field after the last needed one is left unread.
+    read: usize,
+    /// Holds the stdlib and, per record, the fields the condition names (rebound each time).
+    context: Context<'static, 'static>,
+}
+
+impl Filter {
+    /// Build the filter from its `with:` mapping and its input ports.
+    pub fn new(config: &serde_json::Value, inputs: &[InputPort]) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let empty = serde_json::Map::new();
+        let options = match config {
+            serde_json::Value::Object(options) => Some(options),
+            serde_json::Value::Null => Some(&empty),
+            other => {
+                errors.push(ConfigError::at(
+                    "",
+                    format!("`with` must be a mapping, got {}", json_kind(other)),
+                ));
+                None
+            }
+        };
+        if let Some(options) = options {
+            for key in options.keys().filter(|k| !OPTIONS.contains(&k.as_str())) {
+                errors.push(ConfigError::at(
+                    key.clone(),
+                    format!("unknown option; mesh/filter takes: {}", OPTIONS.join(", ")),
+                ));
+            }
+        }
+
+        let input = match inputs {
+            [input] => match meshhost_sdk::port_schema(input) {
+                Ok(schema) => match schema.root_record() {
+                    Some(record) => {
+                        let fields = record.fields.clone();
+                        Some((input, schema, fields))
+                    }
+                    None => {
+                        errors.push(ConfigError::at(
+                            "",
+                            format!(
+                                "input {:?}: mesh/filter needs a record schema, got {}",
+                                input.name,
+                                schema.resolve(&schema.root).describe()
+                            ),
+                        ));
+                        None
+                    }
+                },
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            _ => {
+                errors.push(ConfigError::at(
+                    "",
+                    format!("mesh/filter takes exactly one input, got {}", inputs.len()),
+                ));
+                None
+            }
+        };
+
+        let env = Arc::new(environment());
+        let program = match options.map(|o| o.get("condition")) {
+            None => None, // `with` itself is wrong
+            Some(None) => {
+                errors.push(ConfigError::at(
+                    "condition",
+                    "missing: give a CEL expression over the fields of the input record",
+                ));
+                None
+            }
+            Some(Some(serde_json::Value::String(source))) => match env.compile(source) {
+                Ok(program) => Some(program),
+                Err(e) => {
+                    let mut message = format!("not a valid CEL expression: {e}");
+                    if message.contains("invalid argument to has() macro") {
+                        message.push_str(
+                            "\n(has() tests a field of a record or a key of a map, as in `has(director.born)`; \
+                             compare a top-level field with null instead: `<field> != null`)",
+                        );
+                    }
+                    errors.push(ConfigError::at("condition", message));
+                    None
+                }
+            },
+            Some(Some(other)) => {
+                errors.push(ConfigError::at(
+                    "condition",
+                    format!("must be a string (a CEL expression), got {}", json_kind(other)),
+                ));
+                None
+            }
+        };
+
+        let (Some((input, schema, fields)), Some(program)) = (input, program) else {
+            return Err(errors);
+        };
+
+        // Bind every free variable of the condition to a field of the input record.
+        let mut needed = vec![false; fields.len()];
+        let references = References::of(program.expression());
+        for name in &references.variables {
+            if let Some(i) = fields.iter().position(|f| &f.name == name) {
+                needed[i] = true;
+            } else if env.types().find_type(name).is_none() {
+                errors.push(ConfigError::at(
+                    "condition",
+                    format!("no field {name:?} in input schema; fields are: {}", field_list(&fields)),
+                ));
+            }
+        }
+        for name in references.functions.iter().filter(|name| !declares(&env, name)) {
+            errors.push(ConfigError::at("condition", format!("unknown function {name:?}")));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let read = needed.iter().rposition(|&n| n).map_or(0, |i| i + 1);
+        let outputs = vec![OutputPort {
+            name: "out".into(),
+            schema: input.schema.clone(),
+        }];
+        let context = Context::with_env(env);
+        Ok((
+            Filter {
+                program,
+                schema,
+                fields,
+                needed,
+                read,
+                context,
+            },
+            outputs,
+        ))
+    }
+
+    /// Whether the record with this value is kept; `Err` says why it cannot be decided.
+    pub fn keep(&mut self, value: &[u8]) -> Result<bool, String> {
+        let mut reader = Reader::new(value);
+        for (field, &needed) in self.fields[..self.read].iter().zip(&self.needed) {
+            if needed {
+                let value =
+                    avro::decode(&self.schema, &field.ty, &mut reader).map_err(|e| undecodable(&field.name, &e))?;
+                self.context.add_variable_as_val(field.name.clone(), to_cel(value));
+            } else {
+                avro::skip(&self.schema, &field.ty, &mut reader).map_err(|e| undecodable(&field.name, &e))?;
+            }
+        }
+        match self.program.execute(&self.context) {
+            Ok(cel::Value::Bool(keep)) => Ok(keep),
+            Ok(other) => Err(format!(
+                "condition evaluated to {} {other:?}, not a bool",
+                other.type_of()
+            )),
+            Err(e) => Err(format!("condition failed: {e}")),
+        }
+    }
+}
+
+impl Processor for Filter {
+    fn init(config: serde_json::Value, inputs: Vec<InputPort>) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
+        Filter::new(&config, &inputs)
+    }
+
+    fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
+        for (i, record) in records.into_iter().enumerate() {
+            let i = i as u32;
+            let verdict = match &record.value {
+                None => Ok(true), // a tombstone passes through
+                Some(value) => self.keep(value),
+            };
+            match verdict {
+                Ok(true) => out.emit(0, i, record),
+                Ok(false) => {}
+                Err(reason) => out.fail(i, reason),
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+meshhost_sdk::export!(Filter);
+
+/// What a condition refers to: the variables it reads that no comprehension binds, and the
+/// functions it calls by name (`size`, `startsWith`, `math.greatest`), in order of first use.
+#[derive(Debug, Default, PartialEq)]
+struct References {
+    variables: Vec<String>,
+    functions: Vec<String>,
+}
+
+impl References {
+    fn of(expr: &IdedExpr) -> References {
+        let mut refs = References::default();
+        refs.walk(expr, &mut Vec::new());
+        refs
+    }
+
+    fn walk(&mut self, expr: &IdedExpr, bound: &mut Vec<String>) {
+        match &expr.expr {
+            Expr::Unspecified | Expr::Literal(_) => {}
+            Expr::Ident(name) => {
+                // `@result` and the like are the accumulators of expanded macros
+                if !name.starts_with('@') && !bound.contains(name) {
+                    push_new(&mut self.variables, name);
+                }
+            }
+            Expr::Select(select) => self.walk(&select.operand, bound),
+            Expr::Call(call) => {
+                let namespace = call.target.as_deref().and_then(|target| match &target.expr {
+                    Expr::Ident(name) if NAMESPACES.contains(&name.as_str()) && !bound.contains(name) => Some(name),
+                    _ => None,
+                });
+                match namespace {
+                    // `optional.of(x)`: a namespaced function, not a method of a variable
+                    Some(namespace) => push_new(&mut self.functions, &format!("{namespace}.{}", call.func_name)),
+                    None => {
+                        // Operators (`_+_`, `!_`, `@in`) are not names a person writes.
+                        if call.func_name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                            push_new(&mut self.functions, &call.func_name);
+                        }
+                        if let Some(target) = &call.target {
+                            self.walk(target, bound);
+                        }
+                    }
+                }
+                for arg in &call.args {
+                    self.walk(arg, bound);
+                }
+            }
+            Expr::List(list) => {
+                for element in &list.elements {
+                    self.walk(element, bound);
+                }
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    self.walk_entry(&entry.expr, bound);
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    self.walk_entry(&entry.expr, bound);
+                }
+            }
+            Expr::Comprehension(c) => {
+                self.walk(&c.iter_range, bound);
+                self.walk(&c.accu_init, bound);
+                let depth = bound.len();
+                bound.push(c.iter_var.clone());
+                bound.extend(c.iter_var2.clone());
+                bound.push(c.accu_var.clone());
+                self.walk(&c.loop_cond, bound);
+                self.walk(&c.loop_step, bound);
+                self.walk(&c.result, bound);
+                bound.truncate(depth);
+            }
+        }
+    }
+
+    fn walk_entry(&mut self, entry: &EntryExpr, bound: &mut Vec<String>) {
+        match entry {
+            EntryExpr::StructField(field) => self.walk(&field.value, bound),
+            EntryExpr::MapEntry(entry) => {
+                self.walk(&entry.key, bound);
+                self.walk(&entry.value, bound);
+            }
+        }
+    }
+}
+
+fn push_new(list: &mut Vec<String>, name: &str) {
+    if !list.iter().any(|n| n == name) {
+        list.push(name.to_owned());
+    }
+}
+
+/// The CEL environment conditions run in: the standard library (`matches` included) and the
+/// strings, math and lists extensions.
+fn environment() -> Env {
+    let mut env = Env::stdlib();
+    for extension in [cel::extensions::strings, cel::extensions::math, cel::extensions::lists] {
+        env.add_extension(extension).expect("the extensions do not overlap");
+    }
+    env
+}
+
+/// Whether `env` declares a function called `name`.
+fn declares(env: &Arc<Env>, name: &str) -> bool {
+    // cel has no public look-up: adding a function of a declared name is refused.
+    Context::with_env(Arc::clone(env)).add_function(name, || 0i64).is_err()
+}
+
+/// A decoded Avro value as a CEL value.
+fn to_cel(value: Value) -> Box<dyn Val> {
+    match value {
+        Value::Null => Box::new(CelNull),
+        Value::Boolean(b) => Box::new(CelBool::from(b)),
+        Value::Int(i) => Box::new(CelInt::from(i64::from(i))),
+        Value::Long(l) => Box::new(CelInt::from(l)),
+        // The double nearest the float's shortest decimal form, so `rating == 0.1` holds for a
+        // float written as 0.1 (widening 0.1f32 would give 0.10000000149011612).
+        Value::Float(f) => Box::new(CelDouble::from(f.to_string().parse::<f64>().unwrap_or(f64::from(f)))),
+        Value::Double(d) => Box::new(CelDouble::from(d)),
+        Value::Bytes(b) | Value::Fixed(b) => Box::new(CelBytes::from(b)),
+        Value::String(s) | Value::Enum(_, s) => Box::new(CelString::from(s)),
+        Value::Array(items) => Box::new(CelList::from(items.into_iter().map(to_cel).collect::<Vec<_>>())),
+        Value::Map(entries) | Value::Record(entries) => Box::new(CelMap::from(
+            entries
+                .into_iter()
+                .map(|(k, v)| (CelMapKey::from(k), to_cel(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
+        Value::Union(_, value) => to_cel(*value),
+    }
+}
+
+/// Why a value does not decode, at the top-level field `field`.
+fn undecodable(field: &str, e: &avro::DatumError) -> String {
+    let inner = e.path();
+    let separator = if inner.is_empty() || inner.starts_with('[') {
+        ""
+    } else {
+        "."
+    };
+    let at = e.offset().map_or_else(String::new, |o| format!(" at byte {o}"));
+    format!(
+        "value does not decode as the input schema: field \"{field}{separator}{inner}\": {}{at}",
+        e.kind()
+    )
+}
+
+fn field_list(fields: &[avro::Field]) -> String {
+    fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshhost_sdk::Header;
+    use serde_json::json;
+
+    const SCHEMA: &str = r#"{"type": "record", "name": "Movie", "namespace": "test", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "synopsis", "type": "string"},
+        {"name": "title", "type": "string"},
+        {"name": "year", "type": "int"},
+        {"name": "rating", "type": "float"},
+        {"name": "released", "type": "boolean"},
+        {"name": "subtitle", "type": ["null", "string"], "default": null},
+        {"name": "director", "type": {"type": "record", "name": "Person", "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "born", "type": ["null", "int"], "default": null}]}},
+        {"name": "producer", "type": ["null", "Person"], "default": null},
+        {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["DRAMA", "COMEDY", "HORROR"]}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "scores", "type": {"type": "map", "values": "double"}},
+        {"name": "cast", "type": {"type": "array", "items": "Person"}},
+        {"name": "poster", "type": "bytes"},
+        {"name": "checksum", "type": {"type": "fixed", "name": "Md5", "size": 4}},
+        {"name": "updated", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+    ]}"#;
+
+    fn person(name: &str, born: Option<i32>) -> Value {
+        Value::Record(vec![
+            ("name".into(), Value::String(name.into())),
+            (
+                "born".into(),
+                born.map_or(Value::Union(0, Box::new(Value::Null)), |y| {
+                    Value::Union(1, Box::new(Value::Int(y)))
+                }),
+            ),
+        ])
+    }
+
+    /// Alien, with `changes` applied to its fields.
+    fn movie(changes: &[(&str, Value)]) -> Value {
+        let mut fields: Vec<(String, Value)> = vec![
+            ("id".into(), Value::Long(1)),
+            (
+                "synopsis".into(),
+                Value::String("In space no one can hear you scream.".into()),
+            ),
+            ("title".into(), Value::String("Alien".into())),
+            ("year".into(), Value::Int(1979)),
+            ("rating".into(), Value::Float(8.5)),
+            ("released".into(), Value::Boolean(true)),
+            ("subtitle".into(), Value::Union(0, Box::new(Value::Null))),
+            ("director".into(), person("Ridley Scott", Some(1937))),
+            ("producer".into(), Value::Union(0, Box::new(Value::Null))),
+            ("genre".into(), Value::Enum(2, "HORROR".into())),
+            (
+                "tags".into(),
+                Value::Array(vec![Value::String("space".into()), Value::String("monster".into())]),
+            ),
+            (
+                "scores".into(),
+                Value::Map(vec![
+                    ("imdb".into(), Value::Double(8.5)),
+                    ("rt".into(), Value::Double(9.3)),
+                ]),
+            ),
+            (
+                "cast".into(),
+                Value::Array(vec![person("Sigourney Weaver", Some(1949)), person("John Hurt", None)]),
+            ),
+            ("poster".into(), Value::Bytes(vec![0, 1, 2])),
+            ("checksum".into(), Value::Fixed(vec![1, 2, 3, 4])),
+            ("updated".into(), Value::Long(1_700_000_000_000)),
+        ];
+        for (name, value) in changes {
+            let field = fields
+                .iter_mut()
+                .find(|(n, _)| n == name)
+                .expect("a field of the schema");
+            field.1 = value.clone();
+        }
+        Value::Record(fields)
+    }
+
+    fn encode(value: &Value) -> Vec<u8> {
+        let schema = Schema::parse(SCHEMA).unwrap();
+        let mut out = Vec::new();
+        avro::encode(&schema, &schema.root, value, &mut out).unwrap();
+        out
+    }
+
+    fn input(schema: &str) -> InputPort {
+        InputPort {
+            name: "movies".into(),
+            schema: schema.into(),
+        }
+    }
+
+    fn filter(condition: &str) -> Filter {
+        match Filter::init(json!({ "condition": condition }), vec![input(SCHEMA)]) {
+            Ok((filter, outputs)) => {
+                assert_eq!(outputs.len(), 1);
+                assert_eq!(outputs[0].name, "out");
+                assert_eq!(outputs[0].schema, SCHEMA);
+                filter
+            }
+            Err(errors) => panic!(
+                "{condition}: {}",
+                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+            ),
+        }
+    }
+
+    fn init_errors(config: serde_json::Value, inputs: Vec<InputPort>) -> Vec<String> {
+        match Filter::init(config, inputs) {
+            Ok(_) => panic!("init succeeded"),
+            Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Runs `condition` over one record: `Ok(kept)` or the failure reason.
+    fn run(condition: &str, value: &Value) -> Result<bool, String> {
+        run_bytes(condition, encode(value))
+    }
+
+    fn run_bytes(condition: &str, bytes: Vec<u8>) -> Result<bool, String> {
+        let mut f = filter(condition);
+        let mut out = Output::default();
+        f.process(0, vec![Record::from_value(bytes.clone())], &mut out);
+        match (out.emitted(), out.failures()) {
+            ([], []) => Ok(false),
+            ([emit], []) => {
+                assert_eq!((emit.port, emit.origin), (0, 0));
+                assert_eq!(
+                    emit.record.value.as_deref(),
+                    Some(&bytes[..]),
+                    "the record goes out untouched"
+                );
+                Ok(true)
+            }
+            ([], [failure]) => {
+                assert_eq!(failure.index, 0);
+                Err(failure.reason.clone())
+            }
+            other => panic!("{condition}: unexpected output {other:?}"),
+        }
+    }
+
+    fn keeps(condition: &str, value: &Value) -> bool {
+        run(condition, value).unwrap_or_else(|reason| panic!("{condition}: failed: {reason}"))
+    }
+
+    #[test]
+    fn int_conditions() {
+        let alien = movie(&[]);
+        assert!(keeps("year == 1979", &alien));
+        assert!(keeps("year < 2000 && id == 1", &alien));
+        assert!(!keeps("year >= 2000", &alien));
+        assert!(keeps("year >= 2000", &movie(&[("year", Value::Int(2019))])));
+        assert!(keeps("year % 2 == 1 && year - 1900 == 79", &alien));
+        assert!(keeps("id == -7", &movie(&[("id", Value::Long(-7))])));
+    }
+
+    #[test]
+    fn string_conditions() {
+        let alien = movie(&[]);
+        assert!(keeps("title == 'Alien'", &alien));
+        assert!(keeps(r#"title == "Alien""#, &alien));
+        assert!(!keeps("title == 'Aliens'", &alien));
+        assert!(keeps("title.startsWith('Al') && size(title) == 5", &alien));
+        assert!(keeps("title.contains('lie') && !title.endsWith('s')", &alien));
+        assert!(keeps("title.matches('^A.*n$')", &alien));
+        assert!(keeps("title < 'Blade Runner'", &alien));
+    }
+
+    #[test]
+    fn boolean_conditions() {
+        assert!(keeps("released", &movie(&[])));
+        assert!(!keeps("!released", &movie(&[])));
+        assert!(keeps("!released", &movie(&[("released", Value::Boolean(false))])));
+        assert!(keeps("released || year > 3000", &movie(&[])));
+    }
+
+    #[test]
+    fn float_and_logical_conditions() {
+        let alien = movie(&[("rating", Value::Float(0.1))]);
+        assert!(
+            keeps("rating == 0.1", &alien),
+            "a float compares as the decimal it was written as"
+        );
+        assert!(keeps("rating < 0.5", &alien));
+        assert!(keeps("rating > 8.0", &movie(&[])));
+        assert!(
+            keeps("updated > 1600000000000", &movie(&[])),
+            "timestamp-millis is its long"
+        );
+    }
+
+    #[test]
+    fn nullable_union_conditions() {
+        let without = movie(&[]);
+        let with = movie(&[(
+            "subtitle",
+            Value::Union(1, Box::new(Value::String("The 8th Passenger".into()))),
+        )]);
+        assert!(!keeps("subtitle != null", &without));
+        assert!(keeps("subtitle == null", &without));
+        assert!(keeps("subtitle != null", &with));
+        assert!(keeps("subtitle != null && subtitle.startsWith('The')", &with));
+        assert!(!keeps("subtitle != null && subtitle.startsWith('The')", &without));
+        assert!(keeps("subtitle == 'The 8th Passenger'", &with));
+        // A nested nullable field: present in the map, so has() is true; compare with null.
+        assert!(keeps("has(director.born) && director.born == 1937", &without));
+        assert!(keeps("cast[1].born == null", &without));
+    }
+
+    #[test]
+    fn nested_record_conditions() {
+        let alien = movie(&[]);
+        assert!(keeps("director.name == 'Ridley Scott'", &alien));
+        assert!(!keeps("director.name == 'James Cameron'", &alien));
+        assert!(keeps("director['name'].startsWith('Ridley')", &alien));
+        assert!(!keeps("producer != null && producer.name == 'Walter Hill'", &alien));
+        let produced = movie(&[("producer", Value::Union(1, Box::new(person("Walter Hill", Some(1942)))))]);
+        assert!(keeps("producer != null && producer.name == 'Walter Hill'", &produced));
+        assert!(keeps(
+            "cast.exists(p, p.name == 'Sigourney Weaver' && p.born < 1950)",
+            &alien
+        ));
+        assert!(keeps("cast.all(p, p.name != director.name)", &alien));
+    }
+
+    #[test]
+    fn enum_conditions() {
+        assert!(keeps("genre == 'HORROR'", &movie(&[])));
+        assert!(!keeps("genre == 'DRAMA'", &movie(&[])));
+        assert!(keeps(
+            "genre in ['HORROR', 'COMEDY']",
+            &movie(&[("genre", Value::Enum(1, "COMEDY".into()))])
+        ));
+    }
+
+    #[test]
+    fn array_conditions() {
+        let alien = movie(&[]);
+        assert!(keeps("'space' in tags", &alien));
+        assert!(!keeps("'western' in tags", &alien));
+        assert!(keeps("size(tags) == 2 && tags[0] == 'space'", &alien));
+        assert!(keeps("tags.exists(t, t.startsWith('mon'))", &alien));
+        assert!(!keeps("tags.all(t, t.size() > 5)", &alien));
+        assert!(keeps("tags.filter(t, t != 'space') == ['monster']", &alien));
+        assert!(keeps("size(tags) == 0", &movie(&[("tags", Value::Array(vec![]))])));
+    }
+
+    #[test]
+    fn map_conditions() {
+        let alien = movie(&[]);
+        assert!(keeps("'imdb' in scores", &alien));
+        assert!(!keeps("'metacritic' in scores", &alien));
+        assert!(keeps("scores['rt'] > 9.0 && scores.imdb == 8.5", &alien));
+        assert!(keeps("has(scores.rt)", &alien));
+        assert!(keeps("scores.exists(k, k == 'rt')", &alien));
+        // A missing key is an evaluation error: the record fails rather than being dropped.
+        let reason = run("scores['metacritic'] > 80.0", &alien).unwrap_err();
+        assert_eq!(reason, "condition failed: No such key: metacritic");
+    }
+
+    #[test]
+    fn bytes_and_fixed_conditions() {
+        let alien = movie(&[]);
+        assert!(keeps("size(poster) == 3 && poster == b'\\x00\\x01\\x02'", &alien));
+        assert!(keeps("checksum == b'\\x01\\x02\\x03\\x04'", &alien));
+    }
+
+    #[test]
+    fn comprehension_variables_are_not_fields() {
+        // `t` and `year` are bound by the comprehension: not looked up in the schema
+        assert!(keeps("tags.exists(t, t == 'space')", &movie(&[])));
+        assert!(keeps("[1, 2].all(year, year < 3) && year == 1979", &movie(&[])));
+    }
+
+    #[test]
+    fn extension_functions() {
+        let alien = movie(&[]);
+        assert!(keeps(
+            "title.lowerAscii() == 'alien' && title.upperAscii().charAt(1) == 'L'",
+            &alien
+        ));
+        assert!(keeps("'%s (%d)'.format([title, year]) == 'Alien (1979)'", &alien));
+        assert!(keeps(
+            "math.greatest(year, 2000) == 2000 && math.abs(-id) == id",
+            &alien
+        ));
+        assert!(keeps(
+            "tags.sort() == ['monster', 'space'] && tags.join(',') == 'space,monster'",
+            &alien
+        ));
+        assert!(keeps(
+            "lists.range(2) == [0, 1] && strings.quote(title) == '\"Alien\"'",
+            &alien
+        ));
+        assert!(keeps(
+            "optional.of(year).hasValue() && scores[?'metacritic'].orValue(0.0) == 0.0",
+            &alien
+        ));
+    }
+
+    #[test]
+    fn type_names_are_not_fields() {
+        assert!(keeps("type(year) == int && type(title) == string", &movie(&[])));
+        assert!(keeps("int(rating) == 8 && string(year) == '1979'", &movie(&[])));
+    }
+
+    #[test]
+    fn only_the_named_fields_are_decoded() {
+        let f = filter("year > 1970 && title != ''");
+        let named: Vec<&str> = f
+            .fields
+            .iter()
+            .zip(&f.needed)
+            .filter(|(_, &n)| n)
+            .map(|(f, _)| f.name.as_str())
+            .collect();
+        assert_eq!(named, ["title", "year"]);
+        assert_eq!(f.read, 4, "fields after `year` are not read");
+
+        // A field after a big string and a big array is found by skipping them.
+        let big = movie(&[
+            ("synopsis", Value::String("x".repeat(1 << 20))),
+            (
+                "tags",
+                Value::Array((0..10_000).map(|i| Value::String(format!("tag{i}"))).collect()),
+            ),
+        ]);
+        assert!(keeps("year == 1979", &big));
+        assert!(keeps("poster == b'\\x00\\x01\\x02'", &big));
+        assert!(keeps("'tag9999' in tags && checksum == b'\\x01\\x02\\x03\\x04'", &big));
+
+        // Bytes after the last named field are not read.
+        let mut truncated = encode(&movie(&[]));
+        let year_end = 1 + 1 + 36 + 1 + 5 + 2; // id, synopsis, title, year
+        truncated.truncate(year_end);
+        assert_eq!(run_bytes("year == 1979", truncated.clone()), Ok(true));
+        let reason = run_bytes("rating > 1.0", truncated).unwrap_err();
+        assert_eq!(reason, format!("value does not decode as the input schema: field \"rating\": unexpected end of datum at byte {year_end}"));
+    }
+
+    #[test]
+    fn an_undecodable_value_fails() {
+        // title is a string of length 100 with 3 bytes after it
+        let mut bytes = encode(&movie(&[]));
+        bytes.truncate(1 + 1 + 36);
+        bytes.extend_from_slice(&[200, 1, b'a', b'b', b'c']);
+        let reason = run_bytes("title == 'x'", bytes.clone()).unwrap_err();
+        assert!(
+            reason.starts_with("value does not decode as the input schema: field \"title\": "),
+            "{reason}"
+        );
+        // A bad nested value: the reason names the path inside the field.
+        let mut bytes = encode(&movie(&[]));
+        let at = bytes.windows(12).position(|w| w == b"Ridley Scott").unwrap();
+        bytes[at] = 0xff;
+        let reason = run_bytes("director.name == 'x'", bytes).unwrap_err();
+        assert_eq!(reason, format!("value does not decode as the input schema: field \"director.name\": string is not valid UTF-8 at byte {}", at - 1));
+        let reason = run_bytes("year == 1", vec![]).unwrap_err();
+        assert_eq!(
+            reason,
+            "value does not decode as the input schema: field \"id\": unexpected end of datum at byte 0"
+        );
+    }
+
+    #[test]
+    fn non_bool_results_and_evaluation_errors_fail_the_record() {
+        let alien = movie(&[]);
+        assert_eq!(
+            run("year + 1", &alien),
+            Err("condition evaluated to int Int(1980), not a bool".into())
+        );
+        assert_eq!(
+            run("subtitle", &alien),
+            Err("condition evaluated to null Null, not a bool".into())
+        );
+        assert_eq!(
+            run("title > 3", &alien),
+            Err("condition failed: found no matching overload for '_>_' applied to '(string, int)'".into())
+        );
+        assert_eq!(
+            run("director.age > 3", &alien),
+            Err("condition failed: No such key: age".into())
+        );
+        assert_eq!(
+            run("subtitle.size() > 3", &alien),
+            Err("condition failed: found no matching overload for 'size' applied to 'null_type.()'".into())
+        );
+        assert_eq!(
+            run("tags[5] == 'x'", &alien),
+            Err("condition failed: Index out of bounds: Int(5)".into())
+        );
+        assert_eq!(
+            run("year / 0 == 1", &alien),
+            Err("condition failed: Division by zero of Int(1979)".into())
+        );
+    }
+
+    type Parts = (
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+        Option<i64>,
+    );
+
+    fn parts(r: &Record) -> Parts {
+        let headers = r.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect();
+        (r.key.clone(), r.value.clone(), headers, r.timestamp)
+    }
+
+    #[test]
+    fn kept_records_go_out_untouched_and_tombstones_pass() {
+        let mut f = filter("year >= 2000");
+        let old = encode(&movie(&[]));
+        let new = encode(&movie(&[("year", Value::Int(2019))]));
+        let kept = Record {
+            key: Some(b"k2".to_vec()),
+            value: Some(new.clone()),
+            headers: vec![
+                Header {
+                    key: "h".into(),
+                    value: Some(b"v".to_vec()),
+                },
+                Header {
+                    key: "n".into(),
+                    value: None,
+                },
+            ],
+            timestamp: Some(42),
+        };
+        let tombstone = Record {
+            key: Some(b"k3".to_vec()),
+            value: None,
+            headers: vec![],
+            timestamp: Some(7),
+        };
+        let records = vec![
+            Record::from_value(old),
+            kept.clone(),
+            tombstone.clone(),
+            Record::from_value(vec![1]),
+        ];
+        let mut out = Output::default();
+        f.process(0, records, &mut out);
+        let emitted: Vec<_> = out
+            .emitted()
+            .iter()
+            .map(|e| (e.port, e.origin, parts(&e.record)))
+            .collect();
+        assert_eq!(emitted, [(0, 1, parts(&kept)), (0, 2, parts(&tombstone))]);
+        assert_eq!(out.failures().len(), 1);
+        assert_eq!(out.failures()[0].index, 3);
+
+        // The filter is reusable across batches.
+        let mut out = Output::default();
+        f.process(0, vec![Record::from_value(new)], &mut out);
+        assert_eq!(out.emitted().len(), 1);
+    }
+
+    #[test]
+    fn bad_conditions_are_config_errors() {
+        let unknown = init_errors(json!({ "condition": "yeer > 2000" }), vec![input(SCHEMA)]);
+        assert_eq!(
+            unknown,
+            ["condition: no field \"yeer\" in input schema; fields are: id, synopsis, title, year, rating, released, \
+              subtitle, director, producer, genre, tags, scores, cast, poster, checksum, updated"]
+        );
+        let two = init_errors(json!({ "condition": "a == 1 && year > 1 && b" }), vec![input(SCHEMA)]);
+        assert_eq!(two.len(), 2);
+        assert!(two[0].starts_with("condition: no field \"a\" in input schema;"));
+        assert!(two[1].starts_with("condition: no field \"b\" in input schema;"));
+
+        assert_eq!(
+            init_errors(
+                json!({ "condition": "title.startWith('A') || size(tags) > 0" }),
+                vec![input(SCHEMA)]
+            ),
+            ["condition: unknown function \"startWith\""]
+        );
+        assert_eq!(
+            init_errors(json!({ "condition": "tags.exists(t)" }), vec![input(SCHEMA)]),
+            [
+                "condition: no field \"t\" in input schema; fields are: id, synopsis, title, year, rating, released, \
+              subtitle, director, producer, genre, tags, scores, cast, poster, checksum, updated",
+                "condition: unknown function \"exists\""
+            ]
+        );
+        let has = init_errors(json!({ "condition": "has(subtitle)" }), vec![input(SCHEMA)]);
+        assert_eq!(
+            has,
+            [
+                "condition: not a valid CEL expression: ERROR: <input>:1:5: invalid argument to has() macro\n\
+              | has(subtitle)\n\
+              | ....^\n\
+              (has() tests a field of a record or a key of a map, as in `has(director.born)`; \
+              compare a top-level field with null instead: `<field> != null`)"
+            ]
+        );
+
+        let parse = init_errors(json!({ "condition": "year >" }), vec![input(SCHEMA)]);
+        assert_eq!(parse.len(), 1);
+        assert!(
+            parse[0].starts_with("condition: not a valid CEL expression: ERROR: <input>:1:"),
+            "{}",
+            parse[0]
+        );
+
+        assert_eq!(
+            init_errors(json!({}), vec![input(SCHEMA)]),
+            ["condition: missing: give a CEL expression over the fields of the input record"]
+        );
+        assert_eq!(
+            init_errors(json!({ "condition": true }), vec![input(SCHEMA)]),
+            ["condition: must be a string (a CEL expression), got a boolean"]
+        );
+        assert_eq!(
+            init_errors(json!({ "condition": "year > 1", "limit": 3 }), vec![input(SCHEMA)]),
+            ["limit: unknown option; mesh/filter takes: condition"]
+        );
+        assert_eq!(
+            init_errors(json!("year > 1"), vec![input(SCHEMA)]),
+            ["`with` must be a mapping, got a string"]
+        );
+    }
+
+    #[test]
+    fn inputs_must_be_one_record() {
+        assert_eq!(
+            init_errors(json!({ "condition": "true" }), vec![input(SCHEMA), input(SCHEMA)]),
+            ["mesh/filter takes exactly one input, got 2"]
+        );
+        assert_eq!(
+            init_errors(json!({ "condition": "true" }), vec![]),
+            ["mesh/filter takes exactly one input, got 0"]
+        );
+        assert_eq!(
+            init_errors(json!({ "condition": "true" }), vec![input(r#""string""#)]),
+            ["input \"movies\": mesh/filter needs a record schema, got string"]
+        );
+        let bad = init_errors(json!({ "condition": "true" }), vec![input("{")]);
+        assert_eq!(bad.len(), 1);
+        assert!(
+            bad[0].starts_with("input \"movies\": invalid Avro schema"),
+            "{}",
+            bad[0]
+        );
+        // Every problem at once.
+        assert_eq!(init_errors(json!({ "x": 1 }), vec![]).len(), 3);
+    }
+
+    #[test]
+    fn a_constant_condition_reads_nothing() {
+        let f = filter("true");
+        assert_eq!(f.read, 0);
+        assert_eq!(run_bytes("true", vec![]), Ok(true));
+        assert_eq!(run_bytes("1 == 2", vec![]), Ok(false));
+    }
+}

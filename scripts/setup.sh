@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install what building and testing meshhost needs, when missing: the wasm32-wasip2 target
+# (plugins are built for it) and the broker (scripts/broker.sh install).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+scripts/broker.sh install

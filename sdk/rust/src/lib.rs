@@ -1,0 +1,80 @@
+//! Write meshhost processors in Rust.
+//!
+//! A processor is a struct that implements [`Processor`], exported with one line:
+//!
+//! ```ignore
+//! use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+//!
+//! struct Identity;
+//!
+//! impl Processor for Identity {
+//!     fn init(_config: serde_json::Value, inputs: Vec<InputPort>) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
+//!         let schema = inputs[0].schema.clone();
+//!         Ok((Identity, vec![OutputPort { name: "out".into(), schema }]))
+//!     }
+//!     fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
+//!         for (i, record) in records.into_iter().enumerate() {
+//!             out.emit(0, i as u32, record);
+//!         }
+//!     }
+//! }
+//!
+//! meshhost_sdk::export!(Identity);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`: the `.wasm` is the component.
+//! [`avro`] reads and writes the Avro datums that records carry, field by field.
+
+pub mod avro;
+mod guest;
+
+pub use guest::{port_schema, Output, Processor};
+pub use bindings::meshhost::processor::log::{log, Level};
+pub use bindings::meshhost::processor::types::{
+    ConfigError, Header, InputPort, OutputPort, Record, ValueFormat,
+};
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin",
+        default_bindings_module: "meshhost_sdk::bindings",
+    });
+}
+
+#[doc(hidden)]
+pub use guest::{init as __init, process as __process};
+
+/// Export a [`Processor`] implementation as the component's `processor` interface.
+#[macro_export]
+macro_rules! export {
+    ($processor:ty) => {
+        const _: () = {
+            struct MeshhostGuest;
+
+            impl $crate::bindings::exports::meshhost::processor::processor::Guest for MeshhostGuest {
+                fn init(
+                    config: ::std::string::String,
+                    inputs: ::std::vec::Vec<$crate::InputPort>,
+                ) -> ::std::result::Result<
+                    $crate::bindings::meshhost::processor::types::InitResult,
+                    ::std::vec::Vec<$crate::ConfigError>,
+                > {
+                    $crate::__init::<$processor>(config, inputs)
+                }
+
+                fn process(
+                    input: u32,
+                    records: ::std::vec::Vec<$crate::Record>,
+                ) -> $crate::bindings::meshhost::processor::types::BatchResult {
+                    $crate::__process::<$processor>(input, records)
+                }
+            }
+
+            $crate::bindings::__export_plugin!(MeshhostGuest with_types_in $crate::bindings);
+        };
+    };
+}

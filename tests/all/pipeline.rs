@@ -1,0 +1,248 @@
+//! `meshhost run` end to end: Kafka → Wasm processors → Kafka.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::movies::{self, decode, Movie, FILTER_AND_PROJECTION, SLIM_SCHEMA};
+use crate::support::*;
+
+/// Topics for one test: input (3 partitions), output, dead letters.
+struct Topics {
+    input: String,
+    output: String,
+    dead_letter: String,
+}
+
+fn topics(name: &str) -> Topics {
+    let topics = Topics { input: unique(&format!("{name}-in")), output: unique(&format!("{name}-out")), dead_letter: unique(&format!("{name}-dlq")) };
+    create_topic(&topics.input, 3);
+    create_topic(&topics.output, 3);
+    create_topic(&topics.dead_letter, 1);
+    topics
+}
+
+fn produce_movies(topic: &str, movies: &[Movie]) {
+    let records: Vec<_> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
+    produce(topic, &records);
+}
+
+/// The expected output of the filter + projection pipeline, by key.
+fn expected_slim(movies: &[Movie]) -> BTreeMap<Vec<u8>, apache_avro::types::Value> {
+    movies.iter().filter(|m| m.is_recent_us()).map(|m| (m.key(), m.slim())).collect()
+}
+
+/// Assert equal record sets, naming the keys that differ rather than dumping both sides.
+fn assert_same(actual: &BTreeMap<Vec<u8>, apache_avro::types::Value>, expected: &BTreeMap<Vec<u8>, apache_avro::types::Value>) {
+    let name = |k: &Vec<u8>| String::from_utf8_lossy(k).into_owned();
+    let missing: Vec<String> = expected.keys().filter(|k| !actual.contains_key(*k)).map(name).collect();
+    let extra: Vec<String> = actual.keys().filter(|k| !expected.contains_key(*k)).map(name).collect();
+    let different: Vec<String> =
+        expected.iter().filter(|(k, v)| actual.get(*k).is_some_and(|a| a != *v)).map(|(k, _)| name(k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && different.is_empty(),
+        "output differs: missing {missing:?}, unexpected {extra:?}, different values {different:?}"
+    );
+}
+
+fn by_key(records: &[TestRecord], schema: &str) -> BTreeMap<Vec<u8>, apache_avro::types::Value> {
+    let mut out = BTreeMap::new();
+    for record in records {
+        let key = record.key.clone().expect("output keeps the key");
+        let previous = out.insert(key.clone(), decode(schema, record.value.as_deref().expect("a value")));
+        assert!(previous.is_none(), "key {} appears twice in the output", String::from_utf8_lossy(&key));
+    }
+    out
+}
+
+/// Wait until meshhost committed every offset of `topic`, so nothing is left in flight.
+fn wait_for_commits(group: &str, topic: &str) {
+    let end = end_offsets(topic);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed = committed_offsets(group, topic);
+        if end.iter().all(|(p, o)| committed.get(p) == Some(o)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "committed offsets {committed:?} never reached the ends {end:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn avro_through_filter_and_projection_gives_exact_records() {
+    let topics = topics("e2e");
+    let movies = movies::movies(300);
+    produce_movies(&topics.input, &movies);
+    let dir = PipelineDir::new();
+    let name = unique("e2e");
+    let pipeline = movies::pipeline(&dir, &name, &topics.input, FILTER_AND_PROJECTION, "slim", &topics.output, &topics.dead_letter);
+
+    let run = start_run(&pipeline);
+    let expected = expected_slim(&movies);
+    let output = read(&topics.output, expected.len(), Duration::from_secs(60));
+    wait_for_commits(&format!("meshhost-{name}"), &topics.input);
+    assert_clean_exit(&run.stop());
+
+    assert_same(&by_key(&output, SLIM_SCHEMA), &expected);
+    // Keys keep their partition: same key, same partitioner, same partition count.
+    let input = read(&topics.input, movies.len(), Duration::from_secs(30));
+    for record in &output {
+        let source = input.iter().find(|r| r.key == record.key).unwrap();
+        assert_eq!(record.partition, source.partition);
+    }
+    assert!(read(&topics.dead_letter, 1, Duration::from_secs(1)).is_empty(), "no dead letters expected");
+}
+
+#[test]
+fn malformed_values_go_to_dead_letters_and_nothing_is_lost() {
+    let topics = topics("dlq");
+    let movies = movies::movies(60);
+    let truncated = movies[1].avro()[..5].to_vec();
+    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+    let mut bad = Vec::new();
+    for (i, movie) in movies.iter().enumerate() {
+        records.push((Some(movie.key()), Some(movie.avro())));
+        if i % 20 == 7 {
+            let value = if i == 7 { b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff".to_vec() } else { truncated.clone() };
+            let key = format!("bad-{i}").into_bytes();
+            bad.push((key.clone(), value.clone()));
+            records.push((Some(key), Some(value)));
+        }
+    }
+    produce(&topics.input, &records);
+    let dir = PipelineDir::new();
+    let name = unique("dlq");
+    let pipeline = movies::pipeline(&dir, &name, &topics.input, FILTER_AND_PROJECTION, "slim", &topics.output, &topics.dead_letter);
+
+    let run = start_run(&pipeline);
+    let expected = expected_slim(&movies);
+    let output = read(&topics.output, expected.len(), Duration::from_secs(60));
+    let dead = read(&topics.dead_letter, bad.len(), Duration::from_secs(30));
+    wait_for_commits(&format!("meshhost-{name}"), &topics.input);
+    assert_clean_exit(&run.stop());
+
+    assert_same(&by_key(&output, SLIM_SCHEMA), &expected);
+    let mut dead_by_key: BTreeMap<Vec<u8>, &TestRecord> = BTreeMap::new();
+    for record in &dead {
+        dead_by_key.insert(record.key.clone().unwrap(), record);
+    }
+    assert_eq!(dead_by_key.len(), bad.len(), "{dead:#?}");
+    let input = read(&topics.input, records.len(), Duration::from_secs(30));
+    for (key, value) in &bad {
+        let record = dead_by_key[key];
+        assert_eq!(record.value.as_ref(), Some(value), "original bytes kept");
+        assert_eq!(record.header("origin").as_deref(), Some("test"), "original headers kept");
+        assert_eq!(record.header("meshhost.stage").as_deref(), Some("decode"));
+        assert_eq!(record.header("meshhost.processor").as_deref(), Some(""));
+        assert_eq!(record.header("meshhost.source.topic").as_deref(), Some(topics.input.as_str()));
+        let error = record.header("meshhost.error").unwrap();
+        assert!(error.contains("not an Avro datum"), "{error}");
+        let source = input.iter().find(|r| r.key.as_ref() == Some(key)).unwrap();
+        assert_eq!(record.header("meshhost.source.partition"), Some(source.partition.to_string()));
+        let offset: i64 = record.header("meshhost.source.offset").unwrap().parse().unwrap();
+        let at_offset = read_at(&topics.input, source.partition, offset);
+        assert_eq!(at_offset.key.as_ref(), Some(key));
+    }
+}
+
+fn read_at(topic: &str, partition: i32, offset: i64) -> TestRecord {
+    // Read the partition and index by position: offsets of a fresh topic start at 0.
+    let all: Vec<TestRecord> = read(topic, usize::MAX, Duration::from_secs(3)).into_iter().filter(|r| r.partition == partition).collect();
+    all[offset as usize].clone()
+}
+
+/// A pipeline whose only processor is a test plugin given by path.
+fn test_plugin_pipeline(dir: &PipelineDir, name: &str, topics: &Topics, plugin: &str, limits: &str) -> std::path::PathBuf {
+    let processors = format!("\n  test:\n    uses: {plugin}\n    inputs: [movies]\n{limits}");
+    movies::pipeline(dir, name, &topics.input, &processors, "test", &topics.output, &topics.dead_letter)
+}
+
+fn poisoned_movies(marker: &str, poisoned: &[i64]) -> Vec<Movie> {
+    let mut movies = movies::movies(40);
+    for movie in &mut movies {
+        if poisoned.contains(&movie.id) {
+            movie.title = format!("{marker} {}", movie.id);
+        }
+    }
+    movies
+}
+
+fn assert_poison_dead_lettered(topics: &Topics, movies: &[Movie], poisoned: &[i64], error_contains: &str) {
+    // Compared decoded: apache-avro writes map entries in hash order, so bytes may differ.
+    let expected: BTreeMap<Vec<u8>, apache_avro::types::Value> = movies
+        .iter()
+        .filter(|m| !poisoned.contains(&m.id))
+        .map(|m| (m.key(), decode(movies::MOVIE_SCHEMA, &m.avro())))
+        .collect();
+    let output = read_all(&topics.output, expected.len(), Duration::from_secs(90));
+    assert_same(&by_key(&output, movies::MOVIE_SCHEMA), &expected);
+    let dead = read_all(&topics.dead_letter, poisoned.len(), Duration::from_secs(30));
+    let mut dead_keys: Vec<Vec<u8>> = dead.iter().map(|r| r.key.clone().unwrap()).collect();
+    dead_keys.sort();
+    let mut poisoned_keys: Vec<Vec<u8>> = movies.iter().filter(|m| poisoned.contains(&m.id)).map(Movie::key).collect();
+    poisoned_keys.sort();
+    assert_eq!(dead_keys, poisoned_keys, "exactly the poisoned records are dead letters");
+    for record in &dead {
+        assert_eq!(record.header("meshhost.stage").as_deref(), Some("process"));
+        assert_eq!(record.header("meshhost.processor").as_deref(), Some("test"));
+        let error = record.header("meshhost.error").unwrap();
+        assert!(error.contains(error_contains), "{error}");
+    }
+}
+
+#[test]
+fn a_trapping_plugin_loses_only_its_poison_records() {
+    let topics = topics("trap");
+    let poisoned = [3, 17, 18];
+    let movies = poisoned_movies("TRAP", &poisoned);
+    produce_movies(&topics.input, &movies);
+    let dir = PipelineDir::new();
+    let pipeline = test_plugin_pipeline(&dir, &unique("trap"), &topics, TRAP_PLUGIN, "");
+    let run = start_run(&pipeline);
+    assert_poison_dead_lettered(&topics, &movies, &poisoned, "poison record");
+    // The host survived and still processes records that come later.
+    let later = movies::movies(45)[40..].to_vec();
+    produce_movies(&topics.input, &later);
+    let output = read(&topics.output, movies.len() - poisoned.len() + later.len(), Duration::from_secs(60));
+    assert_eq!(output.len(), movies.len() - poisoned.len() + later.len());
+    assert_clean_exit(&run.stop());
+}
+
+#[test]
+fn a_plugin_that_loops_forever_hits_its_deadline() {
+    let topics = topics("spin");
+    let poisoned = [5];
+    let movies = poisoned_movies("SPIN", &poisoned);
+    produce_movies(&topics.input, &movies);
+    let dir = PipelineDir::new();
+    let pipeline = test_plugin_pipeline(&dir, &unique("spin"), &topics, SPIN_PLUGIN, "    limits:\n      timeout_ms: 300\n");
+    let run = start_run(&pipeline);
+    assert_poison_dead_lettered(&topics, &movies, &poisoned, "CPU deadline");
+    assert_clean_exit(&run.stop());
+}
+
+#[test]
+fn sigterm_mid_stream_then_rerun_gives_every_record_exactly_once() {
+    let topics = topics("restart");
+    let movies = movies::movies(20_000);
+    produce_movies(&topics.input, &movies);
+    let dir = PipelineDir::new();
+    let name = unique("restart");
+    let pipeline = movies::pipeline(&dir, &name, &topics.input, FILTER_AND_PROJECTION, "slim", &topics.output, &topics.dead_letter);
+    let expected = expected_slim(&movies);
+
+    let run = start_run(&pipeline);
+    let first = read(&topics.output, 1, Duration::from_secs(60));
+    assert!(!first.is_empty(), "the first run produced nothing");
+    let stopped = run.stop();
+    assert_clean_exit(&stopped);
+    let after_first = read_all(&topics.output, 1, Duration::from_secs(10)).len();
+    eprintln!("first run wrote {after_first} of {} records before SIGTERM", expected.len());
+
+    let run = start_run(&pipeline);
+    read(&topics.output, expected.len(), Duration::from_secs(120));
+    wait_for_commits(&format!("meshhost-{name}"), &topics.input);
+    assert_clean_exit(&run.stop());
+    let output = read_all(&topics.output, expected.len(), Duration::from_secs(10));
+    assert_same(&by_key(&output, SLIM_SCHEMA), &expected);
+}

@@ -1,0 +1,294 @@
+//! Test support: the broker, topics, producing and reading records, running `meshhost`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+pub const MESHHOST: &str = env!("CARGO_BIN_EXE_meshhost");
+pub const TRAP_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_TRAP");
+pub const SPIN_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_SPIN");
+
+/// The broker's address: `MESHHOST_TEST_BROKER`, or a broker this test run starts itself
+/// with `scripts/broker.sh` (so a plain `cargo test` works too).
+pub fn broker() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(address) = std::env::var("MESHHOST_TEST_BROKER") {
+            return address;
+        }
+        let port = "19092";
+        let status = Command::new(workspace().join("scripts/broker.sh"))
+            .args(["start", port])
+            .status()
+            .expect("run scripts/broker.sh");
+        assert!(status.success(), "scripts/broker.sh start failed");
+        format!("127.0.0.1:{port}")
+    })
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A name no other test (or earlier run on the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker()).create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let runtime = block_on(admin.create_topics([&topic], &AdminOptions::new()));
+    for result in runtime.expect("create_topics") {
+        result.unwrap_or_else(|(topic, code)| panic!("create topic {topic}: {code}"));
+    }
+    // Wait until the topic's metadata is visible with all its partitions.
+    let consumer = consumer();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metadata = consumer.fetch_metadata(Some(name), Duration::from_secs(5)).expect("metadata");
+        if metadata.topics().first().is_some_and(|t| t.error().is_none() && t.partitions().len() == partitions as usize) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {name} did not appear");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A record to produce or that was read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TestRecord {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TestRecord {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Produce `(key, value)` pairs; the partition is the key's (murmur2, as meshhost's producer).
+pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (key, value) in records {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(OwnedHeaders::new().insert(Header { key: "origin", value: Some("test") }));
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = value {
+            record = record.payload(value.as_slice());
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn consumer() -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// Read every record of `topic` from the beginning until `count` were read (or `timeout`).
+pub fn read(topic: &str, count: usize, timeout: Duration) -> Vec<TestRecord> {
+    let consumer = consumer();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while records.len() < count && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("consume");
+            records.push(TestRecord {
+                partition: message.partition(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    records
+}
+
+/// Read until the topic has been quiet for `quiet` after at least `count` records, to catch
+/// records that should not be there.
+pub fn read_all(topic: &str, count: usize, timeout: Duration) -> Vec<TestRecord> {
+    let mut records = read(topic, count, timeout);
+    std::thread::sleep(Duration::from_millis(500));
+    let again = read(topic, usize::MAX, Duration::from_secs(3));
+    if again.len() > records.len() {
+        records = again;
+    }
+    records
+}
+
+/// High watermark of each partition.
+pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
+    let consumer = consumer();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(5)).expect("watermarks").1))
+        .collect()
+}
+
+/// Offsets committed by consumer group `group` on `topic`.
+pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in end_offsets(topic).keys() {
+        list.add_partition(topic, *partition);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), match e.offset() { Offset::Offset(o) => o, _ => -1 }))
+        .collect()
+}
+
+/// A pipeline file written to a temporary directory, with the schema files it names.
+pub struct PipelineDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl PipelineDir {
+    pub fn new() -> PipelineDir {
+        PipelineDir { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+/// A running `meshhost run`; its log goes to a file (a pipe nobody reads would block it).
+pub struct Running {
+    child: Option<Child>,
+    log: tempfile::NamedTempFile,
+}
+
+/// How a run ended.
+pub struct Stopped {
+    pub status: std::process::ExitStatus,
+    pub log: String,
+}
+
+pub fn start_run(pipeline: &Path) -> Running {
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let child = Command::new(MESHHOST)
+        .args(["run", pipeline.to_str().unwrap(), "--bootstrap-servers", broker()])
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("start meshhost");
+    Running { child: Some(child), log }
+}
+
+impl Running {
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) -> Stopped {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("meshhost did not stop within 60 s of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Stopped { status, log: self.log_text() }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Assert a stopped run exited 0, showing its log otherwise.
+pub fn assert_clean_exit(stopped: &Stopped) {
+    assert!(stopped.status.success(), "meshhost exited with {:?}\nlog:\n{}", stopped.status, stopped.log);
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    // The admin client's futures complete on librdkafka's own threads; a trivial executor is enough.
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(50)),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! A test plugin that panics (a Wasm trap) on any record whose value contains the bytes
+//! `TRAP`, and passes every other record through unchanged.
+
+use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+
+struct Trap;
+
+impl Processor for Trap {
+    fn init(_config: serde_json::Value, inputs: Vec<InputPort>) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
+        let schema = inputs[0].schema.clone();
+        Ok((Trap, vec![OutputPort { name: "out".into(), schema }]))
+    }
+
+    fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
+        for (i, record) in records.into_iter().enumerate() {
+            if record.value.as_deref().is_some_and(|v| v.windows(4).any(|w| w == b"TRAP")) {
+                panic!("poison record at index {i}");
+            }
+            out.emit(0, i as u32, record);
+        }
+    }
+}
+
+meshhost_sdk::export!(Trap);
