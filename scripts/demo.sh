@@ -30,7 +30,7 @@ echo "== meshhost validate demo/pipeline.yaml"
 meshhost validate demo/pipeline.yaml
 
 echo "== meshhost run demo/pipeline.yaml"
-MESHHOST_LOG=warn meshhost run demo/pipeline.yaml &
+MESHHOST_LOG=warn "$BIN" run demo/pipeline.yaml &
 RUN_PID=$!
 
 echo "== movies-us (US movies since 2000, projected):"

@@ -15,9 +15,9 @@ use super::Value;
 /// is small in a wasm guest).
 pub const MAX_DEPTH: usize = 200;
 
-/// Array or map items that encode to zero bytes (null, empty records) that one datum may hold
-/// beyond one per byte of input: enough for real data, too few to make a tiny datum decode into
-/// gigabytes.
+/// How many array or map items one datum may hold beyond one per byte of input. Only items that
+/// encode to zero bytes (null, empty records) can use it: enough for real data, too few to let
+/// a tiny datum decode into gigabytes.
 const ZERO_SIZE_ALLOWANCE: usize = 1 << 16;
 
 /// What is wrong with a datum (or with a value given to [`encode`]).
@@ -183,8 +183,8 @@ impl fmt::Display for Path {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    /// How many more zero-byte array/map items this datum may hold (see [`ZERO_SIZE_ALLOWANCE`]).
-    zero_size_budget: usize,
+    /// How many more array/map items this datum may hold (see [`ZERO_SIZE_ALLOWANCE`]).
+    item_budget: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -193,7 +193,7 @@ impl<'a> Reader<'a> {
         Reader {
             buf,
             pos: 0,
-            zero_size_budget: buf.len().saturating_add(ZERO_SIZE_ALLOWANCE),
+            item_budget: buf.len().saturating_add(ZERO_SIZE_ALLOWANCE),
         }
     }
 
@@ -367,9 +367,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an array or map block header: the item count (0 ends the array or map) and, when
-    /// the writer gave one (negative count), the block's size in bytes. `min_item` is the
-    /// fewest bytes one item can take; the count is checked against what remains.
-    fn read_block(&mut self, min_item: usize) -> Result<(usize, Option<usize>), DatumError> {
+    /// the writer gave one (negative count), the block's size in bytes.
+    ///
+    /// A count larger than the bytes left is an error unless items can take no bytes at all
+    /// (`can_be_empty`, asked only then, as it costs a walk of the item type). Every count is
+    /// also charged to the datum's item budget: items that take bytes can never exhaust it, so
+    /// it only limits empty ones, which would otherwise let a few bytes stand for billions.
+    fn read_block(
+        &mut self,
+        can_be_empty: impl FnOnce() -> bool,
+    ) -> Result<(usize, Option<usize>), DatumError> {
         let start = self.pos;
         let count = self.read_long()?;
         if count == 0 {
@@ -382,20 +389,14 @@ impl<'a> Reader<'a> {
         };
         let count = count.unsigned_abs();
         let remaining = self.remaining();
-        let too_many = match size.unwrap_or(remaining).checked_div(min_item) {
-            Some(room) => count > room as u64,
-            None if count > self.zero_size_budget as u64 => true,
-            None => {
-                self.zero_size_budget -= count as usize;
-                false
-            }
-        };
-        if too_many {
+        let room = size.unwrap_or(remaining);
+        if count > self.item_budget as u64 || (count > room as u64 && !can_be_empty()) {
             return Err(DatumError::at(
                 DatumErrorKind::CountTooLarge { count, remaining },
                 start,
             ));
         }
+        self.item_budget -= count as usize;
         Ok((count as usize, size))
     }
 }
@@ -420,7 +421,9 @@ pub(crate) fn encoding_type<'s>(
     }
 }
 
-/// The fewest bytes a value of `ty` can take (used to bound item counts).
+/// A lower bound on the bytes a value of `ty` takes, used to bound item counts: exact for
+/// fixed-size types, 0 for types that can encode to nothing, else 1 (any varint, length,
+/// count or index takes a byte). Cheap, as it runs for every array and map.
 fn min_size(schema: &Schema, ty: &AvroType, depth: usize) -> usize {
     let Ok(ty) = encoding_type(schema, ty) else {
         return 0;
@@ -430,15 +433,14 @@ fn min_size(schema: &Schema, ty: &AvroType, depth: usize) -> usize {
         AvroType::Float => 4,
         AvroType::Double => 8,
         AvroType::Fixed(f) => f.size,
-        // Records are usually small and shallow; a cap keeps a pathological schema cheap, and
-        // under-estimating only loosens the check.
-        AvroType::Record(r) if depth < 8 => r
-            .fields
-            .iter()
-            .map(|f| min_size(schema, &f.ty, depth + 1))
-            .fold(0, usize::saturating_add),
+        // A record can be empty only if all its fields can; the first that cannot settles it.
+        // The depth cap keeps a pathological schema cheap (0 only loosens the check).
+        AvroType::Record(r) if depth < 8 => usize::from(
+            r.fields
+                .iter()
+                .any(|f| min_size(schema, &f.ty, depth + 1) > 0),
+        ),
         AvroType::Record(_) => 0,
-        // Everything else starts with at least one byte (varint, length, count, index).
         _ => 1,
     }
 }
@@ -489,15 +491,28 @@ pub fn field_ranges(
     record: &RecordType,
     bytes: &[u8],
 ) -> Result<Vec<Range<usize>>, DatumError> {
-    let mut r = Reader::new(bytes);
     let mut ranges = Vec::with_capacity(record.fields.len());
+    field_ranges_into(schema, record, bytes, &mut ranges)?;
+    Ok(ranges)
+}
+
+/// [`field_ranges`] into a vector the caller reuses across records (it is cleared first),
+/// saving an allocation per record.
+pub fn field_ranges_into(
+    schema: &Schema,
+    record: &RecordType,
+    bytes: &[u8],
+    ranges: &mut Vec<Range<usize>>,
+) -> Result<(), DatumError> {
+    ranges.clear();
+    ranges.reserve(record.fields.len());
+    let mut r = Reader::new(bytes);
     for field in &record.fields {
         let start = r.pos;
         walk_inline::<false>(schema, &field.ty, &mut r, 1).map_err(|e| e.in_field(&field.name))?;
         ranges.push(start..r.pos);
     }
-    expect_end(&r)?;
-    Ok(ranges)
+    expect_end(&r)
 }
 
 /// [`walk`], with the common primitive types handled in line: saves a call per field of a flat
@@ -570,7 +585,7 @@ fn walk<const STRICT: bool>(
             AvroType::Array(items) => {
                 // Resolved once here, not once per item.
                 let items = encoding_type(schema, items).map_err(|e| e.with_offset(r.pos))?;
-                let min = min_size(schema, items, 0);
+                let can_be_empty = || min_size(schema, items, 0) == 0;
                 let constant = if STRICT {
                     None
                 } else {
@@ -578,15 +593,14 @@ fn walk<const STRICT: bool>(
                 };
                 let mut index = 0;
                 loop {
-                    let (count, size) = r.read_block(min)?;
+                    let (count, size) = r.read_block(can_be_empty)?;
                     if count == 0 {
                         return Ok(());
                     }
                     if let (false, Some(size)) = (STRICT, size) {
                         r.advance(size)?;
                     } else if let Some(n) = constant {
-                        // count * n <= remaining, checked by read_block.
-                        r.advance(count * n)?;
+                        r.advance(count.saturating_mul(n))?;
                     } else {
                         let start = r.pos;
                         for _ in 0..count {
@@ -600,9 +614,10 @@ fn walk<const STRICT: bool>(
             }
             AvroType::Map(values) => {
                 let values = encoding_type(schema, values).map_err(|e| e.with_offset(r.pos))?;
-                let min = 1 + min_size(schema, values, 0);
                 loop {
-                    let (count, size) = r.read_block(min)?;
+                    // Map entries are never empty: the key's length takes a byte.
+                    // Map entries are never empty: the key's length takes a byte.
+                    let (count, size) = r.read_block(|| false)?;
                     if count == 0 {
                         return Ok(());
                     }
@@ -722,10 +737,10 @@ fn decode_array(
     depth: usize,
 ) -> Result<Value, DatumError> {
     let items_ty = encoding_type(schema, items_ty).map_err(|e| e.with_offset(r.pos))?;
-    let min = min_size(schema, items_ty, 0);
+    let can_be_empty = || min_size(schema, items_ty, 0) == 0;
     let mut items = Vec::new();
     loop {
-        let (count, size) = r.read_block(min)?;
+        let (count, size) = r.read_block(can_be_empty)?;
         if count == 0 {
             return Ok(Value::Array(items));
         }
@@ -748,10 +763,10 @@ fn decode_map(
     depth: usize,
 ) -> Result<Value, DatumError> {
     let values_ty = encoding_type(schema, values_ty).map_err(|e| e.with_offset(r.pos))?;
-    let min = 1 + min_size(schema, values_ty, 0);
     let mut entries = Vec::new();
     loop {
-        let (count, size) = r.read_block(min)?;
+        // Map entries are never empty: the key's length takes a byte.
+        let (count, size) = r.read_block(|| false)?;
         if count == 0 {
             return Ok(Value::Map(entries));
         }
@@ -1398,6 +1413,9 @@ pub(crate) mod tests {
             assert_eq!(ranges.first().unwrap().start, 0);
             assert_eq!(ranges.last().unwrap().end, bytes.len());
             assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+            let mut reused = vec![0..1; 20];
+            field_ranges_into(&ours, record, &bytes, &mut reused).unwrap();
+            assert_eq!(reused, ranges);
 
             // Project to a new order, with the definition of "actor" now after a use of it.
             let order = [8, 1, 3, 0, 7, 5];

@@ -383,18 +383,19 @@ fn union_from_json(
             _ => None,
         }
     };
-    let mut candidates: Vec<(u8, usize)> = branches
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| pass(b).map(|p| (p, i)))
-        .collect();
-    candidates.sort_unstable();
+    let mut tried = 0;
     let mut first_error = None;
-    for &(_, i) in &candidates {
-        match from_json_at(schema, &branches[i], json, depth) {
-            Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
-            Err(e) => {
-                first_error.get_or_insert(e);
+    for round in 0..2 {
+        for (i, branch) in branches.iter().enumerate() {
+            if pass(branch) != Some(round) {
+                continue;
+            }
+            tried += 1;
+            match from_json_at(schema, branch, json, depth) {
+                Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
     }
@@ -402,7 +403,7 @@ fn union_from_json(
         let names: Vec<String> = branches.iter().map(AvroType::describe).collect();
         format!("[{}]", names.join(", "))
     };
-    match (candidates.len(), first_error) {
+    match (tried, first_error) {
         // One plausible branch: its own error says the most.
         (1, Some(e)) => Err(e),
         (0, _) => Err(JsonError::new(format!(

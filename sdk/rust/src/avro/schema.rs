@@ -249,7 +249,7 @@ impl Schema {
     /// A schema whose root is `root`, which may use (through [`AvroType::Ref`]) the named types
     /// of `context`. Only the named types reachable from `root` are kept, so `root` may reuse a
     /// name of `context` (e.g. an output record named like the input record).
-    pub fn with_root(root: AvroType, context: &Schema) -> Result<Schema, SchemaError> {
+    pub fn from_root(root: AvroType, context: &Schema) -> Result<Schema, SchemaError> {
         let mut named = NamedTypes::default();
         // Definitions inside `root` win over `context`'s, so collect them first.
         collect_definitions(&root, &mut named)?;
@@ -296,7 +296,7 @@ impl Schema {
             doc: None,
             fields,
         }));
-        Schema::with_root(root, context)
+        Schema::from_root(root, context)
     }
 
     /// The schema as JSON text. Each named type is written in full at its first use and by full
@@ -358,10 +358,7 @@ fn gather_records<'a>(ty: &'a AvroType, out: &mut Vec<&'a RecordType>) {
 
 /// Adds every named type defined inline in `ty` to `named`; the same name defined twice
 /// differently is an error.
-fn collect_definitions(
-    ty: &AvroType,
-    named: &mut NamedTypes,
-) -> Result<(), SchemaError> {
+fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), SchemaError> {
     let mut define = |name: &str, def: &AvroType| -> Result<bool, SchemaError> {
         match named.get(name) {
             Some(existing) if existing == def => Ok(false),
@@ -1219,6 +1216,17 @@ mod tests {
         apache_avro::Schema::parse_str(&text).unwrap();
         // Re-serializing the re-parsed schema is stable.
         assert_eq!(Schema::parse(&again.to_json()).unwrap(), again);
+
+        // Any root works, not only records.
+        let list = Schema::from_root(
+            AvroType::Array(Box::new(AvroType::Ref("ns.actor".into()))),
+            &input,
+        )
+        .unwrap();
+        let again = Schema::parse(&list.to_json()).unwrap();
+        assert!(
+            matches!(&again.root, AvroType::Array(items) if matches!(&**items, AvroType::Record(a) if a.name == "ns.actor"))
+        );
 
         // Only the named types it reaches are kept.
         let out = Schema::record("small", vec![rec.fields[2].clone()], &input).unwrap();
