@@ -70,8 +70,9 @@ fn main() {
         let version = package_version(&workspace.join(dir).join("Cargo.toml"));
         writeln!(
             stock,
-            "    StockPlugin {{ name: {name:?}, version: {version:?}, bytes: include_bytes!({:?}) }},",
-            wasm(package)
+            "    StockPlugin {{ name: {name:?}, version: {version:?}, bytes: include_bytes!({:?}), manifest: include_str!({:?}) }},",
+            wasm(package),
+            workspace.join(dir).join("plugin.toml")
         )
         .unwrap();
     }

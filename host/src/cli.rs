@@ -71,6 +71,19 @@ pub enum Command {
         #[arg(long, default_value_t = 3.0)]
         idle_seconds: f64,
     },
+    /// Write PIPELINE.lock: the exact version and digest of every plugin the pipeline uses.
+    Lock {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Plugin registry directory, overriding the file.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+    /// Publish, list, inspect, verify and yank plugins in a registry directory.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Check a pipeline offline: the file, every plugin and every edge's schema. Exit 2 if invalid.
     Validate {
         /// The pipeline file.
@@ -78,6 +91,52 @@ pub enum Command {
         /// Plugin registry directory, overriding the file.
         #[arg(long)]
         registry: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Publish a component under the name and version of its manifest.
+    Publish {
+        /// The component (.wasm).
+        component: PathBuf,
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+        /// The plugin manifest; default: plugin.toml beside the component.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Publish the stock plugins built into this meshhost.
+    PublishStock {
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// List the plugins and versions in a registry.
+    List {
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// Show a plugin's versions, digests, sizes, WIT version, exports and options.
+    Inspect {
+        /// NAMESPACE/NAME, or NAMESPACE/NAME@REQUIREMENT for the version it resolves to.
+        plugin: String,
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// Recompute every digest in a registry; exit 1 on any mismatch.
+    Verify {
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// Yank NAME@VERSION: new resolutions skip it, existing lock files still load it.
+    Yank {
+        /// NAMESPACE/NAME@VERSION (exact).
+        plugin: String,
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+        /// Un-yank instead.
+        #[arg(long)]
+        undo: bool,
     },
 }
 
@@ -102,7 +161,10 @@ pub fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Invalid(problems)) => {
-            eprintln!("error: invalid pipeline\n{problems}");
+            match problems.0.as_slice() {
+                [only] if only.path.is_empty() => eprintln!("error: {}", only.message),
+                _ => eprintln!("error: invalid pipeline\n{problems}"),
+            }
             ExitCode::from(EXIT_INVALID)
         }
         Err(CliError::Failed(error)) => {
@@ -155,6 +217,36 @@ fn execute(command: Command) -> Result<(), CliError> {
             crate::topic_io::consume(&bootstrap_servers, &topic, schema.as_ref(), max, idle, std::io::stdout().lock())?;
             Ok(())
         }
+        Command::Lock { pipeline, registry } => {
+            let mut config = PipelineConfig::load(&pipeline)?;
+            if registry.is_some() {
+                config.registry = registry;
+            }
+            let mut lock = crate::registry::LockFile { version: 1, plugins: Vec::new() };
+            let mut problems = Problems::default();
+            for (id, processor) in &config.processors {
+                if lock.entry(&processor.uses).is_some() {
+                    continue;
+                }
+                let resolved = crate::config::PluginRef::parse(&processor.uses, &config.base_dir)
+                    .and_then(|plugin| crate::registry::resolve(&processor.uses, &plugin, config.registry.as_deref(), None));
+                match resolved {
+                    Ok(resolved) => {
+                        println!("{} -> {} {}", processor.uses, resolved.label, resolved.locked.digest);
+                        lock.plugins.push(resolved.locked);
+                    }
+                    Err(message) => problems.push(&format!("processors.{id}.uses"), message),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(problems.into());
+            }
+            let path = crate::registry::LockFile::path_for(&pipeline);
+            std::fs::write(&path, lock.to_toml()).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::Plugin { command } => crate::cli_plugin::execute(command),
         Command::Run { pipeline, bootstrap_servers, registry } => {
             let engine = PluginEngine::new()?;
             let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;

@@ -19,6 +19,7 @@
 //! - [`codec`]: record values at the pipeline's edges (Avro, JSON).
 
 pub mod cli;
+mod cli_plugin;
 pub mod codec;
 pub mod config;
 pub mod plugin;

@@ -3,5 +3,6 @@
 
 mod movies;
 mod pipeline;
+mod registry;
 mod support;
 mod validate;

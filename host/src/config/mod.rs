@@ -34,6 +34,8 @@ pub struct PipelineConfig {
     pub dead_letter: Option<DeadLetterConfig>,
     /// The directory of the pipeline file: relative paths in it are relative to this.
     pub base_dir: PathBuf,
+    /// The lock file beside the pipeline file, if any: the exact plugin behind each `uses:`.
+    pub lock: Option<crate::registry::LockFile>,
     /// Ids whose settings could not be read (already reported): references to them are not
     /// reported again as unknown.
     pub unreadable_ids: Vec<String>,
@@ -195,7 +197,16 @@ impl PipelineConfig {
         };
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
-        Self::parse_partial(&text, &base_dir)
+        let (mut config, mut problems) = Self::parse_partial(&text, &base_dir);
+        match crate::registry::LockFile::read_for(path) {
+            Ok(lock) => {
+                if let Some(config) = &mut config {
+                    config.lock = lock;
+                }
+            }
+            Err(message) => problems.push("", message),
+        }
+        (config, problems)
     }
 
     /// Check a pipeline file's text; relative paths are resolved against `base_dir`.
@@ -227,6 +238,7 @@ impl PipelineConfig {
             dead_letter: None,
             base_dir: base_dir.to_path_buf(),
             unreadable_ids: Vec::new(),
+            lock: None,
         };
         let mut saw_name = false;
         for (key, value) in top {

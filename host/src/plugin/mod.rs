@@ -144,6 +144,32 @@ impl PluginEngine {
         self.cache_dir.as_ref().map(|dir| dir.join(format!("{digest}-{engine_hash:016x}.cwasm")))
     }
 
+    /// Check that `bytes` are a component exporting a compatible meshhost processor interface
+    /// whose imports meshhost provides, and list its exports. Compiles it (into the cache).
+    pub fn describe(&self, label: &str, bytes: &[u8]) -> Result<ComponentInfo, String> {
+        match bytes.get(0..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(format!(
+                    "{label} is a core Wasm module, not a component: build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+                ))
+            }
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            _ => return Err(format!("{label} is not a WebAssembly component (it lacks the component header)")),
+        }
+        let digest = hex(&Sha256::digest(bytes));
+        let component = self.compile(&digest, bytes).map_err(|e| format!("{label}: {e:#}"))?;
+        let exports: Vec<String> =
+            component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let wit = exports.iter().find(|name| is_compatible_processor(name)).cloned().ok_or_else(|| {
+            format!(
+                "{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.1.x); its exports are: {}",
+                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+            )
+        })?;
+        self.load(label, bytes).map_err(|e| format!("{e:#}"))?;
+        Ok(ComponentInfo { wit, exports })
+    }
+
     /// Skip the on-disk cache (tests and benchmarks of compile time).
     pub fn without_disk_cache(mut self: Arc<Self>) -> Arc<Self> {
         if let Some(engine) = Arc::get_mut(&mut self) {
@@ -151,6 +177,26 @@ impl PluginEngine {
         }
         self
     }
+}
+
+/// The interface every processor exports.
+pub const PROCESSOR_INTERFACE: &str = "meshhost:processor/processor@0.1.0";
+
+/// What a component exports, as checked by [`PluginEngine::describe`].
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    /// The processor interface it exports, with its version.
+    pub wit: String,
+    /// All its exports.
+    pub exports: Vec<String>,
+}
+
+/// `meshhost:processor/processor@0.1.x`: the same 0.1 minor is compatible (semver for 0.x).
+fn is_compatible_processor(export: &str) -> bool {
+    export
+        .strip_prefix("meshhost:processor/processor@")
+        .and_then(|version| semver::Version::parse(version).ok())
+        .is_some_and(|version| version.major == 0 && version.minor == 1)
 }
 
 /// wasmtime has its own error type; the CLI reports `anyhow` chains.

@@ -9,6 +9,8 @@ pub struct StockPlugin {
     pub version: &'static str,
     /// The component.
     pub bytes: &'static [u8],
+    /// Its `plugin.toml`.
+    pub manifest: &'static str,
 }
 
 include!(concat!(env!("OUT_DIR"), "/stock_plugins.rs"));

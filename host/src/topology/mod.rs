@@ -105,7 +105,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
             Ok(plugin_ref) => plugin_ref,
             Err(_) => continue, // reported by the config check
         };
-        let plugin = crate::registry::resolve(&plugin_ref, config.registry.as_deref())
+        let plugin = crate::registry::resolve(&processor.uses, &plugin_ref, config.registry.as_deref(), config.lock.as_ref())
             .and_then(|resolved| engine.load(&resolved.label, &resolved.bytes).map_err(|e| format!("{e:#}")));
         let plugin = match plugin {
             Ok(plugin) => plugin,

@@ -1,0 +1,121 @@
+//! `meshhost plugin ...`: the registry from the command line.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::{CliError, PluginCommand};
+use crate::config::Problems;
+use crate::plugin::PluginEngine;
+use crate::registry::{Manifest, Published, Registry};
+
+pub fn execute(command: PluginCommand) -> Result<(), CliError> {
+    match command {
+        PluginCommand::Publish { component, registry, manifest } => {
+            let manifest_path = manifest.unwrap_or_else(|| component.with_file_name("plugin.toml"));
+            let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+                invalid(format!("cannot read the manifest {}: {e} (give one with --manifest)", manifest_path.display()))
+            })?;
+            let manifest = Manifest::parse(&manifest_text).map_err(|e| invalid(format!("{}: {e}", manifest_path.display())))?;
+            let bytes = std::fs::read(&component).with_context(|| format!("cannot read {}", component.display()))?;
+            publish(&registry, &bytes, manifest)
+        }
+        PluginCommand::PublishStock { registry } => {
+            for stock in crate::plugin::stock::ALL {
+                let manifest = Manifest::parse(stock.manifest).map_err(invalid)?;
+                publish(&registry, stock.bytes, manifest)?;
+            }
+            Ok(())
+        }
+        PluginCommand::List { registry } => {
+            let registry = Registry::open(&registry);
+            for name in registry.names() {
+                let versions = registry.versions(&name).map_err(invalid)?;
+                let list: Vec<String> = versions
+                    .iter()
+                    .map(|v| if v.yanked { format!("{} (yanked)", v.version) } else { v.version.to_string() })
+                    .collect();
+                println!("{name} {}", list.join(", "));
+            }
+            Ok(())
+        }
+        PluginCommand::Inspect { plugin, registry } => {
+            let registry = Registry::open(&registry);
+            let (name, requirement) = match plugin.split_once('@') {
+                Some((name, requirement)) => (name, Some(semver::VersionReq::parse(requirement).map_err(|e| invalid(format!("bad version requirement {requirement:?}: {e}")))?)),
+                None => (plugin.as_str(), None),
+            };
+            let versions = registry.versions(name).map_err(invalid)?;
+            if versions.is_empty() {
+                return Err(invalid(format!("no plugin named {name:?} in registry {}", registry.root().display())));
+            }
+            let shown: Vec<_> = match &requirement {
+                None => versions.iter().collect(),
+                Some(requirement) => {
+                    let found = registry.find(name, requirement).map_err(invalid)?.ok_or_else(|| {
+                        let list: Vec<String> = versions.iter().map(|v| v.version.to_string()).collect();
+                        invalid(format!("no version of {name} matches {requirement}; available: {}", list.join(", ")))
+                    })?;
+                    versions.iter().filter(|v| v.version == found.version).collect()
+                }
+            };
+            println!("{name}");
+            for version in shown {
+                let m = &version.manifest;
+                println!("  {}{}", version.version, if version.yanked { " (yanked)" } else { "" });
+                if let Some(description) = &m.manifest.description {
+                    println!("    description: {description}");
+                }
+                println!("    digest: {}", m.digest);
+                println!("    size: {} bytes", m.size);
+                println!("    wit: {}", m.wit);
+                println!("    exports: {}", m.exports.join(", "));
+                if !m.manifest.options.is_empty() {
+                    println!("    options:");
+                    for (option, doc) in &m.manifest.options {
+                        let kind = doc.kind.as_deref().unwrap_or("any");
+                        let required = if doc.required == Some(true) { ", required" } else { "" };
+                        println!("      {option} ({kind}{required}): {}", doc.description.as_deref().unwrap_or(""));
+                    }
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Verify { registry } => {
+            let registry = Registry::open(&registry);
+            let problems = registry.verify();
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            if problems.is_empty() {
+                println!("{}: every digest matches", registry.root().display());
+                Ok(())
+            } else {
+                Err(CliError::Failed(anyhow::anyhow!("{} plugin version(s) do not match their digest", problems.len())))
+            }
+        }
+        PluginCommand::Yank { plugin, registry, undo } => {
+            let (name, version) = plugin
+                .split_once('@')
+                .ok_or_else(|| invalid(format!("{plugin:?}: give NAMESPACE/NAME@VERSION")))?;
+            let version = semver::Version::parse(version).map_err(|e| invalid(format!("bad version {version:?}: {e}")))?;
+            Registry::open(&registry).yank(name, &version, undo).map_err(invalid)?;
+            println!("{name}@{version} {}", if undo { "un-yanked" } else { "yanked" });
+            Ok(())
+        }
+    }
+}
+
+fn publish(registry: &Path, bytes: &[u8], manifest: Manifest) -> Result<(), CliError> {
+    let engine = PluginEngine::new()?;
+    let label = format!("{}@{}", manifest.name, manifest.version);
+    match Registry::open(registry).publish(&engine, bytes, manifest).map_err(invalid)? {
+        Published::New { digest } => println!("published {label} ({digest})"),
+        Published::AlreadyThere { digest } => println!("{label} is already published with the same bytes ({digest}); nothing to do"),
+    }
+    Ok(())
+}
+
+fn invalid(message: impl Into<String>) -> CliError {
+    CliError::Invalid(Problems::one("", message))
+}
