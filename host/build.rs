@@ -14,6 +14,8 @@ use std::process::Command;
 const STOCK: &[(&str, &str, &str)] = &[
     ("mesh/filter", "plugins/filter", "mesh-filter"),
     ("mesh/projection", "plugins/projection", "mesh-projection"),
+    ("mesh/join", "plugins/join", "mesh-join"),
+    ("mesh/union", "plugins/union", "mesh-union"),
 ];
 
 /// (constant suffix, package name): plugins that exist only for the tests.

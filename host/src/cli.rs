@@ -38,6 +38,9 @@ pub enum Command {
         /// Plugin registry directory, overriding the file.
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// Where stateful processors keep local state, overriding the file's `state_dir`.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Produce JSON lines from stdin to a topic, Avro-encoded when a schema is given.
     Produce {
@@ -91,6 +94,10 @@ pub enum Command {
         /// Plugin registry directory, overriding the file.
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// Kafka bootstrap servers, overriding the file (also MESHHOST_BOOTSTRAP_SERVERS). When a
+        /// broker answers, the partition counts of stateful processors' inputs are checked too.
+        #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: Option<String>,
     },
 }
 
@@ -176,9 +183,10 @@ pub fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Validate { pipeline, registry } => {
+        Command::Validate { pipeline, registry, bootstrap_servers } => {
             let engine = PluginEngine::new()?;
-            let (_, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            check_partitions_online(&config, &topology, bootstrap_servers)?;
             println!(
                 "{}: valid ({} sources, {} processors, {} sinks)",
                 pipeline.display(),
@@ -247,15 +255,21 @@ fn execute(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin { command } => crate::cli_plugin::execute(command),
-        Command::Run { pipeline, bootstrap_servers, registry } => {
+        Command::Run { pipeline, bootstrap_servers, registry, state_dir } => {
             let engine = PluginEngine::new()?;
             let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
-            let settings = run_settings(&config, bootstrap_servers);
+            let mut settings = run_settings(&config, bootstrap_servers);
+            if let Some(state_dir) = state_dir {
+                settings.state_dir = state_dir;
+            }
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
             }
-            crate::topology::run::run(topology, &settings, &stop)?;
+            crate::topology::run::run(topology, &settings, &stop).map_err(|error| match error.downcast::<Problems>() {
+                Ok(problems) => CliError::Invalid(problems),
+                Err(error) => CliError::Failed(error),
+            })?;
             Ok(())
         }
     }
@@ -298,6 +312,36 @@ pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) 
         batch_size: config.kafka.batch_size.unwrap_or(1024).max(1),
         properties: config.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         dead_letter_topic: config.dead_letter.as_ref().map(|d| d.topic.clone()),
+        state_dir: config.state_dir(),
+    }
+}
+
+/// `validate` is offline, but when a broker answers it also checks that the inputs of
+/// stateful processors are co-partitioned.
+fn check_partitions_online(config: &PipelineConfig, topology: &Topology, bootstrap_servers: Option<String>) -> Result<(), CliError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if !topology.processors.iter().any(|p| p.instance.is_stateful()) {
+        return Ok(());
+    }
+    let Some(servers) = bootstrap_servers.or_else(|| config.kafka.bootstrap_servers.clone()) else {
+        eprintln!("note: partition counts of stateful processors' inputs not checked: no bootstrap servers given");
+        return Ok(());
+    };
+    let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).create();
+    let metadata = consumer.map_err(|e| e.to_string()).and_then(|c| {
+        c.fetch_metadata(None, std::time::Duration::from_secs(5)).map_err(|e| e.to_string())
+    });
+    match metadata {
+        Ok(metadata) => {
+            let problems = crate::topology::check_partitions(topology, |topic| {
+                metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len())
+            });
+            problems.into_result(()).map_err(CliError::Invalid)
+        }
+        Err(error) => {
+            eprintln!("note: partition counts of stateful processors' inputs not checked: broker {servers} unreachable ({error})");
+            Ok(())
+        }
     }
 }
 

@@ -272,23 +272,4 @@ pub fn assert_clean_exit(stopped: &Stopped) {
     assert!(stopped.status.success(), "meshhost exited with {:?}\nlog:\n{}", stopped.status, stopped.log);
 }
 
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    // The admin client's futures complete on librdkafka's own threads; a trivial executor is enough.
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park_timeout(Duration::from_millis(50)),
-        }
-    }
-}
+pub use meshhost::kafka::block_on;

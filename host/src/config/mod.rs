@@ -32,6 +32,8 @@ pub struct PipelineConfig {
     pub sinks: IndexMap<String, SinkConfig>,
     /// Where records that cannot be processed go.
     pub dead_letter: Option<DeadLetterConfig>,
+    /// Where stateful processors keep their local state, resolved against the file's directory.
+    pub state_dir: Option<PathBuf>,
     /// The directory of the pipeline file: relative paths in it are relative to this.
     pub base_dir: PathBuf,
     /// The lock file beside the pipeline file, if any: the exact plugin behind each `uses:`.
@@ -175,6 +177,12 @@ impl PluginRef {
 }
 
 impl PipelineConfig {
+    /// Where stateful processors keep local state: `state_dir`, else `.meshhost/<name>` beside
+    /// the pipeline file.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| self.base_dir.join(".meshhost").join(&self.name))
+    }
+
     /// The consumer group: `kafka.group_id`, else `meshhost-<name>`.
     pub fn group_id(&self) -> String {
         self.kafka.group_id.clone().unwrap_or_else(|| format!("meshhost-{}", self.name))
@@ -236,6 +244,7 @@ impl PipelineConfig {
             processors: IndexMap::new(),
             sinks: IndexMap::new(),
             dead_letter: None,
+            state_dir: None,
             base_dir: base_dir.to_path_buf(),
             unreadable_ids: Vec::new(),
             lock: None,
@@ -274,9 +283,13 @@ impl PipelineConfig {
                 }
                 "sinks" => config.sinks = entities(&mut problems, &mut config.unreadable_ids, "sinks", value),
                 "dead_letter" => config.dead_letter = section(&mut problems, "dead_letter", value),
+                "state_dir" => match value.as_str() {
+                    Some(dir) => config.state_dir = Some(base_dir.join(dir)),
+                    None => problems.push("state_dir", "must be a directory path"),
+                },
                 _ => problems.push(
                     &key,
-                    "unknown key; expected one of version, name, kafka, registry, sources, processors, sinks, dead_letter",
+                    "unknown key; expected one of version, name, kafka, registry, sources, processors, sinks, dead_letter, state_dir",
                 ),
             }
         }

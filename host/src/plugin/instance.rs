@@ -5,7 +5,10 @@ use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, BatchResult, ConfigError, InitResult, InputPort, Record};
+use std::sync::Arc;
+
 use super::stderr::StderrCapture;
+use crate::state::{StateStore, StateWrites};
 use super::{Plugin, EPOCH_TICK};
 
 /// Resource limits of one instance.
@@ -41,6 +44,58 @@ pub(super) struct InstanceState {
     limits: StoreLimits,
     /// The guest's stderr, kept so that a panic message can explain a trap.
     stderr: StderrCapture,
+    state: StateAccess,
+}
+
+/// What the `state` import works on during one call.
+#[derive(Default)]
+struct StateAccess {
+    /// The processor's durable store; none while validating.
+    store: Option<Arc<StateStore>>,
+    /// The partition of the batch being processed.
+    partition: u32,
+    /// This call's writes: applied by the host after the call succeeds, dropped on a trap.
+    writes: StateWrites,
+}
+
+impl bindings::meshhost::processor::state::Host for InstanceState {
+    fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        if let Some(value) = self.state.writes.get(&key) {
+            return Ok(value.clone());
+        }
+        match &self.state.store {
+            Some(store) => store.get(self.state.partition, &key).map_err(|e| wasmtime::format_err!("{e}")),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+        self.state.writes.insert(key, Some(value));
+        Ok(())
+    }
+
+    fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+        self.state.writes.insert(key, None);
+        Ok(())
+    }
+
+    fn scan_prefix(&mut self, prefix: Vec<u8>) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut entries: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = match &self.state.store {
+            Some(store) => store
+                .scan_prefix(self.state.partition, &prefix)
+                .map_err(|e| wasmtime::format_err!("{e}"))?
+                .into_iter()
+                .collect(),
+            None => Default::default(),
+        };
+        for (key, value) in self.state.writes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+            match value {
+                Some(value) => entries.insert(key.clone(), value.clone()),
+                None => entries.remove(key),
+            };
+        }
+        Ok(entries.into_iter().collect())
+    }
 }
 
 impl WasiView for InstanceState {
@@ -87,6 +142,7 @@ pub struct ProcessorInstance {
     store: Store<InstanceState>,
     bindings: bindings::Plugin,
     init: InitResult,
+    state_store: Option<Arc<StateStore>>,
 }
 
 impl ProcessorInstance {
@@ -108,7 +164,19 @@ impl ProcessorInstance {
             store,
             bindings,
             init,
+            state_store: None,
         })
+    }
+
+    /// Whether the plugin keeps state (imports `state`).
+    pub fn is_stateful(&self) -> bool {
+        self.plugin.stateful
+    }
+
+    /// Give the instance its durable store.
+    pub fn attach_state(&mut self, store: Arc<StateStore>) {
+        self.store.data_mut().state.store = Some(store.clone());
+        self.state_store = Some(store);
     }
 
     /// What `init` returned: output ports and value format.
@@ -116,17 +184,22 @@ impl ProcessorInstance {
         &self.init
     }
 
-    /// Call `process`. A trap (panic, deadline, memory cap) comes back as `Err` with a message;
-    /// the instance has then already been replaced by a fresh one.
-    pub fn process(&mut self, input: u32, records: &[Record]) -> Result<BatchResult, String> {
+    /// Call `process` on a batch from input `input`, all from source partition `partition`.
+    /// Returns the result and the state writes the call made (for the caller to make durable).
+    /// A trap (panic, deadline, memory cap) comes back as `Err` with a message; the instance has
+    /// then already been replaced by a fresh one and the call's writes dropped.
+    pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(BatchResult, StateWrites), String> {
         let deadline_ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         self.store.set_epoch_deadline(deadline_ticks);
+        let state = &mut self.store.data_mut().state;
+        state.partition = partition;
+        state.writes.clear();
         let result = self
             .bindings
             .meshhost_processor_processor()
             .call_process(&mut self.store, input, records);
         match result {
-            Ok(batch) => Ok(batch),
+            Ok(batch) => Ok((batch, std::mem::take(&mut self.store.data_mut().state.writes))),
             Err(error) => {
                 let message = self.explain(&error);
                 tracing::warn!(processor = %self.processor_id, error = %message, "plugin trapped; replacing its instance");
@@ -157,6 +230,9 @@ impl ProcessorInstance {
         self.store = store;
         self.bindings = bindings;
         self.init = init;
+        if let Some(state_store) = &self.state_store {
+            self.store.data_mut().state.store = Some(state_store.clone());
+        }
         Ok(())
     }
 }
@@ -177,6 +253,7 @@ fn instantiate(
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build(),
         stderr,
+        state: StateAccess::default(),
     };
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|state| &mut state.limits);

@@ -25,6 +25,8 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plugin",
+        // A failing state store traps the call (its writes are dropped), never the host.
+        imports: { "meshhost:processor/state": trappable },
     });
 
     pub use self::meshhost::processor::types::{
@@ -51,6 +53,8 @@ pub struct Plugin {
     pub label: String,
     /// sha256 of the component bytes, hex.
     pub digest: String,
+    /// It imports `state`: its batches are split by partition and its writes made durable.
+    pub stateful: bool,
     pre: bindings::PluginPre<instance::InstanceState>,
 }
 
@@ -90,6 +94,10 @@ impl PluginEngine {
     pub fn load(&self, label: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
         let digest = hex(&Sha256::digest(bytes));
         let component = self.compile(&digest, bytes)?;
+        let stateful = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("meshhost:processor/state@"));
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -97,7 +105,7 @@ impl PluginEngine {
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
             anyhow::anyhow!("{label} does not export the meshhost:processor/processor@0.1.0 interface: {e:#}")
         })?;
-        Ok(Plugin { label: label.to_string(), digest, pre })
+        Ok(Plugin { label: label.to_string(), digest, stateful, pre })
     }
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Component> {

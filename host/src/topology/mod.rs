@@ -50,6 +50,11 @@ pub struct SourceNode {
 pub struct ProcessorNode {
     pub id: String,
     pub instance: ProcessorInstance,
+    /// The source topics whose records reach this processor, directly or through others. A
+    /// stateful processor needs them co-partitioned (same partition count).
+    pub source_topics: Vec<String>,
+    /// Durable state, attached by `run` when the plugin is stateful.
+    pub state: Option<run::ProcessorState>,
     pub format: ValueFormat,
     /// The schema of each input port, in `inputs:` order.
     pub inputs: Vec<EdgeSchema>,
@@ -157,7 +162,28 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
         if init.outputs.is_empty() {
             problems.push(&format!("processors.{id}"), format!("{} declared no output ports", plugin.label));
         }
-        topology.processors.push(ProcessorNode { id: id.clone(), instance, format: init.format, inputs, outputs });
+        let mut source_topics: Vec<String> = Vec::new();
+        for input in &processor.inputs {
+            let input = InputRef::parse(input);
+            let topics = match topology.sources.iter().find(|s| s.id == input.id) {
+                Some(source) => vec![source.topic.clone()],
+                None => topology.processors.iter().find(|p| p.id == input.id).map(|p| p.source_topics.clone()).unwrap_or_default(),
+            };
+            for topic in topics {
+                if !source_topics.contains(&topic) {
+                    source_topics.push(topic);
+                }
+            }
+        }
+        topology.processors.push(ProcessorNode {
+            id: id.clone(),
+            instance,
+            source_topics,
+            state: None,
+            format: init.format,
+            inputs,
+            outputs,
+        });
     }
 
     for (id, sink) in &config.sinks {
@@ -187,6 +213,27 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
     }
     wire(config, &mut topology);
     Ok(topology)
+}
+
+/// Check against the broker's metadata that every stateful processor's source topics have the
+/// same partition count: its state is kept per partition, so its inputs must be co-partitioned.
+pub fn check_partitions(topology: &Topology, partition_count: impl Fn(&str) -> Option<usize>) -> Problems {
+    let mut problems = Problems::default();
+    for processor in topology.processors.iter().filter(|p| p.instance.is_stateful()) {
+        let counts: Vec<(String, usize)> =
+            processor.source_topics.iter().filter_map(|t| partition_count(t).map(|n| (t.clone(), n))).collect();
+        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+            let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+            problems.push(
+                &format!("processors.{}.inputs", processor.id),
+                format!(
+                    "inputs have different partition counts ({}); a stateful processor keeps state per partition, so its inputs must be co-partitioned: same partition count, keyed by the join key",
+                    list.join(", ")
+                ),
+            );
+        }
+    }
+    problems
 }
 
 enum Upstream {

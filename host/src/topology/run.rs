@@ -21,7 +21,8 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::{Target, Topology};
 use crate::codec;
-use crate::plugin::bindings::{Header, Record, ValueFormat};
+use crate::plugin::bindings::{BatchResult, Header, Record, ValueFormat};
+use crate::state::{StateStore, StateWrites};
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -33,6 +34,16 @@ pub struct RunSettings {
     /// Extra librdkafka properties.
     pub properties: Vec<(String, String)>,
     pub dead_letter_topic: Option<String>,
+    /// Where stateful processors keep their local stores.
+    pub state_dir: std::path::PathBuf,
+}
+
+/// A stateful processor's durable state while running.
+pub struct ProcessorState {
+    pub store: Arc<StateStore>,
+    /// The compacted topic that mirrors the store; partition = input partition.
+    pub changelog_topic: String,
+    pub partitions: i32,
 }
 
 /// Batches delivered-but-not-committed at most; beyond it the loop waits for the producer.
@@ -70,7 +81,17 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         .create_with_context(DeliveryTracking { tracker: tracker.clone() })
         .context("cannot create the Kafka producer")?;
 
-    check_topics(&consumer, &topology, settings)?;
+    let partition_counts = check_topics(&consumer, &topology, settings)?;
+    let problems = super::check_partitions(&topology, |topic| partition_counts.get(topic).copied());
+    if !problems.is_empty() {
+        return Err(problems.into());
+    }
+    for node in topology.processors.iter_mut().filter(|p| p.instance.is_stateful()) {
+        let partitions = node.source_topics.iter().filter_map(|t| partition_counts.get(t)).copied().max().unwrap_or(1) as i32;
+        let state = open_state(settings, &node.id, partitions)?;
+        node.instance.attach_state(state.store.clone());
+        node.state = Some(state);
+    }
     let topics: Vec<&str> = topology.sources.iter().map(|s| s.topic.as_str()).collect();
     consumer.subscribe(&topics).context("cannot subscribe to the source topics")?;
     tracing::info!(group = %settings.group_id, topics = ?topics, "pipeline running");
@@ -106,12 +127,18 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     tracker.wait_for_room(1);
     tracker.collect_completed(&mut to_commit)?;
     commit(&consumer, &mut committed, &to_commit, CommitMode::Sync);
+    for node in &topology.processors {
+        if let Some(state) = &node.state {
+            mark_clean(&consumer, state)?;
+        }
+    }
     tracing::info!(consumed = stats.consumed, produced = stats.produced, dead_lettered = stats.dead_lettered, "pipeline stopped");
     Ok(stats)
 }
 
-/// Fail early, with a clear message, when a topic the pipeline needs does not exist.
-fn check_topics(consumer: &BaseConsumer, topology: &Topology, settings: &RunSettings) -> anyhow::Result<()> {
+/// Fail early, with a clear message, when a topic the pipeline needs does not exist. Returns
+/// the partition count of every topic.
+fn check_topics(consumer: &BaseConsumer, topology: &Topology, settings: &RunSettings) -> anyhow::Result<HashMap<String, usize>> {
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .with_context(|| format!("cannot reach Kafka at {}", settings.bootstrap_servers))?;
@@ -124,6 +151,91 @@ fn check_topics(consumer: &BaseConsumer, topology: &Topology, settings: &RunSett
     if !missing.is_empty() {
         anyhow::bail!("topics missing on {}: {}; create them first", settings.bootstrap_servers, missing.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "));
     }
+    Ok(metadata.topics().iter().map(|t| (t.name().to_string(), t.partitions().len())).collect())
+}
+
+/// Open a stateful processor's local store and bring it up to date with its changelog topic
+/// (created if missing): a partition whose store was not left by a clean shutdown at the
+/// changelog's current end is rebuilt from the changelog.
+fn open_state(settings: &RunSettings, processor: &str, partitions: i32) -> anyhow::Result<ProcessorState> {
+    let changelog_topic = format!("{}-{processor}-changelog", settings.group_id);
+    crate::kafka::ensure_topic(&settings.bootstrap_servers, &changelog_topic, partitions, &[("cleanup.policy", "compact")])?;
+    let store = Arc::new(StateStore::open(&settings.state_dir.join(format!("{processor}.redb")))?);
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("group.id", format!("{}-restore", settings.group_id))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    for partition in 0..partitions {
+        let (low, high) = reader.fetch_watermarks(&changelog_topic, partition, Duration::from_secs(10))?;
+        if store.clean_end(partition as u32)? == Some(high) {
+            tracing::info!(processor, partition, keys = store.len(partition as u32)?, "local state is up to date with the changelog");
+            continue;
+        }
+        let started = std::time::Instant::now();
+        store.clear(partition as u32)?;
+        let records = restore_partition(&reader, &store, &changelog_topic, partition, low, high)?;
+        tracing::info!(
+            processor,
+            partition,
+            keys = store.len(partition as u32)?,
+            changelog_records = records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored state from the changelog"
+        );
+    }
+    // Until the next clean shutdown, the local store is not to be trusted on its own.
+    let dirty: Vec<(u32, Option<i64>)> = (0..partitions as u32).map(|p| (p, None)).collect();
+    store.set_clean_ends(&dirty)?;
+    Ok(ProcessorState { store, changelog_topic, partitions })
+}
+
+/// Replay changelog partition `partition` (offsets `low..high`) into the store.
+fn restore_partition(reader: &BaseConsumer, store: &StateStore, topic: &str, partition: i32, low: i64, high: i64) -> anyhow::Result<u64> {
+    if high <= low {
+        return Ok(0);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    reader.assign(&assignment)?;
+    let mut writes = StateWrites::new();
+    let mut records = 0;
+    let mut last_progress = std::time::Instant::now();
+    loop {
+        match reader.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                last_progress = std::time::Instant::now();
+                records += 1;
+                if let Some(key) = message.key() {
+                    writes.insert(key.to_vec(), message.payload().map(<[u8]>::to_vec));
+                }
+                if writes.len() >= 10_000 {
+                    store.apply(partition as u32, &std::mem::take(&mut writes))?;
+                }
+                if message.offset() >= high - 1 {
+                    break;
+                }
+            }
+            Some(Err(error)) => anyhow::bail!("cannot read changelog {topic}/{partition}: {error}"),
+            None if last_progress.elapsed() > Duration::from_secs(30) => {
+                anyhow::bail!("changelog {topic}/{partition} stopped before its end offset {high}")
+            }
+            None => {}
+        }
+    }
+    store.apply(partition as u32, &writes)?;
+    reader.unassign()?;
+    Ok(records)
+}
+
+/// After a clean shutdown: record that the local store matches the changelog's end.
+fn mark_clean(consumer: &BaseConsumer, state: &ProcessorState) -> anyhow::Result<()> {
+    let mut ends = Vec::new();
+    for partition in 0..state.partitions {
+        let (_, high) = consumer.fetch_watermarks(&state.changelog_topic, partition, Duration::from_secs(10))?;
+        ends.push((partition as u32, Some(high)));
+    }
+    state.store.set_clean_ends(&ends)?;
     Ok(())
 }
 
@@ -244,7 +356,7 @@ fn process_batch(topology: &mut Topology, batch: &[Consumed], out: &mut Outbox<'
             if items.is_empty() {
                 continue;
             }
-            let emitted = run_processor(&mut topology.processors[index], input as u32, items, out)?;
+            let emitted = run_processor(&mut topology.processors[index], input as u32, items, batch, out)?;
             for (port, item) in emitted {
                 let targets = topology.processors[index].outputs[port].targets.clone();
                 deliver(&targets, item, &mut processor_inbox, &mut sink_inbox);
@@ -273,7 +385,13 @@ fn process_batch(topology: &mut Topology, batch: &[Consumed], out: &mut Outbox<'
 
 /// Call one processor with the items of one input port; returns (output port, item) pairs.
 /// Failures, traps and invalid outputs go to the dead-letter topic.
-fn run_processor(node: &mut super::ProcessorNode, input: u32, items: Vec<Item>, out: &mut Outbox<'_>) -> anyhow::Result<Vec<(usize, Item)>> {
+fn run_processor(
+    node: &mut super::ProcessorNode,
+    input: u32,
+    items: Vec<Item>,
+    batch: &[Consumed],
+    out: &mut Outbox<'_>,
+) -> anyhow::Result<Vec<(usize, Item)>> {
     let mut origins = Vec::with_capacity(items.len());
     let mut records = Vec::with_capacity(items.len());
     for item in items {
@@ -295,17 +413,51 @@ fn run_processor(node: &mut super::ProcessorNode, input: u32, items: Vec<Item>, 
     if records.is_empty() {
         return Ok(Vec::new());
     }
+    // A stateful processor's state is per partition, so each call gets one partition's records.
+    let groups: Vec<(u32, Vec<Record>, Vec<usize>)> = if node.instance.is_stateful() {
+        let mut by_partition: std::collections::BTreeMap<u32, (Vec<Record>, Vec<usize>)> = Default::default();
+        for (record, origin) in records.into_iter().zip(origins) {
+            let group = by_partition.entry(batch[origin].partition as u32).or_default();
+            group.0.push(record);
+            group.1.push(origin);
+        }
+        by_partition.into_iter().map(|(partition, (records, origins))| (partition, records, origins)).collect()
+    } else {
+        vec![(0, records, origins)]
+    };
+    let mut emitted = Vec::new();
+    for (partition, records, origins) in groups {
+        emitted.extend(call_processor(node, partition, input, &records, &origins, out)?);
+    }
+    Ok(emitted)
+}
 
-    let mut results = Vec::new();
-    match node.instance.process(input, &records) {
-        Ok(result) => results.push((0, result)),
+/// One `process` call (retried record by record after a trap), its state writes made durable,
+/// and its results routed.
+fn call_processor(
+    node: &mut super::ProcessorNode,
+    partition: u32,
+    input: u32,
+    records: &[Record],
+    origins: &[usize],
+    out: &mut Outbox<'_>,
+) -> anyhow::Result<Vec<(usize, Item)>> {
+    let mut results: Vec<(usize, BatchResult)> = Vec::new();
+    match node.instance.process(partition, input, records) {
+        Ok((result, writes)) => {
+            out.persist_state(node.state.as_ref(), partition, writes)?;
+            results.push((0, result));
+        }
         // The instance was replaced. Retry the records one by one, so that only the ones
         // that make the plugin trap go to dead letters.
         Err(trap) if records.len() == 1 => out.dead_letter(origins[0], "process", Some(&node.id), &trap)?,
         Err(_) => {
             for (i, record) in records.iter().enumerate() {
-                match node.instance.process(input, std::slice::from_ref(record)) {
-                    Ok(result) => results.push((i, result)),
+                match node.instance.process(partition, input, std::slice::from_ref(record)) {
+                    Ok((result, writes)) => {
+                        out.persist_state(node.state.as_ref(), partition, writes)?;
+                        results.push((i, result));
+                    }
                     Err(trap) => out.dead_letter(origins[i], "process", Some(&node.id), &trap)?,
                 }
             }
@@ -369,6 +521,33 @@ impl<'a> Outbox<'a> {
     }
 
     fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header], timestamp: Option<i64>) -> anyhow::Result<()> {
+        self.send_to(topic, None, key, value, headers, timestamp)
+    }
+
+    /// Make a call's state writes durable: into the local store, and into the changelog
+    /// (counted against the batch, so its offsets commit only after the changelog has them).
+    fn persist_state(&mut self, state: Option<&ProcessorState>, partition: u32, writes: StateWrites) -> anyhow::Result<()> {
+        let Some(state) = state else { return Ok(()) };
+        if writes.is_empty() {
+            return Ok(());
+        }
+        state.store.apply(partition, &writes)?;
+        for (key, value) in &writes {
+            self.send_to(&state.changelog_topic, Some(partition as i32), Some(key), value.as_deref(), &[], None)?;
+            self.produced -= 1; // changelog records are bookkeeping, not output
+        }
+        Ok(())
+    }
+
+    fn send_to(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+        timestamp: Option<i64>,
+    ) -> anyhow::Result<()> {
         let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
         for header in headers {
             kafka_headers = kafka_headers.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() });
@@ -382,6 +561,9 @@ impl<'a> Outbox<'a> {
         }
         if let Some(timestamp) = timestamp {
             record = record.timestamp(timestamp);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         self.tracker.expect_delivery(self.seq);
         loop {

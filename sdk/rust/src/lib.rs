@@ -27,6 +27,7 @@
 
 pub mod avro;
 mod guest;
+pub mod state;
 
 pub use guest::{port_schema, Output, Processor};
 pub use bindings::meshhost::processor::log::{log, Level};
