@@ -164,6 +164,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("MESHHOST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -253,6 +253,13 @@ impl Running {
         Stopped { status, log: self.log_text() }
     }
 
+    /// SIGKILL: no drain, no flush, no commit.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
