@@ -19,7 +19,12 @@ const STOCK: &[(&str, &str, &str)] = &[
 ];
 
 /// (constant suffix, package name): plugins that exist only for the tests.
-const TEST_ONLY: &[(&str, &str)] = &[("TRAP", "test-trap"), ("SPIN", "test-spin")];
+const TEST_ONLY: &[(&str, &str)] = &[
+    ("TRAP", "test-trap"),
+    ("SPIN", "test-spin"),
+    ("BAD_INIT", "test-bad-init"),
+    ("BAD_OUTPUT", "test-bad-output"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -135,6 +135,14 @@ pub enum PluginCommand {
         #[arg(long, env = "MESHHOST_REGISTRY")]
         registry: PathBuf,
     },
+    /// Run the checks every plugin must pass, then the fixtures in DIR (see README).
+    Test {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// A directory of fixture files (*.json): config + input records → expected outputs.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
     /// Yank NAME@VERSION: new resolutions skip it, existing lock files still load it.
     Yank {
         /// NAMESPACE/NAME@VERSION (exact).

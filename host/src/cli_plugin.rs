@@ -94,6 +94,26 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
                 Err(CliError::Failed(anyhow::anyhow!("{} plugin version(s) do not match their digest", problems.len())))
             }
         }
+        PluginCommand::Test { component, fixtures } => {
+            let checks = crate::testkit::run(&component, fixtures.as_deref())?;
+            let mut failed = 0;
+            for check in &checks {
+                match (&check.outcome, check.skipped) {
+                    (_, true) => println!("skip  {}", check.name),
+                    (Ok(()), false) => println!("ok    {}", check.name),
+                    (Err(why), false) => {
+                        failed += 1;
+                        println!("FAIL  {}\n      {}", check.name, why.replace('\n', "\n      "));
+                    }
+                }
+            }
+            let passed = checks.iter().filter(|c| c.outcome.is_ok() && !c.skipped).count();
+            println!("{passed} passed, {failed} failed");
+            if failed > 0 {
+                return Err(CliError::Failed(anyhow::anyhow!("{} failed {failed} check(s)", component.display())));
+            }
+            Ok(())
+        }
         PluginCommand::Yank { plugin, registry, undo } => {
             let (name, version) = plugin
                 .split_once('@')

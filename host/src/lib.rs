@@ -26,5 +26,6 @@ pub mod kafka;
 pub mod plugin;
 pub mod registry;
 pub mod state;
+pub mod testkit;
 pub mod topic_io;
 pub mod topology;

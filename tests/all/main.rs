@@ -1,8 +1,11 @@
 //! meshhost's integration tests: the real `meshhost` binary against the real broker started by
 //! `scripts/broker.sh` (see `support::broker`). One test binary, to link once.
 
+mod join;
 mod movies;
 mod pipeline;
 mod registry;
 mod support;
+mod testkit;
+mod union;
 mod validate;

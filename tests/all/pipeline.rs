@@ -32,7 +32,7 @@ fn expected_slim(movies: &[Movie]) -> BTreeMap<Vec<u8>, apache_avro::types::Valu
 }
 
 /// Assert equal record sets, naming the keys that differ rather than dumping both sides.
-fn assert_same(actual: &BTreeMap<Vec<u8>, apache_avro::types::Value>, expected: &BTreeMap<Vec<u8>, apache_avro::types::Value>) {
+pub(crate) fn assert_same(actual: &BTreeMap<Vec<u8>, apache_avro::types::Value>, expected: &BTreeMap<Vec<u8>, apache_avro::types::Value>) {
     let name = |k: &Vec<u8>| String::from_utf8_lossy(k).into_owned();
     let missing: Vec<String> = expected.keys().filter(|k| !actual.contains_key(*k)).map(name).collect();
     let extra: Vec<String> = actual.keys().filter(|k| !expected.contains_key(*k)).map(name).collect();
@@ -44,7 +44,7 @@ fn assert_same(actual: &BTreeMap<Vec<u8>, apache_avro::types::Value>, expected: 
     );
 }
 
-fn by_key(records: &[TestRecord], schema: &str) -> BTreeMap<Vec<u8>, apache_avro::types::Value> {
+pub(crate) fn by_key(records: &[TestRecord], schema: &str) -> BTreeMap<Vec<u8>, apache_avro::types::Value> {
     let mut out = BTreeMap::new();
     for record in records {
         let key = record.key.clone().expect("output keeps the key");
@@ -55,7 +55,7 @@ fn by_key(records: &[TestRecord], schema: &str) -> BTreeMap<Vec<u8>, apache_avro
 }
 
 /// Wait until meshhost committed every offset of `topic`, so nothing is left in flight.
-fn wait_for_commits(group: &str, topic: &str) {
+pub(crate) fn wait_for_commits(group: &str, topic: &str) {
     let end = end_offsets(topic);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

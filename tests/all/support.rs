@@ -17,6 +17,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 pub const MESHHOST: &str = env!("CARGO_BIN_EXE_meshhost");
 pub const TRAP_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_TRAP");
 pub const SPIN_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_SPIN");
+pub const BAD_INIT_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_BAD_INIT");
+pub const BAD_OUTPUT_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_BAD_OUTPUT");
+pub const STOCK_FILTER_PLUGIN: &str = env!("MESHHOST_STOCK_PLUGIN_FILTER");
 
 /// The broker's address: `MESHHOST_TEST_BROKER`, or a broker this test run starts itself
 /// with `scripts/broker.sh` (so a plain `cargo test` works too).

@@ -173,6 +173,11 @@ impl ProcessorInstance {
         self.plugin.stateful
     }
 
+    /// The durable store given with [`attach_state`](Self::attach_state), if any.
+    pub fn attached_state(&self) -> Option<&Arc<StateStore>> {
+        self.state_store.as_ref()
+    }
+
     /// Give the instance its durable store.
     pub fn attach_state(&mut self, store: Arc<StateStore>) {
         self.store.data_mut().state.store = Some(store.clone());

@@ -11,6 +11,7 @@
 
 mod datum;
 mod json;
+mod resolve;
 mod schema;
 
 pub use datum::{
@@ -18,6 +19,7 @@ pub use datum::{
     write_long, DatumError, DatumErrorKind, Reader, MAX_DEPTH,
 };
 pub use json::{datum_to_json, from_json, json_to_datum, to_json, JsonError};
+pub use resolve::{ResolveError, Resolver};
 pub use schema::{AvroType, EnumType, Field, FixedType, RecordType, Schema, SchemaError};
 
 /// A decoded Avro value.

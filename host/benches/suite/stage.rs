@@ -1,0 +1,171 @@
+//! Plugin stage: `mesh/filter` as a component called through `ProcessorInstance::process` (what
+//! the run loop calls: records lowered into the guest, `process`, results lifted back) vs the
+//! same plugin crate linked natively, its `Processor::process` called on an owned batch.
+//!
+//! And plugin load: compiling the stock filter + projection vs loading them from the on-disk
+//! cache of compiled plugins.
+
+use std::time::Instant;
+
+use meshhost::plugin::bindings::{InputPort, Record};
+use meshhost::plugin::{Limits, PluginEngine, ProcessorInstance};
+use meshhost_sdk::Processor as _;
+
+use crate::data::{self, Generator};
+
+pub struct StageResult {
+    pub size: usize,
+    pub batch: usize,
+    pub wasm_ns: f64,
+    pub native_ns: f64,
+}
+
+fn stock(name: &str) -> &'static [u8] {
+    meshhost::plugin::stock::ALL.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no stock {name}")).bytes
+}
+
+fn filter_config() -> String {
+    serde_json::json!({ "condition": data::CONDITION }).to_string()
+}
+
+pub fn wasm_filter(engine: &PluginEngine) -> ProcessorInstance {
+    let plugin = engine.load("mesh/filter", stock("mesh/filter")).expect("load mesh/filter");
+    let inputs = vec![InputPort { name: "movies".into(), schema: data::MOVIE_SCHEMA.into() }];
+    ProcessorInstance::new("recent", &plugin, Limits::default(), filter_config(), inputs)
+        .unwrap_or_else(|e| panic!("init mesh/filter: {e:?}"))
+}
+
+fn native_filter() -> mesh_filter::Filter {
+    let inputs = [meshhost_sdk::InputPort { name: "movies".into(), schema: data::MOVIE_SCHEMA.into() }];
+    let config: serde_json::Value = serde_json::from_str(&filter_config()).unwrap();
+    match mesh_filter::Filter::new(&config, &inputs) {
+        Ok((filter, _)) => filter,
+        Err(errors) => panic!("init native filter: {errors:?}"),
+    }
+}
+
+/// `records` host records of about `size` bytes, as the run loop hands them over.
+fn host_records(size: usize, count: usize) -> Vec<Record> {
+    let generator = Generator::new(size);
+    (0..count as u64)
+        .map(|id| Record {
+            key: Some(Generator::key(id)),
+            value: Some(generator.value(id)),
+            headers: Vec::new(),
+            timestamp: Some(1_700_000_000_000 + id as i64),
+        })
+        .collect()
+}
+
+fn to_sdk(record: &Record) -> meshhost_sdk::Record {
+    meshhost_sdk::Record {
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers: Vec::new(),
+        timestamp: record.timestamp,
+    }
+}
+
+/// ns per record through the component, in batches of `batch`.
+fn time_wasm(instance: &mut ProcessorInstance, records: &[Record], batch: usize) -> (f64, usize) {
+    let mut kept = 0;
+    let start = Instant::now();
+    for chunk in records.chunks(batch) {
+        let (result, _) = instance.process(0, 0, chunk).expect("the filter does not trap");
+        assert!(result.failures.is_empty());
+        kept += result.emitted.len();
+    }
+    (start.elapsed().as_nanos() as f64 / records.len() as f64, kept)
+}
+
+/// ns per record through the native filter; the owned batches are built before the clock starts.
+fn time_native(filter: &mut mesh_filter::Filter, records: &[Record], batch: usize) -> (f64, usize) {
+    let batches: Vec<Vec<meshhost_sdk::Record>> =
+        records.chunks(batch).map(|chunk| chunk.iter().map(to_sdk).collect()).collect();
+    let mut kept = 0;
+    let start = Instant::now();
+    for batch in batches {
+        let mut out = meshhost_sdk::Output::default();
+        filter.process(0, batch, &mut out);
+        assert!(out.failures().is_empty());
+        kept += out.emitted().len();
+        drop(out);
+    }
+    (start.elapsed().as_nanos() as f64 / records.len() as f64, kept)
+}
+
+/// The filter stage at each (record size, batch size), `count` records per measurement.
+pub fn run(engine: &PluginEngine, cases: &[(usize, usize)], count: usize, rounds: usize) -> Vec<StageResult> {
+    let mut instance = wasm_filter(engine);
+    let mut native = native_filter();
+    let mut results = Vec::new();
+    let mut sizes: Vec<usize> = cases.iter().map(|c| c.0).collect();
+    sizes.dedup();
+    for size in sizes {
+        let records = host_records(size, count);
+        let expected = (0..count as u64).filter(|&id| data::kept(id)).count();
+        // Warm up both (the instance's memory grows to its working size on the first batches).
+        time_wasm(&mut instance, &records[..count.min(20_000)], 1024);
+        time_native(&mut native, &records[..count.min(20_000)], 1024);
+        for &(_, batch) in cases.iter().filter(|c| c.0 == size) {
+            let mut wasm = Vec::new();
+            let mut nat = Vec::new();
+            for _ in 0..rounds {
+                let (ns, kept) = time_wasm(&mut instance, &records, batch);
+                assert_eq!(kept, expected, "component filter kept the wrong records");
+                wasm.push(ns);
+                let (ns, kept) = time_native(&mut native, &records, batch);
+                assert_eq!(kept, expected, "native filter kept the wrong records");
+                nat.push(ns);
+            }
+            let result = StageResult { size, batch, wasm_ns: crate::median(&mut wasm), native_ns: crate::median(&mut nat) };
+            eprintln!(
+                "filter stage {size} B, batch {batch}: component {:.0} ns/rec, native {:.0} ns/rec ({rounds} rounds of {count}, median)",
+                result.wasm_ns, result.native_ns
+            );
+            results.push(result);
+        }
+    }
+    results
+}
+
+pub struct LoadResult {
+    pub compile_ms: f64,
+    pub cached_ms: f64,
+}
+
+/// Load the stock filter and projection into a fresh engine (`MESHHOST_CACHE_DIR` = `cache`).
+fn load_both(cache: Option<&std::path::Path>) -> f64 {
+    let engine = match cache {
+        Some(dir) => {
+            // Single-threaded here: no other thread of this process reads the environment.
+            std::env::set_var("MESHHOST_CACHE_DIR", dir);
+            PluginEngine::new().expect("engine")
+        }
+        None => PluginEngine::new().expect("engine").without_disk_cache(),
+    };
+    let start = Instant::now();
+    for name in ["mesh/filter", "mesh/projection"] {
+        engine.load(name, stock(name)).expect("load");
+    }
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Plugin load: compile (no disk cache) vs from a warm disk cache, each in a fresh engine.
+pub fn load(scratch: &std::path::Path, rounds: usize) -> LoadResult {
+    let cache = scratch.join("load-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    load_both(Some(&cache)); // fills the cache
+    let mut compile = Vec::new();
+    let mut cached = Vec::new();
+    for _ in 0..rounds {
+        compile.push(load_both(None));
+        cached.push(load_both(Some(&cache)));
+    }
+    let result = LoadResult { compile_ms: crate::median(&mut compile), cached_ms: crate::median(&mut cached) };
+    eprintln!(
+        "plugin load (filter + projection): compile {:.1} ms, from cache {:.2} ms ({rounds} rounds, median)",
+        result.compile_ms, result.cached_ms
+    );
+    result
+}
