@@ -135,6 +135,16 @@ pub enum PluginCommand {
         #[arg(long, env = "MESHHOST_REGISTRY")]
         registry: PathBuf,
     },
+    /// Create a plugin project: manifest, example processor, fixture, build command.
+    New {
+        /// NAMESPACE/NAME (or NAME, for local/NAME).
+        name: String,
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run the checks every plugin must pass, then the fixtures in DIR (see README).
     Test {
         /// The component (.wasm).

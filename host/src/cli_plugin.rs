@@ -94,6 +94,11 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
                 Err(CliError::Failed(anyhow::anyhow!("{} plugin version(s) do not match their digest", problems.len())))
             }
         }
+        PluginCommand::New { name, lang, dir } => {
+            let dir = crate::scaffold::new_plugin(&name, lang, dir.as_deref()).map_err(invalid)?;
+            println!("created {}: see its README.md for the build command", dir.display());
+            Ok(())
+        }
         PluginCommand::Test { component, fixtures } => {
             let checks = crate::testkit::run(&component, fixtures.as_deref())?;
             let mut failed = 0;

@@ -25,6 +25,7 @@ pub mod config;
 pub mod kafka;
 pub mod plugin;
 pub mod registry;
+pub mod scaffold;
 pub mod state;
 pub mod testkit;
 pub mod topic_io;

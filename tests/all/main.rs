@@ -5,6 +5,7 @@ mod join;
 mod movies;
 mod pipeline;
 mod registry;
+mod scaffold;
 mod support;
 mod testkit;
 mod union;

@@ -1,1 +1,342 @@
-fn main() {}
+//! meshhost's benchmark suite: one run, one table of ratios measured in that run.
+//!
+//! ```text
+//! scripts/bench.sh [--quick] [--only e2e,stage,avro,startup] [--records N] [--records-2k N] [--rounds R]
+//! ```
+//!
+//! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
+//! Run directly (`cargo bench -p meshhost --bench suite`), it uses `--broker HOST:PORT` or
+//! `MESHHOST_BENCH_BROKER`, else starts `scripts/broker.sh start 19094` itself.
+//!
+//! Every goal is a ratio between two things measured in the same run on the same machine, so
+//! the numbers hold up on a busy machine better than absolute ones; none is an assertion.
+
+mod avro_path;
+mod data;
+mod e2e;
+mod kafka;
+mod stage;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+struct Options {
+    broker: Option<String>,
+    only: Vec<String>,
+    records: u64,
+    records_2k: u64,
+    rounds: usize,
+    e2e_rounds: usize,
+    out: Option<PathBuf>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
+        only: vec!["avro".into(), "stage".into(), "startup".into(), "e2e".into()],
+        records: 1_000_000,
+        records_2k: 250_000,
+        rounds: 5,
+        e2e_rounds: 1,
+        out: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().unwrap_or_else(|| panic!("{name} needs a value"));
+        match arg.as_str() {
+            "--broker" => options.broker = Some(value("--broker")),
+            "--only" => options.only = value("--only").split(',').map(str::to_string).collect(),
+            "--records" => options.records = value("--records").replace('_', "").parse().expect("--records N"),
+            "--records-2k" => options.records_2k = value("--records-2k").replace('_', "").parse().expect("--records-2k N"),
+            "--rounds" => options.rounds = value("--rounds").parse().expect("--rounds R"),
+            "--e2e-rounds" => options.e2e_rounds = value("--e2e-rounds").parse().expect("--e2e-rounds R"),
+            "--out" => options.out = Some(PathBuf::from(value("--out"))),
+            "--quick" => {
+                options.records = 100_000;
+                options.records_2k = 25_000;
+                options.rounds = 3;
+            }
+            "--bench" => {} // passed by `cargo bench`
+            "-h" | "--help" => {
+                eprintln!("usage: suite [--quick] [--only e2e,stage,avro,startup] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--broker HOST:PORT] [--out FILE]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    options
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn broker(options: &Options) -> String {
+    if let Some(broker) = &options.broker {
+        return broker.clone();
+    }
+    let status = std::process::Command::new(workspace().join("scripts/broker.sh"))
+        .args(["start", "19094"])
+        .status()
+        .expect("run scripts/broker.sh");
+    assert!(status.success(), "scripts/broker.sh start 19094 failed");
+    "127.0.0.1:19094".into()
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    measured: String,
+    baseline: String,
+    ratio: String,
+    goal: String,
+    /// None: reported, no goal.
+    met: Option<bool>,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, measured: impl Into<String>, baseline: impl Into<String>, ratio: f64, goal: &str, met: Option<bool>) -> Row {
+        Row {
+            name: name.into(),
+            measured: measured.into(),
+            baseline: baseline.into(),
+            ratio: format!("{ratio:.2}×"),
+            goal: goal.into(),
+            met,
+        }
+    }
+}
+
+fn rate(r: f64) -> String {
+    let r = r.round() as u64;
+    let (m, k, u) = (r / 1_000_000, r / 1000 % 1000, r % 1000);
+    let digits = if m > 0 { format!("{m},{k:03},{u:03}") } else if k > 0 { format!("{k},{u:03}") } else { u.to_string() };
+    format!("{digits} rec/s")
+}
+
+fn count(n: u64) -> String {
+    if n % 1_000_000 == 0 {
+        format!("{}M", n / 1_000_000)
+    } else if n % 1000 == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_string();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .map(|kib| format!("{:.0} GiB RAM", kib as f64 / 1048576.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    format!("{model}, {cores} cores, {mem}, Linux {kernel}; load average at start {load}")
+}
+
+fn main() {
+    let options = options();
+    let started = Instant::now();
+    let machine = machine();
+    eprintln!("meshhost bench on {machine}");
+    let scratch = workspace().join("target/bench");
+    std::fs::create_dir_all(&scratch).expect("target/bench");
+    // The compiled-plugin cache of this run's in-process engines and `meshhost run`s.
+    let cache = scratch.join("cache");
+    std::env::set_var("MESHHOST_CACHE_DIR", &cache);
+    let enabled = |phase: &str| options.only.iter().any(|p| p == phase);
+    let rounds = options.rounds;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+
+    if enabled("e2e") || enabled("startup") {
+        // Before any measurement: the broker may have to be installed and started.
+        let _ = broker(&options);
+    }
+
+    if enabled("avro") {
+        for size in [200, 2048] {
+            let r = avro_path::run(size, 10_000, rounds);
+            let speedup = r.apache_ns / r.host_ns;
+            rows.push(Row::new(
+                format!("Avro path, filter+projection, {size} B records: host vs apache-avro Value decode+encode (ns/record)"),
+                format!("{:.0} ns", r.host_ns),
+                format!("{:.0} ns", r.apache_ns),
+                speedup,
+                "≥ 5× faster",
+                Some(speedup >= 5.0),
+            ));
+        }
+    }
+
+    if enabled("stage") {
+        let engine = meshhost::plugin::PluginEngine::new().expect("engine");
+        let cases = [(200, 1), (200, 64), (200, 1024), (2048, 1024)];
+        for r in stage::run(&engine, &cases, 100_000, rounds) {
+            let ratio = r.wasm_ns / r.native_ns;
+            let extra = r.wasm_ns - r.native_ns;
+            let (goal, met) = if r.batch == 1024 && r.size == 200 {
+                ("≤ 2× and ≤ +50 ns", Some(ratio <= 2.0 && extra <= 50.0))
+            } else {
+                ("(reported)", None)
+            };
+            rows.push(Row::new(
+                format!("Filter stage, {} B records, batch {}: component vs native Rust (ns/record)", r.size, r.batch),
+                format!("{:.0} ns ({extra:+.0})", r.wasm_ns),
+                format!("{:.0} ns", r.native_ns),
+                ratio,
+                goal,
+                met,
+            ));
+        }
+        drop(engine);
+        let load = stage::load(&scratch, rounds.min(3));
+        let ratio = load.compile_ms / load.cached_ms;
+        rows.push(Row::new(
+            "Plugin load, filter + projection: compile vs compiled-plugin cache (ms)",
+            format!("{:.2} ms cached", load.cached_ms),
+            format!("{:.0} ms compile", load.compile_ms),
+            ratio,
+            "≥ 100× faster",
+            Some(ratio >= 100.0),
+        ));
+        std::env::set_var("MESHHOST_CACHE_DIR", &cache);
+    }
+
+    if enabled("startup") {
+        let broker = broker(&options);
+        let r = e2e::startup(&broker, &scratch, rounds.clamp(1, 2));
+        rows.push(Row::new(
+            "Start-up: `meshhost run` spawn → first output record, warm vs empty plugin cache (ms)",
+            format!("{:.0} ms warm", r.warm_ms),
+            format!("{:.0} ms cold", r.cold_ms),
+            r.cold_ms / r.warm_ms,
+            "(reported)",
+            None,
+        ));
+    }
+
+    if enabled("e2e") {
+        let broker = broker(&options);
+        let mut rss: Vec<(u64, u64, u64)> = Vec::new(); // (records, hwm at 25%, hwm)
+        for (size, records) in [(200, options.records), (2048, options.records_2k)] {
+            let input = kafka::unique(&format!("bench-in-{size}"));
+            kafka::create_topics(&broker, &[&input]);
+            let t = Instant::now();
+            let expected = kafka::produce(&broker, &input, size, records);
+            eprintln!("E2E {size} B: produced {records} records in {:.1} s; the filter keeps {expected}", t.elapsed().as_secs_f64());
+            // Plugins compiled into the cache before timing (a no-op when already there).
+            let dir = tempfile::tempdir_in(&scratch).unwrap();
+            e2e::validate(&e2e::write_pipeline(dir.path(), "warmup", &broker, &input, "x", "y"), &cache);
+
+            let mut pass = Vec::new();
+            let mut mesh = Vec::new();
+            for _ in 0..options.e2e_rounds {
+                pass.push(e2e::passthrough(&broker, &input, records));
+                mesh.push(e2e::meshhost(&broker, &scratch, &cache, &input, records, expected));
+            }
+            // Best of the rounds: on a shared machine, the least disturbed run of each.
+            let best = |rates: Vec<f64>| rates.into_iter().fold(0.0, f64::max);
+            let pass_steady = best(pass.iter().map(e2e::Timed::steady_rate).collect());
+            let mesh_steady = best(mesh.iter().map(|m| m.timed.steady_rate()).collect());
+            let pass_wall = best(pass.iter().map(e2e::Timed::wall_rate).collect());
+            let mesh_wall = best(mesh.iter().map(|m| m.timed.wall_rate()).collect());
+            let goal = if size == 200 { 0.7 } else { 0.85 };
+            let ratio = mesh_steady / pass_steady;
+            rows.push(Row::new(
+                format!("E2E {size} B records, {}: filter (keeps 50%) + projection vs raw passthrough (input rec/s, first → last output)", count(records)),
+                rate(mesh_steady),
+                rate(pass_steady),
+                ratio,
+                &format!("≥ {goal:.2}×"),
+                Some(ratio >= goal),
+            ));
+            rows.push(Row::new(
+                format!("E2E {size} B records, {}: same, wall clock from process/client start (incl. start-up, group join)", count(records)),
+                rate(mesh_wall),
+                rate(pass_wall),
+                mesh_wall / pass_wall,
+                "(reported)",
+                None,
+            ));
+            let hwm = mesh.iter().map(|m| m.hwm_kib).max().unwrap();
+            let hwm_quarter = mesh.iter().map(|m| m.hwm_quarter_kib).max().unwrap();
+            rss.push((records, hwm_quarter, hwm));
+            if size == 200 {
+                // The same pipeline over a topic a quarter the size: peak RSS must not follow.
+                let small = records / 4;
+                let small_input = kafka::unique("bench-in-200-small");
+                kafka::create_topics(&broker, &[&small_input]);
+                let small_expected = kafka::produce(&broker, &small_input, size, small);
+                let run = e2e::meshhost(&broker, &scratch, &cache, &small_input, small, small_expected);
+                kafka::delete_topics(&broker, &[&small_input]);
+                let ratio = hwm as f64 / run.hwm_kib as f64;
+                rows.push(Row::new(
+                    format!("Peak RSS (VmHWM) of `meshhost run`, 200 B records: {} vs {} record topic", count(records), count(small)),
+                    mib(hwm),
+                    mib(run.hwm_kib),
+                    ratio,
+                    "bounded: ≤ 1.25× for 4× the records",
+                    Some(ratio <= 1.25),
+                ));
+            } else {
+                rows.push(Row::new(
+                    format!("Peak RSS (VmHWM) of `meshhost run`, 2 KB records, {}: at end vs at 25% of the output", count(records)),
+                    mib(hwm),
+                    mib(hwm_quarter),
+                    hwm as f64 / hwm_quarter.max(1) as f64,
+                    "(reported)",
+                    None,
+                ));
+            }
+            kafka::delete_topics(&broker, &[&input]);
+        }
+        notes.push(format!(
+            "Peak RSS at 25% of the output / at the end of the big runs: {}",
+            rss.iter().map(|(n, q, h)| format!("{}: {} / {}", count(*n), mib(*q), mib(*h))).collect::<Vec<_>>().join("; ")
+        ));
+    }
+
+    let mut table = String::new();
+    writeln!(table, "meshhost benchmark suite — {machine}").unwrap();
+    writeln!(table, "suite time {:.0} s; micro-benchmarks: median of {rounds} rounds; E2E: best of {} round(s)\n", started.elapsed().as_secs_f64(), options.e2e_rounds).unwrap();
+    writeln!(table, "| Benchmark | meshhost | baseline | ratio | goal | result |").unwrap();
+    writeln!(table, "|---|---:|---:|---:|---|---|").unwrap();
+    for row in &rows {
+        let result = match row.met {
+            Some(true) => "met",
+            Some(false) => "**NOT MET**",
+            None => "—",
+        };
+        writeln!(table, "| {} | {} | {} | {} | {} | {} |", row.name, row.measured, row.baseline, row.ratio, row.goal, result).unwrap();
+    }
+    for note in &notes {
+        writeln!(table, "\n{note}").unwrap();
+    }
+    let met = rows.iter().filter(|r| r.met == Some(true)).count();
+    let goals = rows.iter().filter(|r| r.met.is_some()).count();
+    writeln!(table, "\nGoals met: {met} of {goals}").unwrap();
+    println!("\n{table}");
+    let out = options.out.unwrap_or_else(|| scratch.join("results.md"));
+    std::fs::write(&out, &table).expect("write the results");
+    eprintln!("(table written to {})", out.display());
+}
