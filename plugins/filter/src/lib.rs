@@ -27,6 +27,7 @@ use cel::common::types::{CelBool, CelBytes, CelDouble, CelInt, CelList, CelMap, 
 use cel::common::value::Val;
 use cel::{Context, Env, Program};
 use meshhost_sdk::avro::{self, Reader, Schema, Value};
+use meshhost_sdk::options::{self, field_names, json_kind};
 use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
 
 /// The options `with:` accepts.
@@ -53,46 +54,10 @@ impl Filter {
     /// Build the filter from its `with:` mapping and its input ports.
     pub fn new(config: &serde_json::Value, inputs: &[InputPort]) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let empty = serde_json::Map::new();
-        let options = match config {
-            serde_json::Value::Object(options) => Some(options),
-            serde_json::Value::Null => Some(&empty),
-            other => {
-                errors.push(ConfigError::at(
-                    "",
-                    format!("`with` must be a mapping, got {}", json_kind(other)),
-                ));
-                None
-            }
-        };
-        if let Some(options) = options {
-            for key in options.keys().filter(|k| !OPTIONS.contains(&k.as_str())) {
-                errors.push(ConfigError::at(
-                    key.clone(),
-                    format!("unknown option; mesh/filter takes: {}", OPTIONS.join(", ")),
-                ));
-            }
-        }
-
+        let options = options::options("mesh/filter", config, OPTIONS, &mut errors);
         let input = match inputs {
-            [input] => match meshhost_sdk::port_schema(input) {
-                Ok(schema) => match schema.root_record() {
-                    Some(record) => {
-                        let fields = record.fields.clone();
-                        Some((input, schema, fields))
-                    }
-                    None => {
-                        errors.push(ConfigError::at(
-                            "",
-                            format!(
-                                "input {:?}: mesh/filter needs a record schema, got {}",
-                                input.name,
-                                schema.resolve(&schema.root).describe()
-                            ),
-                        ));
-                        None
-                    }
-                },
+            [input] => match options::record_input("mesh/filter", input) {
+                Ok((schema, record)) => Some((input, schema, record.fields)),
                 Err(e) => {
                     errors.push(e);
                     None
@@ -153,7 +118,7 @@ impl Filter {
             } else if env.types().find_type(name).is_none() {
                 errors.push(ConfigError::at(
                     "condition",
-                    format!("no field {name:?} in input schema; fields are: {}", field_list(&fields)),
+                    format!("no field {name:?} in input schema; fields are: {}", field_names(&fields)),
                 ));
             }
         }
@@ -376,21 +341,6 @@ fn undecodable(field: &str, e: &avro::DatumError) -> String {
         "value does not decode as the input schema: field \"{field}{separator}{inner}\": {}{at}",
         e.kind()
     )
-}
-
-fn field_list(fields: &[avro::Field]) -> String {
-    fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]

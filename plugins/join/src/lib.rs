@@ -27,8 +27,9 @@
 
 use std::ops::Range;
 
-use meshhost_sdk::avro::{self, AvroType, Field, Reader, RecordType, Schema};
+use meshhost_sdk::avro::{self, AvroType, Reader, RecordType, Schema};
 use meshhost_sdk::state::{HostState, State};
+use meshhost_sdk::options::{self, field_names, json_kind};
 use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
 
 /// The options `with:` accepts.
@@ -97,28 +98,7 @@ impl Join {
         inputs: &[InputPort],
     ) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let empty = serde_json::Map::new();
-        let options = Options {
-            map: match config {
-                serde_json::Value::Object(options) => Some(options),
-                serde_json::Value::Null => Some(&empty),
-                other => {
-                    errors.push(ConfigError::at(
-                        "",
-                        format!("`with` must be a mapping, got {}", json_kind(other)),
-                    ));
-                    None
-                }
-            },
-        };
-        if let Some(map) = options.map {
-            for key in map.keys().filter(|k| !OPTIONS.contains(&k.as_str())) {
-                errors.push(ConfigError::at(
-                    key.clone(),
-                    format!("unknown option; mesh/join takes: {}", OPTIONS.join(", ")),
-                ));
-            }
-        }
+        let options = Options { map: options::options("mesh/join", config, OPTIONS, &mut errors) };
         let left_key = options.field_name("left_key", "left", &mut errors);
         let right_key = options.field_name("right_key", "right", &mut errors);
         let kind = match options.map.map(|o| o.get("kind")) {
@@ -174,7 +154,7 @@ impl Join {
                     path,
                     format!(
                         "no field {key:?} in input {input:?}; fields are: {}",
-                        field_list(&record.fields)
+                        field_names(&record.fields)
                     ),
                 ));
                 keys.push(None);
@@ -506,29 +486,7 @@ meshhost_sdk::export!(Join);
 
 /// The record schema of an input, or the problem with it.
 fn input_record(input: &InputPort, errors: &mut Vec<ConfigError>) -> Option<(Schema, RecordType)> {
-    match meshhost_sdk::port_schema(input) {
-        Ok(schema) => match schema.root_record() {
-            Some(record) => {
-                let record = RecordType::clone(record);
-                Some((schema, record))
-            }
-            None => {
-                errors.push(ConfigError::at(
-                    "",
-                    format!(
-                        "input {:?}: mesh/join needs a record schema, got {}",
-                        input.name,
-                        schema.resolve(&schema.root).describe()
-                    ),
-                ));
-                None
-            }
-        },
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    }
+    options::record_input("mesh/join", input).map_err(|e| errors.push(e)).ok()
 }
 
 /// The key type of a field type (through refs and logical types), or a description of the
@@ -611,25 +569,6 @@ fn show(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) => format!("{text:?}"),
         Err(_) => format!("\"{}\"", bytes.escape_ascii()),
-    }
-}
-
-fn field_list(fields: &[Field]) -> String {
-    fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "a mapping",
     }
 }
 

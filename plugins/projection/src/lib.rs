@@ -16,6 +16,7 @@
 use std::ops::Range;
 
 use meshhost_sdk::avro::{self, Field, RecordType, Schema};
+use meshhost_sdk::options::{self, field_names, json_kind};
 use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
 
 /// The options `with:` accepts.
@@ -35,46 +36,11 @@ impl Projection {
     /// Build the projection from its `with:` mapping and its input ports.
     pub fn new(config: &serde_json::Value, inputs: &[InputPort]) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let empty = serde_json::Map::new();
-        let options = match config {
-            serde_json::Value::Object(options) => Some(options),
-            serde_json::Value::Null => Some(&empty),
-            other => {
-                errors.push(ConfigError::at(
-                    "",
-                    format!("`with` must be a mapping, got {}", json_kind(other)),
-                ));
-                None
-            }
-        };
-        if let Some(options) = options {
-            for key in options.keys().filter(|k| !OPTIONS.contains(&k.as_str())) {
-                errors.push(ConfigError::at(
-                    key.clone(),
-                    format!("unknown option; mesh/projection takes: {}", OPTIONS.join(", ")),
-                ));
-            }
-        }
+        let options = options::options("mesh/projection", config, OPTIONS, &mut errors);
 
         let input = match inputs {
-            [input] => match meshhost_sdk::port_schema(input) {
-                Ok(schema) => match schema.root_record() {
-                    Some(record) => {
-                        let record = RecordType::clone(record);
-                        Some((schema, record))
-                    }
-                    None => {
-                        errors.push(ConfigError::at(
-                            "",
-                            format!(
-                                "input {:?}: mesh/projection needs a record schema, got {}",
-                                input.name,
-                                schema.resolve(&schema.root).describe()
-                            ),
-                        ));
-                        None
-                    }
-                },
+            [input] => match options::record_input("mesh/projection", input) {
+                Ok(input) => Some(input),
                 Err(e) => {
                     errors.push(e);
                     None
@@ -117,7 +83,7 @@ impl Projection {
                             path,
                             format!(
                                 "no field {name:?} in input schema; fields are: {}",
-                                field_list(input_fields)
+                                field_names(input_fields)
                             ),
                         ));
                     } else if let Some((first, _)) = picks.iter().find(|(_, n)| n == name) {
@@ -278,21 +244,6 @@ fn is_avro_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn field_list(fields: &[Field]) -> String {
-    fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 use std::ops::Range;
 
 use meshhost_sdk::avro::{self, AvroType, RecordType, Resolver, Schema};
+use meshhost_sdk::options::{self, json_kind};
 use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
 
 /// The options `with:` accepts.
@@ -71,21 +72,8 @@ impl Union {
     /// Build the union from its `with:` mapping and its input ports.
     pub fn new(config: &serde_json::Value, inputs: &[InputPort]) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let empty = serde_json::Map::new();
-        let options = match config {
-            serde_json::Value::Object(options) => options,
-            serde_json::Value::Null => &empty,
-            other => {
-                errors.push(ConfigError::at("", format!("`with` must be a mapping, got {}", json_kind(other))));
-                &empty
-            }
-        };
-        for key in options.keys().filter(|k| !OPTIONS.contains(&k.as_str())) {
-            errors.push(ConfigError::at(
-                key.clone(),
-                format!("unknown option; mesh/union takes: {}", OPTIONS.join(", ")),
-            ));
-        }
+        static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> = std::sync::LazyLock::new(Default::default);
+        let options = options::options("mesh/union", config, OPTIONS, &mut errors).unwrap_or(&EMPTY);
         let tag_field = match options.get("tag_field") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(name)) => Some(name.as_str()),
@@ -250,17 +238,6 @@ impl Processor for Union {
 
 #[cfg(target_arch = "wasm32")]
 meshhost_sdk::export!(Union);
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "a mapping",
-    }
-}
 
 #[cfg(test)]
 mod tests {

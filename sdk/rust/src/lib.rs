@@ -27,6 +27,7 @@
 
 pub mod avro;
 mod guest;
+pub mod options;
 pub mod state;
 
 pub use guest::{port_schema, Output, Processor};
