@@ -266,3 +266,21 @@ fn a_pipeline_runs_a_plugin_the_test_published() {
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(got == expected, "the published passthrough plugin returns every record unchanged");
 }
+
+#[test]
+fn a_killed_publish_leaves_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    assert_eq!(publish(&registry, &package(dir.path(), TRAP_PLUGIN, "acme/pass", "1.0.0")).0, 0);
+    // What a publish killed before its rename leaves: a half-written staging directory.
+    let staging = registry.join(".staging/acme-pass-2.0.0-12345-1");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("plugin.wasm"), &std::fs::read(TRAP_PLUGIN).unwrap()[..100]).unwrap();
+    let (_, stdout, _) = meshhost(&["plugin", "list", "--registry", registry.to_str().unwrap()]);
+    assert_eq!(stdout, "acme/pass 1.0.0\n");
+    let (code, _, stderr) = meshhost(&["plugin", "verify", "--registry", registry.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let pipeline = pipeline_using(dir.path(), "acme/pass@*");
+    assert_eq!(meshhost(&["lock", pipeline.to_str().unwrap()]).0, 0);
+    assert_eq!(locked_version(&pipeline), "1.0.0");
+}
