@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing meshhost needs, when missing: the wasm32-wasip2 target
-# (plugins are built for it) and the broker (scripts/broker.sh install).
+# (plugins are built for it), the broker (scripts/broker.sh install), and the build tools of the
+# Python and JavaScript SDKs (sdk/install-tools.sh: componentize-py, componentize-js).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -8,3 +9,5 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 scripts/broker.sh install
+# The build tools of the Python and JavaScript SDKs (componentize-py, componentize-js).
+sdk/install-tools.sh

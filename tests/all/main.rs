@@ -2,6 +2,7 @@
 //! `scripts/broker.sh` (see `support::broker`). One test binary, to link once.
 
 mod join;
+mod languages;
 mod movies;
 mod pipeline;
 mod registry;

@@ -68,14 +68,41 @@ fn build_rust(project: &Path) -> PathBuf {
     target.join("wasm32-wasip2/release/upper.wasm")
 }
 
+/// Build a scaffolded Python or JavaScript plugin with its SDK's one build command.
+fn build_dynamic(project: &Path, lang: &str) -> PathBuf {
+    let wasm = project.join("upper.wasm");
+    let sdk = workspace().join("sdk");
+    let status = match lang {
+        "python" => Command::new("python3").arg(sdk.join("python/build.py")).args(["app.py", "-o", "upper.wasm"]).current_dir(project).status(),
+        _ => Command::new("node").arg(sdk.join("js/build.mjs")).args(["app.js", "-o", "upper.wasm"]).current_dir(project).status(),
+    }
+    .expect("run the SDK build command");
+    assert!(status.success(), "the scaffolded {lang} plugin builds");
+    wasm
+}
+
 #[test]
 fn a_scaffolded_rust_plugin_builds_passes_its_tests_and_runs() {
+    scaffold_build_test_and_run("rust");
+}
+
+#[test]
+fn a_scaffolded_python_plugin_builds_passes_its_tests_and_runs() {
+    scaffold_build_test_and_run("python");
+}
+
+#[test]
+fn a_scaffolded_js_plugin_builds_passes_its_tests_and_runs() {
+    scaffold_build_test_and_run("js");
+}
+
+fn scaffold_build_test_and_run(lang: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = meshhost(&["plugin", "new", "acme/upper", "--lang", "rust"], dir.path());
+    let (code, stdout, stderr) = meshhost(&["plugin", "new", "acme/upper", "--lang", lang], dir.path());
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("created upper"), "{stdout}");
     let project = dir.path().join("upper");
-    let wasm = build_rust(&project);
+    let wasm = if lang == "rust" { build_rust(&project) } else { build_dynamic(&project, lang) };
 
     let (code, stdout, _) = meshhost(&["plugin", "test", wasm.to_str().unwrap(), "--fixtures", "fixtures"], &project);
     assert_eq!(code, 0, "{stdout}");

@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+// Build a JavaScript meshhost processor into a component:
+//
+//   node sdk/js/build.mjs app.js -o plugin.wasm [--wit DIR]
+//
+// `app.js` is an ES module exporting `init` and `processRecord` (or `process`); it may import
+// 'meshhost-sdk' (this directory's meshhost.js), its own modules and pure-JS npm packages. The
+// build bundles them with rolldown into one module whose `processor` export is the WIT
+// interface, then runs componentize-js ({sourcePath, witPath, worldName}) on it.
+//
+// Needs `npm install` in sdk/js once (scripts/setup.sh does it).
+
+import { mkdtemp, readdir, copyFile, writeFile, rm, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const SDK_DIR = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(SDK_DIR, '..', '..');
+
+// The world the component targets: the processor with only the `log` import. The package's
+// `plugin` world may import more (e.g. `state`); a JS component would import all of it, and
+// the host takes a component that imports `state` for a stateful one.
+const SDK_WORLD = 'meshhost-sdk-plugin';
+const SDK_WORLD_WIT = `package meshhost:processor@0.1.0;
+
+/// What the JavaScript SDK builds: a processor that may log.
+world ${SDK_WORLD} {
+    import log;
+    export processor;
+}
+`;
+
+function usage(message) {
+  if (message) console.error(`meshhost build: ${message}`);
+  console.error('usage: node sdk/js/build.mjs APP.js [-o plugin.wasm] [--wit DIR] [-q]');
+  process.exit(2);
+}
+
+function findWit(explicit) {
+  for (const candidate of [explicit, process.env.MESHHOST_WIT, join(REPO, 'wit')]) {
+    if (candidate && existsSync(join(candidate, 'processor.wit'))) return resolve(candidate);
+  }
+  usage('cannot find the meshhost WIT directory; pass --wit DIR or set MESHHOST_WIT');
+}
+
+async function importTool(name) {
+  try {
+    return await import(name);
+  } catch (error) {
+    console.error(`meshhost build: cannot load ${name} (${error.code ?? error.message}); run \`npm install\` in ${SDK_DIR} (scripts/setup.sh does)`);
+    process.exit(1);
+  }
+}
+
+/** Build `app` into the component `output`; returns its size in bytes. */
+export async function build(app, output, { wit, quiet = false } = {}) {
+  const started = Date.now();
+  app = resolve(app);
+  output = resolve(output);
+  if (!existsSync(app)) usage(`${app} does not exist`);
+  const witDir = findWit(wit);
+  const { rolldown } = await importTool('rolldown');
+  const { componentize } = await importTool('@bytecodealliance/componentize-js');
+
+  const work = await mkdtemp(join(tmpdir(), 'meshhost-js-build-'));
+  try {
+    // The WIT package plus the SDK's world.
+    const witStage = join(work, 'wit');
+    await mkdir(witStage);
+    for (const name of await readdir(witDir)) {
+      if (name.endsWith('.wit')) await copyFile(join(witDir, name), join(witStage, name));
+    }
+    await writeFile(join(witStage, 'zz-meshhost-sdk.wit'), SDK_WORLD_WIT);
+
+    // One module: the app, the SDK and their imports; the WIT imports stay external.
+    const entry = join(work, 'entry.js');
+    await writeFile(
+      entry,
+      `import * as app from ${JSON.stringify(app)};
+import { createProcessor } from 'meshhost-sdk';
+import { log } from 'meshhost:processor/log@0.1.0';
+export const processor = createProcessor(app, log);
+`,
+    );
+    const bundle = await rolldown({
+      input: entry,
+      external: [/^meshhost:/, /^wasi:/],
+      platform: 'neutral',
+      resolve: { alias: { 'meshhost-sdk': join(SDK_DIR, 'meshhost.js') } },
+      logLevel: 'warn',
+    });
+    const { output: chunks } = await bundle.generate({ format: 'esm', codeSplitting: false });
+    await bundle.close();
+    const source = join(work, 'processor.js');
+    await writeFile(source, chunks[0].code);
+
+    const { component } = await componentize({
+      sourcePath: source,
+      witPath: witStage,
+      worldName: SDK_WORLD,
+      // No wasi:http: the host links WASI without it.
+      disableFeatures: ['http', 'fetch-event'],
+    });
+    await mkdir(dirname(output), { recursive: true });
+    await writeFile(output, component);
+    if (!quiet) {
+      console.log(`built ${output} (${(component.length / 1e6).toFixed(1)} MB) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }
+    return component.length;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: { output: { type: 'string', short: 'o', default: 'plugin.wasm' }, wit: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+    });
+  } catch (error) {
+    usage(error.message);
+  }
+  if (parsed.positionals.length !== 1) usage('give one app file');
+  try {
+    await build(parsed.positionals[0], parsed.values.output, parsed.values);
+  } catch (error) {
+    console.error(`meshhost build: ${error.stack ?? error}`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,395 @@
+// Write meshhost processors in JavaScript.
+//
+// A processor is an ES module exporting `init` and `processRecord` (or `process` for a whole
+// batch), over plain objects:
+//
+//   import { ConfigError, to } from 'meshhost-sdk';
+//
+//   export function init(config, inputs) {
+//     if (!inputs[0].field('year')) throw new ConfigError('', 'the input has no field "year"');
+//     return [{ name: 'out', schema: inputs[0].schema }];
+//   }
+//
+//   export function processRecord(record) {
+//     return { ...record.value, decade: record.value.year - (record.value.year % 10) };
+//   }
+//
+// Values are parsed JSON objects: the host transcodes them from and to the ports' Avro schemas.
+// An exception thrown for a record sends that record to the dead-letter topic. Build the
+// component with `node sdk/js/build.mjs app.js -o plugin.wasm`.
+//
+// This module is plain JavaScript with no import: it runs in Node.js too, so a processor's
+// logic can be unit-tested natively (see `harness`).
+
+/** A problem with the processor's `with:` configuration (at `path`, e.g. `fields[1]`) or its
+ * inputs. Throw it from `init`; throw `ConfigErrors` for several at once. */
+export class ConfigError extends Error {
+  constructor(path, message) {
+    super(path ? `${path}: ${message}` : message);
+    this.name = 'ConfigError';
+    this.path = path ?? '';
+    this.detail = message;
+  }
+}
+
+/** Several `ConfigError` at once, thrown from `init`. */
+export class ConfigErrors extends Error {
+  constructor(errors) {
+    super(errors.map((e) => e.message).join('; '));
+    this.name = 'ConfigErrors';
+    this.errors = errors;
+  }
+}
+
+/** Throw from `processRecord` to reject the record with exactly this message (its dead letter's
+ * `meshhost.error`). Any other exception rejects it too, as `"<Name>: <message>"`. */
+export class RecordError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'RecordError';
+  }
+}
+
+/** An input port: the upstream id and the Avro schema of its values, parsed (`schema`) and as
+ * text (`schemaText`). */
+export class Port {
+  constructor(name, schemaText) {
+    this.name = name;
+    this.schemaText = schemaText;
+    this.schema = JSON.parse(schemaText);
+  }
+
+  /** The fields of a record schema (`[]` for any other schema). */
+  fields() {
+    const s = this.schema;
+    return s && typeof s === 'object' && s.type === 'record' ? [...(s.fields ?? [])] : [];
+  }
+
+  /** The field called `name` of a record schema, or `undefined`. */
+  field(name) {
+    return this.fields().find((f) => f.name === name);
+  }
+}
+
+/** One record. `value` is the parsed JSON object (`null` for a tombstone); `key` and header
+ * values are `Uint8Array` (or `null`); `timestamp` is milliseconds since the Unix epoch or
+ * `null`. `index` is its position in the batch (the origin of what derives from it), `input`
+ * the input port it arrived on. Return a `Record` (e.g. `record.withValue(v)`) to set the key,
+ * headers or timestamp of what you emit; a plain object is a value. */
+export class Record {
+  constructor({ value = null, key = null, headers = [], timestamp = null, index = 0, input = 0 } = {}) {
+    this.value = value;
+    this.key = key;
+    this.headers = headers;
+    this.timestamp = timestamp;
+    this.index = index;
+    this.input = input;
+  }
+
+  /** The value of the last header called `name`, or `null`. */
+  header(name) {
+    let found = null;
+    for (const h of this.headers) if (h.key === name) found = h.value;
+    return found;
+  }
+
+  /** The key as text (UTF-8), or `null`. */
+  keyText() {
+    return this.key == null ? null : decoder.decode(this.key);
+  }
+
+  /** A copy of this record (key, headers, timestamp) with another value. */
+  withValue(value) {
+    return new Record({ ...this, headers: [...this.headers], value });
+  }
+}
+
+/** What `to` returns: a value or `Record` for a given output port. */
+export class Routed {
+  constructor(port, value) {
+    this.port = port;
+    this.value = value;
+  }
+}
+
+/** Route `value` (an object, `null` for a tombstone, or a `Record`) to output `port` (its index
+ * or its name); return it, or an array of them, from `processRecord`. */
+export function to(port, value) {
+  return new Routed(port, value);
+}
+
+// --- logging -------------------------------------------------------------------------------
+
+let logBackend = (level, message) => console.error(`[${level}] ${message}`);
+
+/** Log into the host's log, tagged with the processor's id (to stderr when run natively). */
+export const log = {
+  debug: (message) => logBackend('debug', String(message)),
+  info: (message) => logBackend('info', String(message)),
+  warn: (message) => logBackend('warn', String(message)),
+  error: (message) => logBackend('error', String(message)),
+};
+
+// --- the glue between a processor module and the WIT export --------------------------------
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The reason a record fails with, for an exception thrown while processing it. */
+export function describe(error) {
+  if (error instanceof RecordError) return error.message;
+  if (error instanceof Error) return error.message ? `${error.name}: ${error.message}` : error.name;
+  return String(error);
+}
+
+function replacer(_key, value) {
+  // Avro bytes and fixed travel as strings of code points 0-255.
+  if (value instanceof Uint8Array) return String.fromCharCode(...value);
+  if (typeof value === 'bigint') return Number(value);
+  return value;
+}
+
+function encodeValue(value) {
+  if (value === null || value === undefined) return null;
+  let text;
+  try {
+    text = JSON.stringify(value, replacer);
+  } catch (error) {
+    throw new RecordError(`the emitted value is not JSON: ${error.message}`);
+  }
+  if (text === undefined) throw new RecordError(`the emitted value is not JSON: ${typeof value}`);
+  return encoder.encode(text);
+}
+
+function toBytes(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return encoder.encode(value);
+  return value;
+}
+
+function schemaText(schema) {
+  if (typeof schema === 'string') {
+    try {
+      JSON.parse(schema);
+      return schema;
+    } catch {
+      return JSON.stringify(schema); // a primitive type name such as "string"
+    }
+  }
+  return JSON.stringify(schema);
+}
+
+function outputPorts(declared) {
+  if (declared && !Array.isArray(declared) && typeof declared === 'object' && !('name' in declared)) {
+    declared = Object.entries(declared).map(([name, schema]) => ({ name, schema }));
+  } else if (declared && !Array.isArray(declared)) {
+    declared = [declared];
+  }
+  if (!declared || declared.length === 0) throw new ConfigError('', 'the processor declared no output port');
+  return declared.map((p, i) => {
+    if (!p || typeof p.name !== 'string' || p.schema === undefined) {
+      throw new ConfigError('', `init returned an invalid output port at ${i}: expected {name, schema}`);
+    }
+    return { name: p.name, schema: schemaText(p.schema) };
+  });
+}
+
+function configErrors(error) {
+  if (error instanceof ConfigErrors) return error.errors.map((e) => ({ path: e.path ?? '', message: e.detail ?? e.message }));
+  if (error instanceof ConfigError) return [{ path: error.path, message: error.detail }];
+  return [{ path: '', message: `init failed: ${describe(error)}` }];
+}
+
+/** The outcome of one batch, in the processor's terms. */
+class Output {
+  constructor(outputs, records) {
+    this.outputs = outputs;
+    this.records = records;
+    this.emitted = [];
+    this.failures = [];
+  }
+
+  /** Emit on output `port` (index or name) a record derived from input record `origin` (its
+   * index in the batch): `value` is an object (the record keeps the origin's key, headers and
+   * timestamp), `null` (a tombstone) or a `Record`. */
+  emit(port, origin, value, source) {
+    const index = this.portIndex(port);
+    let record;
+    if (value instanceof Record) {
+      record = value;
+    } else {
+      const base = source ?? this.records[origin];
+      record = new Record({ value, key: base?.key ?? null, headers: base?.headers ?? [], timestamp: base?.timestamp ?? null });
+    }
+    this.emitted.push({
+      port: index,
+      origin,
+      record: {
+        key: toBytes(record.key),
+        value: encodeValue(record.value),
+        headers: record.headers.map((h) => ({ key: h.key, value: toBytes(h.value) })),
+        timestamp: record.timestamp == null ? null : BigInt(record.timestamp),
+      },
+    });
+  }
+
+  /** Reject input record `index`: the host sends it to the dead-letter topic with `reason`. */
+  fail(index, reason) {
+    this.failures.push({ index, reason: String(reason) });
+  }
+
+  portIndex(port) {
+    if (typeof port === 'string') {
+      const index = this.outputs.findIndex((p) => p.name === port);
+      if (index < 0) throw new RecordError(`no output port named "${port}" (declared: ${this.outputs.map((p) => p.name).join(', ')})`);
+      return index;
+    }
+    if (!Number.isInteger(port) || port < 0 || port >= this.outputs.length) {
+      throw new RecordError(`output port ${port} does not exist (${this.outputs.length} declared)`);
+    }
+    return port;
+  }
+}
+
+function emitResult(out, record, result) {
+  if (result === null || result === undefined) return;
+  if (Array.isArray(result)) {
+    for (const item of result) emitResult(out, record, item);
+  } else if (result instanceof Routed) {
+    out.emit(result.port, record.index, result.value, record);
+  } else if (typeof result === 'object') {
+    out.emit(0, record.index, result, record);
+  } else {
+    throw new RecordError(`processRecord returned ${typeof result}; expected an object, a Record, to(port, value), an array of them or null`);
+  }
+}
+
+function defaultProcess(app) {
+  const tombstones = app.tombstones ?? 'forward';
+  const processRecord = app.processRecord ?? ((record) => record);
+  return (input, records, out) => {
+    for (const record of records) {
+      if (record.value === null && tombstones !== 'process') {
+        if (tombstones === 'forward') out.emit(0, record.index, record);
+        continue;
+      }
+      const marks = [out.emitted.length, out.failures.length];
+      try {
+        emitResult(out, record, processRecord.call(app, record, out));
+      } catch (error) {
+        out.emitted.length = marks[0];
+        out.failures.length = marks[1];
+        out.fail(record.index, describe(error));
+      }
+    }
+  };
+}
+
+/** Run `process` over a batch; an exception escaping it fails only the records that throw (the
+ * batch is retried record by record, like the host does after a trap). */
+function runBatch(process, app, outputs, input, records) {
+  const out = new Output(outputs, records);
+  try {
+    process.call(app, input, records, out);
+    return out;
+  } catch (error) {
+    if (records.length === 1) {
+      const failed = new Output(outputs, records);
+      failed.fail(records[0].index, describe(error));
+      return failed;
+    }
+  }
+  const all = new Output(outputs, records);
+  for (const record of records) {
+    const alone = new Record({ ...record, index: 0 });
+    const one = runBatch(process, app, outputs, input, [alone]);
+    for (const e of one.emitted) all.emitted.push({ ...e, origin: record.index });
+    for (const f of one.failures) all.failures.push({ index: record.index, reason: f.reason });
+  }
+  return all;
+}
+
+/**
+ * The `meshhost:processor/processor` export for processor module `app` (its `init`,
+ * `processRecord` or `process`, and optional `tombstones`: 'forward' (default), 'drop' or
+ * 'process'). `hostLog` is the WIT `log` import, when running inside a component.
+ */
+export function createProcessor(app, hostLog) {
+  if (hostLog) logBackend = (level, message) => hostLog(level, message);
+  const process = app.process ?? defaultProcess(app);
+  let outputs = null;
+  return {
+    init(configText, inputs) {
+      let config;
+      try {
+        config = configText ? JSON.parse(configText) : {};
+      } catch (error) {
+        return { tag: 'err', val: [{ path: '', message: `configuration is not JSON: ${error.message}` }] };
+      }
+      try {
+        const ports = inputs.map((p) => new Port(p.name, p.schema));
+        const declared = app.init ? app.init(config, ports) : [{ name: 'out', schema: ports[0].schemaText }];
+        outputs = outputPorts(declared);
+      } catch (error) {
+        return { tag: 'err', val: configErrors(error) };
+      }
+      return { outputs, format: 'json' };
+    },
+
+    process(input, records) {
+      if (!outputs) throw new Error('process called before init');
+      const batch = [];
+      const failures = [];
+      records.forEach((r, index) => {
+        let value = null;
+        if (r.value != null) {
+          try {
+            value = JSON.parse(decoder.decode(r.value));
+          } catch (error) {
+            failures.push({ index, reason: `the value is not JSON: ${error.message}` });
+            return;
+          }
+        }
+        const timestamp = r.timestamp == null ? null : Number(r.timestamp);
+        batch.push(new Record({ value, key: r.key ?? null, headers: r.headers, timestamp, index, input }));
+      });
+      const out = runBatch(process, app, outputs, input, batch);
+      return { emitted: out.emitted, failures: failures.concat(out.failures) };
+    },
+  };
+}
+
+/**
+ * Run a processor module natively, as the host would, for unit tests:
+ *
+ *   const h = harness(app, { field: 'year' }, [{ name: 'movies', schema: MOVIE_SCHEMA }]);
+ *   h.run([{ year: 1994 }]) // => { emitted: [{ port: 'out', origin: 0, value: {...}, ... }], failures: [] }
+ *
+ * `init` problems throw a `ConfigErrors`.
+ */
+export function harness(app, config = {}, inputs = []) {
+  const processor = createProcessor(app);
+  const result = processor.init(JSON.stringify(config), inputs.map((p) => ({ name: p.name, schema: schemaText(p.schema) })));
+  if (result.tag === 'err') throw new ConfigErrors(result.val.map((e) => new ConfigError(e.path, e.message)));
+  return {
+    outputs: result.outputs,
+    run(values, input = 0) {
+      const records = values.map((v) => {
+        const r = v instanceof Record ? v : new Record({ value: v });
+        return { key: toBytes(r.key), value: encodeValue(r.value), headers: r.headers, timestamp: r.timestamp == null ? null : BigInt(r.timestamp) };
+      });
+      const { emitted, failures } = processor.process(input, records);
+      return {
+        emitted: emitted.map((e) => ({
+          port: result.outputs[e.port].name,
+          origin: e.origin,
+          value: e.record.value == null ? null : JSON.parse(decoder.decode(e.record.value)),
+          key: e.record.key,
+          headers: e.record.headers,
+          timestamp: e.record.timestamp,
+        })),
+        failures,
+      };
+    },
+  };
+}

@@ -1,0 +1,114 @@
+// Native tests of the JavaScript SDK (no WebAssembly): node --test sdk/js/test/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ConfigError, ConfigErrors, Record, RecordError, createProcessor, harness, to } from '../meshhost.js';
+
+const SCHEMA = { type: 'record', name: 'T', fields: [{ name: 'n', type: 'long' }, { name: 's', type: 'string' }] };
+const INPUTS = [{ name: 'src', schema: SCHEMA }];
+const utf8 = (text) => new TextEncoder().encode(text);
+
+test('identity by default, keeping key, headers and timestamp; tombstones forwarded', () => {
+  const h = harness({}, {}, INPUTS);
+  assert.deepEqual(h.outputs.map((p) => p.name), ['out']);
+  const out = h.run([new Record({ value: { n: 1, s: 'é' }, key: utf8('k'), headers: [{ key: 'h', value: utf8('v') }], timestamp: 5 }), new Record({ key: 'gone' })]);
+  assert.equal(out.emitted.length, 2);
+  assert.deepEqual(out.emitted[0].value, { n: 1, s: 'é' });
+  assert.deepEqual(out.emitted[0].key, utf8('k'));
+  assert.deepEqual(out.emitted[0].headers, [{ key: 'h', value: utf8('v') }]);
+  assert.equal(out.emitted[0].timestamp, 5n);
+  assert.equal(out.emitted[1].value, null);
+  assert.deepEqual(out.emitted[1].key, utf8('gone'));
+});
+
+const router = {
+  init(config, inputs) {
+    this.limit = config.limit ?? 10;
+    return [{ name: 'small', schema: inputs[0].schema }, { name: 'big', schema: inputs[0].schemaText }];
+  },
+  processRecord(record) {
+    const { n } = record.value;
+    if (n < 0) throw new RecordError(`negative n: ${n}`);
+    if (n === 0) return null;
+    if (n === 99) return [to('small', record.value), to('big', record.value)];
+    if (n === 7) return record.value.missing.field;
+    if (n === 13) return { n, s: new Uint8Array([255]) };
+    return to(n < this.limit ? 'small' : 'big', record.value);
+  },
+};
+
+test('routing, drops and per-record failures', () => {
+  const h = harness(router, {}, INPUTS);
+  const out = h.run([{ n: 1, s: '' }, { n: 20, s: '' }, { n: -1, s: '' }, { n: 0, s: '' }, { n: 99, s: '' }, { n: 7, s: '' }, { n: 13, s: '' }]);
+  assert.deepEqual(out.emitted.map((e) => [e.port, e.origin]), [['small', 0], ['big', 1], ['small', 4], ['big', 4], ['small', 6]]);
+  assert.deepEqual(out.emitted.at(-1).value, { n: 13, s: '\xff' });
+  assert.deepEqual(out.failures, [
+    { index: 2, reason: 'negative n: -1' },
+    { index: 5, reason: "TypeError: Cannot read properties of undefined (reading 'field')" },
+  ]);
+});
+
+test('init declares ports as JSON text and reports config errors with paths', () => {
+  const p = createProcessor(router);
+  const ok = p.init('{"limit": 3}', [{ name: 'src', schema: JSON.stringify(SCHEMA) }]);
+  assert.deepEqual(ok.outputs.map((o) => [o.name, JSON.parse(o.schema)]), [['small', SCHEMA], ['big', SCHEMA]]);
+  assert.equal(ok.format, 'json');
+
+  const picky = {
+    init(config) {
+      if (config.a) throw new ConfigError('a', 'not allowed');
+      if (config.b) throw new ConfigErrors([new ConfigError('b', 'one'), new ConfigError('', 'two')]);
+      if (config.c) throw new Error('boom');
+      return [];
+    },
+  };
+  const errors = (config) => createProcessor(picky).init(config, [{ name: 'src', schema: JSON.stringify(SCHEMA) }]);
+  assert.deepEqual(errors('{"a": 1}'), { tag: 'err', val: [{ path: 'a', message: 'not allowed' }] });
+  assert.deepEqual(errors('{"b": 1}'), { tag: 'err', val: [{ path: 'b', message: 'one' }, { path: '', message: 'two' }] });
+  assert.deepEqual(errors('{"c": 1}'), { tag: 'err', val: [{ path: '', message: 'init failed: Error: boom' }] });
+  assert.deepEqual(errors('{}'), { tag: 'err', val: [{ path: '', message: 'the processor declared no output port' }] });
+  assert.match(errors('{nope').val[0].message, /^configuration is not JSON/);
+});
+
+test('a record that fails emits nothing; bad results and ports fail the record', () => {
+  const half = {
+    processRecord(record, out) {
+      out.emit(0, record.index, record.value);
+      throw new RecordError('after emitting');
+    },
+  };
+  assert.deepEqual(harness(half, {}, INPUTS).run([{ n: 1, s: '' }]), { emitted: [], failures: [{ index: 0, reason: 'after emitting' }] });
+  const lost = { processRecord: (record) => to('nowhere', record.value) };
+  assert.deepEqual(harness(lost, {}, INPUTS).run([{ n: 1, s: '' }]).failures, [{ index: 0, reason: 'no output port named "nowhere" (declared: out)' }]);
+  const scalar = { processRecord: () => 42 };
+  assert.match(harness(scalar, {}, INPUTS).run([{ n: 1, s: '' }]).failures[0].reason, /processRecord returned number/);
+});
+
+test('a batch process that throws is retried record by record', () => {
+  const batchWise = {
+    process(input, records, out) {
+      records.forEach((record, i) => {
+        if (record.value.n === 5) throw new Error('five is poison');
+        out.emit(0, i, record.value);
+      });
+    },
+  };
+  const out = harness(batchWise, {}, INPUTS).run([{ n: 1, s: '' }, { n: 5, s: '' }, { n: 6, s: '' }]);
+  assert.deepEqual(out.emitted.map((e) => [e.origin, e.value.n]), [[0, 1], [2, 6]]);
+  assert.deepEqual(out.failures, [{ index: 1, reason: 'Error: five is poison' }]);
+});
+
+test('tombstone policies', () => {
+  assert.deepEqual(harness({ tombstones: 'drop' }, {}, INPUTS).run([null]).emitted, []);
+  const seen = { tombstones: 'process', processRecord: (r) => (r.value === null ? { n: 0, s: 'was a tombstone' } : null) };
+  assert.deepEqual(harness(seen, {}, INPUTS).run([null]).emitted[0].value, { n: 0, s: 'was a tombstone' });
+});
+
+test('any JSON value can be routed (for a non-record output schema); functions cannot', () => {
+  const strings = { init: () => [{ name: 'out', schema: 'string' }], processRecord: (r) => to('out', r.value.s) };
+  const h = harness(strings, {}, INPUTS);
+  assert.equal(h.outputs[0].schema, '"string"');
+  assert.deepEqual(h.run([{ n: 1, s: 'x' }]).emitted[0].value, 'x');
+  const fn = { processRecord: () => to(0, () => 1) };
+  assert.match(harness(fn, {}, INPUTS).run([{ n: 1, s: '' }]).failures[0].reason, /not JSON/);
+});

@@ -1,0 +1,76 @@
+"""The component side: the class componentize-py exports as ``meshhost:processor/processor``.
+
+Only importable inside a component build (it uses the bindings componentize-py generates for
+the ``plugin`` world). :func:`export` wraps a :class:`meshhost_sdk.Processor` subclass; the
+build's entry module does ``Processor = export(MyProcessor)``.
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world.imports import log as _wit_log
+from wit_world.imports import types as _wit
+
+from . import log as _log
+from .processor import Processor as _Base
+from .processor import Record, _run_batch, run_init
+
+_LEVELS = {
+    "debug": _wit_log.Level.DEBUG,
+    "info": _wit_log.Level.INFO,
+    "warn": _wit_log.Level.WARN,
+    "error": _wit_log.Level.ERROR,
+}
+
+
+def _host_log(level: str, message: str) -> None:
+    _wit_log.log(_LEVELS.get(level, _wit_log.Level.INFO), message)
+
+
+_log._backend = _host_log
+
+# A component instance is single-threaded and holds one processor, built by `init`.
+_instance = None
+
+
+def export(cls: type) -> type:
+    """The componentize-py export class for the processor class ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, _Base)):
+        raise TypeError(f"{cls!r} is not a subclass of meshhost_sdk.Processor")
+
+    class Processor:
+        def init(self, config: str, inputs):
+            global _instance
+            processor, result = run_init(cls, config, [(p.name, p.schema) for p in inputs])
+            if processor is None:
+                raise Err([_wit.ConfigError(e.path, e.message) for e in result])
+            _instance = processor
+            return _wit.InitResult([_wit.OutputPort(name, schema) for name, schema in result], _wit.ValueFormat.JSON)
+
+        def process(self, input: int, records):
+            processor = _instance
+            if processor is None:
+                raise RuntimeError("process called before init")
+            batch = []
+            failures = []
+            for i, r in enumerate(records):
+                value = None
+                if r.value is not None:
+                    try:
+                        value = json.loads(r.value)
+                    except ValueError as error:
+                        failures.append((i, f"the value is not JSON: {error}"))
+                        continue
+                batch.append(Record(value, r.key, [(h.key, h.value) for h in r.headers], r.timestamp, i, input))
+            emitted, batch_failures = _run_batch(processor, input, batch)
+            failures.extend(batch_failures)
+            return _wit.BatchResult(
+                [
+                    _wit.Emit(port, origin, _wit.Record(key, value, [_wit.Header(k, v) for k, v in headers], timestamp))
+                    for port, origin, key, value, headers, timestamp in emitted
+                ],
+                [_wit.Failure(index, reason) for index, reason in failures],
+            )
+
+    Processor.__name__ = Processor.__qualname__ = "Processor"
+    return Processor
