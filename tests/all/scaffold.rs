@@ -56,7 +56,8 @@ pub fn run_title_pipeline(plugin: &Path, titles: &[&str]) -> Vec<(String, serde_
 /// Build a scaffolded Rust plugin, sharing the plugins' target directory so the SDK and its
 /// dependencies are not compiled again.
 fn build_rust(project: &Path) -> PathBuf {
-    let target = workspace().join("target/wasm-plugins");
+    // <target>/wasm-plugins/wasm32-wasip2/release/mesh_filter.wasm → <target>/wasm-plugins
+    let target = Path::new(STOCK_FILTER_PLUGIN).ancestors().nth(3).unwrap().to_path_buf();
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--target", "wasm32-wasip2", "-q"])
         .env("CARGO_TARGET_DIR", &target)
