@@ -464,6 +464,10 @@ fn call_processor(
         }
     }
 
+    // A record emitted unchanged on a port with its input's schema (a filter's output) was
+    // already checked when it came in: comparing bytes is cheaper than walking the datum again.
+    let passes_through: Vec<bool> =
+        node.outputs.iter().map(|port| port.schema.text == node.inputs[input as usize].text).collect();
     let mut emitted = Vec::new();
     for (offset, result) in results {
         for failure in result.failures {
@@ -482,7 +486,10 @@ fn call_processor(
                 continue;
             };
             let mut record = emit.record;
-            if let Some(value) = &record.value {
+            let unchanged = node.format == ValueFormat::Avro
+                && passes_through[emit.port as usize]
+                && records.get(offset + emit.origin as usize).is_some_and(|input| input.value == record.value);
+            if let (Some(value), false) = (&record.value, unchanged) {
                 let checked = match node.format {
                     ValueFormat::Json => codec::json_to_avro(&port.schema.parsed, value).map(Some),
                     ValueFormat::Avro => meshhost_sdk::avro::validate(&port.schema.parsed, value)
