@@ -19,6 +19,10 @@ pub struct Timed {
     pub records: u64,
     pub start: Instant,
     pub progress: Progress,
+    /// CPU seconds (user + system) from start to the last output record: of the process under
+    /// test (meshhost, or this process for the passthrough), and of the broker.
+    pub cpu: f64,
+    pub broker_cpu: f64,
 }
 
 impl Timed {
@@ -35,6 +39,33 @@ impl Timed {
     pub fn first_ms(&self) -> f64 {
         (self.progress.first - self.start).as_secs_f64() * 1000.0
     }
+
+    /// CPU seconds per million input records: (process under test, broker).
+    pub fn cpu_per_million(&self) -> (f64, f64) {
+        let per = 1e6 / self.records as f64;
+        (self.cpu * per, self.broker_cpu * per)
+    }
+}
+
+/// User + system CPU seconds of a process ("self" for this one), all threads.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime; USER_HZ is 100 on Linux
+}
+
+/// The pid of the broker `scripts/broker.sh` started for `broker`'s port, if any.
+pub fn broker_pid(broker: &str) -> Option<String> {
+    let port = broker.rsplit(':').next()?;
+    let dir = std::env::var_os("MESHHOST_BROKER_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/broker"));
+    let pid = std::fs::read_to_string(dir.join(format!("nisshi-{port}.pid"))).ok()?.trim().to_string();
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+fn broker_cpu(broker: &str) -> f64 {
+    broker_pid(broker).map_or(0.0, |pid| cpu_seconds(&pid))
 }
 
 pub struct MeshhostRun {
@@ -45,19 +76,40 @@ pub struct MeshhostRun {
 }
 
 /// A scratch pipeline file reading `input` into `output`.
-pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output: &str, dlq: &str) -> PathBuf {
+/// `tuned`: with [`kafka::TUNING`] in `kafka.properties`.
+pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output: &str, dlq: &str, tuned: bool) -> PathBuf {
     std::fs::write(dir.join("movie.avsc"), data::MOVIE_SCHEMA).unwrap();
     let path = dir.join(format!("{name}.yaml"));
+    let mut properties: Vec<(String, String)> =
+        if tuned { kafka::TUNING.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() } else { Vec::new() };
+    properties.extend(kafka::extra_properties());
+    let properties: Vec<String> = properties.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
+    let properties = if properties.is_empty() { String::new() } else { format!("  properties: {{{}}}\n", properties.join(", ")) };
     let text = format!(
-        "name: {name}\nkafka:\n  bootstrap_servers: {broker}\nsources:\n  movies:\n    topic: {input}\n    format: avro\n    schema: movie.avsc\nprocessors:{}\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [slim]\ndead_letter:\n  topic: {dlq}\n",
+        "name: {name}\nkafka:\n  bootstrap_servers: {broker}\n{properties}sources:\n  movies:\n    topic: {input}\n    format: avro\n    schema: movie.avsc\nprocessors:{}\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [slim]\ndead_letter:\n  topic: {dlq}\n",
         data::processors_yaml()
     );
     std::fs::write(&path, text).unwrap();
     path
 }
 
+/// Profiling hooks for the E2E `meshhost run`s (see README, Performance):
+/// `MESHHOST_BENCH_WRAPPER` prefixes the command (`valgrind --tool=callgrind ...`: same pid, so
+/// SIGTERM and RSS sampling still work, though RSS is then valgrind's); `MESHHOST_BENCH_PERF=FILE`
+/// attaches `perf record -e cpu-clock -F 999 -g` (or `MESHHOST_BENCH_PERF_ARGS`) to the process
+/// for the timed part of the run.
 fn spawn(pipeline: &Path, broker: &str, cache: &Path, log: &Path) -> Child {
-    Command::new(MESHHOST)
+    let wrapper: Vec<String> =
+        std::env::var("MESHHOST_BENCH_WRAPPER").map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(MESHHOST);
+            command
+        }
+        None => Command::new(MESHHOST),
+    };
+    command
         .args(["run", pipeline.to_str().unwrap(), "--bootstrap-servers", broker])
         .env("MESHHOST_CACHE_DIR", cache)
         .env("MESHHOST_LOG", "warn")
@@ -104,12 +156,13 @@ fn stop(child: &Mutex<Child>, log: &Path) {
 
 /// Run `meshhost run` over `input` (holding `records` records, `expected` of them kept) until
 /// its output holds `expected`, sampling its peak RSS; then SIGTERM and check its commits.
-pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records: u64, expected: u64) -> MeshhostRun {
+pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records: u64, expected: u64, tuned: bool) -> MeshhostRun {
     let name = kafka::unique("bench-e2e");
     let (output, dlq) = (format!("{name}-out"), format!("{name}-dlq"));
     kafka::create_topics(broker, &[&output, &dlq]);
-    let pipeline = write_pipeline(scratch, &name, broker, input, &output, &dlq);
+    let pipeline = write_pipeline(scratch, &name, broker, input, &output, &dlq, tuned);
     let log = scratch.join(format!("{name}.log"));
+    let broker_cpu_start = broker_cpu(broker);
     let start = Instant::now();
     let child = Mutex::new(spawn(&pipeline, broker, cache, &log));
     let pid = child.lock().unwrap().id();
@@ -128,6 +181,17 @@ pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records
             }
         })
     };
+    let perf = std::env::var("MESHHOST_BENCH_PERF").ok().map(|file| {
+        let args = std::env::var("MESHHOST_BENCH_PERF_ARGS").unwrap_or_else(|_| "-e cpu-clock -F 999 -g".into());
+        Command::new("perf")
+            .arg("record")
+            .args(args.split_whitespace())
+            .args(["-q", "-p", &pid.to_string(), "-o"])
+            .arg(format!("{file}.{name}"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("perf record")
+    });
     let mut hwm_quarter = 0;
     let progress = kafka::watch(
         broker,
@@ -138,6 +202,12 @@ pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records
         || hwm_quarter = vm_hwm(pid).unwrap_or(0),
     )
     .unwrap_or_else(|e| panic!("meshhost run: {e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let cpu = cpu_seconds(&pid.to_string());
+    let broker_cpu_used = broker_cpu(broker) - broker_cpu_start;
+    if let Some(mut perf) = perf {
+        Command::new("kill").args(["-INT", &perf.id().to_string()]).status().expect("kill");
+        let _ = perf.wait();
+    }
     // Wait for the last commit: the input is then fully consumed, nothing is in flight.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut committed = kafka::committed(broker, &format!("meshhost-{name}"), input);
@@ -161,17 +231,20 @@ pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records
     assert_eq!(produced, (expected as i64, 0), "(output, dead letters) records");
     kafka::delete_topics(broker, &[&output, &dlq]);
     let run = MeshhostRun {
-        timed: Timed { records, start, progress },
+        timed: Timed { records, start, progress, cpu, broker_cpu: broker_cpu_used },
         hwm_quarter_kib: hwm_quarter,
         hwm_kib: hwm.load(Ordering::Relaxed).max(hwm_end),
     };
     eprintln!(
-        "  meshhost run: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; peak RSS {:.1} MiB ({:.1} MiB at 25%)",
+        "  meshhost run{}: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; peak RSS {:.1} MiB ({:.1} MiB at 25%); CPU {:.1} s + broker {:.1} s",
+        if tuned { " (tuned)" } else { "" },
         run.timed.steady_rate(),
         run.timed.wall_rate(),
         run.timed.first_ms(),
         run.hwm_kib as f64 / 1024.0,
-        run.hwm_quarter_kib as f64 / 1024.0
+        run.hwm_quarter_kib as f64 / 1024.0,
+        run.timed.cpu,
+        run.timed.broker_cpu
     );
     run
 }
@@ -182,6 +255,7 @@ pub fn passthrough(broker: &str, input: &str, records: u64) -> Timed {
     kafka::create_topics(broker, &[&output]);
     let running = Arc::new(AtomicBool::new(true));
     let finished = Arc::new(AtomicBool::new(false));
+    let (cpu_start, broker_cpu_start) = (cpu_seconds("self"), broker_cpu(broker));
     let start = Instant::now();
     let worker = {
         let (broker, input, output, running, finished) =
@@ -194,16 +268,19 @@ pub fn passthrough(broker: &str, input: &str, records: u64) -> Timed {
     // Alive while running, and after a normal end (its output is then complete); a panic ends it.
     let alive = || !worker.is_finished() || finished.load(Ordering::Relaxed);
     let progress = kafka::watch(broker, &output, records as i64, Duration::from_secs(900), alive, || {});
+    let (cpu, broker_cpu_used) = (cpu_seconds("self") - cpu_start, broker_cpu(broker) - broker_cpu_start);
     running.store(false, Ordering::Relaxed);
     worker.join().expect("passthrough thread");
     let progress = progress.unwrap_or_else(|e| panic!("passthrough: {e}"));
     kafka::delete_topics(broker, &[&output]);
-    let timed = Timed { records, start, progress };
+    let timed = Timed { records, start, progress, cpu, broker_cpu: broker_cpu_used };
     eprintln!(
-        "  raw passthrough: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms",
+        "  raw passthrough: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; CPU {:.1} s + broker {:.1} s",
         timed.steady_rate(),
         timed.wall_rate(),
-        timed.first_ms()
+        timed.first_ms(),
+        timed.cpu,
+        timed.broker_cpu
     );
     timed
 }
@@ -211,6 +288,9 @@ pub fn passthrough(broker: &str, input: &str, records: u64) -> Timed {
 pub struct StartupResult {
     pub cold_ms: f64,
     pub warm_ms: f64,
+    /// The raw passthrough's time from creating its clients to its first output record: the
+    /// share of start-up that is the broker's and librdkafka's (group join, offset reset, fetch).
+    pub passthrough_ms: f64,
 }
 
 /// Time from spawning `meshhost run` to its first output record, with an empty cache of compiled
@@ -221,14 +301,17 @@ pub fn startup(broker: &str, scratch: &Path, rounds: usize) -> StartupResult {
     kafka::produce(broker, &input, 200, 2000);
     let mut cold = Vec::new();
     let mut warm = Vec::new();
+    let mut pass = Vec::new();
     for round in 0..rounds {
+        let timed = passthrough(broker, &input, 2000);
+        pass.push(timed.first_ms());
         let cache = scratch.join(format!("startup-cache-{round}"));
         let _ = std::fs::remove_dir_all(&cache);
         for (cache_state, times) in [("cold", &mut cold), ("warm", &mut warm)] {
             let name = kafka::unique("bench-startup");
             let (output, dlq) = (format!("{name}-out"), format!("{name}-dlq"));
             kafka::create_topics(broker, &[&output, &dlq]);
-            let pipeline = write_pipeline(scratch, &name, broker, &input, &output, &dlq);
+            let pipeline = write_pipeline(scratch, &name, broker, &input, &output, &dlq, false);
             let log = scratch.join(format!("{name}.log"));
             let start = Instant::now();
             let child = Mutex::new(spawn(&pipeline, broker, &cache, &log));
@@ -244,5 +327,5 @@ pub fn startup(broker: &str, scratch: &Path, rounds: usize) -> StartupResult {
         }
     }
     kafka::delete_topics(broker, &[&input]);
-    StartupResult { cold_ms: crate::median(&mut cold), warm_ms: crate::median(&mut warm) }
+    StartupResult { cold_ms: crate::best(&cold), warm_ms: crate::best(&warm), passthrough_ms: crate::best(&pass) }
 }

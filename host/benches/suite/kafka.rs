@@ -85,7 +85,7 @@ pub fn produce(broker: &str, topic: &str, size: usize, count: u64) -> u64 {
         let key = Generator::key(id);
         let value = generator.value(id);
         kept += u64::from(crate::data::kept(id));
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(&key).payload(&value);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key.as_slice()).payload(value.as_slice());
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -119,11 +119,28 @@ pub fn committed(broker: &str, group: &str, topic: &str) -> i64 {
     committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { -1 }).sum()
 }
 
+/// MESHHOST_BENCH_KAFKA_PROPERTIES="key=value,...": extra librdkafka properties given to both
+/// `meshhost run` (its pipeline's `kafka.properties`) and the raw passthrough, to try a tuning
+/// on both sides without editing anything.
+/// The librdkafka tuning the raw passthrough always runs with, and `meshhost run` runs with in the
+/// "tuned" rows: librdkafka (>= 2.3) stops fetching a partition for `fetch.queue.backoff.ms`
+/// (default 1000 ms) whenever its prefetch queue is over `queued.min.messages` /
+/// `queued.max.messages.kbytes`, so any consumer slower than the broker stalls in 1 s steps.
+pub const TUNING: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
+
+pub fn extra_properties() -> Vec<(String, String)> {
+    std::env::var("MESHHOST_BENCH_KAFKA_PROPERTIES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
 /// When an output topic received its first record and when it held `expected`.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     pub first: Instant,
-    pub quarter: Instant,
     pub done: Instant,
 }
 
@@ -132,19 +149,20 @@ pub struct Progress {
 pub fn watch(broker: &str, topic: &str, expected: i64, timeout: Duration, alive: impl Fn() -> bool, mut on_quarter: impl FnMut()) -> Result<Progress, String> {
     let consumer = reader(broker, &unique("bench-watch"));
     let deadline = Instant::now() + timeout;
-    let (mut first, mut quarter) = (None, None);
+    let mut first = None;
+    let mut quarter = false;
     loop {
         let end = end_offset(&consumer, topic);
         let now = Instant::now();
         if end > 0 && first.is_none() {
             first = Some(now);
         }
-        if end >= expected / 4 && quarter.is_none() {
-            quarter = Some(now);
+        if end >= expected / 4 && !quarter {
+            quarter = true;
             on_quarter();
         }
         if end >= expected {
-            return Ok(Progress { first: first.unwrap(), quarter: quarter.unwrap(), done: now });
+            return Ok(Progress { first: first.unwrap(), done: now });
         }
         if now > deadline {
             return Err(format!("{topic} holds {end} of {expected} records after {timeout:?}"));
@@ -176,10 +194,19 @@ impl ProducerContext for Counting {
 
 /// The raw passthrough: consume `input` from the beginning and produce the same key, value and
 /// timestamp to `output`, no decoding, until `count` records were sent; then flush. Client
-/// settings as meshhost's run loop (idempotent producer, linger.ms 5, murmur2_random).
+/// settings as meshhost's run loop (idempotent producer, linger.ms 5, murmur2_random, the same
+/// extra properties), plus [`TUNING`].
 pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, running: &AtomicBool) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
+    let mut common = ClientConfig::new();
+    common.set("bootstrap.servers", broker);
+    for (key, value) in TUNING {
+        common.set(*key, *value);
+    }
+    for (key, value) in extra_properties() {
+        common.set(key, value);
+    }
+    let consumer: BaseConsumer = common
+        .clone()
         .set("group.id", unique("bench-passthrough"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -188,8 +215,8 @@ pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, running:
         .expect("consumer");
     let delivered = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let producer: ThreadedProducer<Counting> = ClientConfig::new()
-        .set("bootstrap.servers", broker)
+    let producer: ThreadedProducer<Counting> = common
+        .clone()
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")

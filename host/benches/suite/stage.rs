@@ -118,9 +118,9 @@ pub fn run(engine: &PluginEngine, cases: &[(usize, usize)], count: usize, rounds
                 assert_eq!(kept, expected, "native filter kept the wrong records");
                 nat.push(ns);
             }
-            let result = StageResult { size, batch, wasm_ns: crate::median(&mut wasm), native_ns: crate::median(&mut nat) };
+            let result = StageResult { size, batch, wasm_ns: crate::best(&wasm), native_ns: crate::best(&nat) };
             eprintln!(
-                "filter stage {size} B, batch {batch}: component {:.0} ns/rec, native {:.0} ns/rec ({rounds} rounds of {count}, median)",
+                "filter stage {size} B, batch {batch}: component {:.0} ns/rec, native {:.0} ns/rec ({rounds} rounds of {count}, best)",
                 result.wasm_ns, result.native_ns
             );
             results.push(result);
@@ -162,9 +162,9 @@ pub fn load(scratch: &std::path::Path, rounds: usize) -> LoadResult {
         compile.push(load_both(None));
         cached.push(load_both(Some(&cache)));
     }
-    let result = LoadResult { compile_ms: crate::median(&mut compile), cached_ms: crate::median(&mut cached) };
+    let result = LoadResult { compile_ms: crate::best(&compile), cached_ms: crate::best(&cached) };
     eprintln!(
-        "plugin load (filter + projection): compile {:.1} ms, from cache {:.2} ms ({rounds} rounds, median)",
+        "plugin load (filter + projection): compile {:.1} ms, from cache {:.2} ms ({rounds} rounds, best)",
         result.compile_ms, result.cached_ms
     );
     result
