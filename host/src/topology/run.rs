@@ -61,15 +61,17 @@ pub struct RunStats {
 pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> anyhow::Result<RunStats> {
     let mut common = ClientConfig::new();
     common.set("bootstrap.servers", &settings.bootstrap_servers);
-    // librdkafka 2.x pauses a partition's fetching for this long whenever its prefetch queue is
-    // full (default 1000 ms): the pipeline then idles in 1 s steps. Measured: 2.4-2.9x
-    // throughput at 10 ms (scripts/bench.sh). Users can still override it in kafka.properties.
-    common.set("fetch.queue.backoff.ms", "10");
     for (key, value) in &settings.properties {
         common.set(key, value);
     }
-    let consumer: BaseConsumer = common
-        .clone()
+    let mut consumer_config = common.clone();
+    if !settings.properties.iter().any(|(key, _)| key == "fetch.queue.backoff.ms") {
+        // librdkafka 2.x pauses a partition's fetching for this long whenever its prefetch
+        // queue is full (default 1000 ms): the pipeline then idles in 1 s steps. Measured:
+        // 2.4-2.9x throughput at 10 ms (scripts/bench.sh).
+        consumer_config.set("fetch.queue.backoff.ms", "10");
+    }
+    let consumer: BaseConsumer = consumer_config
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
