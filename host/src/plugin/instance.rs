@@ -27,6 +27,11 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The CPU deadline in epoch ticks (at least one).
+    fn deadline_ticks(&self) -> u64 {
+        (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+
     pub fn from_config(config: &crate::config::LimitsConfig) -> Limits {
         let default = Limits::default();
         Limits {
@@ -194,8 +199,7 @@ impl ProcessorInstance {
     /// A trap (panic, deadline, memory cap) comes back as `Err` with a message; the instance has
     /// then already been replaced by a fresh one and the call's writes dropped.
     pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(BatchResult, StateWrites), String> {
-        let deadline_ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        self.store.set_epoch_deadline(deadline_ticks);
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
         let state = &mut self.store.data_mut().state;
         state.partition = partition;
         state.writes.clear();
@@ -262,8 +266,7 @@ fn instantiate(
     };
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|state| &mut state.limits);
-    let deadline_ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-    store.set_epoch_deadline(deadline_ticks);
+    store.set_epoch_deadline(limits.deadline_ticks());
     let crashed = |store: &Store<InstanceState>, what: &str, error: wasmtime::Error| {
         match store.data().stderr.last_message() {
             Some(message) => InitFailure::Crashed(format!("{} {what}: {}: {message}", plugin.label, error.root_cause())),

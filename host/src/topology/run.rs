@@ -538,8 +538,11 @@ impl<'a> Outbox<'a> {
         Outbox { producer, tracker, seq, dead_letter_topic, batch, produced: 0, dead_lettered: 0 }
     }
 
+    /// Send a pipeline output record to a sink topic.
     fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header], timestamp: Option<i64>) -> anyhow::Result<()> {
-        self.send_to(topic, None, key, value, headers, timestamp)
+        self.send_to(topic, None, key, value, headers, timestamp)?;
+        self.produced += 1;
+        Ok(())
     }
 
     /// Make a call's state writes durable: into the local store, and into the changelog
@@ -552,11 +555,11 @@ impl<'a> Outbox<'a> {
         state.store.apply(partition, &writes)?;
         for (key, value) in &writes {
             self.send_to(&state.changelog_topic, Some(partition as i32), Some(key), value.as_deref(), &[], None)?;
-            self.produced -= 1; // changelog records are bookkeeping, not output
         }
         Ok(())
     }
 
+    /// Produce one record, counted against the batch's deliveries.
     fn send_to(
         &mut self,
         topic: &str,
@@ -598,7 +601,6 @@ impl<'a> Outbox<'a> {
                 }
             }
         }
-        self.produced += 1;
         Ok(())
     }
 
@@ -624,8 +626,7 @@ impl<'a> Outbox<'a> {
         add("meshhost.source.partition", consumed.partition.to_string());
         add("meshhost.source.offset", consumed.offset.to_string());
         let (key, value) = (consumed.key.clone(), consumed.value.clone());
-        self.send(topic, key.as_deref(), value.as_deref(), &headers, consumed.timestamp)?;
-        self.produced -= 1;
+        self.send_to(topic, None, key.as_deref(), value.as_deref(), &headers, consumed.timestamp)?;
         self.dead_lettered += 1;
         Ok(())
     }
