@@ -2,21 +2,10 @@
 //! lock — and a pipeline run with a plugin the test publishes itself.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::movies::{self, Movie};
 use crate::support::*;
-
-/// Run `meshhost ARGS...`; (exit code, stdout, stderr).
-fn meshhost(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(MESHHOST).args(args).output().expect("run meshhost");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// A manifest for `name@version` beside a copy of `component`, in `dir`.
 fn package(dir: &Path, component: &str, name: &str, version: &str) -> PathBuf {

@@ -9,11 +9,6 @@ use crate::support::*;
 
 const MOVIE: &str = r#"{"type": "record", "name": "Movie", "fields": [{"name": "id", "type": "long"}, {"name": "title", "type": "string"}]}"#;
 
-fn meshhost(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output = Command::new(MESHHOST).args(args).current_dir(dir).output().expect("run meshhost");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
 /// Run `pipeline` with `plugin` over `titles` and return the output titles by key.
 pub fn run_title_pipeline(plugin: &Path, titles: &[&str]) -> Vec<(String, serde_json::Value)> {
     let dir = tempfile::tempdir().unwrap();
@@ -99,13 +94,13 @@ fn a_scaffolded_js_plugin_builds_passes_its_tests_and_runs() {
 
 fn scaffold_build_test_and_run(lang: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = meshhost(&["plugin", "new", "acme/upper", "--lang", lang], dir.path());
+    let (code, stdout, stderr) = meshhost_in(Some(dir.path()), &["plugin", "new", "acme/upper", "--lang", lang]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("created upper"), "{stdout}");
     let project = dir.path().join("upper");
     let wasm = if lang == "rust" { build_rust(&project) } else { build_dynamic(&project, lang) };
 
-    let (code, stdout, _) = meshhost(&["plugin", "test", wasm.to_str().unwrap(), "--fixtures", "fixtures"], &project);
+    let (code, stdout, _) = meshhost_in(Some(&project), &["plugin", "test", wasm.to_str().unwrap(), "--fixtures", "fixtures"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.ends_with("5 passed, 0 failed\n"), "{stdout}");
 
@@ -125,10 +120,10 @@ fn plugin_new_refuses_a_non_empty_directory_and_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("upper")).unwrap();
     std::fs::write(dir.path().join("upper/keep.txt"), "mine").unwrap();
-    let (code, _, stderr) = meshhost(&["plugin", "new", "upper", "--lang", "rust"], dir.path());
+    let (code, _, stderr) = meshhost_in(Some(dir.path()), &["plugin", "new", "upper", "--lang", "rust"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("already exists and is not empty"), "{stderr}");
-    let (code, _, stderr) = meshhost(&["plugin", "new", "../evil", "--lang", "rust"], dir.path());
+    let (code, _, stderr) = meshhost_in(Some(dir.path()), &["plugin", "new", "../evil", "--lang", "rust"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("bad plugin name"), "{stderr}");
     assert_eq!(std::fs::read_to_string(dir.path().join("upper/keep.txt")).unwrap(), "mine");

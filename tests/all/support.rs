@@ -214,6 +214,32 @@ impl PipelineDir {
     }
 }
 
+/// Run `meshhost ARGS...` in `dir` (default: the test's directory); (exit code, stdout, stderr).
+pub fn meshhost_in(dir: Option<&Path>, args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(MESHHOST);
+    command.args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.output().expect("run meshhost");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Run `meshhost ARGS...`; (exit code, stdout, stderr).
+pub fn meshhost(args: &[&str]) -> (i32, String, String) {
+    meshhost_in(None, args)
+}
+
+/// `meshhost validate PIPELINE`; (exit code, stdout, stderr).
+pub fn validate(pipeline: &Path) -> (Option<i32>, String, String) {
+    let (code, stdout, stderr) = meshhost(&["validate", pipeline.to_str().unwrap()]);
+    (Some(code), stdout, stderr)
+}
+
 /// A running `meshhost run`; its log goes to a file (a pipe nobody reads would block it).
 pub struct Running {
     child: Option<Child>,

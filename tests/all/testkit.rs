@@ -1,18 +1,16 @@
 //! `meshhost plugin test`: the language-independent checks and fixtures.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::*;
 
 fn plugin_test(component: &str, fixtures: Option<&Path>) -> (i32, String) {
-    let mut command = Command::new(MESHHOST);
-    command.args(["plugin", "test", component]);
+    let mut args = vec!["plugin", "test", component];
     if let Some(fixtures) = fixtures {
-        command.arg("--fixtures").arg(fixtures);
+        args.extend(["--fixtures", fixtures.to_str().unwrap()]);
     }
-    let output = command.output().expect("run meshhost");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    let (code, stdout, _) = meshhost(&args);
+    (code, stdout)
 }
 
 #[test]

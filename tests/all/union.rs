@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use apache_avro::types::Value;
@@ -246,11 +245,6 @@ fn tag_field_fills_in_the_input_id() {
         .collect();
     assert_same(&by_key(&output, &tagged), &expected);
     assert!(dead.is_empty(), "no dead letters expected: {dead:?}");
-}
-
-fn validate(pipeline: &std::path::Path) -> (Option<i32>, String, String) {
-    let output = Command::new(MESHHOST).args(["validate", pipeline.to_str().unwrap()]).output().expect("run meshhost");
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]

@@ -1,14 +1,7 @@
 //! `meshhost validate`: offline checks that report every problem at once.
 
-use std::process::Command;
-
 use crate::movies::{FILTER_AND_PROJECTION, MOVIE_SCHEMA};
-use crate::support::{PipelineDir, MESHHOST};
-
-fn validate(pipeline: &std::path::Path) -> (Option<i32>, String, String) {
-    let output = Command::new(MESHHOST).args(["validate", pipeline.to_str().unwrap()]).output().expect("run meshhost");
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
+use crate::support::{validate, PipelineDir};
 
 fn pipeline(processors: &str, extra: &str) -> (PipelineDir, std::path::PathBuf) {
     let dir = PipelineDir::new();
