@@ -23,7 +23,8 @@ use std::sync::Arc;
 use meshhost_sdk::avro::{self, Schema};
 use serde::Deserialize;
 
-use crate::plugin::bindings::{InitResult, InputPort, Record, ValueFormat};
+use crate::plugin::batch::Record;
+use crate::plugin::bindings::{InitResult, InputPort, ValueFormat};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 
 /// One check and its outcome.
@@ -88,10 +89,10 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
     let mut check = |name: &str, outcome: Result<(), String>| checks.push(Check { name: name.to_string(), outcome, skipped: false });
 
     if let Err(why) = engine.describe(&label, &bytes) {
-        check("loads as a meshhost:processor@0.1 component", Err(why));
+        check("loads as a meshhost:processor@0.2 component", Err(why));
         return Ok(checks);
     }
-    check("loads as a meshhost:processor@0.1 component", Ok(()));
+    check("loads as a meshhost:processor@0.2 component", Ok(()));
     let plugin = engine.load(&label, &bytes)?;
 
     let fixtures = match fixtures {
@@ -212,10 +213,10 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
             store.apply(0, &writes).map_err(|e| e.to_string())?;
         }
         failed.extend(result.failures.iter().map(|_| index));
-        for emit in result.emitted {
-            let (port, schema) = outputs.get(emit.port as usize).ok_or_else(|| format!("record {index}: emitted to undeclared port {}", emit.port))?;
+        for (emitted_port, _, emitted) in result.records(std::slice::from_ref(&record_in)) {
+            let (port, schema) = outputs.get(emitted_port as usize).ok_or_else(|| format!("record {index}: emitted to undeclared port {emitted_port}"))?;
             let schema = schema.as_ref().map_err(|e| format!("port {port:?}: {e}"))?;
-            let value = match (emit.record.value, init.format) {
+            let value = match (emitted.value, init.format) {
                 (None, _) => serde_json::Value::Null,
                 (Some(datum), ValueFormat::Avro) => avro::datum_to_json(schema, &datum).map_err(|e| format!("record {index}: output on {port:?} does not match its declared schema: {e}"))?,
                 (Some(json), ValueFormat::Json) => {
@@ -224,7 +225,7 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
                     avro::datum_to_json(schema, &datum).map_err(|e| e.to_string())?
                 }
             };
-            actual.push(FixtureOutput { port: port.clone(), key: emit.record.key.map(|k| String::from_utf8_lossy(&k).into_owned()), value });
+            actual.push(FixtureOutput { port: port.clone(), key: emitted.key.map(|k| String::from_utf8_lossy(&k).into_owned()), value });
         }
     }
     let _ = std::fs::remove_dir_all(&state_dir);

@@ -24,7 +24,9 @@ const REPO = resolve(SDK_DIR, '..', '..');
 // `plugin` world may import more (e.g. `state`); a JS component would import all of it, and
 // the host takes a component that imports `state` for a stateful one.
 const SDK_WORLD = 'meshhost-sdk-plugin';
-const SDK_WORLD_WIT = `package meshhost:processor@0.1.0;
+// The version of the meshhost WIT package (wit/processor.wit) this SDK speaks.
+const WIT_VERSION = '0.2.0';
+const SDK_WORLD_WIT = `package meshhost:processor@${WIT_VERSION};
 
 /// What the JavaScript SDK builds: a processor that may log.
 world ${SDK_WORLD} {
@@ -81,7 +83,7 @@ export async function build(app, output, { wit, quiet = false } = {}) {
       entry,
       `import * as app from ${JSON.stringify(app)};
 import { createProcessor } from 'meshhost-sdk';
-import { log } from 'meshhost:processor/log@0.1.0';
+import { log } from 'meshhost:processor/log@${WIT_VERSION}';
 export const processor = createProcessor(app, log);
 `,
     );

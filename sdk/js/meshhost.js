@@ -336,7 +336,14 @@ export function createProcessor(app, hostLog) {
       return { outputs, format: 'json' };
     },
 
-    process(input, records) {
+    /** The WIT `process`: a column-wise batch in, a column-wise result out. */
+    process(input, batch) {
+      const { emitted, failures } = this.processRecords(input, recordsOf(batch));
+      return columnResult(emitted, failures);
+    },
+
+    /** `process` on records with their own key, value (bytes) and headers. */
+    processRecords(input, records) {
       if (!outputs) throw new Error('process called before init');
       const batch = [];
       const failures = [];
@@ -359,6 +366,49 @@ export function createProcessor(app, hostLog) {
   };
 }
 
+/** The records of a column-wise WIT batch: keys, values and header values are spans of its
+ * `bytes`, a record's headers a span of its `headers`. */
+function recordsOf(batch) {
+  const part = (span) => (span == null ? null : batch.bytes.subarray(span.offset, span.offset + span.length));
+  return batch.records.map((r) => ({
+    key: part(r.key),
+    value: part(r.value),
+    headers: batch.headers.slice(r.headers.offset, r.headers.offset + r.headers.length).map((h) => ({ key: h.key, value: part(h.value) })),
+    timestamp: r.timestamp,
+  }));
+}
+
+/** The column-wise WIT result: every emitted key, value and header value in one buffer. */
+function columnResult(emitted, failures) {
+  const parts = [];
+  let length = 0;
+  const span = (bytes) => {
+    if (bytes == null) return undefined;
+    parts.push(bytes);
+    length += bytes.length;
+    return { offset: length - bytes.length, length: bytes.length };
+  };
+  const headers = [];
+  const emits = emitted.map(({ port, origin, record }) => {
+    const first = headers.length;
+    for (const h of record.headers) headers.push({ key: h.key, value: span(h.value) });
+    const content = {
+      key: span(record.key),
+      value: span(record.value),
+      headers: { offset: first, length: record.headers.length },
+      timestamp: record.timestamp ?? undefined,
+    };
+    return { port, origin, content: { tag: 'record', val: content } };
+  });
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return { emitted: emits, failures, bytes, headers };
+}
+
 /**
  * Run a processor module natively, as the host would, for unit tests:
  *
@@ -378,7 +428,7 @@ export function harness(app, config = {}, inputs = []) {
         const r = v instanceof Record ? v : new Record({ value: v });
         return { key: toBytes(r.key), value: encodeValue(r.value), headers: r.headers, timestamp: r.timestamp == null ? null : BigInt(r.timestamp) };
       });
-      const { emitted, failures } = processor.process(input, records);
+      const { emitted, failures } = processor.processRecords(input, records);
       return {
         emitted: emitted.map((e) => ({
           port: result.outputs[e.port].name,

@@ -73,7 +73,7 @@ fn publish_list_inspect_and_resolve_by_requirement() {
     let (code, stdout, stderr) = meshhost(&["plugin", "inspect", "acme/pass@~1.2", "--registry", registry.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let digest = format!("sha256:{}", sha256_hex(&std::fs::read(TRAP_PLUGIN).unwrap()));
-    for expected in ["  1.2.5\n", &format!("digest: {digest}"), "wit: meshhost:processor/processor@0.1.0", "exports: meshhost:processor/processor@0.1.0", "mode (string): unused"] {
+    for expected in ["  1.2.5\n", &format!("digest: {digest}"), "wit: meshhost:processor/processor@0.2.0", "exports: meshhost:processor/processor@0.2.0", "mode (string): unused"] {
         assert!(stdout.contains(expected), "missing {expected:?} in {stdout}");
     }
     assert!(!stdout.contains("1.3.0"), "{stdout}");
@@ -189,7 +189,7 @@ fn only_components_exporting_the_processor_interface_are_published() {
     let cases: [(&str, &[u8], &str); 3] = [
         ("garbage", b"definitely not wasm", "is not a WebAssembly component"),
         ("core", b"\0asm\x01\0\0\0", "is a core Wasm module, not a component"),
-        ("empty", b"\0asm\x0d\0\x01\0", "does not export meshhost:processor/processor@0.1.0 (or a compatible 0.1.x); its exports are: none"),
+        ("empty", b"\0asm\x0d\0\x01\0", "does not export meshhost:processor/processor@0.2.0 (or a compatible 0.2.x); its exports are: none"),
     ];
     for (name, bytes, expected) in cases {
         let wasm = package(dir.path(), TRAP_PLUGIN, &format!("acme/{name}"), "1.0.0");

@@ -1,13 +1,15 @@
 //! Plugin stage: `mesh/filter` as a component called through `ProcessorInstance::process` (what
-//! the run loop calls: records lowered into the guest, `process`, results lifted back) vs the
-//! same plugin crate linked natively, its `Processor::process` called on an owned batch.
+//! the run loop calls: records laid out column-wise, lowered into the guest, `process`, results
+//! lifted back) vs the same plugin crate linked natively, its `Processor::process` called on a
+//! batch built beforehand.
 //!
 //! And plugin load: compiling the stock filter + projection vs loading them from the on-disk
 //! cache of compiled plugins.
 
 use std::time::Instant;
 
-use meshhost::plugin::bindings::{InputPort, Record};
+use meshhost::plugin::batch::Record;
+use meshhost::plugin::bindings::InputPort;
 use meshhost::plugin::{Limits, PluginEngine, ProcessorInstance};
 use meshhost_sdk::Processor as _;
 
@@ -78,17 +80,17 @@ fn time_wasm(instance: &mut ProcessorInstance, records: &[Record], batch: usize)
     (start.elapsed().as_nanos() as f64 / records.len() as f64, kept)
 }
 
-/// ns per record through the native filter; the owned batches are built before the clock starts.
+/// ns per record through the native filter; the batches are built before the clock starts.
 fn time_native(filter: &mut mesh_filter::Filter, records: &[Record], batch: usize) -> (f64, usize) {
-    let batches: Vec<Vec<meshhost_sdk::Record>> =
-        records.chunks(batch).map(|chunk| chunk.iter().map(to_sdk).collect()).collect();
+    let batches: Vec<meshhost_sdk::Batch> =
+        records.chunks(batch).map(|chunk| meshhost_sdk::Batch::new(chunk.iter().map(to_sdk))).collect();
     let mut kept = 0;
     let start = Instant::now();
-    for batch in batches {
+    for batch in &batches {
         let mut out = meshhost_sdk::Output::default();
         filter.process(0, batch, &mut out);
         assert!(out.failures().is_empty());
-        kept += out.emitted().len();
+        kept += out.emitted_count();
         drop(out);
     }
     (start.elapsed().as_nanos() as f64 / records.len() as f64, kept)

@@ -4,7 +4,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, BatchResult, ConfigError, InitResult, InputPort, Record};
+use super::batch::{self, Processed, Record};
+use super::bindings::{self, ConfigError, InitResult, InputPort};
 use std::sync::Arc;
 
 use super::stderr::StderrCapture;
@@ -148,6 +149,8 @@ pub struct ProcessorInstance {
     bindings: bindings::Plugin,
     init: InitResult,
     state_store: Option<Arc<StateStore>>,
+    /// The column-wise batch of the last call, kept so its buffers are reused.
+    batch: bindings::meshhost::processor::types::Batch,
 }
 
 impl ProcessorInstance {
@@ -170,6 +173,7 @@ impl ProcessorInstance {
             bindings,
             init,
             state_store: None,
+            batch: bindings::meshhost::processor::types::Batch { records: Vec::new(), bytes: Vec::new(), headers: Vec::new() },
         })
     }
 
@@ -198,7 +202,8 @@ impl ProcessorInstance {
     /// Returns the result and the state writes the call made (for the caller to make durable).
     /// A trap (panic, deadline, memory cap) comes back as `Err` with a message; the instance has
     /// then already been replaced by a fresh one and the call's writes dropped.
-    pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(BatchResult, StateWrites), String> {
+    pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(Processed, StateWrites), String> {
+        batch::fill(&mut self.batch, records);
         self.store.set_epoch_deadline(self.limits.deadline_ticks());
         let state = &mut self.store.data_mut().state;
         state.partition = partition;
@@ -206,9 +211,9 @@ impl ProcessorInstance {
         let result = self
             .bindings
             .meshhost_processor_processor()
-            .call_process(&mut self.store, input, records);
+            .call_process(&mut self.store, input, &self.batch);
         match result {
-            Ok(batch) => Ok((batch, std::mem::take(&mut self.store.data_mut().state.writes))),
+            Ok(result) => Ok((batch::processed(result), std::mem::take(&mut self.store.data_mut().state.writes))),
             Err(error) => {
                 let message = self.explain(&error);
                 tracing::warn!(processor = %self.processor_id, error = %message, "plugin trapped; replacing its instance");

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+pub mod batch;
 mod instance;
 mod stderr;
 pub mod stock;
@@ -29,9 +30,7 @@ pub mod bindings {
         imports: { "meshhost:processor/state": trappable },
     });
 
-    pub use self::meshhost::processor::types::{
-        BatchResult, ConfigError, Emit, Failure, Header, InitResult, InputPort, OutputPort, Record, ValueFormat,
-    };
+    pub use self::meshhost::processor::types::{ConfigError, InitResult, InputPort, OutputPort, ValueFormat};
 }
 
 /// How often the epoch advances: the granularity of the per-call CPU deadline.
@@ -103,7 +102,7 @@ impl PluginEngine {
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("{label} cannot be linked: {e:#}"))?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
-            anyhow::anyhow!("{label} does not export the meshhost:processor/processor@0.1.0 interface: {e:#}")
+            anyhow::anyhow!("{label} does not export the meshhost:processor/processor@0.2.0 interface: {e:#}")
         })?;
         Ok(Plugin { label: label.to_string(), digest, stateful, pre })
     }
@@ -170,7 +169,7 @@ impl PluginEngine {
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let wit = exports.iter().find(|name| is_compatible_processor(name)).cloned().ok_or_else(|| {
             format!(
-                "{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.1.x); its exports are: {}",
+                "{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.2.x); its exports are: {}",
                 if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
             )
         })?;
@@ -188,7 +187,7 @@ impl PluginEngine {
 }
 
 /// The interface every processor exports.
-pub const PROCESSOR_INTERFACE: &str = "meshhost:processor/processor@0.1.0";
+pub const PROCESSOR_INTERFACE: &str = "meshhost:processor/processor@0.2.0";
 
 /// What a component exports, as checked by [`PluginEngine::describe`].
 #[derive(Debug, Clone)]
@@ -199,12 +198,12 @@ pub struct ComponentInfo {
     pub exports: Vec<String>,
 }
 
-/// `meshhost:processor/processor@0.1.x`: the same 0.1 minor is compatible (semver for 0.x).
+/// `meshhost:processor/processor@0.2.x`: the same 0.2 minor is compatible (semver for 0.x).
 fn is_compatible_processor(export: &str) -> bool {
     export
         .strip_prefix("meshhost:processor/processor@")
         .and_then(|version| semver::Version::parse(version).ok())
-        .is_some_and(|version| version.major == 0 && version.minor == 1)
+        .is_some_and(|version| version.major == 0 && version.minor == 2)
 }
 
 /// wasmtime has its own error type; the CLI reports `anyhow` chains.

@@ -21,7 +21,8 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::{Target, Topology};
 use crate::codec;
-use crate::plugin::bindings::{BatchResult, Header, Record, ValueFormat};
+use crate::plugin::batch::{Content, Header, Processed, Record};
+use crate::plugin::bindings::ValueFormat;
 use crate::state::{StateStore, StateWrites};
 
 /// Settings of one run.
@@ -438,7 +439,7 @@ fn run_processor(
     };
     let mut emitted = Vec::new();
     for (partition, records, origins) in groups {
-        emitted.extend(call_processor(node, partition, input, &records, &origins, out)?);
+        emitted.extend(call_processor(node, partition, input, records, &origins, out)?);
     }
     Ok(emitted)
 }
@@ -449,12 +450,13 @@ fn call_processor(
     node: &mut super::ProcessorNode,
     partition: u32,
     input: u32,
-    records: &[Record],
+    mut records: Vec<Record>,
     origins: &[usize],
     out: &mut Outbox<'_>,
 ) -> anyhow::Result<Vec<(usize, Item)>> {
-    let mut results: Vec<(usize, BatchResult)> = Vec::new();
-    match node.instance.process(partition, input, records) {
+    // (index of the call's first record in `records`, what the call returned)
+    let mut results: Vec<(usize, Processed)> = Vec::new();
+    match node.instance.process(partition, input, &records) {
         Ok((result, writes)) => {
             out.persist_state(node.state.as_ref(), partition, writes)?;
             results.push((0, result));
@@ -475,20 +477,40 @@ fn call_processor(
         }
     }
 
+    // An emit that reuses its origin takes the input record; only an origin used more than
+    // once (one record out on two ports) is copied.
+    let mut uses = vec![0u32; records.len()];
+    for (first, result) in &results {
+        for emit in &result.emitted {
+            if let Some(count) = uses.get_mut(first + emit.origin as usize) {
+                *count += 1;
+            }
+        }
+    }
+    let mut take_input = |index: usize| {
+        uses[index] -= 1;
+        if uses[index] == 0 {
+            std::mem::take(&mut records[index])
+        } else {
+            records[index].clone()
+        }
+    };
+
     // A record emitted unchanged on a port with its input's schema (a filter's output) was
-    // already checked when it came in: comparing bytes is cheaper than walking the datum again.
+    // already checked when it came in.
     let passes_through: Vec<bool> =
         node.outputs.iter().map(|port| port.schema.text == node.inputs[input as usize].text).collect();
     let mut emitted = Vec::new();
-    for (offset, result) in results {
+    for (first, result) in results {
         for failure in result.failures {
-            match origins.get(offset + failure.index as usize) {
+            match origins.get(first + failure.index as usize) {
                 Some(&origin) => out.dead_letter(origin, "process", Some(&node.id), &failure.reason)?,
                 None => tracing::error!(processor = %node.id, index = failure.index, "plugin reported a failure for a record it was not given"),
             }
         }
         for emit in result.emitted {
-            let Some(&origin) = origins.get(offset + emit.origin as usize) else {
+            let index = first + emit.origin as usize;
+            let Some(&origin) = origins.get(index) else {
                 tracing::error!(processor = %node.id, origin = emit.origin, "plugin emitted a record with an origin outside the batch; dropped");
                 continue;
             };
@@ -496,18 +518,21 @@ fn call_processor(
                 out.dead_letter(origin, "process", Some(&node.id), &format!("plugin emitted to output port {} but declared {}", emit.port, node.outputs.len()))?;
                 continue;
             };
-            let mut record = emit.record;
-            let unchanged = node.format == ValueFormat::Avro
-                && passes_through[emit.port as usize]
-                && records.get(offset + emit.origin as usize).is_some_and(|input| input.value == record.value);
-            if let (Some(value), false) = (&record.value, unchanged) {
-                let checked = match node.format {
+            let unchanged = matches!(emit.content, Content::Origin);
+            let mut record = match emit.content {
+                Content::Origin => take_input(index),
+                Content::Value(value) => Record { value, ..take_input(index) },
+                Content::Record(record) => record,
+            };
+            let checked = node.format == ValueFormat::Avro && unchanged && passes_through[emit.port as usize];
+            if let (Some(value), false) = (&record.value, checked) {
+                let valid = match node.format {
                     ValueFormat::Json => codec::json_to_avro(&port.schema.parsed, value).map(Some),
                     ValueFormat::Avro => meshhost_sdk::avro::validate(&port.schema.parsed, value)
                         .map(|_| None)
                         .map_err(|e| e.to_string()),
                 };
-                match checked {
+                match valid {
                     Ok(Some(datum)) => record.value = Some(datum),
                     Ok(None) => {}
                     Err(error) => {

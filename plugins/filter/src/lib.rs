@@ -15,6 +15,10 @@
 //! `string`), array → `list`, map → `map`, record → `map` keyed by field name, union → its
 //! branch's value, a logical type → its base value (`timestamp-millis` is an `int`).
 //!
+//! Conditions that only compare top-level fields with literals (`year >= 2000 && country ==
+//! 'US'`) take a fast path on the datum's bytes ([`fast`]); every other condition, and every
+//! record the fast path cannot decide, goes through the CEL interpreter.
+//!
 //! A result other than `true` or `false`, or an evaluation error (a missing map key, a type
 //! mismatch), sends the record to the dead-letter topic with the reason, as does a value that
 //! does not decode.
@@ -22,13 +26,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod fast;
+
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::common::types::{CelBool, CelBytes, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString};
 use cel::common::value::Val;
 use cel::{Context, Env, Program};
 use meshhost_sdk::avro::{self, Reader, Schema, Value};
 use meshhost_sdk::options::{self, field_names, json_kind};
-use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 
 /// The options `with:` accepts.
 const OPTIONS: &[&str] = &["condition"];
@@ -48,6 +54,10 @@ pub struct Filter {
     read: usize,
     /// Holds the stdlib and, per record, the fields the condition names (rebound each time).
     context: Context<'static, 'static>,
+    /// The condition's fast form, when it has one.
+    fast: Option<fast::Condition>,
+    /// The needed fields' values for the fast path, by field index (reused across records).
+    scalars: Vec<fast::Scalar>,
 }
 
 impl Filter {
@@ -134,6 +144,8 @@ impl Filter {
             schema: input.schema.clone(),
         }];
         let context = Context::with_env(env);
+        let fast = fast::Condition::compile(program.expression(), &schema, &fields);
+        let scalars = vec![fast::Scalar::Other; fields.len()];
         Ok((
             Filter {
                 program,
@@ -142,6 +154,8 @@ impl Filter {
                 needed,
                 read,
                 context,
+                fast,
+                scalars,
             },
             outputs,
         ))
@@ -149,6 +163,9 @@ impl Filter {
 
     /// Whether the record with this value is kept; `Err` says why it cannot be decided.
     pub fn keep(&mut self, value: &[u8]) -> Result<bool, String> {
+        if let Some(keep) = self.fast_keep(value) {
+            return Ok(keep);
+        }
         let mut reader = Reader::new(value);
         for (field, &needed) in self.fields[..self.read].iter().zip(&self.needed) {
             if needed {
@@ -170,20 +187,42 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// The fast path's verdict, or `None` when CEL must decide (no fast form, a value the fast
+    /// path does not compare, or a datum that does not decode — CEL then says why).
+    fn fast_keep(&mut self, value: &[u8]) -> Option<bool> {
+        let condition = self.fast.as_ref()?;
+        let mut reader = Reader::new(value);
+        for (i, (field, &needed)) in self.fields[..self.read].iter().zip(&self.needed).enumerate() {
+            if needed {
+                self.scalars[i] = fast::read(&self.schema, &field.ty, &mut reader).ok()?;
+            } else {
+                avro::skip(&self.schema, &field.ty, &mut reader).ok()?;
+            }
+        }
+        condition.eval(&self.scalars, value, &self.schema, &self.fields)
+    }
+
+    /// Whether the condition has a fast form.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+}
+
 impl Processor for Filter {
     fn init(config: serde_json::Value, inputs: Vec<InputPort>) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         Filter::new(&config, &inputs)
     }
 
-    fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
-        for (i, record) in records.into_iter().enumerate() {
+    fn process(&mut self, _input: u32, batch: &Batch, out: &mut Output) {
+        for (i, record) in batch.iter().enumerate() {
             let i = i as u32;
-            let verdict = match &record.value {
+            let verdict = match record.value() {
                 None => Ok(true), // a tombstone passes through
                 Some(value) => self.keep(value),
             };
             match verdict {
-                Ok(true) => out.emit(0, i, record),
+                Ok(true) => out.pass(0, i),
                 Ok(false) => {}
                 Err(reason) => out.fail(i, reason),
             }
@@ -346,7 +385,7 @@ fn undecodable(field: &str, e: &avro::DatumError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshhost_sdk::Header;
+    use meshhost_sdk::{Header, Record};
     use serde_json::json;
 
     const SCHEMA: &str = r#"{"type": "record", "name": "Movie", "namespace": "test", "fields": [
@@ -471,8 +510,9 @@ mod tests {
     fn run_bytes(condition: &str, bytes: Vec<u8>) -> Result<bool, String> {
         let mut f = filter(condition);
         let mut out = Output::default();
-        f.process(0, vec![Record::from_value(bytes.clone())], &mut out);
-        match (out.emitted(), out.failures()) {
+        let batch = Batch::new([Record::from_value(bytes.clone())]);
+        f.process(0, &batch, &mut out);
+        match (&out.emitted(&batch)[..], out.failures()) {
             ([], []) => Ok(false),
             ([emit], []) => {
                 assert_eq!((emit.port, emit.origin), (0, 0));
@@ -792,9 +832,10 @@ mod tests {
             Record::from_value(vec![1]),
         ];
         let mut out = Output::default();
-        f.process(0, records, &mut out);
+        let batch = Batch::new(records);
+        f.process(0, &batch, &mut out);
         let emitted: Vec<_> = out
-            .emitted()
+            .emitted(&batch)
             .iter()
             .map(|e| (e.port, e.origin, parts(&e.record)))
             .collect();
@@ -804,8 +845,42 @@ mod tests {
 
         // The filter is reusable across batches.
         let mut out = Output::default();
-        f.process(0, vec![Record::from_value(new)], &mut out);
-        assert_eq!(out.emitted().len(), 1);
+        f.process(0, &Batch::new([Record::from_value(new)]), &mut out);
+        assert_eq!(out.emitted_count(), 1);
+    }
+
+    #[test]
+    fn the_fast_path_decides_exactly_as_cel() {
+        let fast_conditions = [
+            "year >= 2000 && title == 'Alien'",
+            "2000 <= year || !(title < 'B')",
+            "id != 1 || updated > 1699999999999",
+            "released == true && genre == 'HORROR'",
+            "genre > 'COMEDY' && subtitle == 'x'",
+            "subtitle != \"Director's cut\" || year == 1979",
+            "year > 1990.5 || title >= 'Alien'",
+            "id == 2 && year == 'x'",
+        ];
+        let slow_conditions = ["rating > 8.0", "subtitle == null", "size(title) > 3", "year in [1979, 1980]"];
+        let records = [
+            movie(&[]),
+            movie(&[("year", Value::Int(2019)), ("title", Value::String("Blade".into()))]),
+            movie(&[("subtitle", Value::Union(1, Box::new(Value::String("x".into())))), ("genre", Value::Enum(0, "DRAMA".into()))]),
+            movie(&[("id", Value::Long(2)), ("released", Value::Boolean(false)), ("updated", Value::Long(0))]),
+            movie(&[("title", Value::String("".into())), ("year", Value::Int(-5))]),
+        ];
+        for condition in fast_conditions.iter().chain(&slow_conditions) {
+            let mut f = filter(condition);
+            assert_eq!(f.is_fast(), fast_conditions.contains(condition), "{condition}");
+            let mut cel_only = filter(condition);
+            cel_only.fast = None;
+            for record in &records {
+                let bytes = encode(record);
+                assert_eq!(f.keep(&bytes), cel_only.keep(&bytes), "{condition} on {record:?}");
+            }
+            // A value that does not decode gets CEL's reason.
+            assert_eq!(f.keep(&[2]), cel_only.keep(&[2]), "{condition}");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::ops::Range;
 use meshhost_sdk::avro::{self, AvroType, Reader, RecordType, Schema};
 use meshhost_sdk::state::{HostState, State};
 use meshhost_sdk::options::{self, field_names, json_kind};
-use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor, Record};
 
 /// The options `with:` accepts.
 const OPTIONS: &[&str] = &["left_key", "right_key", "kind"];
@@ -283,11 +283,11 @@ impl Join {
         &mut self,
         state: &mut S,
         input: u32,
-        records: Vec<Record>,
+        batch: &Batch,
         out: &mut Output,
     ) {
         if input > 1 {
-            for i in 0..records.len() {
+            for i in 0..batch.len() {
                 out.fail(
                     i as u32,
                     format!("mesh/join has two inputs (0 = left, 1 = right), not input {input}"),
@@ -295,9 +295,9 @@ impl Join {
             }
             return;
         }
-        for (i, record) in records.into_iter().enumerate() {
-            match self.apply(state, input as usize, record) {
-                Ok(Some(joined)) => out.emit(0, i as u32, joined),
+        for (i, record) in batch.iter().enumerate() {
+            match self.apply(state, input as usize, record.to_record()) {
+                Ok(Some(joined)) => out.emit(0, i as u32, &joined),
                 Ok(None) => {}
                 Err(reason) => out.fail(i as u32, reason),
             }
@@ -476,8 +476,8 @@ impl Processor for Join {
         Join::new(&config, &inputs)
     }
 
-    fn process(&mut self, input: u32, records: Vec<Record>, out: &mut Output) {
-        self.process_with(&mut HostState, input, records, out)
+    fn process(&mut self, input: u32, batch: &Batch, out: &mut Output) {
+        self.process_with(&mut HostState, input, batch, out)
     }
 }
 

@@ -146,9 +146,10 @@ fn run(
     records: Vec<Record>,
 ) -> (Emitted, Vec<(u32, String)>) {
     let mut out = Output::default();
-    join.process_with(state, input, records, &mut out);
+    let batch = Batch::new(records);
+    join.process_with(state, input, &batch, &mut out);
     let emitted = out
-        .emitted()
+        .emitted(&batch)
         .iter()
         .map(|e| {
             assert_eq!(e.port, 0);
@@ -278,8 +279,9 @@ fn inner_join() {
     }];
     right.timestamp = Some(42);
     let mut out = Output::default();
-    join.process_with(&mut state, 1, vec![right], &mut out);
-    let emitted = &out.emitted()[0].record;
+    let batch = Batch::new([right]);
+    join.process_with(&mut state, 1, &batch, &mut out);
+    let emitted = &out.emitted(&batch)[0].record;
     assert_eq!(emitted.key.as_deref(), Some(&b"7"[..]));
     assert_eq!(emitted.timestamp, Some(42));
     assert_eq!(emitted.headers.len(), 1);
@@ -452,13 +454,9 @@ fn left_join() {
     );
     let emitted = {
         let mut out = Output::default();
-        join.process_with(
-            &mut state,
-            0,
-            vec![keyed("7", Some(movie(7, "Alien")))],
-            &mut out,
-        );
-        out.emitted()[0].record.value.clone().unwrap()
+        let batch = Batch::new([keyed("7", Some(movie(7, "Alien")))]);
+        join.process_with(&mut state, 0, &batch, &mut out);
+        out.emitted(&batch)[0].record.value.clone().unwrap()
     };
     let mut expected = movie(7, "Alien");
     expected.push(0x00);
@@ -780,15 +778,11 @@ fn key_types_render_as_bytes() {
         let mut state = MemoryState::default();
         let mut out = Output::default();
         let datum = encode(&a, &value);
-        join.process_with(
-            &mut state,
-            0,
-            vec![Record::from_value(datum.clone())],
-            &mut out,
-        );
+        let batch = Batch::new([Record::from_value(datum.clone())]);
+        join.process_with(&mut state, 0, &batch, &mut out);
         assert_eq!(out.failures().len(), 0, "{ty}: {:?}", out.failures());
         assert_eq!(
-            out.emitted()[0].record.key.as_deref(),
+            out.emitted(&batch)[0].record.key.as_deref(),
             Some(&key[..]),
             "{ty}"
         );
@@ -803,10 +797,11 @@ fn key_types_render_as_bytes() {
             timestamp: None,
         };
         let mut out = Output::default();
-        join.process_with(&mut state, 1, vec![right], &mut out);
+        let batch = Batch::new([right]);
+        join.process_with(&mut state, 1, &batch, &mut out);
         assert_eq!(out.failures().len(), 0, "{ty}: {:?}", out.failures());
         assert_eq!(
-            decode(&output, out.emitted()[0].record.value.as_deref().unwrap()),
+            decode(&output, out.emitted(&batch)[0].record.value.as_deref().unwrap()),
             Value::Record(vec![
                 ("a".into(), value.clone()),
                 ("b".into(), Value::Union(1, Box::new(value.clone()))),

@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use meshhost_sdk::avro::{self, Field, RecordType, Schema};
 use meshhost_sdk::options::{self, field_names, json_kind};
-use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 
 /// The options `with:` accepts.
 const OPTIONS: &[&str] = &["fields", "rename"];
@@ -205,14 +205,21 @@ impl Projection {
 
     /// The projected value of a datum of the input schema.
     pub fn project(&mut self, value: &[u8]) -> Result<Vec<u8>, String> {
-        self.ranges = avro::field_ranges(&self.schema, &self.record, value)
+        let mut out = Vec::new();
+        self.project_into(value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Replace `out` with the projected value of a datum of the input schema: the kept fields'
+    /// byte ranges, copied in output order.
+    pub fn project_into(&mut self, value: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        avro::field_ranges_into(&self.schema, &self.record, value, &mut self.ranges)
             .map_err(|e| format!("value does not decode as the input schema: {e}"))?;
-        let size = self.picks.iter().map(|&i| self.ranges[i].len()).sum();
-        let mut out = Vec::with_capacity(size);
+        out.clear();
         for &i in &self.picks {
             out.extend_from_slice(&value[self.ranges[i].clone()]);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -221,15 +228,13 @@ impl Processor for Projection {
         Projection::new(&config, &inputs)
     }
 
-    fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
-        for (i, mut record) in records.into_iter().enumerate() {
+    fn process(&mut self, _input: u32, batch: &Batch, out: &mut Output) {
+        let mut projected = Vec::new();
+        for (i, record) in batch.iter().enumerate() {
             let i = i as u32;
-            match record.value.as_deref().map(|value| self.project(value)) {
-                None => out.emit(0, i, record), // a tombstone passes through
-                Some(Ok(value)) => {
-                    record.value = Some(value);
-                    out.emit(0, i, record);
-                }
+            match record.value().map(|value| self.project_into(value, &mut projected)) {
+                None => out.pass(0, i), // a tombstone passes through
+                Some(Ok(())) => out.emit_value(0, i, Some(&projected)),
                 Some(Err(reason)) => out.fail(i, reason),
             }
         }
@@ -250,7 +255,7 @@ fn is_avro_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use meshhost_sdk::avro::{AvroType, Value};
-    use meshhost_sdk::Header;
+    use meshhost_sdk::{Header, Record};
     use serde_json::json;
 
     const SCHEMA: &str = r#"{"type": "record", "name": "Movie", "namespace": "test", "fields": [
@@ -460,18 +465,10 @@ mod tests {
             timestamp: Some(7),
         };
         let mut out = Output::default();
-        projection.process(
-            0,
-            vec![
-                record,
-                tombstone,
-                Record::from_value(vec![2, 2]),
-                Record::from_value(vec![]),
-            ],
-            &mut out,
-        );
+        let batch = Batch::new([record, tombstone, Record::from_value(vec![2, 2]), Record::from_value(vec![])]);
+        projection.process(0, &batch, &mut out);
 
-        let emitted = out.emitted();
+        let emitted = out.emitted(&batch);
         assert_eq!(emitted.len(), 2);
         assert_eq!((emitted[0].port, emitted[0].origin), (0, 0));
         let projected = &emitted[0].record;

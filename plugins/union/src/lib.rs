@@ -33,7 +33,7 @@ use std::ops::Range;
 
 use meshhost_sdk::avro::{self, AvroType, RecordType, Resolver, Schema};
 use meshhost_sdk::options::{self, json_kind};
-use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 
 /// The options `with:` accepts.
 const OPTIONS: &[&str] = &["tag_field"];
@@ -218,19 +218,18 @@ impl Processor for Union {
         Union::new(&config, &inputs)
     }
 
-    fn process(&mut self, input: u32, records: Vec<Record>, out: &mut Output) {
-        for (i, mut record) in records.into_iter().enumerate() {
+    fn process(&mut self, input: u32, batch: &Batch, out: &mut Output) {
+        // Values of an input with the output's schema and no tag to set go out as they came.
+        let as_is = self.tag.is_none() && self.inputs.get(input as usize).is_some_and(|plan| plan.resolver.is_none());
+        for (i, record) in batch.iter().enumerate() {
             let i = i as u32;
-            let Some(value) = record.value.take() else {
-                out.emit(0, i, record); // a tombstone passes through
-                continue;
-            };
-            match self.convert(input as usize, value) {
-                Ok(value) => {
-                    record.value = Some(value);
-                    out.emit(0, i, record);
-                }
-                Err(reason) => out.fail(i, reason),
+            match record.value() {
+                None => out.pass(0, i), // a tombstone passes through
+                Some(_) if as_is => out.pass(0, i),
+                Some(value) => match self.convert(input as usize, value.to_vec()) {
+                    Ok(value) => out.emit_value(0, i, Some(&value)),
+                    Err(reason) => out.fail(i, reason),
+                },
             }
         }
     }
@@ -243,7 +242,7 @@ meshhost_sdk::export!(Union);
 mod tests {
     use super::*;
     use meshhost_sdk::avro::Value;
-    use meshhost_sdk::Header;
+    use meshhost_sdk::{Header, Record};
     use serde_json::json;
 
     const A: &str = r#"{"type": "record", "name": "Movie", "namespace": "eu", "fields": [
@@ -324,8 +323,9 @@ mod tests {
     /// Process one batch on `port`; returns (emitted values decoded with `output`, failures).
     fn run(union: &mut Union, port: u32, values: Vec<Vec<u8>>, output: &str) -> (Vec<Value>, Vec<(u32, String)>) {
         let mut out = Output::default();
-        union.process(port, values.into_iter().map(Record::from_value).collect(), &mut out);
-        let emitted = out.emitted().iter().map(|e| decode(output, e.record.value.as_deref().unwrap())).collect();
+        let batch = Batch::new(values.into_iter().map(Record::from_value));
+        union.process(port, &batch, &mut out);
+        let emitted = out.emitted(&batch).iter().map(|e| decode(output, e.record.value.as_deref().unwrap())).collect();
         let failures = out.failures().iter().map(|f| (f.index, f.reason.clone())).collect();
         (emitted, failures)
     }
@@ -340,8 +340,9 @@ mod tests {
         for port in 0..3 {
             let bytes = encode(A, &a_movie(port as i64, "Alien", Some(8.5), "x", 1));
             let mut out = Output::default();
-            union.process(port, vec![Record::from_value(bytes.clone())], &mut out);
-            assert_eq!(out.emitted()[0].record.value.as_deref(), Some(&bytes[..]), "bytes pass through");
+            let batch = Batch::new([Record::from_value(bytes.clone())]);
+            union.process(port, &batch, &mut out);
+            assert_eq!(out.emitted(&batch)[0].record.value.as_deref(), Some(&bytes[..]), "bytes pass through");
         }
     }
 
@@ -404,8 +405,9 @@ mod tests {
         };
         let tombstone = Record { key: Some(b"gone".to_vec()), value: None, headers: vec![], timestamp: Some(7) };
         let mut out = Output::default();
-        union.process(1, vec![record, tombstone], &mut out);
-        let emitted = out.emitted();
+        let batch = Batch::new([record, tombstone]);
+        union.process(1, &batch, &mut out);
+        let emitted = out.emitted(&batch);
         assert_eq!(emitted.len(), 2);
         assert_eq!((emitted[0].port, emitted[0].origin), (0, 0));
         let converted = &emitted[0].record;

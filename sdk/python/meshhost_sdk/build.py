@@ -33,7 +33,7 @@ ENTRY = "meshhost_entry"
 # `plugin` world may import more (e.g. `state`); componentize-py would import all of it, and
 # the host takes a component that imports `state` for a stateful one.
 SDK_WORLD = "meshhost-sdk-plugin"
-SDK_WORLD_WIT = f"""package meshhost:processor@0.1.0;
+SDK_WORLD_WIT = f"""package meshhost:processor@0.2.0;
 
 /// What the Python SDK builds: a processor that may log.
 world {SDK_WORLD} {{

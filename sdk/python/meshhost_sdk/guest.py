@@ -47,30 +47,57 @@ def export(cls: type) -> type:
             _instance = processor
             return _wit.InitResult([_wit.OutputPort(name, schema) for name, schema in result], _wit.ValueFormat.JSON)
 
-        def process(self, input: int, records):
+        def process(self, input: int, batch):
             processor = _instance
             if processor is None:
                 raise RuntimeError("process called before init")
-            batch = []
-            failures = []
-            for i, r in enumerate(records):
-                value = None
-                if r.value is not None:
-                    try:
-                        value = json.loads(r.value)
-                    except ValueError as error:
-                        failures.append((i, f"the value is not JSON: {error}"))
-                        continue
-                batch.append(Record(value, r.key, [(h.key, h.value) for h in r.headers], r.timestamp, i, input))
-            emitted, batch_failures = _run_batch(processor, input, batch)
+            records, failures = _records_of(batch, input)
+            emitted, batch_failures = _run_batch(processor, input, records)
             failures.extend(batch_failures)
-            return _wit.BatchResult(
-                [
-                    _wit.Emit(port, origin, _wit.Record(key, value, [_wit.Header(k, v) for k, v in headers], timestamp))
-                    for port, origin, key, value, headers, timestamp in emitted
-                ],
-                [_wit.Failure(index, reason) for index, reason in failures],
-            )
+            return _result(emitted, failures)
 
     Processor.__name__ = Processor.__qualname__ = "Processor"
     return Processor
+
+
+def _records_of(batch, input: int):
+    """The SDK records of a column-wise WIT batch, and the failures of values that are not JSON."""
+    data = batch.bytes
+
+    def part(span):
+        return None if span is None else data[span.offset:span.offset + span.length]
+
+    records, failures = [], []
+    for i, r in enumerate(batch.records):
+        value = None
+        if r.value is not None:
+            try:
+                value = json.loads(part(r.value))
+            except ValueError as error:
+                failures.append((i, f"the value is not JSON: {error}"))
+                continue
+        headers = [(h.key, part(h.value)) for h in batch.headers[r.headers.offset:r.headers.offset + r.headers.length]]
+        records.append(Record(value, part(r.key), headers, r.timestamp, i, input))
+    return records, failures
+
+
+def _result(emitted, failures):
+    """The column-wise WIT result: every emitted key, value and header value in one buffer."""
+    data = bytearray()
+    headers = []
+
+    def span(part):
+        if part is None:
+            return None
+        start = len(data)
+        data.extend(part)
+        return _wit.Span(start, len(part))
+
+    emits = []
+    for port, origin, key, value, record_headers, timestamp in emitted:
+        first = len(headers)
+        headers.extend(_wit.Header(k, span(v)) for k, v in record_headers)
+        record = _wit.Record(span(key), span(value), _wit.Span(first, len(record_headers)), timestamp)
+        emits.append(_wit.Emit(port, origin, _wit.Content_Record(record)))
+    failures = [_wit.Failure(index, reason) for index, reason in failures]
+    return _wit.BatchResult(emits, failures, bytes(data), headers)

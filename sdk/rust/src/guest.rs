@@ -4,8 +4,9 @@
 use std::any::Any;
 use std::cell::RefCell;
 
+use crate::batch::{Batch, Record, Writer};
 use crate::bindings::meshhost::processor::types::{
-    BatchResult, ConfigError, Emit, Failure, InitResult, InputPort, OutputPort, Record, ValueFormat,
+    self as wit, BatchResult, ConfigError, Content, Emit, Failure, InitResult, InputPort, OutputPort, ValueFormat,
 };
 
 /// A meshhost processor. Implement it on a struct and add `meshhost_sdk::export!(MyType);`.
@@ -22,20 +23,44 @@ pub trait Processor: Sized + 'static {
     fn init(config: serde_json::Value, inputs: Vec<InputPort>) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>>;
 
     /// Handle a batch of records that arrived on input port `input`.
-    fn process(&mut self, input: u32, records: Vec<Record>, out: &mut Output);
+    fn process(&mut self, input: u32, batch: &Batch, out: &mut Output);
 }
 
-/// What a processor emits and rejects while handling one batch.
+/// What a processor emits and rejects while handling one batch. Emitted bytes are appended to
+/// one buffer, which crosses back to the host in one copy.
 #[derive(Debug, Default)]
 pub struct Output {
     emitted: Vec<Emit>,
     failures: Vec<Failure>,
+    parts: Writer,
+}
+
+/// An emitted record resolved against its batch (see [`Output::emitted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    pub port: u32,
+    pub origin: u32,
+    pub record: Record,
 }
 
 impl Output {
+    /// Emit the input record at index `origin` unchanged on output port `port`. The cheapest
+    /// emit: the host reuses its own copy of the record.
+    pub fn pass(&mut self, port: u32, origin: u32) {
+        self.emitted.push(Emit { port, origin, content: Content::Origin });
+    }
+
+    /// Emit the input record at index `origin` with another value (`None`: a tombstone) on
+    /// output port `port`; its key, headers and timestamp stay.
+    pub fn emit_value(&mut self, port: u32, origin: u32, value: Option<&[u8]>) {
+        let value = value.map(|value| self.parts.span(value));
+        self.emitted.push(Emit { port, origin, content: Content::Value(value) });
+    }
+
     /// Emit `record` on output port `port`, derived from the input record at index `origin`.
-    pub fn emit(&mut self, port: u32, origin: u32, record: Record) {
-        self.emitted.push(Emit { port, origin, record });
+    pub fn emit(&mut self, port: u32, origin: u32, record: &Record) {
+        let record = self.parts.record(record);
+        self.emitted.push(Emit { port, origin, content: Content::Record(record) });
     }
 
     /// Reject the input record at `index`: the host sends it to the dead-letter topic.
@@ -43,9 +68,29 @@ impl Output {
         self.failures.push(Failure { index, reason: reason.into() });
     }
 
-    /// The records emitted so far.
-    pub fn emitted(&self) -> &[Emit] {
-        &self.emitted
+    /// The records emitted so far, resolved against `batch` (the batch they came from).
+    pub fn emitted(&self, batch: &Batch) -> Vec<Emitted> {
+        let result = wit::Batch { records: Vec::new(), bytes: self.parts.bytes.clone(), headers: self.parts.headers.clone() };
+        let own = Batch::from_raw(result);
+        self.emitted
+            .iter()
+            .map(|emit| {
+                let origin = batch.get(emit.origin as usize);
+                let record = match emit.content {
+                    Content::Origin => origin.to_record(),
+                    Content::Value(value) => {
+                        Record { value: value.map(|span| own.span(span).to_vec()), ..origin.to_record() }
+                    }
+                    Content::Record(record) => own.resolve(&record),
+                };
+                Emitted { port: emit.port, origin: emit.origin, record }
+            })
+            .collect()
+    }
+
+    /// How many records were emitted so far.
+    pub fn emitted_count(&self) -> usize {
+        self.emitted.len()
     }
 
     /// The records rejected so far.
@@ -54,7 +99,7 @@ impl Output {
     }
 
     fn into_result(self) -> BatchResult {
-        BatchResult { emitted: self.emitted, failures: self.failures }
+        BatchResult { emitted: self.emitted, failures: self.failures, bytes: self.parts.bytes, headers: self.parts.headers }
     }
 }
 
@@ -62,13 +107,6 @@ impl ConfigError {
     /// A problem with the option at `path` (`fields[1]`, `condition`).
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { path: path.into(), message: message.into() }
-    }
-}
-
-impl Record {
-    /// A record with this value and nothing else, handy in tests.
-    pub fn from_value(value: Vec<u8>) -> Self {
-        Record { key: None, value: Some(value), headers: Vec::new(), timestamp: None }
     }
 }
 
@@ -103,7 +141,8 @@ pub fn init<P: Processor>(config: String, inputs: Vec<InputPort>) -> Result<Init
 }
 
 #[doc(hidden)]
-pub fn process<P: Processor>(input: u32, records: Vec<Record>) -> BatchResult {
+pub fn process<P: Processor>(input: u32, batch: wit::Batch) -> BatchResult {
+    let batch = Batch::from_raw(batch);
     let mut out = Output::default();
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
@@ -111,7 +150,7 @@ pub fn process<P: Processor>(input: u32, records: Vec<Record>) -> BatchResult {
             .as_mut()
             .and_then(|p| p.downcast_mut::<P>())
             .expect("the host calls init before process");
-        processor.process(input, records, &mut out);
+        processor.process(input, &batch, &mut out);
     });
     out.into_result()
 }

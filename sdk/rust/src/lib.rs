@@ -3,7 +3,7 @@
 //! A processor is a struct that implements [`Processor`], exported with one line:
 //!
 //! ```ignore
-//! use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+//! use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 //!
 //! struct Identity;
 //!
@@ -12,9 +12,9 @@
 //!         let schema = inputs[0].schema.clone();
 //!         Ok((Identity, vec![OutputPort { name: "out".into(), schema }]))
 //!     }
-//!     fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
-//!         for (i, record) in records.into_iter().enumerate() {
-//!             out.emit(0, i as u32, record);
+//!     fn process(&mut self, _input: u32, batch: &Batch, out: &mut Output) {
+//!         for i in 0..batch.len() as u32 {
+//!             out.pass(0, i); // the record as it came, without copying it
 //!         }
 //!     }
 //! }
@@ -26,15 +26,15 @@
 //! [`avro`] reads and writes the Avro datums that records carry, field by field.
 
 pub mod avro;
+mod batch;
 mod guest;
 pub mod options;
 pub mod state;
 
-pub use guest::{port_schema, Output, Processor};
+pub use batch::{Batch, Header, Record, RecordRef};
+pub use guest::{port_schema, Emitted, Output, Processor};
 pub use bindings::meshhost::processor::log::{log, Level};
-pub use bindings::meshhost::processor::types::{
-    ConfigError, Header, InputPort, OutputPort, Record, ValueFormat,
-};
+pub use bindings::meshhost::processor::types::{ConfigError, InputPort, OutputPort, ValueFormat};
 
 #[doc(hidden)]
 pub mod bindings {
@@ -70,9 +70,9 @@ macro_rules! export {
 
                 fn process(
                     input: u32,
-                    records: ::std::vec::Vec<$crate::Record>,
+                    batch: $crate::bindings::meshhost::processor::types::Batch,
                 ) -> $crate::bindings::meshhost::processor::types::BatchResult {
-                    $crate::__process::<$processor>(input, records)
+                    $crate::__process::<$processor>(input, batch)
                 }
             }
 

@@ -1,7 +1,7 @@
 //! A broken test plugin: it panics (traps) in `init` on any option it does not know, instead
 //! of returning an invalid-config error. `meshhost plugin test` must catch this.
 
-use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 
 struct BadInit;
 
@@ -13,9 +13,10 @@ impl Processor for BadInit {
         Ok((BadInit, vec![OutputPort { name: "out".into(), schema: inputs[0].schema.clone() }]))
     }
 
-    fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
-        for (i, record) in records.into_iter().enumerate() {
-            out.emit(0, i as u32, record);
+    fn process(&mut self, _input: u32, batch: &Batch, out: &mut Output) {
+        // A whole new record (a copy of the input): the path a processor setting keys takes.
+        for (i, record) in batch.iter().enumerate() {
+            out.emit(0, i as u32, &record.to_record());
         }
     }
 }

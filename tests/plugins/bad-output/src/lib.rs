@@ -1,7 +1,7 @@
 //! A broken test plugin: it declares its input schema as its output schema but emits values
 //! that are not datums of it. `meshhost plugin test` must catch this.
 
-use meshhost_sdk::{ConfigError, InputPort, Output, OutputPort, Processor, Record};
+use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 
 struct BadOutput;
 
@@ -13,10 +13,9 @@ impl Processor for BadOutput {
         Ok((BadOutput, vec![OutputPort { name: "out".into(), schema: inputs[0].schema.clone() }]))
     }
 
-    fn process(&mut self, _input: u32, records: Vec<Record>, out: &mut Output) {
-        for (i, mut record) in records.into_iter().enumerate() {
-            record.value = Some(b"\xff\xff\xff not avro".to_vec());
-            out.emit(0, i as u32, record);
+    fn process(&mut self, _input: u32, batch: &Batch, out: &mut Output) {
+        for i in 0..batch.len() as u32 {
+            out.emit_value(0, i, Some(b"\xff\xff\xff not avro"));
         }
     }
 }
