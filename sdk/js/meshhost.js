@@ -318,7 +318,7 @@ export function createProcessor(app, hostLog) {
   if (hostLog) logBackend = (level, message) => hostLog(level, message);
   const process = app.process ?? defaultProcess(app);
   let outputs = null;
-  return {
+  const processor = {
     init(configText, inputs) {
       let config;
       try {
@@ -336,9 +336,10 @@ export function createProcessor(app, hostLog) {
       return { outputs, format: 'json' };
     },
 
-    /** The WIT `process`: a column-wise batch in, a column-wise result out. */
+    /** The WIT `process`: a column-wise batch in, a column-wise result out. The component glue
+     * calls it unbound, hence `processor.` rather than `this.`. */
     process(input, batch) {
-      const { emitted, failures } = this.processRecords(input, recordsOf(batch));
+      const { emitted, failures } = processor.processRecords(input, recordsOf(batch));
       return columnResult(emitted, failures);
     },
 
@@ -364,6 +365,7 @@ export function createProcessor(app, hostLog) {
       return { emitted: out.emitted, failures: failures.concat(out.failures) };
     },
   };
+  return processor;
 }
 
 /** The records of a column-wise WIT batch: keys, values and header values are spans of its
