@@ -116,17 +116,12 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         poll_batch(&consumer, &topology, settings.batch_size, &mut batch, stop)?;
         if !batch.is_empty() {
             stats.consumed += batch.len() as u64;
-            let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
-            for message in &batch {
-                let next = offsets.entry((message.topic.clone(), message.partition)).or_insert(0);
-                *next = (*next).max(message.offset + 1);
-            }
-            let seq = tracker.begin(offsets.into_iter().collect());
+            let seq = tracker.begin(next_offsets(&batch, &topology));
             let mut out = Outbox::new(&producer, &tracker, seq, settings.dead_letter_topic.as_deref(), &batch);
             process_batch(&mut topology, &batch, &mut out)?;
             stats.produced += out.produced;
             stats.dead_lettered += out.dead_lettered;
-            tracker.seal(seq);
+            tracker.seal(seq, out.sent);
             batch.clear();
             tracker.wait_for_room(MAX_BATCHES_IN_FLIGHT);
         }
@@ -269,26 +264,67 @@ fn commit(consumer: &BaseConsumer, committed: &mut HashMap<(String, i32), i64>, 
     }
 }
 
-/// A consumed record, owned, with where it came from.
-struct Consumed {
+/// A consumed record, as librdkafka holds it (not copied: dead letters send these bytes), and
+/// the index of its source.
+struct Consumed<'c> {
     source: usize,
-    topic: String,
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<Header>,
-    timestamp: Option<i64>,
+    message: BorrowedMessage<'c>,
 }
 
-fn poll_batch(consumer: &BaseConsumer, topology: &Topology, max: usize, batch: &mut Vec<Consumed>, stop: &AtomicBool) -> anyhow::Result<()> {
+impl Consumed<'_> {
+    fn topic(&self) -> &str {
+        self.message.topic()
+    }
+
+    fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+
+    fn offset(&self) -> i64 {
+        self.message.offset()
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        self.message.timestamp().to_millis()
+    }
+
+    fn headers(&self) -> Vec<Header> {
+        self.message
+            .headers()
+            .map(|headers| headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The offset to commit per (topic, partition) once the batch is delivered: one past the last.
+fn next_offsets(batch: &[Consumed<'_>], topology: &Topology) -> Vec<((String, i32), i64)> {
+    let mut next: Vec<((usize, i32), i64)> = Vec::new();
+    for consumed in batch {
+        let partition = (consumed.source, consumed.partition());
+        match next.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, offset)) => *offset = (*offset).max(consumed.offset() + 1),
+            None => next.push((partition, consumed.offset() + 1)),
+        }
+    }
+    next.into_iter().map(|((source, partition), offset)| ((topology.sources[source].topic.clone(), partition), offset)).collect()
+}
+
+fn poll_batch<'c>(consumer: &'c BaseConsumer, topology: &Topology, max: usize, batch: &mut Vec<Consumed<'c>>, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut timeout = Duration::from_millis(100);
     while batch.len() < max && !stop.load(Ordering::Relaxed) {
         match consumer.poll(timeout) {
             None => break,
             Some(Ok(message)) => {
-                if let Some(consumed) = own(&message, topology) {
-                    batch.push(consumed);
+                if let Some(source) = topology.sources.iter().position(|s| s.topic == message.topic()) {
+                    batch.push(Consumed { source, message });
                 }
                 // Take what is already fetched without waiting again.
                 timeout = Duration::ZERO;
@@ -303,26 +339,6 @@ fn poll_batch(consumer: &BaseConsumer, topology: &Topology, max: usize, batch: &
     Ok(())
 }
 
-fn own(message: &BorrowedMessage<'_>, topology: &Topology) -> Option<Consumed> {
-    let source = topology.sources.iter().position(|s| s.topic == message.topic())?;
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
-        })
-        .unwrap_or_default();
-    Some(Consumed {
-        source,
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp: message.timestamp().to_millis(),
-    })
-}
-
 /// A record on its way through the DAG, with the consumed record it derives from.
 struct Item {
     origin: usize,
@@ -330,7 +346,7 @@ struct Item {
 }
 
 /// Push one batch through the DAG.
-fn process_batch(topology: &mut Topology, batch: &[Consumed], out: &mut Outbox<'_>) -> anyhow::Result<()> {
+fn process_batch(topology: &mut Topology, batch: &[Consumed<'_>], out: &mut Outbox<'_>) -> anyhow::Result<()> {
     let mut processor_inbox: Vec<Vec<Vec<Item>>> =
         topology.processors.iter().map(|p| p.inputs.iter().map(|_| Vec::new()).collect()).collect();
     let mut sink_inbox: Vec<Vec<Item>> = topology.sinks.iter().map(|_| Vec::new()).collect();
@@ -348,7 +364,7 @@ fn process_batch(topology: &mut Topology, batch: &[Consumed], out: &mut Outbox<'
 
     for (origin, consumed) in batch.iter().enumerate() {
         let source = &topology.sources[consumed.source];
-        let value = match &consumed.value {
+        let value = match consumed.value() {
             None => None, // a tombstone flows as is
             Some(bytes) => match codec::decode(source.format, &source.schema.parsed, bytes) {
                 Ok(datum) => Some(datum),
@@ -358,7 +374,7 @@ fn process_batch(topology: &mut Topology, batch: &[Consumed], out: &mut Outbox<'
                 }
             },
         };
-        let record = Record { key: consumed.key.clone(), value, headers: consumed.headers.clone(), timestamp: consumed.timestamp };
+        let record = Record { key: consumed.key().map(<[u8]>::to_vec), value, headers: consumed.headers(), timestamp: consumed.timestamp() };
         deliver(&source.targets, Item { origin, record }, &mut processor_inbox, &mut sink_inbox);
     }
 
@@ -401,7 +417,7 @@ fn run_processor(
     node: &mut super::ProcessorNode,
     input: u32,
     items: Vec<Item>,
-    batch: &[Consumed],
+    batch: &[Consumed<'_>],
     out: &mut Outbox<'_>,
 ) -> anyhow::Result<Vec<(usize, Item)>> {
     let mut origins = Vec::with_capacity(items.len());
@@ -429,7 +445,7 @@ fn run_processor(
     let groups: Vec<(u32, Vec<Record>, Vec<usize>)> = if node.instance.is_stateful() {
         let mut by_partition: std::collections::BTreeMap<u32, (Vec<Record>, Vec<usize>)> = Default::default();
         for (record, origin) in records.into_iter().zip(origins) {
-            let group = by_partition.entry(batch[origin].partition as u32).or_default();
+            let group = by_partition.entry(batch[origin].partition() as u32).or_default();
             group.0.push(record);
             group.1.push(origin);
         }
@@ -553,14 +569,16 @@ struct Outbox<'a> {
     tracker: &'a Tracker,
     seq: u64,
     dead_letter_topic: Option<&'a str>,
-    batch: &'a [Consumed],
+    batch: &'a [Consumed<'a>],
     produced: u64,
     dead_lettered: u64,
+    /// Records handed to the producer, of every kind: the deliveries the batch waits for.
+    sent: u64,
 }
 
 impl<'a> Outbox<'a> {
-    fn new(producer: &'a ThreadedProducer<DeliveryTracking>, tracker: &'a Tracker, seq: u64, dead_letter_topic: Option<&'a str>, batch: &'a [Consumed]) -> Self {
-        Outbox { producer, tracker, seq, dead_letter_topic, batch, produced: 0, dead_lettered: 0 }
+    fn new(producer: &'a ThreadedProducer<DeliveryTracking>, tracker: &'a Tracker, seq: u64, dead_letter_topic: Option<&'a str>, batch: &'a [Consumed<'a>]) -> Self {
+        Outbox { producer, tracker, seq, dead_letter_topic, batch, produced: 0, dead_lettered: 0, sent: 0 }
     }
 
     /// Send a pipeline output record to a sink topic.
@@ -594,11 +612,14 @@ impl<'a> Outbox<'a> {
         headers: &[Header],
         timestamp: Option<i64>,
     ) -> anyhow::Result<()> {
-        let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
-        for header in headers {
-            kafka_headers = kafka_headers.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() });
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, self.seq as usize);
+        if !headers.is_empty() {
+            let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
+            for header in headers {
+                kafka_headers = kafka_headers.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() });
+            }
+            record = record.headers(kafka_headers);
         }
-        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, self.seq as usize).headers(kafka_headers);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -611,17 +632,19 @@ impl<'a> Outbox<'a> {
         if let Some(partition) = partition {
             record = record.partition(partition);
         }
-        self.tracker.expect_delivery(self.seq);
         loop {
             match self.producer.send(record) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.sent += 1;
+                    break;
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // The producer's own thread is delivering; give it a moment.
                     record = returned;
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((error, _)) => {
-                    self.tracker.delivered(self.seq, Some(error.to_string()));
+                    self.tracker.fail(error.to_string());
                     anyhow::bail!("cannot produce to {topic}: {error}");
                 }
             }
@@ -632,26 +655,25 @@ impl<'a> Outbox<'a> {
     /// Send the consumed record at `origin`, as it was read, to the dead-letter topic.
     fn dead_letter(&mut self, origin: usize, stage: &str, processor: Option<&str>, error: &str) -> anyhow::Result<()> {
         let consumed = &self.batch[origin];
-        tracing::debug!(topic = %consumed.topic, partition = consumed.partition, offset = consumed.offset, stage, error, "dead letter");
+        tracing::debug!(topic = %consumed.topic(), partition = consumed.partition(), offset = consumed.offset(), stage, error, "dead letter");
         let Some(topic) = self.dead_letter_topic else {
             anyhow::bail!(
                 "record {}/{}@{} failed at stage {stage}{}: {error}; no dead_letter topic is configured, so the pipeline stops rather than lose it",
-                consumed.topic,
-                consumed.partition,
-                consumed.offset,
+                consumed.topic(),
+                consumed.partition(),
+                consumed.offset(),
                 processor.map(|p| format!(" in processor {p}")).unwrap_or_default()
             );
         };
-        let mut headers = consumed.headers.clone();
+        let mut headers = consumed.headers();
         let mut add = |key: &str, value: String| headers.push(Header { key: key.to_string(), value: Some(value.into_bytes()) });
         add("meshhost.error", error.to_string());
         add("meshhost.stage", stage.to_string());
         add("meshhost.processor", processor.unwrap_or("").to_string());
-        add("meshhost.source.topic", consumed.topic.clone());
-        add("meshhost.source.partition", consumed.partition.to_string());
-        add("meshhost.source.offset", consumed.offset.to_string());
-        let (key, value) = (consumed.key.clone(), consumed.value.clone());
-        self.send_to(topic, None, key.as_deref(), value.as_deref(), &headers, consumed.timestamp)?;
+        add("meshhost.source.topic", consumed.topic().to_string());
+        add("meshhost.source.partition", consumed.partition().to_string());
+        add("meshhost.source.offset", consumed.offset().to_string());
+        self.send_to(topic, None, consumed.key(), consumed.value(), &headers, consumed.timestamp())?;
         self.dead_lettered += 1;
         Ok(())
     }
@@ -690,7 +712,9 @@ struct TrackerState {
 }
 
 struct BatchProgress {
-    pending: usize,
+    /// Deliveries outstanding: sends counted at `seal`, minus deliveries reported (which may
+    /// arrive before the seal, taking it below zero meanwhile).
+    pending: i64,
     /// All sends of the batch were issued.
     sealed: bool,
     /// Next offset per partition, committable once the batch is complete.
@@ -704,28 +728,37 @@ impl Tracker {
         state.first + state.batches.len() as u64 - 1
     }
 
-    fn expect_delivery(&self, seq: u64) {
-        let mut state = self.state.lock().unwrap();
-        let first = state.first;
-        state.batches[(seq - first) as usize].pending += 1;
-    }
-
     fn delivered(&self, seq: u64, error: Option<String>) {
         let mut state = self.state.lock().unwrap();
         let first = state.first;
+        let mut completed = false;
         if let Some(batch) = state.batches.get_mut((seq - first) as usize) {
             batch.pending -= 1;
+            completed = batch.sealed && batch.pending == 0;
         }
         if let Some(error) = error {
             state.failure.get_or_insert(error);
+            completed = true;
         }
+        // Only a completed batch (or a failure) can unblock `wait_for_room`.
+        if completed {
+            self.changed.notify_all();
+        }
+    }
+
+    /// All of batch `seq`'s records were handed to the producer: `sent` of them.
+    fn seal(&self, seq: u64, sent: u64) {
+        let mut state = self.state.lock().unwrap();
+        let first = state.first;
+        let batch = &mut state.batches[(seq - first) as usize];
+        batch.pending += sent as i64;
+        batch.sealed = true;
         self.changed.notify_all();
     }
 
-    fn seal(&self, seq: u64) {
-        let mut state = self.state.lock().unwrap();
-        let first = state.first;
-        state.batches[(seq - first) as usize].sealed = true;
+    /// A record could not be handed to the producer: the run stops without committing past it.
+    fn fail(&self, error: String) {
+        self.state.lock().unwrap().failure.get_or_insert(error);
         self.changed.notify_all();
     }
 
