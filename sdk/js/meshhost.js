@@ -368,47 +368,67 @@ export function createProcessor(app, hostLog) {
   return processor;
 }
 
-/** The records of a column-wise WIT batch: keys, values and header values are spans of its
- * `bytes`, a record's headers a span of its `headers`. */
+/** The records of a column-wise WIT batch (see `batch` in wit/processor.wit): keys and values
+ * one after another in `bytes`, one list per record attribute, -1 for none. */
 function recordsOf(batch) {
-  const part = (span) => (span == null ? null : batch.bytes.subarray(span.offset, span.offset + span.length));
-  return batch.records.map((r) => ({
-    key: part(r.key),
-    value: part(r.value),
-    headers: batch.headers.slice(r.headers.offset, r.headers.offset + r.headers.length).map((h) => ({ key: h.key, value: part(h.value) })),
-    timestamp: r.timestamp,
-  }));
+  const records = [];
+  let at = 0;
+  let firstHeader = 0;
+  const part = (length) => {
+    if (length < 0) return null;
+    at += length;
+    return batch.bytes.subarray(at - length, at);
+  };
+  for (let i = 0; i < batch.keyLengths.length; i++) {
+    const key = part(batch.keyLengths[i]);
+    const value = part(batch.valueLengths[i]);
+    const count = batch.headerCounts[i];
+    const headers = batch.headers.slice(firstHeader, firstHeader + count).map((h) => ({ key: h.key, value: h.value ?? null }));
+    firstHeader += count;
+    const timestamp = batch.timestamps[i];
+    records.push({ key, value, headers, timestamp: timestamp >= 0n ? timestamp : null });
+  }
+  return records;
 }
 
-/** The column-wise WIT result: every emitted key, value and header value in one buffer. */
+/** The column-wise WIT result: every emitted key and value in one buffer, one list per record
+ * attribute. */
 function columnResult(emitted, failures) {
   const parts = [];
-  let length = 0;
-  const span = (bytes) => {
-    if (bytes == null) return undefined;
+  let size = 0;
+  const length = (bytes) => {
+    if (bytes == null) return -1;
     parts.push(bytes);
-    length += bytes.length;
-    return { offset: length - bytes.length, length: bytes.length };
+    size += bytes.length;
+    return bytes.length;
+  };
+  const n = emitted.length;
+  const columns = {
+    ports: new Uint32Array(n),
+    origins: new Uint32Array(n),
+    keyLengths: new Int32Array(n),
+    valueLengths: new Int32Array(n),
+    timestamps: new BigInt64Array(n),
+    headerCounts: new Int32Array(n),
   };
   const headers = [];
-  const emits = emitted.map(({ port, origin, record }) => {
-    const first = headers.length;
-    for (const h of record.headers) headers.push({ key: h.key, value: span(h.value) });
-    const content = {
-      key: span(record.key),
-      value: span(record.value),
-      headers: { offset: first, length: record.headers.length },
-      timestamp: record.timestamp ?? undefined,
-    };
-    return { port, origin, content: { tag: 'record', val: content } };
+  emitted.forEach(({ port, origin, record }, i) => {
+    columns.ports[i] = port;
+    columns.origins[i] = origin;
+    columns.keyLengths[i] = length(record.key);
+    columns.valueLengths[i] = length(record.value);
+    columns.timestamps[i] = record.timestamp == null ? -1n : BigInt(record.timestamp);
+    columns.headerCounts[i] = record.headers.length;
+    for (const h of record.headers) headers.push({ key: h.key, value: h.value ?? undefined });
   });
-  const bytes = new Uint8Array(length);
+  const bytes = new Uint8Array(size);
   let at = 0;
   for (const part of parts) {
     bytes.set(part, at);
     at += part.length;
   }
-  return { emitted: emits, failures, bytes, headers };
+  const { ports, origins, keyLengths, valueLengths, timestamps, headerCounts } = columns;
+  return { ports, origins, emitted: { bytes, keyLengths, valueLengths, timestamps, headerCounts, headers }, failures };
 }
 
 /**

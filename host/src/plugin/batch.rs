@@ -1,10 +1,15 @@
 //! Records on the host side of the boundary, and the column-wise form they take in a `process`
-//! call: every key, value and header value of a batch in one byte buffer, the records as spans
-//! of it (see `wit/processor.wit`). Building that form is a few appends per record; the guest
-//! then receives the whole batch in a handful of copies.
+//! call (see `batch` in `wit/processor.wit`): every key and value of a batch in one byte buffer,
+//! and one list of numbers per record attribute. Building it is a few appends per record; the
+//! guest then receives the whole batch in a handful of copies.
 
 use super::bindings::meshhost::processor::types as wit;
 pub use wit::Failure;
+
+/// A missing key, a tombstone, or no timestamp.
+const NONE: i32 = -1;
+/// In a result: the origin record's key, value, timestamp or headers.
+const ORIGIN: i32 = -2;
 
 /// A Kafka record header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +57,8 @@ pub enum Content {
     Origin,
     /// The origin's key, headers and timestamp with this value.
     Value(Option<Vec<u8>>),
-    /// A record of its own.
-    Record(Record),
+    /// A record of its own (boxed: the common emits stay small).
+    Record(Box<Record>),
 }
 
 impl Processed {
@@ -67,7 +72,7 @@ impl Processed {
                 let record = match &emit.content {
                     Content::Origin => origin.clone(),
                     Content::Value(value) => Record { value: value.clone(), ..origin.clone() },
-                    Content::Record(record) => record.clone(),
+                    Content::Record(record) => (**record).clone(),
                 };
                 Some((emit.port, emit.origin, record))
             })
@@ -75,47 +80,71 @@ impl Processed {
     }
 }
 
-/// Lay `records` out column-wise in `batch`, reusing its buffers.
-pub(super) fn fill(batch: &mut wit::Batch, records: &[Record]) {
-    batch.records.clear();
-    batch.bytes.clear();
-    batch.headers.clear();
-    for record in records {
-        let key = record.key.as_deref().map(|key| append(&mut batch.bytes, key));
-        let value = record.value.as_deref().map(|value| append(&mut batch.bytes, value));
-        let first = batch.headers.len() as u32;
-        for header in &record.headers {
-            let value = header.value.as_deref().map(|value| append(&mut batch.bytes, value));
-            batch.headers.push(wit::Header { key: header.key.clone(), value });
-        }
-        let headers = wit::Span { offset: first, length: record.headers.len() as u32 };
-        batch.records.push(wit::Record { key, value, headers, timestamp: record.timestamp });
+/// An empty batch, to fill.
+pub(super) fn empty() -> wit::Batch {
+    wit::Batch {
+        bytes: Vec::new(),
+        key_lengths: Vec::new(),
+        value_lengths: Vec::new(),
+        timestamps: Vec::new(),
+        header_counts: Vec::new(),
+        headers: Vec::new(),
     }
 }
 
-fn append(bytes: &mut Vec<u8>, data: &[u8]) -> wit::Span {
-    let offset = bytes.len() as u32;
-    bytes.extend_from_slice(data);
-    wit::Span { offset, length: data.len() as u32 }
+/// Lay `records` out column-wise in `batch`, reusing its buffers.
+pub(super) fn fill(batch: &mut wit::Batch, records: &[Record]) {
+    batch.bytes.clear();
+    batch.key_lengths.clear();
+    batch.value_lengths.clear();
+    batch.timestamps.clear();
+    batch.header_counts.clear();
+    batch.headers.clear();
+    for record in records {
+        batch.key_lengths.push(append(&mut batch.bytes, record.key.as_deref()));
+        batch.value_lengths.push(append(&mut batch.bytes, record.value.as_deref()));
+        // Kafka has no timestamps before 1970: -1 is its own "none".
+        batch.timestamps.push(record.timestamp.filter(|&t| t >= 0).unwrap_or(NONE.into()));
+        batch.header_counts.push(record.headers.len() as i32);
+        batch.headers.extend(record.headers.iter().map(|h| wit::Header { key: h.key.clone(), value: h.value.clone() }));
+    }
 }
 
-/// The host form of a call's result. An emit whose spans fall outside the result's lists
-/// becomes a failure of its origin (a plugin bug must not lose the record).
-pub(super) fn processed(result: wit::BatchResult) -> Processed {
-    let wit::BatchResult { emitted, mut failures, bytes, headers } = result;
-    let mut out = Processed { emitted: Vec::with_capacity(emitted.len()), failures: Vec::new() };
-    for emit in emitted {
-        let content = match emit.content {
-            wit::Content::Origin => Some(Content::Origin),
-            wit::Content::Value(None) => Some(Content::Value(None)),
-            wit::Content::Value(Some(span)) => slice(&bytes, span).map(|value| Content::Value(Some(value.to_vec()))),
-            wit::Content::Record(record) => owned(&record, &bytes, &headers).map(Content::Record),
+fn append(bytes: &mut Vec<u8>, part: Option<&[u8]>) -> i32 {
+    match part {
+        Some(part) => {
+            bytes.extend_from_slice(part);
+            part.len() as i32
+        }
+        None => NONE,
+    }
+}
+
+/// The host form of a call's result, the parts marked as the origin's taken from `inputs` (the
+/// call's records). An emitted record that cannot be read (a length past the bytes, an origin
+/// outside the batch for a part it takes from it) becomes a failure of its origin, so a plugin
+/// bug loses no record; columns of different lengths fail the whole batch.
+pub(super) fn processed(result: wit::BatchResult, inputs: &[Record]) -> Processed {
+    let wit::BatchResult { ports, origins, emitted, mut failures } = result;
+    let count = ports.len();
+    let columns = [origins.len(), emitted.key_lengths.len(), emitted.value_lengths.len(), emitted.timestamps.len(), emitted.header_counts.len()];
+    if columns.iter().any(|&n| n != count) {
+        let reason = "the plugin returned a malformed result (columns of different lengths)";
+        return Processed {
+            emitted: Vec::new(),
+            failures: (0..inputs.len() as u32).map(|index| Failure { index, reason: reason.into() }).collect(),
         };
+    }
+    let mut out = Processed { emitted: Vec::with_capacity(count), failures: Vec::new() };
+    let mut reader = Reader { bytes: &emitted.bytes, at: 0, headers: &emitted.headers, header_at: 0 };
+    for i in 0..count {
+        let origin = inputs.get(origins[i] as usize);
+        let content = reader.content(&emitted, i, origin);
         match content {
-            Some(content) => out.emitted.push(Emitted { port: emit.port, origin: emit.origin, content }),
+            Some(content) => out.emitted.push(Emitted { port: ports[i], origin: origins[i], content }),
             None => failures.push(Failure {
-                index: emit.origin,
-                reason: "the plugin emitted a record whose spans lie outside its result's bytes or headers".into(),
+                index: origins[i],
+                reason: "the plugin emitted a record that cannot be read (a length past its bytes, or parts of an origin outside the batch)".into(),
             }),
         }
     }
@@ -123,26 +152,76 @@ pub(super) fn processed(result: wit::BatchResult) -> Processed {
     out
 }
 
-fn slice(bytes: &[u8], span: wit::Span) -> Option<&[u8]> {
-    bytes.get(span.offset as usize..(span.offset as usize).checked_add(span.length as usize)?)
+/// Walks a result's bytes and headers, emitted record by emitted record.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    headers: &'a [wit::Header],
+    header_at: usize,
 }
 
-fn owned(record: &wit::Record, bytes: &[u8], headers: &[wit::Header]) -> Option<Record> {
-    let optional = |span: Option<wit::Span>| match span {
-        None => Some(None),
-        Some(span) => slice(bytes, span).map(|data| Some(data.to_vec())),
-    };
-    let span = record.headers;
-    let record_headers = headers.get(span.offset as usize..(span.offset as usize).checked_add(span.length as usize)?)?;
-    Some(Record {
-        key: optional(record.key)?,
-        value: optional(record.value)?,
-        headers: record_headers
-            .iter()
-            .map(|header| Some(Header { key: header.key.clone(), value: optional(header.value)? }))
-            .collect::<Option<_>>()?,
-        timestamp: record.timestamp,
-    })
+impl Reader<'_> {
+    fn content(&mut self, emitted: &wit::Batch, i: usize, origin: Option<&Record>) -> Option<Content> {
+        let key = self.part(emitted.key_lengths[i])?;
+        let value = self.part(emitted.value_lengths[i])?;
+        let headers = match emitted.header_counts[i] {
+            ORIGIN => Part::Origin,
+            n if n >= 0 => {
+                let headers = self.headers.get(self.header_at..self.header_at + n as usize)?;
+                self.header_at += n as usize;
+                Part::Own(headers.iter().map(|h| Header { key: h.key.clone(), value: h.value.clone() }).collect())
+            }
+            _ => return None,
+        };
+        let timestamp = match emitted.timestamps[i] {
+            t if t == i64::from(ORIGIN) => Part::Origin,
+            t if t == i64::from(NONE) => Part::Own(None),
+            t if t >= 0 => Part::Own(Some(t)),
+            _ => return None,
+        };
+        Some(match (key, value, headers, timestamp) {
+            (Part::Origin, Part::Origin, Part::Origin, Part::Origin) => Content::Origin,
+            (Part::Origin, Part::Own(value), Part::Origin, Part::Origin) => Content::Value(value),
+            (key, value, headers, timestamp) => {
+                let origin = || origin.ok_or(());
+                Content::Record(Box::new(Record {
+                    key: key.or_else(|| origin().map(|o| o.key.clone())).ok()?,
+                    value: value.or_else(|| origin().map(|o| o.value.clone())).ok()?,
+                    headers: headers.or_else(|| origin().map(|o| o.headers.clone())).ok()?,
+                    timestamp: timestamp.or_else(|| origin().map(|o| o.timestamp)).ok()?,
+                }))
+            }
+        })
+    }
+
+    /// The next key or value of length `length` (-1: none, -2: the origin's).
+    fn part(&mut self, length: i32) -> Option<Part<Option<Vec<u8>>>> {
+        match length {
+            ORIGIN => Some(Part::Origin),
+            NONE => Some(Part::Own(None)),
+            n if n >= 0 => {
+                let part = self.bytes.get(self.at..self.at + n as usize)?;
+                self.at += n as usize;
+                Some(Part::Own(Some(part.to_vec())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A part of an emitted record: its own, or its origin's.
+enum Part<T> {
+    Origin,
+    Own(T),
+}
+
+impl<T> Part<T> {
+    fn or_else(self, origin: impl FnOnce() -> Result<T, ()>) -> Result<T, ()> {
+        match self {
+            Part::Own(value) => Ok(value),
+            Part::Origin => origin(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -158,52 +237,59 @@ mod tests {
         }
     }
 
+    fn result(ports: Vec<u32>, origins: Vec<u32>, emitted: wit::Batch) -> wit::BatchResult {
+        wit::BatchResult { ports, origins, emitted, failures: vec![Failure { index: 1, reason: "no".into() }] }
+    }
+
     #[test]
     fn a_batch_round_trips_through_its_column_form() {
         let records = [
             record(b"k1", Some(b"v1"), &[("h", Some(b"x")), ("n", None)]),
-            record(b"", None, &[]),
-            record(b"k3", Some(b""), &[("h", Some(b"yy"))]),
+            Record { key: None, value: None, headers: vec![], timestamp: None },
+            record(b"", Some(b""), &[("h", Some(b"yy"))]),
         ];
-        let mut batch = wit::Batch { records: Vec::new(), bytes: Vec::new(), headers: Vec::new() };
+        let mut batch = empty();
         fill(&mut batch, &records);
-        // Read back the way a guest does: spans of the buffers.
-        let result = wit::BatchResult {
-            emitted: (0..3).map(|i| wit::Emit { port: 0, origin: i, content: wit::Content::Record(batch.records[i as usize]) }).collect(),
-            failures: Vec::new(),
-            bytes: batch.bytes.clone(),
-            headers: batch.headers.clone(),
-        };
-        let processed = processed(result);
+        // Emitted as records of their own, they come back as they were.
+        let processed = processed(result(vec![0, 0, 0], vec![0, 1, 2], batch), &records);
         let back: Vec<Record> = processed.records(&records).into_iter().map(|(_, _, r)| r).collect();
         assert_eq!(back, records);
     }
 
     #[test]
-    fn emits_resolve_against_their_origins_and_bad_spans_fail_the_origin() {
+    fn parts_marked_as_the_origins_come_from_it_and_unreadable_emits_fail_their_origin() {
         let records = [record(b"a", Some(b"1"), &[("h", None)]), record(b"b", Some(b"2"), &[])];
-        let result = wit::BatchResult {
-            emitted: vec![
-                wit::Emit { port: 0, origin: 1, content: wit::Content::Origin },
-                wit::Emit { port: 1, origin: 0, content: wit::Content::Value(Some(wit::Span { offset: 1, length: 2 })) },
-                wit::Emit { port: 0, origin: 0, content: wit::Content::Value(None) },
-                wit::Emit { port: 0, origin: 1, content: wit::Content::Value(Some(wit::Span { offset: 2, length: 2 })) },
-            ],
-            failures: vec![Failure { index: 0, reason: "no".into() }],
-            bytes: b"xyz".to_vec(),
+        let emitted = wit::Batch {
+            bytes: b"xyzK".to_vec(),
+            key_lengths: vec![ORIGIN, ORIGIN, ORIGIN, 1, ORIGIN, -3],
+            value_lengths: vec![ORIGIN, 2, NONE, ORIGIN, 9, ORIGIN],
+            timestamps: vec![-2, -2, -2, -1, -2, -2],
+            header_counts: vec![ORIGIN, ORIGIN, ORIGIN, 0, ORIGIN, ORIGIN],
             headers: Vec::new(),
         };
-        let processed = processed(result);
-        let resolved = processed.records(&records);
+        let processed = processed(result(vec![0, 1, 0, 2, 0, 0], vec![1, 0, 0, 1, 1, 0], emitted), &records);
+        assert!(matches!(processed.emitted[0].content, Content::Origin));
+        assert!(matches!(processed.emitted[1].content, Content::Value(Some(ref v)) if v == b"xy"));
         assert_eq!(
-            resolved,
+            processed.records(&records),
             [
                 (0, 1, records[1].clone()),
-                (1, 0, Record { value: Some(b"yz".to_vec()), ..records[0].clone() }),
+                (1, 0, Record { value: Some(b"xy".to_vec()), ..records[0].clone() }),
                 (0, 0, Record { value: None, ..records[0].clone() }),
+                // its own key (`z`) and no timestamp; the origin's value and headers
+                (2, 1, Record { key: Some(b"z".to_vec()), timestamp: None, ..records[1].clone() }),
             ]
         );
+        // value of 9 bytes past the end; a length of -3
         let failures: Vec<_> = processed.failures.iter().map(|f| f.index).collect();
-        assert_eq!(failures, [0, 1]);
+        assert_eq!(failures, [1, 1, 0]);
+    }
+
+    #[test]
+    fn columns_of_different_lengths_fail_the_whole_batch() {
+        let records = [record(b"a", Some(b"1"), &[]), record(b"b", Some(b"2"), &[])];
+        let processed = processed(result(vec![0], vec![], empty()), &records);
+        assert!(processed.emitted.is_empty());
+        assert_eq!(processed.failures.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 1]);
     }
 }

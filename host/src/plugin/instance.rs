@@ -173,7 +173,7 @@ impl ProcessorInstance {
             bindings,
             init,
             state_store: None,
-            batch: bindings::meshhost::processor::types::Batch { records: Vec::new(), bytes: Vec::new(), headers: Vec::new() },
+            batch: batch::empty(),
         })
     }
 
@@ -213,7 +213,7 @@ impl ProcessorInstance {
             .meshhost_processor_processor()
             .call_process(&mut self.store, input, &self.batch);
         match result {
-            Ok(result) => Ok((batch::processed(result), std::mem::take(&mut self.store.data_mut().state.writes))),
+            Ok(result) => Ok((batch::processed(result, records), std::mem::take(&mut self.store.data_mut().state.writes))),
             Err(error) => {
                 let message = self.explain(&error);
                 tracing::warn!(processor = %self.processor_id, error = %message, "plugin trapped; replacing its instance");

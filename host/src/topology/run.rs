@@ -538,7 +538,7 @@ fn call_processor(
             let mut record = match emit.content {
                 Content::Origin => take_input(index),
                 Content::Value(value) => Record { value, ..take_input(index) },
-                Content::Record(record) => record,
+                Content::Record(record) => *record,
             };
             let checked = node.format == ValueFormat::Avro && unchanged && passes_through[emit.port as usize];
             if let (Some(value), false) = (&record.value, checked) {

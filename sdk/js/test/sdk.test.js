@@ -117,25 +117,24 @@ test('the WIT process reads a column-wise batch and answers column-wise', () => 
   const processor = createProcessor({ processRecord: (r) => (r.value.n === 2 ? null : { ...r.value, s: r.value.s.toUpperCase() }) });
   processor.init('{}', [{ name: 'src', schema: JSON.stringify(SCHEMA) }]);
   const values = ['{"n":1,"s":"a"}', '{"n":2,"s":"b"}'].map(utf8);
-  const bytes = new Uint8Array([...utf8('k1'), ...values[0], ...values[1], ...utf8('v')]);
-  const span = (offset, length) => ({ offset, length });
   const batch = {
-    records: [
-      { key: span(0, 2), value: span(2, values[0].length), headers: span(0, 1), timestamp: 9n },
-      { key: undefined, value: span(2 + values[0].length, values[1].length), headers: span(1, 0), timestamp: undefined },
-    ],
-    bytes,
-    headers: [{ key: 'h', value: span(bytes.length - 1, 1) }],
+    bytes: new Uint8Array([...utf8('k1'), ...values[0], ...values[1]]),
+    keyLengths: new Int32Array([2, -1]),
+    valueLengths: new Int32Array([values[0].length, values[1].length]),
+    timestamps: new BigInt64Array([9n, -1n]),
+    headerCounts: new Int32Array([1, 0]),
+    headers: [{ key: 'h', value: utf8('v') }],
   };
   const result = processor.process(0, batch);
   assert.deepEqual(result.failures, []);
-  assert.equal(result.emitted.length, 1);
-  const { port, origin, content } = result.emitted[0];
-  assert.deepEqual([port, origin, content.tag], [0, 0, 'record']);
-  const part = (s) => new TextDecoder().decode(result.bytes.subarray(s.offset, s.offset + s.length));
-  assert.equal(part(content.val.key), 'k1');
-  assert.deepEqual(JSON.parse(part(content.val.value)), { n: 1, s: 'A' });
-  assert.equal(content.val.timestamp, 9n);
-  const headers = result.headers.slice(content.val.headers.offset, content.val.headers.offset + content.val.headers.length);
-  assert.deepEqual(headers.map((h) => [h.key, part(h.value)]), [['h', 'v']]);
+  assert.deepEqual([...result.ports], [0]);
+  assert.deepEqual([...result.origins], [0]);
+  const { emitted } = result;
+  const text = (from, length) => new TextDecoder().decode(emitted.bytes.subarray(from, from + length));
+  assert.equal(text(0, emitted.keyLengths[0]), 'k1');
+  assert.deepEqual(JSON.parse(text(2, emitted.valueLengths[0])), { n: 1, s: 'A' });
+  assert.equal(emitted.bytes.length, 2 + emitted.valueLengths[0]);
+  assert.deepEqual([...emitted.timestamps], [9n]);
+  assert.deepEqual([...emitted.headerCounts], [1]);
+  assert.deepEqual(emitted.headers.map((h) => [h.key, new TextDecoder().decode(h.value)]), [['h', 'v']]);
 });

@@ -61,43 +61,49 @@ def export(cls: type) -> type:
 
 
 def _records_of(batch, input: int):
-    """The SDK records of a column-wise WIT batch, and the failures of values that are not JSON."""
-    data = batch.bytes
-
-    def part(span):
-        return None if span is None else data[span.offset:span.offset + span.length]
-
+    """The SDK records of a column-wise WIT batch (see `batch` in wit/processor.wit), and the
+    failures of values that are not JSON."""
+    data, at, first_header = batch.bytes, 0, 0
     records, failures = [], []
-    for i, r in enumerate(batch.records):
-        value = None
-        if r.value is not None:
+    for i, (key_length, value_length) in enumerate(zip(batch.key_lengths, batch.value_lengths)):
+        key = value = None
+        if key_length >= 0:
+            key, at = data[at:at + key_length], at + key_length
+        if value_length >= 0:
+            value, at = data[at:at + value_length], at + value_length
+        count = batch.header_counts[i]
+        headers = [(h.key, h.value) for h in batch.headers[first_header:first_header + count]]
+        first_header += count
+        if value is not None:
             try:
-                value = json.loads(part(r.value))
+                value = json.loads(value)
             except ValueError as error:
                 failures.append((i, f"the value is not JSON: {error}"))
                 continue
-        headers = [(h.key, part(h.value)) for h in batch.headers[r.headers.offset:r.headers.offset + r.headers.length]]
-        records.append(Record(value, part(r.key), headers, r.timestamp, i, input))
+        timestamp = batch.timestamps[i]
+        records.append(Record(value, key, headers, timestamp if timestamp >= 0 else None, i, input))
     return records, failures
 
 
 def _result(emitted, failures):
-    """The column-wise WIT result: every emitted key, value and header value in one buffer."""
+    """The column-wise WIT result: every emitted key and value in one buffer, one list per
+    record attribute (a length of -1 is none)."""
     data = bytearray()
-    headers = []
 
-    def span(part):
+    def length(part):
         if part is None:
-            return None
-        start = len(data)
+            return -1
         data.extend(part)
-        return _wit.Span(start, len(part))
+        return len(part)
 
-    emits = []
+    ports, origins, key_lengths, value_lengths, timestamps, header_counts, headers = [], [], [], [], [], [], []
     for port, origin, key, value, record_headers, timestamp in emitted:
-        first = len(headers)
-        headers.extend(_wit.Header(k, span(v)) for k, v in record_headers)
-        record = _wit.Record(span(key), span(value), _wit.Span(first, len(record_headers)), timestamp)
-        emits.append(_wit.Emit(port, origin, _wit.Content_Record(record)))
-    failures = [_wit.Failure(index, reason) for index, reason in failures]
-    return _wit.BatchResult(emits, failures, bytes(data), headers)
+        ports.append(port)
+        origins.append(origin)
+        key_lengths.append(length(key))
+        value_lengths.append(length(value))
+        timestamps.append(-1 if timestamp is None else timestamp)
+        header_counts.append(len(record_headers))
+        headers.extend(_wit.Header(k, v) for k, v in record_headers)
+    batch = _wit.Batch(bytes(data), key_lengths, value_lengths, timestamps, header_counts, headers)
+    return _wit.BatchResult(ports, origins, batch, [_wit.Failure(index, reason) for index, reason in failures])

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use crate::batch::{Batch, Record, Writer};
 use crate::bindings::meshhost::processor::types::{
-    self as wit, BatchResult, ConfigError, Content, Emit, Failure, InitResult, InputPort, OutputPort, ValueFormat,
+    self as wit, BatchResult, ConfigError, Failure, InitResult, InputPort, OutputPort, ValueFormat,
 };
 
 /// A meshhost processor. Implement it on a struct and add `meshhost_sdk::export!(MyType);`.
@@ -26,13 +26,14 @@ pub trait Processor: Sized + 'static {
     fn process(&mut self, input: u32, batch: &Batch, out: &mut Output);
 }
 
-/// What a processor emits and rejects while handling one batch. Emitted bytes are appended to
-/// one buffer, which crosses back to the host in one copy.
+/// What a processor emits and rejects while handling one batch. Emitted records are written
+/// column-wise as they come, and cross back to the host in a few copies.
 #[derive(Debug, Default)]
 pub struct Output {
-    emitted: Vec<Emit>,
+    ports: Vec<u32>,
+    origins: Vec<u32>,
+    emitted: Writer,
     failures: Vec<Failure>,
-    parts: Writer,
 }
 
 /// An emitted record resolved against its batch (see [`Output::emitted`]).
@@ -47,20 +48,24 @@ impl Output {
     /// Emit the input record at index `origin` unchanged on output port `port`. The cheapest
     /// emit: the host reuses its own copy of the record.
     pub fn pass(&mut self, port: u32, origin: u32) {
-        self.emitted.push(Emit { port, origin, content: Content::Origin });
+        self.ports.push(port);
+        self.origins.push(origin);
+        self.emitted.origin();
     }
 
     /// Emit the input record at index `origin` with another value (`None`: a tombstone) on
     /// output port `port`; its key, headers and timestamp stay.
     pub fn emit_value(&mut self, port: u32, origin: u32, value: Option<&[u8]>) {
-        let value = value.map(|value| self.parts.span(value));
-        self.emitted.push(Emit { port, origin, content: Content::Value(value) });
+        self.ports.push(port);
+        self.origins.push(origin);
+        self.emitted.value(value);
     }
 
     /// Emit `record` on output port `port`, derived from the input record at index `origin`.
     pub fn emit(&mut self, port: u32, origin: u32, record: &Record) {
-        let record = self.parts.record(record);
-        self.emitted.push(Emit { port, origin, content: Content::Record(record) });
+        self.ports.push(port);
+        self.origins.push(origin);
+        self.emitted.record(record);
     }
 
     /// Reject the input record at `index`: the host sends it to the dead-letter topic.
@@ -70,27 +75,19 @@ impl Output {
 
     /// The records emitted so far, resolved against `batch` (the batch they came from).
     pub fn emitted(&self, batch: &Batch) -> Vec<Emitted> {
-        let result = wit::Batch { records: Vec::new(), bytes: self.parts.bytes.clone(), headers: self.parts.headers.clone() };
-        let own = Batch::from_raw(result);
-        self.emitted
-            .iter()
-            .map(|emit| {
-                let origin = batch.get(emit.origin as usize);
-                let record = match emit.content {
-                    Content::Origin => origin.to_record(),
-                    Content::Value(value) => {
-                        Record { value: value.map(|span| own.span(span).to_vec()), ..origin.to_record() }
-                    }
-                    Content::Record(record) => own.resolve(&record),
-                };
-                Emitted { port: emit.port, origin: emit.origin, record }
+        let own = self.emitted.snapshot();
+        (0..self.ports.len())
+            .map(|i| Emitted {
+                port: self.ports[i],
+                origin: self.origins[i],
+                record: own.resolve(i, batch.get(self.origins[i] as usize)),
             })
             .collect()
     }
 
     /// How many records were emitted so far.
     pub fn emitted_count(&self) -> usize {
-        self.emitted.len()
+        self.ports.len()
     }
 
     /// The records rejected so far.
@@ -99,7 +96,7 @@ impl Output {
     }
 
     fn into_result(self) -> BatchResult {
-        BatchResult { emitted: self.emitted, failures: self.failures, bytes: self.parts.bytes, headers: self.parts.headers }
+        BatchResult { ports: self.ports, origins: self.origins, emitted: self.emitted.finish(), failures: self.failures }
     }
 }
 
