@@ -192,8 +192,9 @@ impl ProducerContext for Counting {
     }
 }
 
-/// The raw passthrough: consume `input` from the beginning and produce the same key, value and
-/// timestamp to `output`, no decoding, until `count` records were sent; then flush. Client
+/// The raw passthrough: consume `input` from the beginning and produce the same key, value,
+/// headers and timestamp to `output` (the same record, as meshhost forwards it), no decoding,
+/// until `count` records were sent; then flush. Client
 /// settings as meshhost's run loop (idempotent producer, linger.ms 5, murmur2_random, the same
 /// extra properties), plus [`TUNING`].
 pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, running: &AtomicBool) {
@@ -238,6 +239,9 @@ pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, running:
                 }
                 if let Some(ts) = message.timestamp().to_millis() {
                     record = record.timestamp(ts);
+                }
+                if let Some(headers) = message.headers() {
+                    record = record.headers(headers.detach());
                 }
                 loop {
                     match producer.send(record) {
