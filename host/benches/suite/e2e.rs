@@ -76,13 +76,10 @@ pub struct MeshhostRun {
 }
 
 /// A scratch pipeline file reading `input` into `output`.
-/// `tuned`: with [`kafka::TUNING`] in `kafka.properties`.
-pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output: &str, dlq: &str, tuned: bool) -> PathBuf {
+pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output: &str, dlq: &str) -> PathBuf {
     std::fs::write(dir.join("movie.avsc"), data::MOVIE_SCHEMA).unwrap();
     let path = dir.join(format!("{name}.yaml"));
-    let mut properties: Vec<(String, String)> =
-        if tuned { kafka::TUNING.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() } else { Vec::new() };
-    properties.extend(kafka::extra_properties());
+    let properties = kafka::extra_properties();
     let properties: Vec<String> = properties.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
     let properties = if properties.is_empty() { String::new() } else { format!("  properties: {{{}}}\n", properties.join(", ")) };
     let text = format!(
@@ -156,11 +153,11 @@ fn stop(child: &Mutex<Child>, log: &Path) {
 
 /// Run `meshhost run` over `input` (holding `records` records, `expected` of them kept) until
 /// its output holds `expected`, sampling its peak RSS; then SIGTERM and check its commits.
-pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records: u64, expected: u64, tuned: bool) -> MeshhostRun {
+pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records: u64, expected: u64) -> MeshhostRun {
     let name = kafka::unique("bench-e2e");
     let (output, dlq) = (format!("{name}-out"), format!("{name}-dlq"));
     kafka::create_topics(broker, &[&output, &dlq]);
-    let pipeline = write_pipeline(scratch, &name, broker, input, &output, &dlq, tuned);
+    let pipeline = write_pipeline(scratch, &name, broker, input, &output, &dlq);
     let log = scratch.join(format!("{name}.log"));
     let broker_cpu_start = broker_cpu(broker);
     let start = Instant::now();
@@ -236,8 +233,7 @@ pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records
         hwm_kib: hwm.load(Ordering::Relaxed).max(hwm_end),
     };
     eprintln!(
-        "  meshhost run{}: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; peak RSS {:.1} MiB ({:.1} MiB at 25%); CPU {:.1} s + broker {:.1} s",
-        if tuned { " (tuned)" } else { "" },
+        "  meshhost run: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; peak RSS {:.1} MiB ({:.1} MiB at 25%); CPU {:.1} s + broker {:.1} s",
         run.timed.steady_rate(),
         run.timed.wall_rate(),
         run.timed.first_ms(),
@@ -249,8 +245,8 @@ pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records
     run
 }
 
-/// The raw passthrough over `input` (holding `records` records).
-pub fn passthrough(broker: &str, input: &str, records: u64) -> Timed {
+/// The raw passthrough over `input` (holding `records` records), forwarding headers or not.
+pub fn passthrough(broker: &str, input: &str, records: u64, headers: bool) -> Timed {
     let output = kafka::unique("bench-passthrough-out");
     kafka::create_topics(broker, &[&output]);
     let running = Arc::new(AtomicBool::new(true));
@@ -261,7 +257,7 @@ pub fn passthrough(broker: &str, input: &str, records: u64) -> Timed {
         let (broker, input, output, running, finished) =
             (broker.to_string(), input.to_string(), output.clone(), running.clone(), finished.clone());
         std::thread::spawn(move || {
-            kafka::passthrough(&broker, &input, &output, records, &running);
+            kafka::passthrough(&broker, &input, &output, records, headers, &running);
             finished.store(true, Ordering::Relaxed);
         })
     };
@@ -275,7 +271,8 @@ pub fn passthrough(broker: &str, input: &str, records: u64) -> Timed {
     kafka::delete_topics(broker, &[&output]);
     let timed = Timed { records, start, progress, cpu, broker_cpu: broker_cpu_used };
     eprintln!(
-        "  raw passthrough: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; CPU {:.1} s + broker {:.1} s",
+        "  raw passthrough{}: {:.0} rec/s first→last output, {:.0} rec/s wall; first output after {:.0} ms; CPU {:.1} s + broker {:.1} s",
+        if headers { "" } else { " (headers dropped)" },
         timed.steady_rate(),
         timed.wall_rate(),
         timed.first_ms(),
@@ -303,7 +300,7 @@ pub fn startup(broker: &str, scratch: &Path, rounds: usize) -> StartupResult {
     let mut warm = Vec::new();
     let mut pass = Vec::new();
     for round in 0..rounds {
-        let timed = passthrough(broker, &input, 2000);
+        let timed = passthrough(broker, &input, 2000, true);
         pass.push(timed.first_ms());
         let cache = scratch.join(format!("startup-cache-{round}"));
         let _ = std::fs::remove_dir_all(&cache);
@@ -311,7 +308,7 @@ pub fn startup(broker: &str, scratch: &Path, rounds: usize) -> StartupResult {
             let name = kafka::unique("bench-startup");
             let (output, dlq) = (format!("{name}-out"), format!("{name}-dlq"));
             kafka::create_topics(broker, &[&output, &dlq]);
-            let pipeline = write_pipeline(scratch, &name, broker, &input, &output, &dlq, false);
+            let pipeline = write_pipeline(scratch, &name, broker, &input, &output, &dlq);
             let log = scratch.join(format!("{name}.log"));
             let start = Instant::now();
             let child = Mutex::new(spawn(&pipeline, broker, &cache, &log));

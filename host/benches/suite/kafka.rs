@@ -119,15 +119,15 @@ pub fn committed(broker: &str, group: &str, topic: &str) -> i64 {
     committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { -1 }).sum()
 }
 
+/// The librdkafka tuning the raw passthrough runs with, as `meshhost run` does by default:
+/// librdkafka (>= 2.3) stops fetching a partition for `fetch.queue.backoff.ms` (default 1000 ms)
+/// whenever its prefetch queue is over `queued.min.messages` / `queued.max.messages.kbytes`, so
+/// any consumer slower than the broker stalls in 1 s steps.
+pub const TUNING: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
+
 /// MESHHOST_BENCH_KAFKA_PROPERTIES="key=value,...": extra librdkafka properties given to both
 /// `meshhost run` (its pipeline's `kafka.properties`) and the raw passthrough, to try a tuning
 /// on both sides without editing anything.
-/// The librdkafka tuning the raw passthrough always runs with, and `meshhost run` runs with in the
-/// "tuned" rows: librdkafka (>= 2.3) stops fetching a partition for `fetch.queue.backoff.ms`
-/// (default 1000 ms) whenever its prefetch queue is over `queued.min.messages` /
-/// `queued.max.messages.kbytes`, so any consumer slower than the broker stalls in 1 s steps.
-pub const TUNING: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
-
 pub fn extra_properties() -> Vec<(String, String)> {
     std::env::var("MESHHOST_BENCH_KAFKA_PROPERTIES")
         .unwrap_or_default()
@@ -193,11 +193,12 @@ impl ProducerContext for Counting {
 }
 
 /// The raw passthrough: consume `input` from the beginning and produce the same key, value,
-/// headers and timestamp to `output` (the same record, as meshhost forwards it), no decoding,
-/// until `count` records were sent; then flush. Client
+/// headers (when `headers`) and timestamp to `output`, no decoding, until `count` records were
+/// sent; then flush. meshhost forwards headers; without them, librdkafka's per-message header
+/// parse (a buffer allocated to read a zero count) is skipped. Client
 /// settings as meshhost's run loop (idempotent producer, linger.ms 5, murmur2_random, the same
 /// extra properties), plus [`TUNING`].
-pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, running: &AtomicBool) {
+pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, headers: bool, running: &AtomicBool) {
     let mut common = ClientConfig::new();
     common.set("bootstrap.servers", broker);
     for (key, value) in TUNING {
@@ -240,7 +241,7 @@ pub fn passthrough(broker: &str, input: &str, output: &str, count: u64, running:
                 if let Some(ts) = message.timestamp().to_millis() {
                     record = record.timestamp(ts);
                 }
-                if let Some(headers) = message.headers() {
+                if let Some(headers) = message.headers().filter(|_| headers) {
                     record = record.headers(headers.detach());
                 }
                 loop {
