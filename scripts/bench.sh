@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite, in one command: starts the broker on port 19094 (never the tests' 19092),
 # builds meshhost and the suite in release, runs every benchmark and prints one table of ratios
-# measured in this run (also written to target/bench/results.md). About 10 minutes on 2 cores.
+# measured in this run (also written to target/bench/results.md). About 4 minutes on 2 cores.
 #
 #   scripts/bench.sh                       the full suite (1M records of 200 B, 250k of 2 KB)
 #   scripts/bench.sh --quick               a smoke run (100k / 25k records, fewer rounds)
