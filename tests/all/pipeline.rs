@@ -122,6 +122,11 @@ fn malformed_values_go_to_dead_letters_and_nothing_is_lost() {
     assert_clean_exit(&run.stop());
 
     assert_same(&by_key(&output, SLIM_SCHEMA), &expected);
+    // The filter emits its input unchanged and the projection only a new value: the key (checked
+    // by `by_key`) and the headers travel with the record.
+    for record in &output {
+        assert_eq!(record.header("origin").as_deref(), Some("test"), "headers kept through filter and projection");
+    }
     let mut dead_by_key: BTreeMap<Vec<u8>, &TestRecord> = BTreeMap::new();
     for record in &dead {
         dead_by_key.insert(record.key.clone().unwrap(), record);
