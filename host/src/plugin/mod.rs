@@ -97,13 +97,17 @@ impl PluginEngine {
             .component_type()
             .imports(&self.engine)
             .any(|(name, _)| name.starts_with("meshhost:processor/state@"));
+        // A plugin built for another WIT version would fail to link with a confusing message.
+        let exports = component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect::<Vec<_>>();
+        if let Some(problem) = other_wit_version(&exports) {
+            anyhow::bail!("{label} {problem}");
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("{label} cannot be linked: {e:#}"))?;
-        let pre = bindings::PluginPre::new(pre).map_err(|e| {
-            anyhow::anyhow!("{label} does not export the meshhost:processor/processor@0.2.0 interface: {e:#}")
-        })?;
+        let pre = bindings::PluginPre::new(pre)
+            .map_err(|e| anyhow::anyhow!("{label} does not export the {PROCESSOR_INTERFACE} interface: {e:#}"))?;
         Ok(Plugin { label: label.to_string(), digest, stateful, pre })
     }
 
@@ -206,6 +210,18 @@ fn is_compatible_processor(export: &str) -> bool {
         .is_some_and(|version| version.major == 0 && version.minor == 2)
 }
 
+/// When the component exports the processor interface of an incompatible WIT version only: why it
+/// cannot run here.
+fn other_wit_version(exports: &[String]) -> Option<String> {
+    if exports.iter().any(|name| is_compatible_processor(name)) {
+        return None;
+    }
+    let other = exports.iter().find(|name| name.starts_with("meshhost:processor/processor@"))?;
+    Some(format!(
+        "was built for {other}, but this meshhost runs {PROCESSOR_INTERFACE} plugins: rebuild it with the current meshhost SDK"
+    ))
+}
+
 /// wasmtime has its own error type; the CLI reports `anyhow` chains.
 fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{error:#}")
@@ -214,4 +230,20 @@ fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_for_another_wit_version_is_told_to_rebuild() {
+        let old = vec!["meshhost:processor/processor@0.1.0".to_string()];
+        let message = other_wit_version(&old).expect("0.1 is not 0.2");
+        assert!(message.contains("built for meshhost:processor/processor@0.1.0") && message.contains("rebuild"), "{message}");
+        let current = vec![PROCESSOR_INTERFACE.to_string(), "meshhost:processor/processor@0.1.0".to_string()];
+        assert_eq!(other_wit_version(&current), None);
+        assert_eq!(other_wit_version(&["meshhost:processor/processor@0.2.7".to_string()]), None);
+        assert_eq!(other_wit_version(&["wasi:cli/run@0.2.0".to_string()]), None, "not a processor at all: reported elsewhere");
+    }
 }
