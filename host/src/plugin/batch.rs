@@ -36,7 +36,7 @@ pub struct Record {
 pub struct Processed {
     /// Records emitted, in order.
     pub emitted: Vec<Emitted>,
-    /// Records that failed, including any whose emit pointed outside the result's bytes.
+    /// Records that failed, including the origins of emitted records that could not be read.
     pub failures: Vec<Failure>,
 }
 
@@ -63,7 +63,8 @@ pub enum Content {
 
 impl Processed {
     /// Every emitted record as an owned `(port, origin, record)`, unchanged origins copied from
-    /// `inputs` (the records of the call). For tools and tests; the run loop moves records.
+    /// `inputs` (the records of the call); an emit whose origin is not in `inputs` is left out.
+    /// For tools and tests; the run loop moves records instead.
     pub fn records(&self, inputs: &[Record]) -> Vec<(u32, u32, Record)> {
         self.emitted
             .iter()
