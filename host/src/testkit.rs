@@ -212,6 +212,10 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
         if let Some(store) = instance.attached_state() {
             store.apply(0, &writes).map_err(|e| e.to_string())?;
         }
+        // One record per call: any other index is the plugin pointing outside its batch.
+        if let Some(stray) = result.failures.iter().find(|f| f.index != 0) {
+            return Err(format!("record {index}: the plugin referred to record {} of a batch of one: {}", stray.index, stray.reason));
+        }
         failed.extend(result.failures.iter().map(|_| index));
         for (emitted_port, _, emitted) in result.records(std::slice::from_ref(&record_in)) {
             let (port, schema) = outputs.get(emitted_port as usize).ok_or_else(|| format!("record {index}: emitted to undeclared port {emitted_port}"))?;

@@ -218,7 +218,7 @@ class Output {
     if (value instanceof Record) {
       record = value;
     } else {
-      const base = source ?? this.records[origin];
+      const base = source ?? this.records.find((r) => r.index === origin);
       record = new Record({ value, key: base?.key ?? null, headers: base?.headers ?? [], timestamp: base?.timestamp ?? null });
     }
     this.emitted.push({
@@ -417,7 +417,9 @@ function columnResult(emitted, failures) {
     columns.origins[i] = origin;
     columns.keyLengths[i] = length(record.key);
     columns.valueLengths[i] = length(record.value);
-    columns.timestamps[i] = record.timestamp == null ? -1n : BigInt(record.timestamp);
+    // Kafka has no timestamps before 1970 (-1 is none; -2 would mean "the origin's").
+    const timestamp = record.timestamp == null ? -1 : Number(record.timestamp);
+    columns.timestamps[i] = Number.isFinite(timestamp) && timestamp >= 0 ? BigInt(Math.trunc(timestamp)) : -1n;
     columns.headerCounts[i] = record.headers.length;
     for (const h of record.headers) headers.push({ key: h.key, value: h.value ?? undefined });
   });

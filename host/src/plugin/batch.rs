@@ -128,29 +128,55 @@ fn append(bytes: &mut Vec<u8>, part: Option<&[u8]>) -> i32 {
 pub(super) fn processed(result: wit::BatchResult, inputs: &[Record]) -> Processed {
     let wit::BatchResult { ports, origins, emitted, mut failures } = result;
     let count = ports.len();
-    let columns = [origins.len(), emitted.key_lengths.len(), emitted.value_lengths.len(), emitted.timestamps.len(), emitted.header_counts.len()];
-    if columns.iter().any(|&n| n != count) {
-        let reason = "the plugin returned a malformed result (columns of different lengths)";
+    if let Err(problem) = check_result_columns(count, &origins, &emitted) {
+        let reason = format!("the plugin returned a malformed result ({problem})");
         return Processed {
             emitted: Vec::new(),
-            failures: (0..inputs.len() as u32).map(|index| Failure { index, reason: reason.into() }).collect(),
+            failures: (0..inputs.len() as u32).map(|index| Failure { index, reason: reason.clone() }).collect(),
         };
     }
     let mut out = Processed { emitted: Vec::with_capacity(count), failures: Vec::new() };
     let mut reader = Reader { bytes: &emitted.bytes, at: 0, headers: &emitted.headers, header_at: 0 };
     for i in 0..count {
         let origin = inputs.get(origins[i] as usize);
-        let content = reader.content(&emitted, i, origin);
+        // Read the parts even for an emit that is then refused, so the next one is read from
+        // the right place.
+        let content = reader.content(&emitted, i, origin).filter(|_| origin.is_some());
         match content {
             Some(content) => out.emitted.push(Emitted { port: ports[i], origin: origins[i], content }),
             None => failures.push(Failure {
                 index: origins[i],
-                reason: "the plugin emitted a record that cannot be read (a length past its bytes, or parts of an origin outside the batch)".into(),
+                reason: "the plugin emitted a record derived from a record outside the batch".into(),
             }),
         }
     }
     out.failures = failures;
     out
+}
+
+/// Every column as long as `ports`; every length -2 (the origin's), -1 (none) or a length;
+/// timestamps -2, -1 or a time; and the lengths adding up to exactly the bytes and headers
+/// given. Checked before reading, so a bad entry cannot shift where later records are read.
+fn check_result_columns(count: usize, origins: &[u32], emitted: &wit::Batch) -> Result<(), &'static str> {
+    let columns = [origins.len(), emitted.key_lengths.len(), emitted.value_lengths.len(), emitted.timestamps.len(), emitted.header_counts.len()];
+    if columns.iter().any(|&n| n != count) {
+        return Err("columns of different lengths");
+    }
+    let lengths = emitted.key_lengths.iter().chain(&emitted.value_lengths);
+    if lengths.clone().any(|&n| n < ORIGIN) || emitted.header_counts.iter().any(|&n| n < ORIGIN || n == NONE) {
+        return Err("a negative length other than -1 or -2");
+    }
+    if emitted.timestamps.iter().any(|&t| t < ORIGIN.into()) {
+        return Err("a negative timestamp other than -1 or -2");
+    }
+    let sum = |values: &mut dyn Iterator<Item = &i32>| values.map(|&n| n.max(0) as u64).sum::<u64>();
+    if sum(&mut lengths.into_iter()) != emitted.bytes.len() as u64 {
+        return Err("key and value lengths that do not add up to its bytes");
+    }
+    if sum(&mut emitted.header_counts.iter()) != emitted.headers.len() as u64 {
+        return Err("header counts that do not add up to its headers");
+    }
+    Ok(())
 }
 
 /// Walks a result's bytes and headers, emitted record by emitted record.
@@ -258,17 +284,18 @@ mod tests {
     }
 
     #[test]
-    fn parts_marked_as_the_origins_come_from_it_and_unreadable_emits_fail_their_origin() {
+    fn parts_marked_as_the_origins_come_from_it() {
         let records = [record(b"a", Some(b"1"), &[("h", None)]), record(b"b", Some(b"2"), &[])];
         let emitted = wit::Batch {
             bytes: b"xyzK".to_vec(),
-            key_lengths: vec![ORIGIN, ORIGIN, ORIGIN, 1, ORIGIN, -3],
-            value_lengths: vec![ORIGIN, 2, NONE, ORIGIN, 9, ORIGIN],
-            timestamps: vec![-2, -2, -2, -1, -2, -2],
-            header_counts: vec![ORIGIN, ORIGIN, ORIGIN, 0, ORIGIN, ORIGIN],
+            key_lengths: vec![ORIGIN, ORIGIN, ORIGIN, 1, ORIGIN],
+            value_lengths: vec![ORIGIN, 2, NONE, ORIGIN, 1],
+            timestamps: vec![-2, -2, -2, -1, -2],
+            header_counts: vec![ORIGIN, ORIGIN, ORIGIN, 0, ORIGIN],
             headers: Vec::new(),
         };
-        let processed = processed(result(vec![0, 1, 0, 2, 0, 0], vec![1, 0, 0, 1, 1, 0], emitted), &records);
+        // The last emit derives from a record the call did not have: refused, and reading goes on.
+        let processed = processed(result(vec![0, 1, 0, 2, 0], vec![1, 0, 0, 1, 7], emitted), &records);
         assert!(matches!(processed.emitted[0].content, Content::Origin));
         assert!(matches!(processed.emitted[1].content, Content::Value(Some(ref v)) if v == b"xy"));
         assert_eq!(
@@ -281,9 +308,35 @@ mod tests {
                 (2, 1, Record { key: Some(b"z".to_vec()), timestamp: None, ..records[1].clone() }),
             ]
         );
-        // value of 9 bytes past the end; a length of -3
         let failures: Vec<_> = processed.failures.iter().map(|f| f.index).collect();
-        assert_eq!(failures, [1, 1, 0]);
+        assert_eq!(failures, [1, 7], "the plugin's own failure, then the refused emit");
+    }
+
+    #[test]
+    fn malformed_columns_fail_the_whole_batch() {
+        let records = [record(b"a", Some(b"1"), &[]), record(b"b", Some(b"2"), &[])];
+        let column = |key_lengths: Vec<i32>, bytes: &[u8], timestamps: Vec<i64>, header_counts: Vec<i32>| wit::Batch {
+            bytes: bytes.to_vec(),
+            value_lengths: vec![ORIGIN; key_lengths.len()],
+            key_lengths,
+            timestamps,
+            header_counts,
+            headers: Vec::new(),
+        };
+        let cases = [
+            ("a length of -3", column(vec![-3], b"", vec![-2], vec![-2])),
+            ("lengths past the bytes", column(vec![9], b"xy", vec![-2], vec![-2])),
+            ("bytes left over", column(vec![1], b"xy", vec![-2], vec![-2])),
+            ("a header count of -1", column(vec![-2], b"", vec![-2], vec![-1])),
+            ("header counts past the headers", column(vec![-2], b"", vec![-2], vec![1])),
+            ("a timestamp of -5", column(vec![-2], b"", vec![-5], vec![-2])),
+        ];
+        for (what, emitted) in cases {
+            let processed = processed(result(vec![0], vec![0], emitted), &records);
+            assert!(processed.emitted.is_empty(), "{what}");
+            assert_eq!(processed.failures.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 1], "{what}");
+            assert!(processed.failures[0].reason.contains("malformed result"), "{what}: {}", processed.failures[0].reason);
+        }
     }
 
     #[test]

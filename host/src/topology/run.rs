@@ -470,12 +470,12 @@ fn call_processor(
     origins: &[usize],
     out: &mut Outbox<'_>,
 ) -> anyhow::Result<Vec<(usize, Item)>> {
-    // (index of the call's first record in `records`, what the call returned)
-    let mut results: Vec<(usize, Processed)> = Vec::new();
+    // (index in `records` of the call's first record, how many it had, what it returned)
+    let mut results: Vec<(usize, usize, Processed)> = Vec::new();
     match node.instance.process(partition, input, &records) {
         Ok((result, writes)) => {
             out.persist_state(node.state.as_ref(), partition, writes)?;
-            results.push((0, result));
+            results.push((0, records.len(), result));
         }
         // The instance was replaced. Retry the records one by one, so that only the ones
         // that make the plugin trap go to dead letters.
@@ -485,7 +485,7 @@ fn call_processor(
                 match node.instance.process(partition, input, std::slice::from_ref(record)) {
                     Ok((result, writes)) => {
                         out.persist_state(node.state.as_ref(), partition, writes)?;
-                        results.push((i, result));
+                        results.push((i, 1, result));
                     }
                     Err(trap) => out.dead_letter(origins[i], "process", Some(&node.id), &trap)?,
                 }
@@ -496,8 +496,8 @@ fn call_processor(
     // An emit that reuses its origin takes the input record; only an origin used more than
     // once (one record out on two ports) is copied.
     let mut uses = vec![0u32; records.len()];
-    for (first, result) in &results {
-        for emit in &result.emitted {
+    for (first, _, result) in &results {
+        for emit in result.emitted.iter().filter(|emit| !matches!(emit.content, Content::Record(_))) {
             if let Some(count) = uses.get_mut(first + emit.origin as usize) {
                 *count += 1;
             }
@@ -517,16 +517,16 @@ fn call_processor(
     let passes_through: Vec<bool> =
         node.outputs.iter().map(|port| port.schema.text == node.inputs[input as usize].text).collect();
     let mut emitted = Vec::new();
-    for (first, result) in results {
+    for (first, len, result) in results {
         for failure in result.failures {
-            match origins.get(first + failure.index as usize) {
+            match origins.get(first + failure.index as usize).filter(|_| (failure.index as usize) < len) {
                 Some(&origin) => out.dead_letter(origin, "process", Some(&node.id), &failure.reason)?,
-                None => tracing::error!(processor = %node.id, index = failure.index, "plugin reported a failure for a record it was not given"),
+                None => tracing::error!(processor = %node.id, index = failure.index, reason = %failure.reason, "plugin reported a failure for a record it was not given"),
             }
         }
         for emit in result.emitted {
             let index = first + emit.origin as usize;
-            let Some(&origin) = origins.get(index) else {
+            let Some(&origin) = origins.get(index).filter(|_| (emit.origin as usize) < len) else {
                 tracing::error!(processor = %node.id, origin = emit.origin, "plugin emitted a record with an origin outside the batch; dropped");
                 continue;
             };

@@ -117,13 +117,11 @@ impl Condition {
                 let ordering = match (&scalars[*field], literal) {
                     (Scalar::Bool(v), Literal::Bool(l)) => v.partial_cmp(l),
                     (Scalar::Int(v), Literal::Int(l)) => v.partial_cmp(l),
-                    (Scalar::Double(v), Literal::Double(l)) => {
-                        // NaN compares unequal to everything, as in CEL.
-                        match v.partial_cmp(l) {
-                            None => return Some(*op == Op::Ne),
-                            ordering => ordering,
-                        }
-                    }
+                    (Scalar::Double(v), Literal::Double(l)) => match v.partial_cmp(l) {
+                        // NaN: unequal to everything, as in CEL; ordering it is CEL's error.
+                        None => return matches!(op, Op::Eq | Op::Ne).then_some(*op == Op::Ne),
+                        ordering => ordering,
+                    },
                     (Scalar::Str(range), Literal::String(l)) => value[range.clone()].partial_cmp(l.as_bytes()),
                     (Scalar::Symbol(i), Literal::String(l)) => symbol(schema, &fields[*field].ty, *i)?.as_bytes().partial_cmp(l.as_bytes()),
                     _ => return None,
@@ -168,8 +166,8 @@ fn is_scalar(schema: &Schema, ty: &AvroType) -> bool {
     }
 }
 
-/// Read a field of a scalar type (see [`is_scalar`]). Strings that are not UTF-8 and nulls
-/// come back as [`Scalar::Other`]: CEL then reports or decides them.
+/// Read a field of a scalar type (see [`is_scalar`]). A null comes back as [`Scalar::Other`]
+/// (CEL decides it); a string that is not UTF-8 is an error, as when CEL's path decodes it.
 pub fn read(schema: &Schema, ty: &AvroType, reader: &mut Reader) -> Result<Scalar, avro::DatumError> {
     Ok(match schema.resolve(ty) {
         AvroType::Boolean => Scalar::Bool(reader.read_boolean()?),
@@ -177,12 +175,9 @@ pub fn read(schema: &Schema, ty: &AvroType, reader: &mut Reader) -> Result<Scala
         AvroType::Long => Scalar::Int(reader.read_long()?),
         AvroType::Double => Scalar::Double(reader.read_double()?),
         AvroType::String => {
-            let bytes = reader.read_bytes()?;
+            let text = reader.read_str()?;
             let end = reader.position();
-            match std::str::from_utf8(bytes) {
-                Ok(_) => Scalar::Str(end - bytes.len()..end),
-                Err(_) => Scalar::Other,
-            }
+            Scalar::Str(end - text.len()..end)
         }
         AvroType::Enum(e) => Scalar::Symbol(reader.read_enum_index(e.symbols.len())?),
         AvroType::Logical { base, .. } => read(schema, base, reader)?,

@@ -884,6 +884,32 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_leaves_nan_orderings_and_bad_utf8_to_cel() {
+        let schema = r#"{"type": "record", "name": "R", "fields": [
+            {"name": "title", "type": "string"}, {"name": "score", "type": "double"}]}"#;
+        let datum = |title: &[u8], score: f64| {
+            let mut out = Vec::new();
+            avro::write_long(&mut out, title.len() as i64);
+            out.extend_from_slice(title);
+            out.extend_from_slice(&score.to_le_bytes());
+            out
+        };
+        let records = [datum(b"x", 1.5), datum(b"x", f64::NAN), datum(b"\xff", 2.0)];
+        for condition in ["score > 1.0", "!(score >= 1.0)", "score == 1.5", "score != 1.5", "title == 'x' || score > 0.0", "title != 'y' && score < 9.0"] {
+            let build = || {
+                let inputs = [InputPort { name: "r".into(), schema: schema.into() }];
+                Filter::new(&json!({ "condition": condition }), &inputs).map(|(f, _)| f).unwrap_or_else(|e| panic!("{e:?}"))
+            };
+            let (mut f, mut cel_only) = (build(), build());
+            assert!(f.is_fast(), "{condition}");
+            cel_only.fast = None;
+            for record in &records {
+                assert_eq!(f.keep(record), cel_only.keep(record), "{condition} on {record:?}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_conditions_are_config_errors() {
         let unknown = init_errors(json!({ "condition": "yeer > 2000" }), vec![input(SCHEMA)]);
         assert_eq!(

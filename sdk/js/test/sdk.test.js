@@ -138,3 +138,21 @@ test('the WIT process reads a column-wise batch and answers column-wise', () => 
   assert.deepEqual([...emitted.headerCounts], [1]);
   assert.deepEqual(emitted.headers.map((h) => [h.key, new TextDecoder().decode(h.value)]), [['h', 'v']]);
 });
+
+test('a batch emit finds its origin by index, not position', () => {
+  // The host's record 1 had a value that was not JSON, so it never reached `process`.
+  const processor = createProcessor({
+    process(input, records, out) {
+      for (const record of records) out.emit(0, record.index, { n: record.value.n * 10, s: record.value.s });
+    },
+  });
+  processor.init('{}', [{ name: 'src', schema: JSON.stringify(SCHEMA) }]);
+  const values = ['{"n":1,"s":"a"}', 'not json', '{"n":2,"s":"b"}'].map(utf8);
+  const result = processor.processRecords(0, [
+    { key: utf8('k0'), value: values[0], headers: [], timestamp: null },
+    { key: utf8('k1'), value: values[1], headers: [], timestamp: null },
+    { key: utf8('k2'), value: values[2], headers: [{ key: 'h', value: utf8('v') }], timestamp: null },
+  ]);
+  assert.deepEqual(result.failures.map((f) => f.index), [1]);
+  assert.deepEqual(result.emitted.map((e) => [e.origin, new TextDecoder().decode(e.record.key), e.record.headers.length]), [[0, 'k0', 0], [2, 'k2', 1]]);
+});

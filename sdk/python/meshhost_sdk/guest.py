@@ -102,7 +102,8 @@ def _result(emitted, failures):
         origins.append(origin)
         key_lengths.append(length(key))
         value_lengths.append(length(value))
-        timestamps.append(-1 if timestamp is None else timestamp)
+        # Kafka has no timestamps before 1970 (-1 is none; -2 would mean "the origin's").
+        timestamps.append(-1 if timestamp is None or timestamp < 0 else int(timestamp))
         header_counts.append(len(record_headers))
         headers.extend(_wit.Header(k, v) for k, v in record_headers)
     batch = _wit.Batch(bytes(data), key_lengths, value_lengths, timestamps, header_counts, headers)

@@ -294,9 +294,10 @@ class Processor:
         return port
 
     def _batch_record(self, origin: int) -> Optional[Record]:
-        batch = getattr(self, "_batch", None)
-        if batch is not None and 0 <= origin < len(batch):
-            return batch[origin]
+        # By index, not position: records whose value is not JSON never reach the batch.
+        for record in getattr(self, "_batch", None) or []:
+            if record.index == origin:
+                return record
         return None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from meshhost_sdk import ConfigError, ConfigErrors, OutputPort, Processor, Record, RecordError, to  # noqa: E402
-from meshhost_sdk.processor import run_init  # noqa: E402
+from meshhost_sdk.processor import _run_batch, run_init  # noqa: E402
 
 SCHEMA = {"type": "record", "name": "T", "fields": [{"name": "n", "type": "long"}, {"name": "s", "type": "string"}]}
 INPUT = [("src", json.dumps(SCHEMA))]
@@ -54,7 +54,23 @@ class BatchWise(Processor):
             self.emit(0, i, record.value)
 
 
+class TimesTen(Processor):
+    """Overrides process; emits plain values, which take their origin's key and headers."""
+
+    def process(self, input, records):
+        for record in records:
+            self.emit(0, record.index, {"n": record.value["n"] * 10, "s": record.value["s"]})
+
+
 class Tests(unittest.TestCase):
+    def test_batch_emits_find_their_origin_by_index_not_position(self):
+        # The host's record 1 had a value that was not JSON, so it never reached `process`.
+        records = [Record({"n": 1, "s": "a"}, key=b"k0", index=0), Record({"n": 2, "s": "b"}, key=b"k2", headers=[("h", b"v")], index=2)]
+        emitted, failures = _run_batch(make(TimesTen), 0, records)
+        self.assertEqual(failures, [])
+        self.assertEqual([(origin, key, headers) for _, origin, key, _, headers, _ in emitted], [(0, b"k0", []), (2, b"k2", [("h", b"v")])])
+
+
     def test_default_init_and_identity(self):
         p = make(Identity)
         batch = p.run_batch(0, [Record({"n": 1, "s": "é"}, key=b"k", headers=[("h", b"v")], timestamp=5), Record(None, key=b"gone")])

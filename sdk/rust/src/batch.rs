@@ -232,7 +232,8 @@ impl Writer {
         let raw = &mut self.raw;
         raw.key_lengths.push(append(&mut raw.bytes, record.key.as_deref()));
         raw.value_lengths.push(append(&mut raw.bytes, record.value.as_deref()));
-        raw.timestamps.push(record.timestamp.unwrap_or(NONE.into()));
+        // Kafka has no timestamps before 1970; -2 would mean "the origin's".
+        raw.timestamps.push(record.timestamp.filter(|&t| t >= 0).unwrap_or(NONE.into()));
         raw.header_counts.push(record.headers.len() as i32);
         raw.headers.extend(record.headers.iter().map(|h| wit::Header { key: h.key.clone(), value: h.value.clone() }));
     }
