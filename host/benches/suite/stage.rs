@@ -59,15 +59,6 @@ fn host_records(size: usize, count: usize) -> Vec<Record> {
         .collect()
 }
 
-fn to_sdk(record: &Record) -> meshhost_sdk::Record {
-    meshhost_sdk::Record {
-        key: record.key.clone(),
-        value: record.value.clone(),
-        headers: Vec::new(),
-        timestamp: record.timestamp,
-    }
-}
-
 /// ns per record through the component, in batches of `batch`.
 fn time_wasm(instance: &mut ProcessorInstance, records: &[Record], batch: usize) -> (f64, usize) {
     let mut kept = 0;
@@ -83,7 +74,7 @@ fn time_wasm(instance: &mut ProcessorInstance, records: &[Record], batch: usize)
 /// ns per record through the native filter; the batches are built before the clock starts.
 fn time_native(filter: &mut mesh_filter::Filter, records: &[Record], batch: usize) -> (f64, usize) {
     let batches: Vec<meshhost_sdk::Batch> =
-        records.chunks(batch).map(|chunk| meshhost_sdk::Batch::new(chunk.iter().map(to_sdk))).collect();
+        records.chunks(batch).map(|chunk| meshhost_sdk::Batch::new(chunk.iter().cloned())).collect();
     let mut kept = 0;
     let start = Instant::now();
     for batch in &batches {

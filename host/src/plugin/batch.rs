@@ -3,33 +3,12 @@
 //! and one list of numbers per record attribute. Building it is a few appends per record; the
 //! guest then receives the whole batch in a handful of copies.
 
+use meshhost_sdk::batch::{NONE, ORIGIN};
+
 use super::bindings::meshhost::processor::types as wit;
 pub use wit::Failure;
-
-/// A missing key, a tombstone, or no timestamp.
-const NONE: i32 = -1;
-/// In a result: the origin record's key, value, timestamp or headers.
-const ORIGIN: i32 = -2;
-
-/// A Kafka record header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub key: String,
-    /// `None` is a null header.
-    pub value: Option<Vec<u8>>,
-}
-
-/// A record as the host holds it between stages.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Record {
-    pub key: Option<Vec<u8>>,
-    /// An Avro datum of the edge's schema (or JSON text for a JSON-format processor);
-    /// `None` is a tombstone.
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<Header>,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp: Option<i64>,
-}
+/// Records between stages are the SDK's owned records: the same shape on both sides.
+pub use meshhost_sdk::{Header, Record};
 
 /// What a `process` call returned.
 #[derive(Debug, Default)]
@@ -122,9 +101,9 @@ fn append(bytes: &mut Vec<u8>, part: Option<&[u8]>) -> i32 {
 }
 
 /// The host form of a call's result, the parts marked as the origin's taken from `inputs` (the
-/// call's records). An emitted record that cannot be read (a length past the bytes, an origin
-/// outside the batch for a part it takes from it) becomes a failure of its origin, so a plugin
-/// bug loses no record; columns of different lengths fail the whole batch.
+/// call's records). Malformed columns (see [`check_result_columns`]) fail every record of the
+/// call, and an emit derived from a record outside the call becomes a failure naming that
+/// index, so a plugin bug loses no record.
 pub(super) fn processed(result: wit::BatchResult, inputs: &[Record]) -> Processed {
     let wit::BatchResult { ports, origins, emitted, mut failures } = result;
     let count = ports.len();

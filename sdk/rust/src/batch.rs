@@ -4,10 +4,10 @@
 
 use crate::bindings::meshhost::processor::types as wit;
 
-/// A missing key, a tombstone, or no timestamp.
-pub(crate) const NONE: i32 = -1;
-/// In a result: the origin record's key, value, timestamp or headers.
-pub(crate) const ORIGIN: i32 = -2;
+/// In a batch's length or timestamp columns: a missing key, a tombstone, or no timestamp.
+pub const NONE: i32 = -1;
+/// In a result's columns: the origin record's key, value, timestamp or headers.
+pub const ORIGIN: i32 = -2;
 
 /// A Kafka record header, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@
 //! [`avro`] reads and writes the Avro datums that records carry, field by field.
 
 pub mod avro;
-mod batch;
+pub mod batch;
 mod guest;
 pub mod options;
 pub mod state;
