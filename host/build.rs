@@ -24,6 +24,8 @@ const TEST_ONLY: &[(&str, &str)] = &[
     ("SPIN", "test-spin"),
     ("BAD_INIT", "test-bad-init"),
     ("BAD_OUTPUT", "test-bad-output"),
+    ("MISBEHAVE", "test-misbehave"),
+    ("JSON_UPPER", "test-json-upper"),
 ];
 
 fn main() {

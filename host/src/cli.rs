@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{PipelineConfig, Problems};
 use crate::plugin::PluginEngine;
-use crate::topology::run::RunSettings;
+use crate::registry::PluginResolver;
+use crate::topology::run::{RunError, RunSettings};
 use crate::topology::Topology;
 
 /// Exit code for invalid input (a pipeline file, a plugin, arguments).
@@ -215,7 +216,7 @@ fn execute(command: Command) -> Result<(), CliError> {
             );
             for processor in &topology.processors {
                 for output in &processor.outputs {
-                    println!("  {}.{}: {}", processor.id, output.name, output.schema.parsed.to_json());
+                    println!("  {}.{}: {}", processor.id, output.name, schema_summary(&output.schema.parsed));
                 }
             }
             Ok(())
@@ -251,13 +252,12 @@ fn execute(command: Command) -> Result<(), CliError> {
             }
             let mut lock = crate::registry::LockFile { version: 1, plugins: Vec::new() };
             let mut problems = Problems::default();
+            let plugins = crate::registry::PluginResolver::unlocked(config.registry.clone());
             for (id, processor) in &config.processors {
-                if lock.entry(&processor.uses).is_some() {
+                if lock.entry(&processor.uses.text).is_some() {
                     continue;
                 }
-                let resolved = crate::config::PluginRef::parse(&processor.uses, &config.base_dir)
-                    .and_then(|plugin| crate::registry::resolve(&processor.uses, &plugin, config.registry.as_deref(), None));
-                match resolved {
+                match plugins.resolve(&processor.uses) {
                     Ok(resolved) => {
                         println!("{} -> {} {}", processor.uses, resolved.label, resolved.locked.digest);
                         lock.plugins.push(resolved.locked);
@@ -285,9 +285,9 @@ fn execute(command: Command) -> Result<(), CliError> {
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
             }
-            crate::topology::run::run(topology, &settings, &stop).map_err(|error| match error.downcast::<Problems>() {
-                Ok(problems) => CliError::Invalid(problems),
-                Err(error) => CliError::Failed(error),
+            crate::topology::run::run(topology, &settings, &stop).map_err(|error| match error {
+                RunError::Invalid(problems) => CliError::Invalid(problems),
+                error => CliError::Failed(error.into()),
             })?;
             Ok(())
         }
@@ -305,7 +305,14 @@ fn load_and_plan(
     if registry.is_some() {
         config.registry = registry;
     }
-    match crate::topology::plan(&config, engine) {
+    let plugins = match PluginResolver::for_pipeline(pipeline, config.registry.clone()) {
+        Ok(plugins) => plugins,
+        Err(message) => {
+            problems.push("", message);
+            PluginResolver::unlocked(config.registry.clone())
+        }
+    };
+    match crate::topology::plan(&config, engine, &plugins) {
         Ok(topology) if problems.is_empty() => Ok((config, topology)),
         Ok(_) => Err(problems.into()),
         Err(more) => {
@@ -319,6 +326,44 @@ fn read_schema(path: &Path) -> Result<meshhost_sdk::avro::Schema, CliError> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     meshhost_sdk::avro::Schema::parse(&text)
         .map_err(|e| CliError::Invalid(Problems::one("", format!("{}: {e}", path.display()))))
+}
+
+/// A schema for people: a record's name, then one line per field (`    year: int`), nested
+/// records inline.
+fn schema_summary(schema: &meshhost_sdk::avro::Schema) -> String {
+    use meshhost_sdk::avro::AvroType;
+    fn type_name(schema: &meshhost_sdk::avro::Schema, ty: &AvroType) -> String {
+        match ty {
+            AvroType::Union(branches) if branches.len() == 2 && branches.contains(&AvroType::Null) => {
+                let other = branches.iter().find(|b| **b != AvroType::Null).unwrap();
+                format!("{} or null", type_name(schema, other))
+            }
+            AvroType::Union(branches) => branches.iter().map(|b| type_name(schema, b)).collect::<Vec<_>>().join(" | "),
+            AvroType::Array(items) => format!("array of {}", type_name(schema, items)),
+            AvroType::Map(values) => format!("map of {}", type_name(schema, values)),
+            AvroType::Record(record) => {
+                let fields: Vec<String> = record.fields.iter().map(|f| format!("{}: {}", f.name, type_name(schema, &f.ty))).collect();
+                format!("{} {{{}}}", record.name, fields.join(", "))
+            }
+            AvroType::Enum(e) => format!("enum {} {{{}}}", e.name, e.symbols.join(", ")),
+            AvroType::Logical { base, attributes } => match attributes.get("logicalType").and_then(|t| t.as_str()) {
+                Some(logical) => format!("{} ({logical})", type_name(schema, base)),
+                None => type_name(schema, base),
+            },
+            AvroType::Ref(name) => name.clone(),
+            other => other.describe(),
+        }
+    }
+    match schema.root_record() {
+        Some(record) => {
+            let mut text = format!("record {}", record.name);
+            for field in &record.fields {
+                text.push_str(&format!("\n      {}: {}", field.name, type_name(schema, &field.ty)));
+            }
+            text
+        }
+        None => type_name(schema, &schema.root),
+    }
 }
 
 /// Kafka settings of a run: the flag (or environment) wins over the file.
@@ -338,7 +383,6 @@ pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) 
 /// `validate` is offline, but when a broker answers it also checks that the inputs of
 /// stateful processors are co-partitioned.
 fn check_partitions_online(config: &PipelineConfig, topology: &Topology, bootstrap_servers: Option<String>) -> Result<(), CliError> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     if !topology.processors.iter().any(|p| p.instance.is_stateful()) {
         return Ok(());
     }
@@ -346,15 +390,9 @@ fn check_partitions_online(config: &PipelineConfig, topology: &Topology, bootstr
         eprintln!("note: partition counts of stateful processors' inputs not checked: no bootstrap servers given");
         return Ok(());
     };
-    let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).create();
-    let metadata = consumer.map_err(|e| e.to_string()).and_then(|c| {
-        c.fetch_metadata(None, std::time::Duration::from_secs(5)).map_err(|e| e.to_string())
-    });
-    match metadata {
-        Ok(metadata) => {
-            let problems = crate::topology::check_partitions(topology, |topic| {
-                metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len())
-            });
+    match crate::kafka::partition_counts(&servers, std::time::Duration::from_secs(5)) {
+        Ok(counts) => {
+            let problems = crate::topology::check_partitions(topology, |topic| counts.get(topic).copied());
             problems.into_result(()).map_err(CliError::Invalid)
         }
         Err(error) => {
@@ -367,6 +405,24 @@ fn check_partitions_online(config: &PipelineConfig, topology: &Topology, bootstr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemas_print_one_field_per_line() {
+        let schema = meshhost_sdk::avro::Schema::parse(
+            r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "title", "type": ["null", "string"]},
+                {"name": "released", "type": {"type": "int", "logicalType": "date"}},
+                {"name": "cast", "type": {"type": "array", "items": {"type": "record", "name": "Actor", "fields": [{"name": "name", "type": "string"}]}}},
+                {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["DRAMA", "HEIST"]}},
+                {"name": "lead", "type": ["null", "Actor"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            schema_summary(&schema),
+            "record demo.Movie\n      id: long\n      title: string or null\n      released: int (date)\n      cast: array of demo.Actor {name: string}\n      genre: enum demo.Genre {DRAMA, HEIST}\n      lead: demo.Actor or null"
+        );
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

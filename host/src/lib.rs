@@ -6,16 +6,22 @@
 //! # fn main() -> anyhow::Result<()> {
 //! let config = meshhost::config::PipelineConfig::load("pipeline.yaml".as_ref())?;
 //! let engine = meshhost::plugin::PluginEngine::new()?;
-//! let topology = meshhost::topology::plan(&config, &engine)?;
+//! let plugins = meshhost::registry::PluginResolver::for_pipeline("pipeline.yaml".as_ref(), config.registry.clone())
+//!     .map_err(anyhow::Error::msg)?;
+//! let topology = meshhost::topology::plan(&config, &engine, &plugins)?;
 //! let settings = meshhost::cli::run_settings(&config, None);
 //! meshhost::topology::run::run(topology, &settings, &AtomicBool::new(false))?;
 //! # Ok(()) }
 //! ```
 //!
-//! - [`config`]: the pipeline file and its checks.
-//! - [`registry`]: finding the plugin a `uses:` names.
+//! - [`config`]: the pipeline file, its typed references and its checks.
+//! - [`registry`]: finding the plugin a `uses:` names (registry directory, stock plugins, lock file).
 //! - [`plugin`]: the Wasm engine, instances and their limits.
-//! - [`topology`]: planning the DAG (what `validate` checks) and running it against Kafka.
+//! - [`topology`]: planning the DAG (what `validate` checks); [`topology::execute`], the
+//!   executor that runs a batch through it; [`topology::run`], the Kafka run loop.
+//! - [`source`] and [`sink`]: the traits records come in and go out through; [`kafka`]
+//!   implements both.
+//! - [`state`]: processors' durable state and its changelog.
 //! - [`codec`]: record values at the pipeline's edges (Avro, JSON).
 
 pub mod cli;
@@ -26,6 +32,8 @@ pub mod kafka;
 pub mod plugin;
 pub mod registry;
 pub mod scaffold;
+pub mod sink;
+pub mod source;
 pub mod state;
 pub mod testkit;
 pub mod topic_io;

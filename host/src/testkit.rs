@@ -24,8 +24,12 @@ use meshhost_sdk::avro::{self, Schema};
 use serde::Deserialize;
 
 use crate::plugin::batch::Record;
-use crate::plugin::bindings::{InitResult, InputPort, ValueFormat};
+use crate::plugin::bindings::{InitResult, InputPort};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
+use crate::state::StateWrites;
+use crate::topology::execute::{Effects, Executor, SourceRecord};
+use crate::topology::failure::{Failure, Stage};
+use crate::topology::{EdgeSchema, Topology};
 
 /// One check and its outcome.
 #[derive(Debug)]
@@ -142,7 +146,7 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
         match instance.process(0, 0, &[]) {
             Ok((result, _)) if result.emitted.is_empty() && result.failures.is_empty() => Ok(()),
             Ok(_) => Err("it emitted or failed records for an empty batch".into()),
-            Err(trap) => Err(trap),
+            Err(trap) => Err(trap.to_string()),
         },
     );
 
@@ -181,6 +185,8 @@ fn output_schemas(init: &InitResult) -> Vec<(String, Result<Schema, String>)> {
     init.outputs.iter().map(|o| (o.name.clone(), Schema::parse(&o.schema).map_err(|e| e.to_string()))).collect()
 }
 
+/// Run a fixture through the same executor `meshhost run` uses: records decoded and checked,
+/// JSON transcoded, outputs checked against their ports, state applied after each call.
 fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), String> {
     let config = fixture.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
     let ports = input_ports(fixture).map_err(|e| e.to_string())?;
@@ -193,43 +199,44 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
         let store = crate::state::StateStore::open(&state_dir.join("state.redb")).map_err(|e| e.to_string())?;
         instance.attach_state(Arc::new(store));
     }
-    let init = instance.init_result().clone();
-    let outputs = output_schemas(&init);
-    let input_schemas: Vec<Schema> = ports.iter().map(|p| Schema::parse(&p.schema).map_err(|e| format!("input {:?}: {e}", p.name))).collect::<Result<_, _>>()?;
+    let inputs: Vec<(String, EdgeSchema)> = ports
+        .iter()
+        .map(|p| EdgeSchema::parse(&p.schema).map(|schema| (p.name.clone(), schema)).map_err(|e| format!("input {:?}: {e}", p.name)))
+        .collect::<Result<_, _>>()?;
+    let mut executor = Executor::new(Topology::single_processor(instance, inputs.clone())?);
 
     let mut actual = Vec::new();
     let mut failed = Vec::new();
-    // Records go one call per record, in order, so stateful plugins see each record's effect.
+    // One record per batch, in order, so stateful plugins see each record's effect in order.
     for (index, record) in fixture.records.iter().enumerate() {
-        let schema = input_schemas.get(record.input as usize).ok_or_else(|| format!("record {index}: no input {}", record.input))?;
-        let value = match (&record.value, init.format) {
-            (serde_json::Value::Null, _) => None,
-            (json, ValueFormat::Avro) => Some(avro::json_to_datum(schema, json).map_err(|e| format!("record {index} does not fit input schema: {e}"))?),
-            (json, ValueFormat::Json) => Some(json.to_string().into_bytes()),
+        let (_, schema) = inputs.get(record.input as usize).ok_or_else(|| format!("record {index}: no input {}", record.input))?;
+        let value = match &record.value {
+            serde_json::Value::Null => None,
+            json => Some(avro::json_to_datum(&schema.parsed, json).map_err(|e| format!("record {index} does not fit input schema: {e}"))?),
         };
-        let record_in = Record { key: record.key.clone().map(String::into_bytes), value, headers: Vec::new(), timestamp: None };
-        let (result, writes) = instance.process(0, record.input, std::slice::from_ref(&record_in)).map_err(|trap| format!("record {index}: {trap}"))?;
-        if let Some(store) = instance.attached_state() {
-            store.apply(0, &writes).map_err(|e| e.to_string())?;
+        let input = SourceRecord {
+            source: record.input as usize,
+            record: Record { key: record.key.clone().map(String::into_bytes), value, headers: Vec::new(), timestamp: None },
+            ..Default::default()
+        };
+        let mut collected = Collected::default();
+        if let Err(error) = executor.run(std::slice::from_ref(&input), &mut collected) {
+            let cause = std::error::Error::source(&error).map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(format!("record {index}: {error}{cause}"));
         }
-        // One record per call: any other index is the plugin pointing outside its batch.
-        if let Some(stray) = result.failures.iter().find(|f| f.index != 0) {
-            return Err(format!("record {index}: the plugin referred to record {} of a batch of one: {}", stray.index, stray.reason));
+        for failure in collected.failures {
+            match failure.stage {
+                Stage::Process => failed.push(index),
+                Stage::Decode | Stage::Encode => return Err(format!("record {index}: {}", failure.error)),
+            }
         }
-        failed.extend(result.failures.iter().map(|_| index));
-        for (emitted_port, _, emitted) in result.records(std::slice::from_ref(&record_in)) {
-            let (port, schema) = outputs.get(emitted_port as usize).ok_or_else(|| format!("record {index}: emitted to undeclared port {emitted_port}"))?;
-            let schema = schema.as_ref().map_err(|e| format!("port {port:?}: {e}"))?;
-            let value = match (emitted.value, init.format) {
-                (None, _) => serde_json::Value::Null,
-                (Some(datum), ValueFormat::Avro) => avro::datum_to_json(schema, &datum).map_err(|e| format!("record {index}: output on {port:?} does not match its declared schema: {e}"))?,
-                (Some(json), ValueFormat::Json) => {
-                    let json: serde_json::Value = serde_json::from_slice(&json).map_err(|e| format!("record {index}: output on {port:?} is not JSON: {e}"))?;
-                    let datum = avro::json_to_datum(schema, &json).map_err(|e| format!("record {index}: output on {port:?} does not match its declared schema: {e}"))?;
-                    avro::datum_to_json(schema, &datum).map_err(|e| e.to_string())?
-                }
+        for (sink, output) in collected.outputs {
+            let sink = &executor.topology().sinks[sink];
+            let value = match output.value {
+                None => serde_json::Value::Null,
+                Some(datum) => avro::datum_to_json(&sink.schema.parsed, &datum).map_err(|e| e.to_string())?,
             };
-            actual.push(FixtureOutput { port: port.clone(), key: emitted.key.map(|k| String::from_utf8_lossy(&k).into_owned()), value });
+            actual.push(FixtureOutput { port: sink.id.clone(), key: output.key.map(|k| String::from_utf8_lossy(&k).into_owned()), value });
         }
     }
     let _ = std::fs::remove_dir_all(&state_dir);
@@ -244,6 +251,32 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
         Ok(())
     } else {
         Err(problems.join("\n"))
+    }
+}
+
+/// What one fixture record produced.
+#[derive(Default)]
+struct Collected {
+    outputs: Vec<(usize, Record)>,
+    failures: Vec<Failure>,
+}
+
+impl Effects for Collected {
+    type Error = std::convert::Infallible;
+
+    fn send(&mut self, sink: usize, _origin: usize, record: Record) -> Result<(), Self::Error> {
+        self.outputs.push((sink, record));
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, _origin: usize, failure: Failure) -> Result<(), Self::Error> {
+        self.failures.push(failure);
+        Ok(())
+    }
+
+    /// The writes are in the local store already; there is no changelog here.
+    fn state_written(&mut self, _processor: usize, _partition: u32, _writes: &StateWrites) -> Result<(), Self::Error> {
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
-//! Plugin stage: `mesh/filter` as a component called through `ProcessorInstance::process` (what
-//! the run loop calls: records laid out column-wise, lowered into the guest, `process`, results
-//! lifted back) vs the same plugin crate linked natively, its `Processor::process` called on a
-//! batch built beforehand.
+//! Plugin stage: `mesh/filter` as a component run by the executor `meshhost run` uses (each
+//! source datum checked against its schema, records laid out column-wise, lowered into the
+//! guest, `process`, results lifted back and routed to a sink) vs the same plugin crate linked
+//! natively, its `Processor::process` called on a batch built beforehand.
 //!
 //! And plugin load: compiling the stock filter + projection vs loading them from the on-disk
 //! cache of compiled plugins.
@@ -11,6 +11,10 @@ use std::time::Instant;
 use meshhost::plugin::batch::Record;
 use meshhost::plugin::bindings::InputPort;
 use meshhost::plugin::{Limits, PluginEngine, ProcessorInstance};
+use meshhost::state::StateWrites;
+use meshhost::topology::execute::{Effects, Executor, SourceRecord};
+use meshhost::topology::failure::Failure;
+use meshhost::topology::{EdgeSchema, Topology};
 use meshhost_sdk::Processor as _;
 
 use crate::data::{self, Generator};
@@ -30,11 +34,37 @@ fn filter_config() -> String {
     serde_json::json!({ "condition": data::CONDITION }).to_string()
 }
 
-pub fn wasm_filter(engine: &PluginEngine) -> ProcessorInstance {
+/// The stock filter as a one-processor topology, in the executor.
+pub fn wasm_filter(engine: &PluginEngine) -> Executor {
     let plugin = engine.load("mesh/filter", stock("mesh/filter")).expect("load mesh/filter");
     let inputs = vec![InputPort { name: "movies".into(), schema: data::MOVIE_SCHEMA.into() }];
-    ProcessorInstance::new("recent", &plugin, Limits::default(), filter_config(), inputs)
-        .unwrap_or_else(|e| panic!("init mesh/filter: {e:?}"))
+    let instance = ProcessorInstance::new("recent", &plugin, Limits::default(), filter_config(), inputs)
+        .unwrap_or_else(|e| panic!("init mesh/filter: {e:?}"));
+    let schema = EdgeSchema::parse(data::MOVIE_SCHEMA).expect("movie schema");
+    Executor::new(Topology::single_processor(instance, vec![("movies".into(), schema)]).expect("topology"))
+}
+
+/// Counts what reaches the sink; any failure is a bench bug.
+#[derive(Default)]
+struct Count {
+    sent: usize,
+}
+
+impl Effects for Count {
+    type Error = String;
+
+    fn send(&mut self, _sink: usize, _origin: usize, _record: Record) -> Result<(), String> {
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, _origin: usize, failure: Failure) -> Result<(), String> {
+        Err(failure.to_string())
+    }
+
+    fn state_written(&mut self, _processor: usize, _partition: u32, _writes: &StateWrites) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn native_filter() -> mesh_filter::Filter {
@@ -46,35 +76,38 @@ fn native_filter() -> mesh_filter::Filter {
     }
 }
 
-/// `records` host records of about `size` bytes, as the run loop hands them over.
-fn host_records(size: usize, count: usize) -> Vec<Record> {
+/// `records` input records of about `size` bytes, as a source hands them over.
+fn source_records(size: usize, count: usize) -> Vec<SourceRecord> {
     let generator = Generator::new(size);
     (0..count as u64)
-        .map(|id| Record {
-            key: Some(Generator::key(id)),
-            value: Some(generator.value(id)),
-            headers: Vec::new(),
-            timestamp: Some(1_700_000_000_000 + id as i64),
+        .map(|id| SourceRecord {
+            source: 0,
+            partition: 0,
+            position: id as i64,
+            record: Record {
+                key: Some(Generator::key(id)),
+                value: Some(generator.value(id)),
+                headers: Vec::new(),
+                timestamp: Some(1_700_000_000_000 + id as i64),
+            },
         })
         .collect()
 }
 
-/// ns per record through the component, in batches of `batch`.
-fn time_wasm(instance: &mut ProcessorInstance, records: &[Record], batch: usize) -> (f64, usize) {
-    let mut kept = 0;
+/// ns per record through the executor and the component, in batches of `batch`.
+fn time_wasm(executor: &mut Executor, records: &[SourceRecord], batch: usize) -> (f64, usize) {
+    let mut count = Count::default();
     let start = Instant::now();
     for chunk in records.chunks(batch) {
-        let (result, _) = instance.process(0, 0, chunk).expect("the filter does not trap");
-        assert!(result.failures.is_empty());
-        kept += result.emitted.len();
+        executor.run(chunk, &mut count).expect("the filter fails no record");
     }
-    (start.elapsed().as_nanos() as f64 / records.len() as f64, kept)
+    (start.elapsed().as_nanos() as f64 / records.len() as f64, count.sent)
 }
 
 /// ns per record through the native filter; the batches are built before the clock starts.
-fn time_native(filter: &mut mesh_filter::Filter, records: &[Record], batch: usize) -> (f64, usize) {
+fn time_native(filter: &mut mesh_filter::Filter, records: &[SourceRecord], batch: usize) -> (f64, usize) {
     let batches: Vec<meshhost_sdk::Batch> =
-        records.chunks(batch).map(|chunk| meshhost_sdk::Batch::new(chunk.iter().cloned())).collect();
+        records.chunks(batch).map(|chunk| meshhost_sdk::Batch::new(chunk.iter().map(|r| r.record.clone()))).collect();
     let mut kept = 0;
     let start = Instant::now();
     for batch in &batches {
@@ -89,22 +122,22 @@ fn time_native(filter: &mut mesh_filter::Filter, records: &[Record], batch: usiz
 
 /// The filter stage at each (record size, batch size), `count` records per measurement.
 pub fn run(engine: &PluginEngine, cases: &[(usize, usize)], count: usize, rounds: usize) -> Vec<StageResult> {
-    let mut instance = wasm_filter(engine);
+    let mut executor = wasm_filter(engine);
     let mut native = native_filter();
     let mut results = Vec::new();
     let mut sizes: Vec<usize> = cases.iter().map(|c| c.0).collect();
     sizes.dedup();
     for size in sizes {
-        let records = host_records(size, count);
+        let records = source_records(size, count);
         let expected = (0..count as u64).filter(|&id| data::kept(id)).count();
         // Warm up both (the instance's memory grows to its working size on the first batches).
-        time_wasm(&mut instance, &records[..count.min(20_000)], 1024);
+        time_wasm(&mut executor, &records[..count.min(20_000)], 1024);
         time_native(&mut native, &records[..count.min(20_000)], 1024);
         for &(_, batch) in cases.iter().filter(|c| c.0 == size) {
             let mut wasm = Vec::new();
             let mut nat = Vec::new();
             for _ in 0..rounds {
-                let (ns, kept) = time_wasm(&mut instance, &records, batch);
+                let (ns, kept) = time_wasm(&mut executor, &records, batch);
                 assert_eq!(kept, expected, "component filter kept the wrong records");
                 wasm.push(ns);
                 let (ns, kept) = time_native(&mut native, &records, batch);

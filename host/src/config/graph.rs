@@ -1,6 +1,6 @@
 //! The processor graph: cycle detection and the order processors run in.
 
-use super::{InputRef, PipelineConfig};
+use super::PipelineConfig;
 
 /// Processors ordered so that each comes after every processor it reads from (Kahn's
 /// algorithm, ties broken by file order). Call only on a config without cycles.
@@ -9,10 +9,7 @@ pub fn processing_order(config: &PipelineConfig) -> Vec<String> {
     while order.len() < config.processors.len() {
         let next = config.processors.iter().find(|(id, processor)| {
             !order.contains(id)
-                && processor.inputs.iter().all(|input| {
-                    let input = InputRef::parse(input);
-                    !config.processors.contains_key(&input.id) || order.contains(&input.id)
-                })
+                && processor.inputs.iter().all(|input| !config.processors.contains_key(&input.id) || order.contains(&input.id))
         });
         match next {
             Some((id, _)) => order.push(id.clone()),
@@ -45,7 +42,7 @@ pub fn find_cycle(config: &PipelineConfig) -> Option<Vec<String>> {
         marks[index] = Mark::OnPath;
         path.push(id.to_string());
         for input in &config.processors[index].inputs {
-            if let Some(cycle) = visit(config, &InputRef::parse(input).id, marks, path) {
+            if let Some(cycle) = visit(config, &input.id, marks, path) {
                 return Some(cycle);
             }
         }

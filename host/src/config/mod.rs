@@ -12,8 +12,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 mod graph;
+mod reference;
 
 pub use graph::processing_order;
+pub use reference::{check_plugin_name, InputRef, PluginRef, PluginTarget};
 
 /// A parsed, structurally valid pipeline file.
 #[derive(Debug, Clone)]
@@ -36,8 +38,6 @@ pub struct PipelineConfig {
     pub state_dir: Option<PathBuf>,
     /// The directory of the pipeline file: relative paths in it are relative to this.
     pub base_dir: PathBuf,
-    /// The lock file beside the pipeline file, if any: the exact plugin behind each `uses:`.
-    pub lock: Option<crate::registry::LockFile>,
     /// Ids whose settings could not be read (already reported): references to them are not
     /// reported again as unknown.
     pub unreadable_ids: Vec<String>,
@@ -85,9 +85,9 @@ pub struct SourceConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProcessorConfig {
     /// `namespace/name@requirement` in the registry, or a path to a `.wasm` component.
-    pub uses: String,
+    pub uses: PluginRef,
     /// Upstream ids: a source, a processor (its first output port) or `processor.port`.
-    pub inputs: Vec<String>,
+    pub inputs: Vec<InputRef>,
     /// The plugin's options, handed to its `init` as JSON.
     #[serde(default, rename = "with")]
     pub options: Option<serde_json::Value>,
@@ -115,7 +115,7 @@ pub struct SinkConfig {
     /// How values are encoded; the Avro schema is the one its inputs produce.
     pub format: Format,
     /// Upstream ids, as for processors; all must produce the same schema.
-    pub inputs: Vec<String>,
+    pub inputs: Vec<InputRef>,
 }
 
 /// The `dead_letter:` section.
@@ -124,56 +124,6 @@ pub struct SinkConfig {
 pub struct DeadLetterConfig {
     /// The topic failed records go to, with their original bytes and `meshhost.*` headers.
     pub topic: String,
-}
-
-/// A reference to an upstream output: `id` or `id.port`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct InputRef {
-    pub id: String,
-    pub port: Option<String>,
-}
-
-impl InputRef {
-    pub fn parse(text: &str) -> InputRef {
-        match text.split_once('.') {
-            Some((id, port)) => InputRef { id: id.to_string(), port: Some(port.to_string()) },
-            None => InputRef { id: text.to_string(), port: None },
-        }
-    }
-}
-
-impl fmt::Display for InputRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.port {
-            Some(port) => write!(f, "{}.{}", self.id, port),
-            None => f.write_str(&self.id),
-        }
-    }
-}
-
-/// What a `uses:` names.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PluginRef {
-    /// `namespace/name@requirement`.
-    Registry { name: String, requirement: semver::VersionReq },
-    /// A component file, resolved against the pipeline file's directory.
-    Path(PathBuf),
-}
-
-impl PluginRef {
-    /// Parse a `uses:` value; a path is anything ending in `.wasm`.
-    pub fn parse(uses: &str, base_dir: &Path) -> Result<PluginRef, String> {
-        if uses.ends_with(".wasm") {
-            return Ok(PluginRef::Path(base_dir.join(uses)));
-        }
-        let (name, requirement) = uses.split_once('@').ok_or_else(|| {
-            format!("{uses:?} is neither NAMESPACE/NAME@VERSION-REQUIREMENT nor a path to a .wasm file")
-        })?;
-        crate::registry::check_name(name)?;
-        let requirement = semver::VersionReq::parse(requirement)
-            .map_err(|e| format!("bad version requirement {requirement:?}: {e}"))?;
-        Ok(PluginRef::Registry { name: name.to_string(), requirement })
-    }
 }
 
 impl PipelineConfig {
@@ -205,16 +155,7 @@ impl PipelineConfig {
         };
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
-        let (mut config, mut problems) = Self::parse_partial(&text, &base_dir);
-        match crate::registry::LockFile::read_for(path) {
-            Ok(lock) => {
-                if let Some(config) = &mut config {
-                    config.lock = lock;
-                }
-            }
-            Err(message) => problems.push("", message),
-        }
-        (config, problems)
+        Self::parse_partial(&text, &base_dir)
     }
 
     /// Check a pipeline file's text; relative paths are resolved against `base_dir`.
@@ -247,7 +188,6 @@ impl PipelineConfig {
             state_dir: None,
             base_dir: base_dir.to_path_buf(),
             unreadable_ids: Vec::new(),
-            lock: None,
         };
         let mut saw_name = false;
         for (key, value) in top {
@@ -279,7 +219,10 @@ impl PipelineConfig {
                 },
                 "sources" => config.sources = entities(&mut problems, &mut config.unreadable_ids, "sources", value),
                 "processors" => {
-                    config.processors = entities(&mut problems, &mut config.unreadable_ids, "processors", value)
+                    config.processors = entities(&mut problems, &mut config.unreadable_ids, "processors", value);
+                    for processor in config.processors.values_mut() {
+                        processor.uses.resolve_path(base_dir);
+                    }
                 }
                 "sinks" => config.sinks = entities(&mut problems, &mut config.unreadable_ids, "sinks", value),
                 "dead_letter" => config.dead_letter = section(&mut problems, "dead_letter", value),
@@ -321,9 +264,6 @@ impl PipelineConfig {
             }
         }
         for (id, processor) in &self.processors {
-            if let Err(message) = PluginRef::parse(&processor.uses, &self.base_dir) {
-                problems.push(&format!("processors.{id}.uses"), message);
-            }
             self.check_inputs(problems, &format!("processors.{id}.inputs"), &processor.inputs, Some(id));
         }
         for (id, sink) in &self.sinks {
@@ -334,12 +274,11 @@ impl PipelineConfig {
         }
     }
 
-    fn check_inputs(&self, problems: &mut Problems, path: &str, inputs: &[String], own_id: Option<&String>) {
+    fn check_inputs(&self, problems: &mut Problems, path: &str, inputs: &[InputRef], own_id: Option<&String>) {
         if inputs.is_empty() {
             problems.push(path, "needs at least one input");
         }
         for (i, input) in inputs.iter().enumerate() {
-            let input = InputRef::parse(input);
             let path = format!("{path}[{i}]");
             if self.sources.contains_key(&input.id) {
                 if input.port.is_some() {
@@ -511,9 +450,11 @@ dead_letter:
             + "extra: 1\n";
         let problems = PipelineConfig::parse(&text, Path::new(".")).unwrap_err();
         let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["sources.movies.formt", "extra", "processors.recent.uses", "processors.slim.inputs[0]"], "{problems}");
-        // The unreadable source is not reported again as an unknown input of `recent`.
+        assert_eq!(paths, ["sources.movies.formt", "processors.recent.uses", "extra", "processors.slim.inputs[0]"], "{problems}");
+        // The unreadable source is not reported again as an unknown input of `recent`, nor
+        // the unreadable `recent` as an unknown input of `slim`'s neighbours.
         assert!(!problems.to_string().contains("unknown input \"movies\""), "{problems}");
+        assert!(problems.to_string().contains("neither NAMESPACE/NAME@VERSION-REQUIREMENT"), "{problems}");
         assert!(problems.to_string().contains("unknown field `formt`"), "{problems}");
         assert!(problems.to_string().contains("unknown input \"recnt\""), "{problems}");
     }

@@ -32,14 +32,6 @@ impl Limits {
     fn deadline_ticks(&self) -> u64 {
         (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
-
-    pub fn from_config(config: &crate::config::LimitsConfig) -> Limits {
-        let default = Limits::default();
-        Limits {
-            memory_bytes: config.memory_mb.map(|mb| (mb as usize) << 20).unwrap_or(default.memory_bytes),
-            timeout: config.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(default.timeout),
-        }
-    }
 }
 
 /// The host state of one instance's `Store`.
@@ -136,6 +128,18 @@ pub enum InitFailure {
     Crashed(String),
 }
 
+/// A `process` call that did not complete. The instance was replaced by a fresh one (or could
+/// not be) and the call's state writes dropped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The plugin trapped: a panic, its CPU deadline, its memory cap.
+    #[error("{0}")]
+    Trapped(String),
+    /// It trapped, and the fresh instance's `init` failed too.
+    #[error("{trap}; re-init after the trap failed: {reinit}")]
+    Unrecoverable { trap: String, reinit: String },
+}
+
 /// A processor's live instance. After a trap the `Store` is thrown away and a fresh instance is
 /// built and initialised with the same configuration, so state corrupted by the trap never
 /// leaks into later calls.
@@ -202,7 +206,7 @@ impl ProcessorInstance {
     /// Returns the result and the state writes the call made (for the caller to make durable).
     /// A trap (panic, deadline, memory cap) comes back as `Err` with a message; the instance has
     /// then already been replaced by a fresh one and the call's writes dropped.
-    pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(Processed, StateWrites), String> {
+    pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(Processed, StateWrites), CallError> {
         batch::fill(&mut self.batch, records);
         self.store.set_epoch_deadline(self.limits.deadline_ticks());
         let state = &mut self.store.data_mut().state;
@@ -217,8 +221,10 @@ impl ProcessorInstance {
             Err(error) => {
                 let message = self.explain(&error);
                 tracing::warn!(processor = %self.processor_id, error = %message, "plugin trapped; replacing its instance");
-                self.rebuild()?;
-                Err(message)
+                match self.rebuild() {
+                    Ok(()) => Err(CallError::Trapped(message)),
+                    Err(reinit) => Err(CallError::Unrecoverable { trap: message, reinit }),
+                }
             }
         }
     }
@@ -238,8 +244,8 @@ impl ProcessorInstance {
     fn rebuild(&mut self) -> Result<(), String> {
         let (store, bindings, init) =
             instantiate(&self.processor_id, &self.plugin, self.limits, &self.config, &self.inputs).map_err(|e| match e {
-                InitFailure::Config(errors) => format!("re-init after a trap failed: {errors:?}"),
-                InitFailure::Crashed(message) => format!("re-init after a trap failed: {message}"),
+                InitFailure::Config(errors) => format!("{errors:?}"),
+                InitFailure::Crashed(message) => message,
             })?;
         self.store = store;
         self.bindings = bindings;

@@ -19,7 +19,7 @@ mod instance;
 mod stderr;
 pub mod stock;
 
-pub use instance::{InitFailure, Limits, ProcessorInstance};
+pub use instance::{CallError, InitFailure, Limits, ProcessorInstance};
 
 /// Bindings generated from `wit/` for the host side.
 pub mod bindings {

@@ -12,6 +12,10 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
+mod changelog;
+
+pub use changelog::{mark_clean, open_with_changelog, Changelog, ChangelogError};
+
 /// Entries: key = partition (u32, big-endian) ++ the processor's key.
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 /// Per partition: the changelog end offset the entries matched at the last clean shutdown.

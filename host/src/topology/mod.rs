@@ -3,16 +3,20 @@
 //! [`plan`] builds it offline from a checked [`PipelineConfig`]: it reads the source schemas,
 //! loads every plugin and runs `init` along the DAG, so each edge's schema is known — and each
 //! mismatch reported — before any record flows. `meshhost validate` stops there; `meshhost run`
-//! hands the result to [`run::run`].
+//! hands the result to [`run::run`], which feeds the [`execute::Executor`] from Kafka.
 
 use std::sync::Arc;
 
 use meshhost_sdk::avro::Schema;
 
-use crate::config::{Format, InputRef, PipelineConfig, PluginRef, Problems};
+use crate::config::{Format, InputRef, LimitsConfig, PipelineConfig, Problems};
 use crate::plugin::bindings::{InputPort, ValueFormat};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
+use crate::registry::PluginResolver;
 
+pub mod delivery;
+pub mod execute;
+pub mod failure;
 pub mod run;
 
 /// A pipeline ready to run.
@@ -53,8 +57,6 @@ pub struct ProcessorNode {
     /// The source topics whose records reach this processor, directly or through others. A
     /// stateful processor needs them co-partitioned (same partition count).
     pub source_topics: Vec<String>,
-    /// Durable state, attached by `run` when the plugin is stateful.
-    pub state: Option<run::ProcessorState>,
     pub format: ValueFormat,
     /// The schema of each input port, in `inputs:` order.
     pub inputs: Vec<EdgeSchema>,
@@ -74,8 +76,51 @@ pub struct SinkNode {
     pub schema: EdgeSchema,
 }
 
+impl Topology {
+    /// A topology of one processor: a source per input port (named after the port, Avro) and a
+    /// sink per output port (named after the port, Avro). For running one plugin on its own:
+    /// `meshhost plugin test`, the stage benchmark, executor tests.
+    pub fn single_processor(instance: ProcessorInstance, inputs: Vec<(String, EdgeSchema)>) -> Result<Topology, String> {
+        let init = instance.init_result().clone();
+        let mut outputs = Vec::new();
+        let mut sinks = Vec::new();
+        for (index, port) in init.outputs.iter().enumerate() {
+            let schema = EdgeSchema::parse(&port.schema).map_err(|e| format!("output {:?}: {e}", port.name))?;
+            sinks.push(SinkNode { id: port.name.clone(), topic: port.name.clone(), format: Format::Avro, schema: schema.clone() });
+            outputs.push(OutputNode { name: port.name.clone(), schema, targets: vec![Target::Sink { index }] });
+        }
+        let sources = inputs
+            .iter()
+            .enumerate()
+            .map(|(input, (name, schema))| SourceNode {
+                id: name.clone(),
+                topic: name.clone(),
+                format: Format::Avro,
+                schema: schema.clone(),
+                targets: vec![Target::Processor { index: 0, input: input as u32 }],
+            })
+            .collect();
+        let processor = ProcessorNode {
+            id: "processor".into(),
+            instance,
+            source_topics: inputs.iter().map(|(name, _)| name.clone()).collect(),
+            format: init.format,
+            inputs: inputs.into_iter().map(|(_, schema)| schema).collect(),
+            outputs,
+        };
+        Ok(Topology { sources, processors: vec![processor], sinks })
+    }
+}
+
+impl EdgeSchema {
+    /// Parse a schema's JSON text.
+    pub fn parse(text: &str) -> Result<EdgeSchema, meshhost_sdk::avro::SchemaError> {
+        Ok(EdgeSchema { text: text.to_string(), parsed: Arc::new(Schema::parse(text)?) })
+    }
+}
+
 /// Build the topology, reporting every problem with its path in the pipeline file.
-pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, Problems> {
+pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginResolver) -> Result<Topology, Problems> {
     let mut problems = Problems::default();
     let mut topology = Topology { sources: Vec::new(), processors: Vec::new(), sinks: Vec::new() };
 
@@ -97,7 +142,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
         let processor = &config.processors[&id];
         let mut inputs = Vec::new();
         for (i, input) in processor.inputs.iter().enumerate() {
-            match upstream_schema(&topology, &InputRef::parse(input)) {
+            match upstream_schema(&topology, input) {
                 Upstream::Found(schema) => inputs.push(schema),
                 Upstream::Failed => {}
                 Upstream::NoPort(message) => problems.push(&format!("processors.{id}.inputs[{i}]"), message),
@@ -106,11 +151,8 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
         if inputs.len() != processor.inputs.len() {
             continue; // an upstream failed and was reported; checking this one would only echo it
         }
-        let plugin_ref = match PluginRef::parse(&processor.uses, &config.base_dir) {
-            Ok(plugin_ref) => plugin_ref,
-            Err(_) => continue, // reported by the config check
-        };
-        let plugin = crate::registry::resolve(&processor.uses, &plugin_ref, config.registry.as_deref(), config.lock.as_ref())
+        let plugin = plugins
+            .resolve(&processor.uses)
             .and_then(|resolved| engine.load(&resolved.label, &resolved.bytes).map_err(|e| format!("{e:#}")));
         let plugin = match plugin {
             Ok(plugin) => plugin,
@@ -124,9 +166,9 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
             .inputs
             .iter()
             .zip(&inputs)
-            .map(|(name, schema)| InputPort { name: name.clone(), schema: schema.text.clone() })
+            .map(|(name, schema)| InputPort { name: name.to_string(), schema: schema.text.clone() })
             .collect();
-        let instance = match ProcessorInstance::new(&id, &plugin, Limits::from_config(&processor.limits), options.to_string(), ports) {
+        let instance = match ProcessorInstance::new(&id, &plugin, limits(&processor.limits), options.to_string(), ports) {
             Ok(instance) => instance,
             Err(InitFailure::Config(errors)) => {
                 for error in errors {
@@ -164,7 +206,6 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
         }
         let mut source_topics: Vec<String> = Vec::new();
         for input in &processor.inputs {
-            let input = InputRef::parse(input);
             let topics = match topology.sources.iter().find(|s| s.id == input.id) {
                 Some(source) => vec![source.topic.clone()],
                 None => topology.processors.iter().find(|p| p.id == input.id).map(|p| p.source_topics.clone()).unwrap_or_default(),
@@ -179,7 +220,6 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
             id: id.clone(),
             instance,
             source_topics,
-            state: None,
             format: init.format,
             inputs,
             outputs,
@@ -190,12 +230,12 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine) -> Result<Topology, 
         let mut schema: Option<EdgeSchema> = None;
         let mut complete = true;
         for (i, input) in sink.inputs.iter().enumerate() {
-            match upstream_schema(&topology, &InputRef::parse(input)) {
+            match upstream_schema(&topology, input) {
                 Upstream::Found(found) => match &schema {
                     None => schema = Some(found),
-                    Some(first) if first.parsed.to_json() != found.parsed.to_json() => problems.push(
+                    Some(first) if !first.same_as(&found) => problems.push(
                         &format!("sinks.{id}.inputs[{i}]"),
-                        format!("its schema differs from that of {:?}; put a mesh/union before the sink", sink.inputs[0]),
+                        format!("its schema differs from that of {:?}; put a mesh/union before the sink", sink.inputs[0].to_string()),
                     ),
                     Some(_) => {}
                 },
@@ -269,15 +309,15 @@ fn output_index(processor: &ProcessorNode, port: Option<&str>) -> Option<usize> 
 
 /// Fill in every node's targets from the `inputs:` lists.
 fn wire(config: &PipelineConfig, topology: &mut Topology) {
-    let mut edges: Vec<(InputRef, Target)> = Vec::new();
+    let mut edges: Vec<(&InputRef, Target)> = Vec::new();
     for (index, processor) in topology.processors.iter().enumerate() {
-        for (input, text) in config.processors[&processor.id].inputs.iter().enumerate() {
-            edges.push((InputRef::parse(text), Target::Processor { index, input: input as u32 }));
+        for (input, upstream) in config.processors[&processor.id].inputs.iter().enumerate() {
+            edges.push((upstream, Target::Processor { index, input: input as u32 }));
         }
     }
     for (index, sink) in topology.sinks.iter().enumerate() {
-        for text in &config.sinks[&sink.id].inputs {
-            edges.push((InputRef::parse(text), Target::Sink { index }));
+        for upstream in &config.sinks[&sink.id].inputs {
+            edges.push((upstream, Target::Sink { index }));
         }
     }
     for (input, target) in edges {
@@ -287,6 +327,15 @@ fn wire(config: &PipelineConfig, topology: &mut Topology) {
             let port = output_index(processor, input.port.as_deref()).expect("checked by plan");
             processor.outputs[port].targets.push(target);
         }
+    }
+}
+
+/// A processor's limits: the file's values, else the defaults.
+fn limits(config: &LimitsConfig) -> Limits {
+    let default = Limits::default();
+    Limits {
+        memory_bytes: config.memory_mb.map(|mb| (mb as usize) << 20).unwrap_or(default.memory_bytes),
+        timeout: config.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(default.timeout),
     }
 }
 

@@ -1,4 +1,6 @@
-//! Small Kafka utilities shared by the runtime, the CLI and the tests.
+//! Kafka: the pipeline's source ([`KafkaSource`]: consumer group, polling, commits) and sink
+//! ([`KafkaSink`]: the producer and its delivery reports), and small utilities shared by the
+//! runtime, the state changelog, the CLI and the tests.
 
 use std::time::Duration;
 
@@ -6,6 +8,30 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
+
+mod sink;
+mod source;
+
+pub use sink::KafkaSink;
+pub use source::{KafkaRecord, KafkaSource};
+
+/// A client configuration for `bootstrap_servers` with the user's extra librdkafka `properties`.
+pub fn client_config(bootstrap_servers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap_servers);
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// The partition count of every topic on the cluster at `bootstrap_servers`.
+pub fn partition_counts(bootstrap_servers: &str, timeout: Duration) -> Result<std::collections::HashMap<String, usize>, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
+    let metadata = consumer.fetch_metadata(None, timeout)?;
+    Ok(metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| (t.name().to_string(), t.partitions().len())).collect())
+}
 
 /// Create `topic` with `partitions` partitions and the given topic configs, unless it exists.
 pub fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> anyhow::Result<()> {

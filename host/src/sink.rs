@@ -1,0 +1,48 @@
+//! Where records go: the [`Sink`] trait. Kafka ([`crate::kafka::KafkaSink`]) is one
+//! implementation. Sink records, dead letters and state changelog writes all leave through it.
+
+use std::time::Duration;
+
+use meshhost_sdk::Header;
+
+use crate::topology::delivery::BatchId;
+
+/// A destination for records that reports each delivery, asynchronously, to the
+/// [`DeliveryTracker`](crate::topology::delivery::DeliveryTracker) it was built with.
+pub trait Sink {
+    /// Hand `record` over for `destination`; its delivery (or failure) is reported under `batch`.
+    /// Blocks while the sink's queue is full.
+    fn send(&self, destination: Destination<'_>, record: OutgoingRecord<'_>, batch: BatchId) -> Result<(), SinkError>;
+
+    /// Wait until everything handed over has been delivered or has failed.
+    fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
+}
+
+/// Where one record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination<'a> {
+    /// The topic (or stream) name.
+    pub topic: &'a str,
+    /// A fixed partition; `None` lets the sink choose (by key).
+    pub partition: Option<i32>,
+}
+
+/// A record to write, borrowed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutgoingRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    /// `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header],
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+}
+
+/// A record the sink could not take.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to {topic}")]
+pub struct SinkError {
+    pub topic: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}

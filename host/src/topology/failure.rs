@@ -1,0 +1,117 @@
+//! Why a record could not make it through the pipeline, and how that is written on its dead
+//! letter. The header names and stage values are an external contract (README "Dead letters"):
+//! they are spelled here and nowhere else.
+
+use meshhost_sdk::Header;
+
+/// Where in the pipeline a record failed: the `meshhost.stage` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The source value could not be read as a datum of the source's schema.
+    Decode,
+    /// A processor rejected the record, trapped on it, or could not be given it.
+    Process,
+    /// An output did not match its declared schema, or could not be written in the sink's format.
+    Encode,
+}
+
+impl Stage {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Process => "process",
+            Stage::Encode => "encode",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record's failure: it goes to dead letters (or stops the pipeline when there are none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub stage: Stage,
+    /// The processor it failed in, if any.
+    pub processor: Option<String>,
+    /// What went wrong, for people.
+    pub error: String,
+}
+
+impl Failure {
+    pub fn decode(error: impl Into<String>) -> Failure {
+        Failure { stage: Stage::Decode, processor: None, error: error.into() }
+    }
+
+    pub fn process(processor: &str, error: impl Into<String>) -> Failure {
+        Failure { stage: Stage::Process, processor: Some(processor.to_string()), error: error.into() }
+    }
+
+    pub fn encode(processor: Option<&str>, error: impl Into<String>) -> Failure {
+        Failure { stage: Stage::Encode, processor: processor.map(str::to_string), error: error.into() }
+    }
+
+    /// The headers a dead letter carries besides the record's own: what failed, where, and where
+    /// the record was read (`origin` is e.g. the source topic, `position` its offset).
+    pub fn dead_letter_headers(&self, origin: &str, partition: i32, position: i64) -> [Header; 6] {
+        let header = |key: &str, value: String| Header { key: key.to_string(), value: Some(value.into_bytes()) };
+        [
+            header(header::ERROR, self.error.clone()),
+            header(header::STAGE, self.stage.as_str().to_string()),
+            header(header::PROCESSOR, self.processor.clone().unwrap_or_default()),
+            header(header::SOURCE_TOPIC, origin.to_string()),
+            header(header::SOURCE_PARTITION, partition.to_string()),
+            header(header::SOURCE_OFFSET, position.to_string()),
+        ]
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed at stage {}", self.stage)?;
+        if let Some(processor) = &self.processor {
+            write!(f, " in processor {processor}")?;
+        }
+        write!(f, ": {}", self.error)
+    }
+}
+
+/// The names of the headers a dead letter carries.
+pub mod header {
+    pub const ERROR: &str = "meshhost.error";
+    pub const STAGE: &str = "meshhost.stage";
+    pub const PROCESSOR: &str = "meshhost.processor";
+    pub const SOURCE_TOPIC: &str = "meshhost.source.topic";
+    pub const SOURCE_PARTITION: &str = "meshhost.source.partition";
+    pub const SOURCE_OFFSET: &str = "meshhost.source.offset";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_spell_the_contract() {
+        let failure = Failure::process("recent", "bad year");
+        let headers = failure.dead_letter_headers("movies", 2, 41);
+        let pairs: Vec<(&str, String)> =
+            headers.iter().map(|h| (h.key.as_str(), String::from_utf8(h.value.clone().unwrap()).unwrap())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("meshhost.error", "bad year".to_string()),
+                ("meshhost.stage", "process".to_string()),
+                ("meshhost.processor", "recent".to_string()),
+                ("meshhost.source.topic", "movies".to_string()),
+                ("meshhost.source.partition", "2".to_string()),
+                ("meshhost.source.offset", "41".to_string()),
+            ]
+        );
+        assert_eq!(failure.to_string(), "failed at stage process in processor recent: bad year");
+        assert_eq!(Failure::decode("x").dead_letter_headers("t", 0, 0)[2].value.as_deref(), Some(&b""[..]));
+    }
+}
