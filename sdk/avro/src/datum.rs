@@ -1736,10 +1736,10 @@ pub(crate) mod tests {
                 eprintln!("STEP let value = decode_d");
                 assert_eq!(encode_datum(&schema, &value).unwrap(), ok);
                 eprintln!("STEP assert_eq!(encode_da");
-                let json = crate::avro::to_json(&schema, &schema.root, &value);
+                let json = crate::to_json(&schema, &schema.root, &value);
                 eprintln!("STEP let json = crate::av");
                 assert_eq!(
-                    crate::avro::from_json(&schema, &schema.root, &json).unwrap(),
+                    crate::from_json(&schema, &schema.root, &json).unwrap(),
                     value
                 );
                 eprintln!("STEP assert_eq!(crate::av");

@@ -915,8 +915,8 @@ impl Run<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::datum::tests::{from_apache, normalize};
-    use crate::avro::{decode_datum, encode_datum, Value};
+    use crate::datum::tests::{from_apache, normalize};
+    use crate::{decode_datum, encode_datum, Value};
 
     fn parse(text: &str) -> Schema {
         Schema::parse(text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -1062,18 +1062,18 @@ mod tests {
 
     #[test]
     fn identical_schemas_copy_the_bytes() {
-        let schema = crate::avro::datum::tests::MOVIE;
+        let schema = crate::datum::tests::MOVIE;
         let resolver = check(schema, schema);
         assert!(resolver.is_identity());
         let s = parse(schema);
-        let bytes = encode_datum(&s, &crate::avro::datum::tests::movie(3)).unwrap();
+        let bytes = encode_datum(&s, &crate::datum::tests::movie(3)).unwrap();
         assert_eq!(resolver.convert(&bytes).unwrap(), bytes);
         // Formatting and key order do not matter.
         let reordered = serde_json::to_string_pretty(&s.to_json_value()).unwrap();
         assert!(Resolver::new(&s, &parse(&reordered)).unwrap().is_identity());
         // Every case of the datum tests resolves to itself. (Not against apache-avro: its
         // resolution of decimals checks a precision its own encoder does not.)
-        for (text, values) in crate::avro::datum::tests::cases() {
+        for (text, values) in crate::datum::tests::cases() {
             let schema = parse(text);
             let resolver = Resolver::new(&schema, &schema).unwrap();
             for value in values {
@@ -1294,7 +1294,7 @@ mod tests {
             .stack_size(stack)
             .spawn(move || {
                 let converted = resolver.convert(&list(MAX_DEPTH)).unwrap();
-                crate::avro::validate(resolver.reader(), &converted).unwrap();
+                crate::validate(resolver.reader(), &converted).unwrap();
                 let e = resolver.convert(&list(MAX_DEPTH + 1)).unwrap_err();
                 assert_eq!(e.kind(), &DatumErrorKind::TooDeep);
                 assert!(resolver.convert(&list(100_000)).is_err());
@@ -1421,7 +1421,7 @@ mod tests {
 
     #[test]
     fn incompatibilities_name_the_field() {
-        let writer = crate::avro::datum::tests::MOVIE;
+        let writer = crate::datum::tests::MOVIE;
         let change = |from: &str, to: &str| {
             assert!(writer.contains(from), "{from}");
             writer.replacen(from, to, 1)
@@ -1505,7 +1505,7 @@ mod tests {
 
     #[test]
     fn bad_datums_fail_without_panics() {
-        let writer = crate::avro::datum::tests::MOVIE;
+        let writer = crate::datum::tests::MOVIE;
         let reader = writer
             .replacen(
                 r#"{"name": "year", "type": "int"}"#,
@@ -1519,13 +1519,13 @@ mod tests {
             );
         let (w, r) = (parse(writer), parse(&reader));
         let resolver = Resolver::new(&w, &r).unwrap();
-        let bytes = encode_datum(&w, &crate::avro::datum::tests::movie(3)).unwrap();
+        let bytes = encode_datum(&w, &crate::datum::tests::movie(3)).unwrap();
         check_values(
             writer,
             &reader,
             &[
-                crate::avro::datum::tests::movie(0),
-                crate::avro::datum::tests::movie(3),
+                crate::datum::tests::movie(0),
+                crate::datum::tests::movie(3),
             ],
             50,
         );

@@ -1,4 +1,7 @@
-//! Avro schemas and binary datums, without a full decode on the hot path.
+//! meshhost's Avro toolkit: schemas and binary datums, without a full decode on the hot path.
+//!
+//! The host, the Rust SDK (as `meshhost_sdk::avro`) and the stock plugins all use this crate,
+//! natively and on `wasm32-wasip2`.
 //!
 //! The binary encoding of an Avro record is its fields in schema order with no framing, so a
 //! processor can find the byte range of each field by *skipping* the ones before it. A filter
