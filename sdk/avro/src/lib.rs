@@ -12,11 +12,13 @@
 //! branch's value (no `{"type": value}` wrapper), bytes and fixed are strings of code points
 //! 0-255 (as in Avro's JSON encoding), an enum is its symbol.
 
+mod canonical;
 mod datum;
 mod json;
 mod resolve;
 mod schema;
 
+pub use canonical::crc64_avro;
 pub use datum::{
     decode, decode_datum, encode, encode_datum, field_ranges, field_ranges_into, skip, validate,
     write_long, DatumError, DatumErrorKind, Reader, MAX_DEPTH,

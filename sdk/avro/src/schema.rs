@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use super::canonical::shape;
+
 /// A parsed Avro schema. Named types (record, enum, fixed) are defined once; later uses are
 /// [`AvroType::Ref`]s that [`Schema::resolve`] follows.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,17 +16,17 @@ pub struct Schema {
     pub root: AvroType,
     /// Every named type, by full name (`namespace.name`). A named type with a logical type is
     /// stored wrapped in its [`AvroType::Logical`], so references keep the logical type.
-    named: NamedTypes,
+    pub(crate) named: NamedTypes,
 }
 
 /// Named types by full name. Datum code looks a ref up for every value of a named type it
 /// meets, so the hash is a cheap one rather than SipHash (names come from the schema, not from
 /// the data, so flooding is not a concern).
-type NamedTypes = HashMap<String, AvroType, BuildHasherDefault<NameHasher>>;
+pub(crate) type NamedTypes = HashMap<String, AvroType, BuildHasherDefault<NameHasher>>;
 
 /// FxHash-style hasher, eight bytes at a time.
 #[derive(Default, Clone, Copy)]
-struct NameHasher(u64);
+pub(crate) struct NameHasher(u64);
 
 impl Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -400,12 +402,15 @@ fn gather_records<'a>(ty: &'a AvroType, out: &mut Vec<&'a RecordType>) {
     }
 }
 
-/// Adds every named type defined inline in `ty` to `named`; the same name defined twice
-/// differently is an error.
+/// Adds every named type defined inline in `ty` to `named`. The same name defined twice is
+/// fine when both definitions have the same canonical form (the first one is kept, docs,
+/// aliases and attributes included); else it is an error.
 fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), SchemaError> {
     let mut define = |name: &str, def: &AvroType| -> Result<bool, SchemaError> {
         match named.get(name) {
             Some(existing) if existing == def => Ok(false),
+            // Named types inside are written by name and checked on their own below.
+            Some(existing) if shape(existing) == shape(def) => Ok(false),
             Some(_) => Err(SchemaError(format!(
                 "type \"{name}\" is defined twice, differently"
             ))),
@@ -416,12 +421,14 @@ fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), Sche
         }
     };
     match ty {
-        AvroType::Record(r) if define(&r.name, ty)? => {
+        AvroType::Record(r) => {
+            // A repeated definition's fields are walked too: types defined inline in them must
+            // agree with the first definitions as well.
+            define(&r.name, ty)?;
             for f in &r.fields {
                 collect_definitions(&f.ty, named)?;
             }
         }
-        AvroType::Record(_) => {}
         AvroType::Enum(e) => {
             define(&e.name, ty)?;
         }
@@ -432,7 +439,8 @@ fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), Sche
             // The wrapper is the definition, as the parser stores it.
             AvroType::Record(_) | AvroType::Enum(_) | AvroType::Fixed(_) => {
                 let name = base.name().unwrap_or_default().to_string();
-                if define(&name, ty)? {
+                define(&name, ty)?;
+                {
                     if let AvroType::Record(r) = &**base {
                         for f in &r.fields {
                             collect_definitions(&f.ty, named)?;
@@ -1511,6 +1519,73 @@ mod tests {
             r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "int", "aliases": ["x.y"]}]}"#,
         );
         assert!(e.contains(r#"invalid alias "x.y" of field "R.a""#), "{e}");
+    }
+
+    #[test]
+    fn the_same_definition_twice_is_one_definition() {
+        let input = parse(
+            r#"{"type": "record", "name": "n.Movie", "doc": "one", "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["A"]}}
+            ]}"#,
+        );
+        let other_doc = parse(
+            r#"{"type": "record", "name": "n.Movie", "doc": "two", "aliases": ["n.Film"], "fields": [
+                {"name": "id", "type": {"type": "long"}},
+                {"name": "genre", "type": {"type": "enum", "name": "n.Genre", "doc": "g", "symbols": ["A"]}}
+            ]}"#,
+        );
+        assert_ne!(input, other_doc);
+        assert!(input.same_as(&other_doc));
+        let both = Schema::record(
+            "n.Pair",
+            vec![
+                Field::new("a", input.root.clone()),
+                Field::new(
+                    "b",
+                    AvroType::Union(vec![AvroType::Null, other_doc.root.clone()]),
+                ),
+            ],
+            &input,
+        )
+        .unwrap();
+        // Defined at its first use (the first definition, doc and all), named at the second.
+        let text = both.to_json();
+        assert_eq!(
+            text.matches("\"type\":\"record\",\"name\":\"n.Movie\"")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("\"doc\":\"one\"") && !text.contains("\"doc\":\"two\""),
+            "{text}"
+        );
+        let again = parse(&text);
+        assert!(again.same_as(&both));
+        apache_avro::Schema::parse_str(&text).unwrap();
+
+        // Different definitions under one name stay an error, also of a type inside.
+        let different = parse(
+            r#"{"type": "record", "name": "n.Movie", "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["A", "B"]}}
+            ]}"#,
+        );
+        let e = Schema::record(
+            "n.Pair",
+            vec![
+                Field::new("a", input.root.clone()),
+                Field::new("b", different.root.clone()),
+            ],
+            &input,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("type \"n.Genre\" is defined twice, differently"),
+            "{e}"
+        );
     }
 
     #[test]
