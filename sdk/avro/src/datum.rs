@@ -1666,7 +1666,8 @@ pub(crate) mod tests {
     fn encode_checks_the_value() {
         let schema = Schema::parse(MOVIE).unwrap();
         // The error from encoding movie(2) after `change` to its fields.
-        let error = |change: &dyn Fn(&mut Vec<(String, Value)>)| {
+        type Fields = Vec<(String, Value)>;
+        let error = |change: &dyn Fn(&mut Fields)| {
             let mut value = movie(2);
             let Value::Record(fields) = &mut value else {
                 unreachable!()
