@@ -11,6 +11,44 @@
 //! Values cross into dynamic languages as "natural" JSON: a record is an object, a union is its
 //! branch's value (no `{"type": value}` wrapper), bytes and fixed are strings of code points
 //! 0-255 (as in Avro's JSON encoding), an enum is its symbol.
+//!
+//! Schemas keep their docs, aliases and custom attributes; [`Schema::canonical_form`],
+//! [`Schema::fingerprint`] (CRC-64-AVRO) and [`Schema::same_as`] follow the spec's Parsing
+//! Canonical Form, which ignores them. [`Resolver`] reads a writer's datums as a reader's, with
+//! aliases.
+//!
+//! ```
+//! use meshhost_avro::{decode_datum, encode_datum, Schema, Value};
+//!
+//! let schema = Schema::parse(
+//!     r#"{"type": "record", "name": "Movie", "namespace": "demo", "doc": "A film",
+//!         "fields": [{"name": "title", "type": "string"}, {"name": "year", "type": "int"}]}"#,
+//! )?;
+//! let movie = Value::Record(vec![
+//!     ("title".into(), Value::String("Heat".into())),
+//!     ("year".into(), Value::Int(1995)),
+//! ]);
+//! let bytes = encode_datum(&schema, &movie)?;
+//! assert_eq!(decode_datum(&schema, &bytes)?, movie);
+//! assert_eq!(
+//!     schema.canonical_form(),
+//!     r#"{"name":"demo.Movie","type":"record","fields":[{"name":"title","type":"string"},{"name":"year","type":"int"}]}"#
+//! );
+//! assert!(schema.same_as(&Schema::parse(&schema.canonical_form())?));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Why not apache-avro's parser in plugins
+//!
+//! Every plugin parses its port schemas, so the parser is linked into every component. Measured
+//! on a throwaway `wasm32-wasip2` cdylib that parses a schema and returns the length of its
+//! canonical form (release, rustc 1.95): with this crate 210 KB stripped (3.7 MB with the
+//! workspace's `debug = "line-tables-only"`), with apache-avro 0.21 (default features) 618 KB
+//! stripped (7.1 MB); serde_json alone, parsing the same text, is 116 KB (2.9 MB). So the
+//! parser costs a plugin about 94 KB here against about 500 KB. Parsing `demo/movie.avsc`
+//! natively took about 20 µs here against about 50 µs. The datum code needs the schema in its
+//! own shape anyway (skipping fields, byte ranges, resolution without building values), and
+//! apache-avro stays a dev-dependency: the oracle of the tests.
 
 mod canonical;
 mod datum;
