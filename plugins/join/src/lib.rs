@@ -20,7 +20,9 @@
 //!
 //! The output port `out` carries a record `<left record name>_join` with the field
 //! `<left input>` (the left record) and the field `<right input>` (`["null", right record]`),
-//! whatever the kind. Every record that changes a side emits, keyed by the join key, the joined
+//! whatever the kind. A named type both inputs define (a self-join of one schema) is defined
+//! once in the output schema when both definitions are the same (equal canonical forms);
+//! different definitions under one name are refused. Every record that changes a side emits, keyed by the join key, the joined
 //! record of its key if there is one now (inner: both rows exist; left: the left row exists), or
 //! a tombstone if there was one before and there is none now, or nothing. The joined value is
 //! composed from the stored bytes: left datum, then `0x00` (null) or `0x02` and the right datum.
@@ -28,8 +30,8 @@
 use std::ops::Range;
 
 use meshhost_sdk::avro::{self, AvroType, Reader, RecordType, Schema};
-use meshhost_sdk::state::{HostState, State};
 use meshhost_sdk::options::{self, field_names, json_kind};
+use meshhost_sdk::state::{HostState, State};
 use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor, Record};
 
 /// The options `with:` accepts.
@@ -98,7 +100,9 @@ impl Join {
         inputs: &[InputPort],
     ) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let options = Options { map: options::options("mesh/join", config, OPTIONS, &mut errors) };
+        let options = Options {
+            map: options::options("mesh/join", config, OPTIONS, &mut errors),
+        };
         let left_key = options.field_name("left_key", "left", &mut errors);
         let right_key = options.field_name("right_key", "right", &mut errors);
         let kind = match options.map.map(|o| o.get("kind")) {
@@ -198,19 +202,24 @@ impl Join {
             ));
         }
 
-        // Both sides' named types go into the output schema, so they must not share a name.
+        // Both sides' named types go into the output schema: a name both define (as in a
+        // self-join) is defined once there, so both definitions must be the same type.
         if let [Some((left, _)), Some((right, _))] = &records[..] {
-            let mut shared: Vec<&str> = left
+            let mut differing: Vec<&str> = left
                 .named_types()
+                .filter(|(name, def)| {
+                    right.named_type(name).is_some_and(|other| {
+                        left.canonical_form_of(def) != right.canonical_form_of(other)
+                    })
+                })
                 .map(|(name, _)| name)
-                .filter(|name| right.named_type(name).is_some())
                 .collect();
-            shared.sort_unstable();
-            for name in shared {
+            differing.sort_unstable();
+            for name in differing {
                 errors.push(ConfigError::at(
                     "",
                     format!(
-                        "inputs {:?} and {:?} both define type {name:?}; the joined schema holds both, so their named types must differ",
+                        "inputs {:?} and {:?} define type {name:?} differently; the joined schema holds both, so a type name they share must mean the same type",
                         inputs[0].name, inputs[1].name
                     ),
                 ));
@@ -486,7 +495,9 @@ meshhost_sdk::export!(Join);
 
 /// The record schema of an input, or the problem with it.
 fn input_record(input: &InputPort, errors: &mut Vec<ConfigError>) -> Option<(Schema, RecordType)> {
-    options::record_input("mesh/join", input).map_err(|e| errors.push(e)).ok()
+    options::record_input("mesh/join", input)
+        .map_err(|e| errors.push(e))
+        .ok()
 }
 
 /// The key type of a field type (through refs and logical types), or a description of the
@@ -513,36 +524,24 @@ fn key_type(schema: &Schema, ty: &AvroType) -> Result<KeyType, String> {
 }
 
 /// The output schema: record `name` with the left record in field `fields[0]` and the right
-/// record or null in `fields[1]`, composed as JSON from the two (self-contained) input schemas.
+/// record or null in `fields[1]`. A named type both inputs define with the same canonical form
+/// is defined once (at its first use, the left one); another definition under a name already
+/// taken is an error.
 fn output_schema(
     name: &str,
     fields: [&str; 2],
     schemas: [&Schema; 2],
 ) -> Result<Schema, avro::SchemaError> {
-    let side = |schema: &Schema| {
-        let mut json = schema.to_json_value();
-        // A null-namespace root written at the top level carries no namespace; nested in the
-        // output record it would take the output's namespace, unless it says it has none.
-        if let serde_json::Value::Object(obj) = &mut json {
-            let short = obj
-                .get("name")
-                .and_then(|n| n.as_str())
-                .is_some_and(|n| !n.contains('.'));
-            if short && !obj.contains_key("namespace") {
-                obj.insert("namespace".into(), "".into());
-            }
-        }
-        json
-    };
-    let json = serde_json::json!({
-        "type": "record",
-        "name": name,
-        "fields": [
-            {"name": fields[0], "type": side(schemas[0])},
-            {"name": fields[1], "type": ["null", side(schemas[1])], "default": null},
-        ],
-    });
-    Schema::parse(&json.to_string())
+    // A parsed schema's root holds every definition it uses, so the roots are all it takes.
+    let mut right = avro::Field::new(
+        fields[1],
+        AvroType::Union(vec![AvroType::Null, schemas[1].root.clone()]),
+    );
+    right.default = Some(serde_json::Value::Null);
+    let left = avro::Field::new(fields[0], schemas[0].root.clone());
+    let output = Schema::record(name, vec![left, right], schemas[0])?;
+    // As the text the output port carries, read back.
+    Schema::parse(&output.to_json())
 }
 
 /// The output field name of an input: its id with every character other than `[A-Za-z0-9_]`

@@ -232,6 +232,63 @@ fn output_schema_holds_left_and_right_or_null() {
 }
 
 #[test]
+fn self_join_defines_the_shared_types_once() {
+    // Both inputs carry the one schema (here written two ways: the canonical forms are equal,
+    // the docs differ), as when a topic is joined with itself.
+    let respelled = MOVIES
+        .replace(
+            r#""name": "Movie", "namespace": "test""#,
+            r#""name": "test.Movie", "doc": "again""#,
+        )
+        .replace(r#""type": "long""#, r#""type": {"type": "long"}"#);
+    assert_ne!(respelled, MOVIES);
+    let inputs = vec![port("movies", MOVIES), port("sequels", &respelled)];
+    let (mut join, schema) = join_with(json!({ "left_key": "id", "right_key": "id" }), inputs);
+    let record = schema.root_record().unwrap();
+    assert_eq!(record.name, "test.Movie_join");
+    // Defined in the left field, referenced in the right one.
+    assert!(matches!(&record.fields[0].ty, AvroType::Record(r) if r.name == "test.Movie"));
+    assert_eq!(
+        record.fields[1].ty,
+        AvroType::Union(vec![AvroType::Null, AvroType::Ref("test.Movie".into())])
+    );
+    let text = schema.to_json();
+    assert_eq!(text.matches(r#""name":"test.Person""#).count(), 1, "{text}");
+    assert_eq!(text.matches(r#""name":"test.Movie""#).count(), 1, "{text}");
+    assert!(!text.contains("again"), "{text}");
+
+    // A joined record round-trips through the output schema.
+    let mut state = MemoryState::default();
+    let first = ok(
+        &mut join,
+        &schema,
+        &mut state,
+        0,
+        vec![keyed("7", Some(movie(7, "Heat")))],
+    );
+    assert_eq!(first, []);
+    let emitted = ok(
+        &mut join,
+        &schema,
+        &mut state,
+        1,
+        vec![keyed("7", Some(movie(7, "Heat 2")))],
+    );
+    let expected = Value::Record(vec![
+        ("movies".into(), movie_value(7, "Heat")),
+        (
+            "sequels".into(),
+            Value::Union(1, Box::new(movie_value(7, "Heat 2"))),
+        ),
+    ]);
+    assert_eq!(emitted, [(0, "7".to_string(), Some(expected.clone()))]);
+    let bytes = avro::encode_datum(&schema, &expected).unwrap();
+    assert_eq!(avro::decode_datum(&schema, &bytes).unwrap(), expected);
+    let json = avro::datum_to_json(&schema, &bytes).unwrap();
+    assert_eq!(avro::json_to_datum(&schema, &json).unwrap(), bytes);
+}
+
+#[test]
 fn field_names_come_from_the_input_ids() {
     let (_, schema) = join_with(
         json!({ "left_key": "id", "right_key": "movie_id" }),
@@ -801,7 +858,10 @@ fn key_types_render_as_bytes() {
         join.process_with(&mut state, 1, &batch, &mut out);
         assert_eq!(out.failures().len(), 0, "{ty}: {:?}", out.failures());
         assert_eq!(
-            decode(&output, out.emitted(&batch)[0].record.value.as_deref().unwrap()),
+            decode(
+                &output,
+                out.emitted(&batch)[0].record.value.as_deref().unwrap()
+            ),
             Value::Record(vec![
                 ("a".into(), value.clone()),
                 ("b".into(), Value::Union(1, Box::new(value.clone()))),
@@ -930,17 +990,28 @@ fn input_errors() {
     );
     assert_eq!(
         init_errors(config.clone(), vec![port("movies", MOVIES), port("talents.out", &TALENTS.replace(r#""name": "Talent""#, r#""name": "Movie", "namespace": "test""#))]),
-        ["inputs \"movies\" and \"talents.out\" both define type \"test.Movie\"; the joined schema holds both, so their named types must differ"]
+        ["inputs \"movies\" and \"talents.out\" define type \"test.Movie\" differently; the joined schema holds both, so a type name they share must mean the same type"]
     );
-    // Caught by the JSON composition rather than the shared-name check: the output record's own
-    // name is taken.
+    // A nested type defined differently is named, and so is every type that holds it.
+    let other_person = MOVIES
+        .replace(r#""name": "Movie""#, r#""name": "Film""#)
+        .replace(
+            r#"{"name": "name", "type": "string"}"#,
+            r#"{"name": "name", "type": "string"}, {"name": "born", "type": "int"}"#,
+        );
+    assert_eq!(
+        init_errors(json!({ "left_key": "id", "right_key": "id" }), vec![port("movies", MOVIES), port("films", &other_person)]),
+        ["inputs \"movies\" and \"films\" define type \"test.Person\" differently; the joined schema holds both, so a type name they share must mean the same type"]
+    );
+    // Caught when the output schema is built rather than by the shared-name check: the output
+    // record's own name is taken.
     let taken = TALENTS.replace(
         r#""name": "Talent""#,
         r#""name": "Movie_join", "namespace": "test""#,
     );
     assert_eq!(
         init_errors(config.clone(), vec![port("movies", MOVIES), port("talents", &taken)]),
-        ["cannot build the output schema: invalid Avro schema: type \"test.Movie_join\" is defined twice"]
+        ["cannot build the output schema: invalid Avro schema: type \"test.Movie_join\" is defined twice, differently"]
     );
     let same_id = MOVIES
         .replace(r#""name": "Movie""#, r#""name": "Film""#)

@@ -23,9 +23,10 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the `.wasm` is the component.
-//! [`avro`] reads and writes the Avro datums that records carry, field by field.
+//! [`avro`] (the `meshhost-avro` crate, re-exported) reads and writes the Avro datums that
+//! records carry, field by field.
 
-pub mod avro;
+pub use meshhost_avro as avro;
 pub mod batch;
 mod guest;
 pub mod options;

@@ -1666,7 +1666,8 @@ pub(crate) mod tests {
     fn encode_checks_the_value() {
         let schema = Schema::parse(MOVIE).unwrap();
         // The error from encoding movie(2) after `change` to its fields.
-        let error = |change: &dyn Fn(&mut Vec<(String, Value)>)| {
+        type Fields = Vec<(String, Value)>;
+        let error = |change: &dyn Fn(&mut Fields)| {
             let mut value = movie(2);
             let Value::Record(fields) = &mut value else {
                 unreachable!()
@@ -1736,10 +1737,10 @@ pub(crate) mod tests {
                 eprintln!("STEP let value = decode_d");
                 assert_eq!(encode_datum(&schema, &value).unwrap(), ok);
                 eprintln!("STEP assert_eq!(encode_da");
-                let json = crate::avro::to_json(&schema, &schema.root, &value);
+                let json = crate::to_json(&schema, &schema.root, &value);
                 eprintln!("STEP let json = crate::av");
                 assert_eq!(
-                    crate::avro::from_json(&schema, &schema.root, &json).unwrap(),
+                    crate::from_json(&schema, &schema.root, &json).unwrap(),
                     value
                 );
                 eprintln!("STEP assert_eq!(crate::av");

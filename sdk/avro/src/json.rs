@@ -423,8 +423,8 @@ fn union_from_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::datum::tests::{cases, movie, MOVIE};
-    use crate::avro::{decode_datum, encode_datum};
+    use crate::datum::tests::{cases, movie, MOVIE};
+    use crate::{decode_datum, encode_datum};
     use serde_json::json;
 
     fn schema(json: &str) -> Schema {

@@ -7,11 +7,15 @@
 //! [`Resolver::convert`] turns writer datums into reader datums, byte to byte, without building
 //! [`Value`](super::Value)s:
 //!
-//! - record fields are matched by name; the writer's fields are read in the writer's order,
+//! - record fields are matched by name, then by the reader field's aliases (a writer field
+//!   that some reader field has by name is not taken by another's alias); the writer's fields
+//!   are read in the writer's order,
 //!   the ones the reader does not have are skipped, and the reader's fields the writer lacks
 //!   take the reader field's default (for a union, a value of its *first* branch, as the spec
 //!   says);
-//! - records, enums and fixed types match by unqualified name (aliases are not supported);
+//! - records, enums and fixed types match by unqualified name (the spec's "same (unqualified)
+//!   name"), or when the writer's full name is one of the reader type's aliases (which the
+//!   parser has made full names);
 //! - `int` is promoted to `long`, `float` or `double`, `long` to `float` or `double`, `float`
 //!   to `double`; `string` and `bytes` read as each other (bytes read as a string must be
 //!   UTF-8);
@@ -19,7 +23,8 @@
 //!   one, makes that datum fail to convert;
 //! - a writer union resolves the branch each datum uses; a reader union takes the first branch
 //!   of the same type (for a named type: of the same full name, then of the same unqualified
-//!   name), else the first branch the writer's type promotes to;
+//!   name, then one with the writer's full name among its aliases), else the first branch the
+//!   writer's type promotes to;
 //! - logical types resolve as their underlying types;
 //! - parts of the schemas that are identical are copied as bytes, and identical schemas copy
 //!   the whole datum.
@@ -178,7 +183,8 @@ impl Resolver {
     }
 
     fn build(writer: &Schema, reader: &Schema, strict: bool) -> Result<Resolver, ResolveError> {
-        let identical = writer.to_json() == reader.to_json();
+        // Same canonical form: the same encoding, whatever the docs, aliases or defaults.
+        let identical = writer.same_as(reader);
         let mut builder = Builder {
             writer,
             reader,
@@ -276,6 +282,12 @@ fn short(name: &str) -> &str {
     name.rsplit('.').next().unwrap_or(name)
 }
 
+/// Whether a reader's named type (full name `reader`, `aliases`) reads the writer's named type
+/// of full name `writer`: the same unqualified name, or the writer's full name is an alias.
+fn names_match(writer: &str, reader: &str, aliases: &[String]) -> bool {
+    short(writer) == short(reader) || aliases.iter().any(|a| a == writer)
+}
+
 /// Whether a value of `w` can be promoted to `r` (both encoding types).
 fn promotes(w: &AvroType, r: &AvroType) -> bool {
     use AvroType as T;
@@ -354,13 +366,17 @@ impl<'a> Builder<'a> {
             (T::Record(wr), T::Record(rr)) => self.record(wr, rr)?,
             (T::Enum(we), T::Enum(re)) => self.enumeration(we, re)?,
             (T::Fixed(wf), T::Fixed(rf)) => {
-                if short(&wf.name) != short(&rf.name) {
+                if !names_match(&wf.name, &rf.name, &rf.aliases) {
                     return Err(self.error(format!(
                         "writer fixed \"{}\" cannot be read as fixed \"{}\": the names differ",
                         wf.name, rf.name
                     )));
                 }
-                // Same name, so the sizes differ (identical would have matched).
+                if wf.size == rf.size {
+                    // Read through an alias.
+                    return Ok(Action::Copy(w.clone()));
+                }
+                // The names match, so the sizes differ.
                 return Err(self.error(format!(
                     "writer fixed \"{}\" has {} bytes, reader fixed \"{}\" has {}",
                     wf.name, wf.size, rf.name, rf.size
@@ -410,14 +426,18 @@ impl<'a> Builder<'a> {
             | (T::Double, T::Double)
             | (T::Bytes, T::Bytes)
             | (T::String, T::String) => true,
-            (T::Fixed(a), T::Fixed(b)) => a.size == b.size && short(&a.name) == short(&b.name),
-            (T::Enum(a), T::Enum(b)) => short(&a.name) == short(&b.name) && a.symbols == b.symbols,
+            (T::Fixed(a), T::Fixed(b)) => {
+                a.size == b.size && names_match(&a.name, &b.name, &b.aliases)
+            }
+            (T::Enum(a), T::Enum(b)) => {
+                names_match(&a.name, &b.name, &b.aliases) && a.symbols == b.symbols
+            }
             (T::Array(a), T::Array(b)) | (T::Map(a), T::Map(b)) => self.identical(a, b, assumed),
             (T::Union(a), T::Union(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| self.identical(x, y, assumed))
             }
             (T::Record(a), T::Record(b)) => {
-                if short(&a.name) != short(&b.name) {
+                if !names_match(&a.name, &b.name, &b.aliases) {
                     return false;
                 }
                 if !assumed.insert((a.name.clone(), b.name.clone())) {
@@ -486,28 +506,37 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|b| encoding_type(self.reader, b).ok())
             .collect();
-        let same_kind = |b: &AvroType, full_name: bool| -> bool {
+        /// How a named branch must match the writer's named type.
+        #[derive(Clone, Copy)]
+        enum By {
+            FullName,
+            ShortName,
+            Alias,
+        }
+        let same_kind = |b: &AvroType, by: By| -> bool {
             match (w, b) {
                 (T::Record(_), T::Record(_))
                 | (T::Enum(_), T::Enum(_))
                 | (T::Fixed(_), T::Fixed(_)) => {
                     let (wn, bn) = (w.name().unwrap_or(""), b.name().unwrap_or(""));
-                    if full_name {
-                        wn == bn
-                    } else {
-                        short(wn) == short(bn)
+                    match by {
+                        By::FullName => wn == bn,
+                        By::ShortName => short(wn) == short(bn),
+                        By::Alias => b.aliases().iter().any(|a| a == wn),
                     }
                 }
                 (T::Array(_), T::Array(_)) | (T::Map(_), T::Map(_)) => true,
                 _ => std::mem::discriminant(w) == std::mem::discriminant(b),
             }
         };
-        // Exact matches first (by full name, then by unqualified name), then promotions.
+        // Exact matches first (by full name, by unqualified name, by alias), then promotions.
         let mut candidates: Vec<usize> = Vec::new();
-        let passes: [&dyn Fn(&AvroType) -> bool; 3] =
-            [&|b| same_kind(b, true), &|b| same_kind(b, false), &|b| {
-                promotes(w, b)
-            }];
+        let passes: [&dyn Fn(&AvroType) -> bool; 4] = [
+            &|b| same_kind(b, By::FullName),
+            &|b| same_kind(b, By::ShortName),
+            &|b| same_kind(b, By::Alias),
+            &|b| promotes(w, b),
+        ];
         for pass in passes {
             for (i, b) in resolved.iter().enumerate() {
                 if b.is_some_and(pass) && !candidates.contains(&i) {
@@ -534,7 +563,7 @@ impl<'a> Builder<'a> {
     }
 
     fn enumeration(&mut self, we: &EnumType, re: &EnumType) -> Result<Action, ResolveError> {
-        if short(&we.name) != short(&re.name) {
+        if !names_match(&we.name, &re.name, &re.aliases) {
             return Err(self.error(format!(
                 "writer enum \"{}\" cannot be read as enum \"{}\": the names differ",
                 we.name, re.name
@@ -559,7 +588,7 @@ impl<'a> Builder<'a> {
     }
 
     fn record(&mut self, wr: &'a RecordType, rr: &'a RecordType) -> Result<Action, ResolveError> {
-        if short(&wr.name) != short(&rr.name) {
+        if !names_match(&wr.name, &rr.name, &rr.aliases) {
             return Err(self.error(format!(
                 "writer record \"{}\" cannot be read as record \"{}\": the names differ",
                 wr.name, rr.name
@@ -600,9 +629,35 @@ impl<'a> Builder<'a> {
                 step: Step::Skip(f.ty.clone()),
             })
             .collect();
+        // The writer field each reader field reads: by name, else by an alias, among the
+        // writer fields no reader field has by name.
+        let by_name: Vec<Option<usize>> = rr
+            .fields
+            .iter()
+            .map(|rf| wr.field(&rf.name).map(|(k, _)| k))
+            .collect();
+        let mut claimed: Vec<bool> = vec![false; wr.fields.len()];
+        for k in by_name.iter().flatten() {
+            claimed[*k] = true;
+        }
+        let mut sources = Vec::with_capacity(rr.fields.len());
+        for (rf, by_name) in rr.fields.iter().zip(by_name) {
+            let source = by_name.or_else(|| {
+                let k = wr
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .position(|(k, wf)| !claimed[k] && rf.aliases.contains(&wf.name))?;
+                claimed[k] = true;
+                Some(k)
+            });
+            sources.push(source);
+        }
         let mut layout = Vec::with_capacity(rr.fields.len());
-        for rf in &rr.fields {
-            let piece = self.at(Segment::Field(rf.name.clone()), |b| match wr.field(&rf.name) {
+        for (rf, source) in rr.fields.iter().zip(sources) {
+            let piece = self.at(Segment::Field(rf.name.clone()), |b| match source
+                .map(|k| (k, &wr.fields[k]))
+            {
                 Some((k, wf)) => {
                     fields[k].step = Step::Read(b.build(&wf.ty, &rf.ty)?);
                     Ok(Piece::Writer(k))
@@ -915,8 +970,8 @@ impl Run<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::datum::tests::{from_apache, normalize};
-    use crate::avro::{decode_datum, encode_datum, Value};
+    use crate::datum::tests::{from_apache, normalize};
+    use crate::{decode_datum, encode_datum, Value};
 
     fn parse(text: &str) -> Schema {
         Schema::parse(text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -1062,18 +1117,18 @@ mod tests {
 
     #[test]
     fn identical_schemas_copy_the_bytes() {
-        let schema = crate::avro::datum::tests::MOVIE;
+        let schema = crate::datum::tests::MOVIE;
         let resolver = check(schema, schema);
         assert!(resolver.is_identity());
         let s = parse(schema);
-        let bytes = encode_datum(&s, &crate::avro::datum::tests::movie(3)).unwrap();
+        let bytes = encode_datum(&s, &crate::datum::tests::movie(3)).unwrap();
         assert_eq!(resolver.convert(&bytes).unwrap(), bytes);
         // Formatting and key order do not matter.
         let reordered = serde_json::to_string_pretty(&s.to_json_value()).unwrap();
         assert!(Resolver::new(&s, &parse(&reordered)).unwrap().is_identity());
         // Every case of the datum tests resolves to itself. (Not against apache-avro: its
         // resolution of decimals checks a precision its own encoder does not.)
-        for (text, values) in crate::avro::datum::tests::cases() {
+        for (text, values) in crate::datum::tests::cases() {
             let schema = parse(text);
             let resolver = Resolver::new(&schema, &schema).unwrap();
             for value in values {
@@ -1081,15 +1136,14 @@ mod tests {
                 assert_eq!(resolver.convert(&bytes).unwrap(), bytes);
             }
         }
-        // Schemas that differ only in docs take the planned path, which copies identical
-        // parts.
+        // Schemas that differ only in docs (the same canonical form) copy the datum too.
         let documented = schema.replacen(
             r#""name": "movie","#,
             r#""name": "movie", "doc": "films","#,
             1,
         );
         let resolver = check(schema, &documented);
-        assert!(!resolver.is_identity());
+        assert!(resolver.is_identity());
         assert!(matches!(resolver.root, Action::Copy(_)));
         assert_eq!(resolver.convert(&bytes).unwrap(), bytes);
     }
@@ -1294,7 +1348,7 @@ mod tests {
             .stack_size(stack)
             .spawn(move || {
                 let converted = resolver.convert(&list(MAX_DEPTH)).unwrap();
-                crate::avro::validate(resolver.reader(), &converted).unwrap();
+                crate::validate(resolver.reader(), &converted).unwrap();
                 let e = resolver.convert(&list(MAX_DEPTH + 1)).unwrap_err();
                 assert_eq!(e.kind(), &DatumErrorKind::TooDeep);
                 assert!(resolver.convert(&list(100_000)).is_err());
@@ -1364,6 +1418,141 @@ mod tests {
         );
     }
 
+    /// Converts `value` (a datum of `writer`) to `reader` and decodes it.
+    fn convert_value(writer: &str, reader: &str, value: &Value) -> Value {
+        let (w, r) = (parse(writer), parse(reader));
+        let resolver = Resolver::new(&w, &r).unwrap_or_else(|e| panic!("{e}"));
+        let bytes = resolver.convert(&encode_datum(&w, value).unwrap()).unwrap();
+        decode_datum(&r, &bytes).unwrap()
+    }
+
+    #[test]
+    fn field_aliases() {
+        let writer = record(
+            "R",
+            r#"{"name": "id", "type": "int"}, {"name": "time", "type": "long"}"#,
+        );
+        let reader = record(
+            "R",
+            r#"{"name": "date", "aliases": ["time"], "type": "long"}, {"name": "id", "type": "long"}"#,
+        );
+        let value = Value::Record(vec![
+            ("id".into(), Value::Int(7)),
+            ("time".into(), Value::Long(1_700_000_000_000)),
+        ]);
+        assert_eq!(
+            convert_value(&writer, &reader, &value),
+            Value::Record(vec![
+                ("date".into(), Value::Long(1_700_000_000_000)),
+                ("id".into(), Value::Long(7)),
+            ])
+        );
+        // An alias does not take a writer field that a reader field has by name.
+        let reader = record(
+            "R",
+            r#"{"name": "time", "type": "long", "default": 0}, {"name": "date", "aliases": ["time"], "type": "long", "default": -1}"#,
+        );
+        assert_eq!(
+            convert_value(&writer, &reader, &value),
+            Value::Record(vec![
+                ("time".into(), Value::Long(1_700_000_000_000)),
+                ("date".into(), Value::Long(-1)),
+            ])
+        );
+        // The first alias the writer has; promotions apply through an alias.
+        let reader = record(
+            "R",
+            r#"{"name": "key", "aliases": ["nope", "id"], "type": "double"}"#,
+        );
+        assert_eq!(
+            convert_value(&writer, &reader, &value),
+            Value::Record(vec![("key".into(), Value::Double(7.0))])
+        );
+        // Without the alias, the field is missing.
+        let reader = record("R", r#"{"name": "date", "type": "long"}"#);
+        assert_eq!(
+            error(&writer, &reader),
+            "field \"date\": the writer schema has no such field, and the reader schema gives it no default"
+        );
+    }
+
+    #[test]
+    fn named_type_aliases() {
+        // A record read as a record with another name that has the writer's full name as an
+        // alias (a short alias is in the reader's namespace).
+        let writer = r#"{"type": "record", "name": "old.Film", "fields": [{"name": "t", "type": "string"}]}"#;
+        let reader = r#"{"type": "record", "name": "Movie", "namespace": "new", "aliases": ["old.Film"], "fields": [{"name": "t", "type": "string"}]}"#;
+        let value = Value::Record(vec![("t".into(), Value::String("Heat".into()))]);
+        let resolver = Resolver::new(&parse(writer), &parse(reader)).unwrap();
+        assert!(!resolver.is_identity());
+        assert_eq!(convert_value(writer, reader, &value), value);
+        let relative = r#"{"type": "record", "name": "Movie", "namespace": "old", "aliases": ["Film"], "fields": [{"name": "t", "type": "string"}]}"#;
+        assert_eq!(convert_value(writer, relative, &value), value);
+        // The alias is a full name: another namespace's Film does not match it.
+        let other = r#"{"type": "record", "name": "Movie", "namespace": "new", "aliases": ["Film"], "fields": [{"name": "t", "type": "string"}]}"#;
+        assert_eq!(
+            error(writer, other),
+            "writer record \"old.Film\" cannot be read as record \"new.Movie\": the names differ"
+        );
+        // Writer aliases play no part.
+        let writer_alias =
+            r#"{"type": "record", "name": "Film", "aliases": ["Movie"], "fields": []}"#;
+        assert!(error(writer_alias, &record("Movie", "")).contains("the names differ"));
+
+        // Enums and fixed types likewise, also inside records and unions.
+        let writer = r#"{"type": "record", "name": "R", "fields": [
+            {"name": "suit", "type": {"type": "enum", "name": "Suit", "symbols": ["HEARTS", "SPADES"]}},
+            {"name": "hash", "type": {"type": "fixed", "name": "Md5", "size": 2}},
+            {"name": "either", "type": ["null", {"type": "fixed", "name": "Sha", "size": 1}]}
+        ]}"#;
+        let reader = r#"{"type": "record", "name": "R", "fields": [
+            {"name": "suit", "type": {"type": "enum", "name": "Colour", "aliases": ["Suit"], "symbols": ["SPADES", "HEARTS"]}},
+            {"name": "hash", "type": {"type": "fixed", "name": "Digest", "aliases": ["Md5"], "size": 2}},
+            {"name": "either", "type": ["null", "Digest", {"type": "fixed", "name": "Sha1", "aliases": ["Sha"], "size": 1}]}
+        ]}"#;
+        let value = Value::Record(vec![
+            ("suit".into(), Value::Enum(0, "HEARTS".into())),
+            ("hash".into(), Value::Fixed(vec![1, 2])),
+            (
+                "either".into(),
+                Value::Union(1, Box::new(Value::Fixed(vec![9]))),
+            ),
+        ]);
+        assert_eq!(
+            convert_value(writer, reader, &value),
+            Value::Record(vec![
+                ("suit".into(), Value::Enum(1, "HEARTS".into())),
+                ("hash".into(), Value::Fixed(vec![1, 2])),
+                (
+                    "either".into(),
+                    Value::Union(2, Box::new(Value::Fixed(vec![9])))
+                ),
+            ])
+        );
+        assert_eq!(
+            error(
+                r#"{"type": "fixed", "name": "Md5", "size": 16}"#,
+                r#"{"type": "fixed", "name": "Digest", "aliases": ["Md5"], "size": 4}"#
+            ),
+            "writer fixed \"Md5\" has 16 bytes, reader fixed \"Digest\" has 4"
+        );
+        assert!(error(
+            r#"{"type": "enum", "name": "Suit", "symbols": ["A"]}"#,
+            r#"{"type": "enum", "name": "Colour", "aliases": ["Shade"], "symbols": ["A"]}"#
+        )
+        .contains("the names differ"));
+    }
+
+    #[test]
+    fn docs_aliases_and_attributes_keep_the_identity() {
+        let writer = record("R", r#"{"name": "a", "type": "int"}"#);
+        let reader = r#"{"type": "record", "name": "R", "doc": "d", "aliases": ["S"], "x": 1,
+            "fields": [{"name": "a", "type": {"type": "int"}, "doc": "e", "aliases": ["b"], "default": 0}]}"#;
+        assert!(Resolver::new(&parse(&writer), &parse(reader))
+            .unwrap()
+            .is_identity());
+    }
+
     #[test]
     fn unions_on_either_side() {
         // Union to union: each writer branch finds its reader branch.
@@ -1421,7 +1610,7 @@ mod tests {
 
     #[test]
     fn incompatibilities_name_the_field() {
-        let writer = crate::avro::datum::tests::MOVIE;
+        let writer = crate::datum::tests::MOVIE;
         let change = |from: &str, to: &str| {
             assert!(writer.contains(from), "{from}");
             writer.replacen(from, to, 1)
@@ -1505,7 +1694,7 @@ mod tests {
 
     #[test]
     fn bad_datums_fail_without_panics() {
-        let writer = crate::avro::datum::tests::MOVIE;
+        let writer = crate::datum::tests::MOVIE;
         let reader = writer
             .replacen(
                 r#"{"name": "year", "type": "int"}"#,
@@ -1519,14 +1708,11 @@ mod tests {
             );
         let (w, r) = (parse(writer), parse(&reader));
         let resolver = Resolver::new(&w, &r).unwrap();
-        let bytes = encode_datum(&w, &crate::avro::datum::tests::movie(3)).unwrap();
+        let bytes = encode_datum(&w, &crate::datum::tests::movie(3)).unwrap();
         check_values(
             writer,
             &reader,
-            &[
-                crate::avro::datum::tests::movie(0),
-                crate::avro::datum::tests::movie(3),
-            ],
+            &[crate::datum::tests::movie(0), crate::datum::tests::movie(3)],
             50,
         );
         for cut in 0..bytes.len() {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use super::canonical::shape;
+
 /// A parsed Avro schema. Named types (record, enum, fixed) are defined once; later uses are
 /// [`AvroType::Ref`]s that [`Schema::resolve`] follows.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,17 +16,17 @@ pub struct Schema {
     pub root: AvroType,
     /// Every named type, by full name (`namespace.name`). A named type with a logical type is
     /// stored wrapped in its [`AvroType::Logical`], so references keep the logical type.
-    named: NamedTypes,
+    pub(crate) named: NamedTypes,
 }
 
 /// Named types by full name. Datum code looks a ref up for every value of a named type it
 /// meets, so the hash is a cheap one rather than SipHash (names come from the schema, not from
 /// the data, so flooding is not a concern).
-type NamedTypes = HashMap<String, AvroType, BuildHasherDefault<NameHasher>>;
+pub(crate) type NamedTypes = HashMap<String, AvroType, BuildHasherDefault<NameHasher>>;
 
 /// FxHash-style hasher, eight bytes at a time.
 #[derive(Default, Clone, Copy)]
-struct NameHasher(u64);
+pub(crate) struct NameHasher(u64);
 
 impl Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -78,7 +80,8 @@ pub enum AvroType {
     /// A use of a named type defined elsewhere in the schema, by full name.
     Ref(String),
     /// A logical type (`timestamp-millis`, `decimal`, `uuid` ...): encoded as `base`; `attributes`
-    /// holds `logicalType` and its parameters so they survive a round trip.
+    /// holds `logicalType` and its parameters (and any other attribute of the type object that
+    /// `base` does not keep itself) so they survive a round trip.
     Logical {
         base: Box<AvroType>,
         attributes: serde_json::Map<String, serde_json::Value>,
@@ -86,12 +89,18 @@ pub enum AvroType {
 }
 
 /// A record type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RecordType {
     /// Full name.
     pub name: String,
+    /// Other full names a reader of this type accepts from a writer (`aliases`; a short alias
+    /// is taken in the namespace of `name`, as the spec says).
+    pub aliases: Vec<String>,
     pub doc: Option<String>,
     pub fields: Vec<Field>,
+    /// The type object's other attributes (custom properties), kept for the round trip. With a
+    /// `logicalType`, they are in the [`AvroType::Logical`] wrapper instead.
+    pub attributes: Map<String, Json>,
 }
 
 /// A record field.
@@ -102,23 +111,37 @@ pub struct Field {
     /// The default, in Avro's JSON form, if the schema gives one.
     pub default: Option<serde_json::Value>,
     pub doc: Option<String>,
+    /// Other names a reader of this field accepts from a writer's field (`aliases`).
+    pub aliases: Vec<String>,
+    /// The field object's other attributes (`order`, custom properties), kept for the round trip.
+    pub attributes: Map<String, Json>,
 }
 
 /// An enum type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct EnumType {
     /// Full name.
     pub name: String,
+    /// Other full names, as [`RecordType::aliases`].
+    pub aliases: Vec<String>,
+    pub doc: Option<String>,
     pub symbols: Vec<String>,
     pub default: Option<String>,
+    /// Other attributes, as [`RecordType::attributes`].
+    pub attributes: Map<String, Json>,
 }
 
 /// A fixed type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct FixedType {
     /// Full name.
     pub name: String,
+    /// Other full names, as [`RecordType::aliases`].
+    pub aliases: Vec<String>,
+    pub doc: Option<String>,
     pub size: usize,
+    /// Other attributes, as [`RecordType::attributes`].
+    pub attributes: Map<String, Json>,
 }
 
 /// A schema that is not valid Avro.
@@ -145,18 +168,34 @@ fn primitive(name: &str) -> Option<AvroType> {
 }
 
 impl Field {
-    /// A field with no default and no doc.
+    /// A field with no default, doc, aliases or attributes.
     pub fn new(name: impl Into<String>, ty: AvroType) -> Field {
         Field {
             name: name.into(),
             ty,
             default: None,
             doc: None,
+            aliases: Vec::new(),
+            attributes: Map::new(),
         }
+    }
+
+    /// Whether a writer's field called `name` is this field: its name or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.aliases.iter().any(|a| a == name)
     }
 }
 
 impl RecordType {
+    /// A record `name` (a full name) with `fields` and nothing else.
+    pub fn new(name: impl Into<String>, fields: Vec<Field>) -> RecordType {
+        RecordType {
+            name: name.into(),
+            fields,
+            ..RecordType::default()
+        }
+    }
+
     /// The field called `name`, with its position.
     pub fn field(&self, name: &str) -> Option<(usize, &Field)> {
         self.fields.iter().enumerate().find(|(_, f)| f.name == name)
@@ -173,6 +212,17 @@ impl AvroType {
             AvroType::Ref(n) => Some(n),
             AvroType::Logical { base, .. } => base.name(),
             _ => None,
+        }
+    }
+
+    /// The aliases of a named type (through a logical type); empty for other types.
+    pub fn aliases(&self) -> &[String] {
+        match self {
+            AvroType::Record(r) => &r.aliases,
+            AvroType::Enum(e) => &e.aliases,
+            AvroType::Fixed(f) => &f.aliases,
+            AvroType::Logical { base, .. } => base.aliases(),
+            _ => &[],
         }
     }
 
@@ -291,11 +341,7 @@ impl Schema {
                 )));
             }
         }
-        let root = AvroType::Record(Arc::new(RecordType {
-            name: name.to_string(),
-            doc: None,
-            fields,
-        }));
+        let root = AvroType::Record(Arc::new(RecordType::new(name, fields)));
         Schema::from_root(root, context)
     }
 
@@ -356,12 +402,15 @@ fn gather_records<'a>(ty: &'a AvroType, out: &mut Vec<&'a RecordType>) {
     }
 }
 
-/// Adds every named type defined inline in `ty` to `named`; the same name defined twice
-/// differently is an error.
+/// Adds every named type defined inline in `ty` to `named`. The same name defined twice is
+/// fine when both definitions have the same canonical form (the first one is kept, docs,
+/// aliases and attributes included); else it is an error.
 fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), SchemaError> {
     let mut define = |name: &str, def: &AvroType| -> Result<bool, SchemaError> {
         match named.get(name) {
             Some(existing) if existing == def => Ok(false),
+            // Named types inside are written by name and checked on their own below.
+            Some(existing) if shape(existing) == shape(def) => Ok(false),
             Some(_) => Err(SchemaError(format!(
                 "type \"{name}\" is defined twice, differently"
             ))),
@@ -372,12 +421,14 @@ fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), Sche
         }
     };
     match ty {
-        AvroType::Record(r) if define(&r.name, ty)? => {
+        AvroType::Record(r) => {
+            // A repeated definition's fields are walked too: types defined inline in them must
+            // agree with the first definitions as well.
+            define(&r.name, ty)?;
             for f in &r.fields {
                 collect_definitions(&f.ty, named)?;
             }
         }
-        AvroType::Record(_) => {}
         AvroType::Enum(e) => {
             define(&e.name, ty)?;
         }
@@ -388,7 +439,8 @@ fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), Sche
             // The wrapper is the definition, as the parser stores it.
             AvroType::Record(_) | AvroType::Enum(_) | AvroType::Fixed(_) => {
                 let name = base.name().unwrap_or_default().to_string();
-                if define(&name, ty)? {
+                define(&name, ty)?;
+                {
                     if let AvroType::Record(r) = &**base {
                         for f in &r.fields {
                             collect_definitions(&f.ty, named)?;
@@ -464,6 +516,63 @@ const ENUM_KEYS: &[&str] = &[
     "default",
 ];
 const FIXED_KEYS: &[&str] = &["type", "name", "namespace", "doc", "aliases", "size"];
+const FIELD_KEYS: &[&str] = &["name", "type", "default", "doc", "aliases"];
+
+/// The attributes of `obj` other than `own`.
+fn other_attributes(obj: &Map<String, Json>, own: &[&str]) -> Map<String, Json> {
+    obj.iter()
+        .filter(|(k, _)| !own.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The `aliases` of a named type whose namespace is `space` (as full names), or of a field
+/// (`space` is `None`).
+fn parse_aliases(
+    obj: &Map<String, Json>,
+    space: Option<&str>,
+    of: &str,
+) -> Result<Vec<String>, SchemaError> {
+    let list = match obj.get("aliases") {
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(Json::Array(list)) => list,
+        Some(other) => {
+            return Err(SchemaError(format!(
+                "\"aliases\" of {of} must be an array of names, found {}",
+                type_word(other)
+            )))
+        }
+    };
+    list.iter()
+        .map(|alias| {
+            let alias = match alias {
+                Json::String(a) => a.as_str(),
+                other => {
+                    return Err(SchemaError(format!(
+                        "an alias of {of} is {}, not a name",
+                        type_word(other)
+                    )))
+                }
+            };
+            let (full, ok) = match space {
+                None => (alias.to_string(), valid_name(alias)),
+                Some(_) if alias.contains('.') => {
+                    (alias.to_string(), alias.split('.').all(valid_name))
+                }
+                Some("") => (alias.to_string(), valid_name(alias)),
+                Some(space) => (format!("{space}.{alias}"), valid_name(alias)),
+            };
+            if ok {
+                Ok(full)
+            } else {
+                Err(SchemaError(format!("invalid alias \"{alias}\" of {of}")))
+            }
+        })
+        .collect()
+}
+
+/// The doc, aliases and other attributes of a named type.
+type NamedExtras = (Option<String>, Vec<String>, Map<String, Json>);
 
 /// Parsing state: the named types defined so far.
 #[derive(Default)]
@@ -548,11 +657,14 @@ impl Parser {
         let Some(ty) = obj.get("type") else {
             return Err(SchemaError(format!("type object{loc} has no \"type\"")));
         };
+        // Per the spec, a logicalType that is not a string is ignored (kept as an attribute of
+        // a named type, dropped elsewhere).
+        let logical = matches!(obj.get("logicalType"), Some(Json::String(_)));
         let (base, own_keys) = match ty {
             Json::String(t) => match t.as_str() {
-                "record" | "error" => (self.parse_record(obj, ns, loc)?, RECORD_KEYS),
-                "enum" => (self.parse_enum(obj, ns, loc)?, ENUM_KEYS),
-                "fixed" => (self.parse_fixed(obj, ns, loc)?, FIXED_KEYS),
+                "record" | "error" => (self.parse_record(obj, ns, loc, logical)?, RECORD_KEYS),
+                "enum" => (self.parse_enum(obj, ns, loc, logical)?, ENUM_KEYS),
+                "fixed" => (self.parse_fixed(obj, ns, loc, logical)?, FIXED_KEYS),
                 "array" => {
                     let items = obj
                         .get("items")
@@ -577,15 +689,10 @@ impl Parser {
                 )))
             }
         };
-        // Per the spec, a logicalType that is not a string is ignored.
-        if !matches!(obj.get("logicalType"), Some(Json::String(_))) {
+        if !logical {
             return Ok(base);
         }
-        let attributes: Map<String, Json> = obj
-            .iter()
-            .filter(|(k, _)| !own_keys.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let attributes = other_attributes(obj, own_keys);
         let defines = matches!(
             base,
             AvroType::Record(_) | AvroType::Enum(_) | AvroType::Fixed(_)
@@ -646,13 +753,35 @@ impl Parser {
         Ok((fullname, space))
     }
 
+    /// The doc, aliases and other attributes of a named type `fullname` in namespace `space`
+    /// (no attributes when a logical type wrapper keeps them).
+    fn named_extras(
+        obj: &Map<String, Json>,
+        fullname: &str,
+        space: &str,
+        own: &[&str],
+        logical: bool,
+    ) -> Result<NamedExtras, SchemaError> {
+        let doc = obj.get("doc").and_then(Json::as_str).map(str::to_string);
+        let aliases = parse_aliases(obj, Some(space), &format!("\"{fullname}\""))?;
+        let attributes = if logical {
+            Map::new()
+        } else {
+            other_attributes(obj, own)
+        };
+        Ok((doc, aliases, attributes))
+    }
+
     fn parse_record(
         &mut self,
         obj: &Map<String, Json>,
         ns: &str,
         loc: &str,
+        logical: bool,
     ) -> Result<AvroType, SchemaError> {
         let (fullname, space) = self.define(obj, ns, loc)?;
+        let (doc, aliases, attributes) =
+            Parser::named_extras(obj, &fullname, &space, RECORD_KEYS, logical)?;
         let Some(Json::Array(fields_json)) = obj.get("fields") else {
             return Err(SchemaError(format!(
                 "record \"{fullname}\" needs a \"fields\" array"
@@ -691,18 +820,22 @@ impl Parser {
                 .ok_or_else(|| SchemaError(format!("no \"type\"{floc}")))?;
             let ty = self.parse_type(ty, &space, &floc)?;
             let doc = fo.get("doc").and_then(Json::as_str).map(str::to_string);
+            let aliases = parse_aliases(fo, None, &format!("field \"{fullname}.{name}\""))?;
             fields.push(Field {
                 name,
                 ty,
                 default: fo.get("default").cloned(),
                 doc,
+                aliases,
+                attributes: other_attributes(fo, FIELD_KEYS),
             });
         }
-        let doc = obj.get("doc").and_then(Json::as_str).map(str::to_string);
         let record = AvroType::Record(Arc::new(RecordType {
             name: fullname.clone(),
+            aliases,
             doc,
             fields,
+            attributes,
         }));
         self.named.insert(fullname, record.clone());
         Ok(record)
@@ -713,8 +846,11 @@ impl Parser {
         obj: &Map<String, Json>,
         ns: &str,
         loc: &str,
+        logical: bool,
     ) -> Result<AvroType, SchemaError> {
-        let (fullname, _) = self.define(obj, ns, loc)?;
+        let (fullname, space) = self.define(obj, ns, loc)?;
+        let (doc, aliases, attributes) =
+            Parser::named_extras(obj, &fullname, &space, ENUM_KEYS, logical)?;
         let Some(Json::Array(symbols_json)) = obj.get("symbols") else {
             return Err(SchemaError(format!(
                 "enum \"{fullname}\" needs a \"symbols\" array"
@@ -749,8 +885,11 @@ impl Parser {
         };
         let ty = AvroType::Enum(Arc::new(EnumType {
             name: fullname.clone(),
+            aliases,
+            doc,
             symbols,
             default,
+            attributes,
         }));
         self.named.insert(fullname, ty.clone());
         Ok(ty)
@@ -761,8 +900,11 @@ impl Parser {
         obj: &Map<String, Json>,
         ns: &str,
         loc: &str,
+        logical: bool,
     ) -> Result<AvroType, SchemaError> {
-        let (fullname, _) = self.define(obj, ns, loc)?;
+        let (fullname, space) = self.define(obj, ns, loc)?;
+        let (doc, aliases, attributes) =
+            Parser::named_extras(obj, &fullname, &space, FIXED_KEYS, logical)?;
         let size = obj
             .get("size")
             .and_then(Json::as_u64)
@@ -774,7 +916,10 @@ impl Parser {
             })?;
         let ty = AvroType::Fixed(Arc::new(FixedType {
             name: fullname.clone(),
+            aliases,
+            doc,
             size,
+            attributes,
         }));
         self.named.insert(fullname, ty.clone());
         Ok(ty)
@@ -811,10 +956,7 @@ impl Writer<'_> {
                 if !self.written.insert(r.name.clone()) {
                     return s(&r.name);
                 }
-                let mut obj = self.header("record", &r.name, ns);
-                if let Some(doc) = &r.doc {
-                    obj.insert("doc".into(), s(doc));
-                }
+                let mut obj = self.header("record", &r.name, ns, &r.aliases, &r.doc);
                 let space = namespace_of(&r.name);
                 let fields = r
                     .fields
@@ -829,17 +971,25 @@ impl Writer<'_> {
                         if let Some(doc) = &f.doc {
                             fo.insert("doc".into(), s(doc));
                         }
+                        if !f.aliases.is_empty() {
+                            fo.insert(
+                                "aliases".into(),
+                                Json::Array(f.aliases.iter().map(|a| s(a)).collect()),
+                            );
+                        }
+                        add_attributes(&mut fo, &f.attributes);
                         Json::Object(fo)
                     })
                     .collect();
                 obj.insert("fields".into(), Json::Array(fields));
+                add_attributes(&mut obj, &r.attributes);
                 Json::Object(obj)
             }
             AvroType::Enum(e) => {
                 if !self.written.insert(e.name.clone()) {
                     return s(&e.name);
                 }
-                let mut obj = self.header("enum", &e.name, ns);
+                let mut obj = self.header("enum", &e.name, ns, &e.aliases, &e.doc);
                 obj.insert(
                     "symbols".into(),
                     Json::Array(e.symbols.iter().map(|x| s(x)).collect()),
@@ -847,14 +997,16 @@ impl Writer<'_> {
                 if let Some(d) = &e.default {
                     obj.insert("default".into(), s(d));
                 }
+                add_attributes(&mut obj, &e.attributes);
                 Json::Object(obj)
             }
             AvroType::Fixed(f) => {
                 if !self.written.insert(f.name.clone()) {
                     return s(&f.name);
                 }
-                let mut obj = self.header("fixed", &f.name, ns);
+                let mut obj = self.header("fixed", &f.name, ns, &f.aliases, &f.doc);
                 obj.insert("size".into(), Json::from(f.size));
+                add_attributes(&mut obj, &f.attributes);
                 Json::Object(obj)
             }
             AvroType::Array(items) => {
@@ -889,24 +1041,47 @@ impl Writer<'_> {
                         obj
                     }
                 };
-                for (k, v) in attributes {
-                    obj.insert(k.clone(), v.clone());
-                }
+                add_attributes(&mut obj, attributes);
                 Json::Object(obj)
             }
         }
     }
 
     /// `type` and `name` of a named type definition: the full name, plus an empty namespace
-    /// when a null-namespace type sits inside a namespaced one (else it would inherit it).
-    fn header(&self, kind: &str, fullname: &str, ns: &str) -> Map<String, Json> {
+    /// when a null-namespace type sits inside a namespaced one (else it would inherit it); then
+    /// its aliases (full names) and doc.
+    fn header(
+        &self,
+        kind: &str,
+        fullname: &str,
+        ns: &str,
+        aliases: &[String],
+        doc: &Option<String>,
+    ) -> Map<String, Json> {
         let mut obj = Map::new();
         obj.insert("type".into(), Json::String(kind.into()));
         obj.insert("name".into(), Json::String(fullname.into()));
         if !fullname.contains('.') && !ns.is_empty() {
             obj.insert("namespace".into(), Json::String(String::new()));
         }
+        if !aliases.is_empty() {
+            let list = aliases.iter().map(|a| Json::String(a.clone())).collect();
+            obj.insert("aliases".into(), Json::Array(list));
+        }
+        if let Some(doc) = doc {
+            obj.insert("doc".into(), Json::String(doc.clone()));
+        }
         obj
+    }
+}
+
+/// Adds `attributes` to a type or field object, without overwriting what is there already (a
+/// hand-built attribute cannot replace `name` or `type`).
+fn add_attributes(obj: &mut Map<String, Json>, attributes: &Map<String, Json>) {
+    for (k, v) in attributes {
+        if !obj.contains_key(k) {
+            obj.insert(k.clone(), v.clone());
+        }
     }
 }
 
@@ -1250,6 +1425,167 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("duplicate field"), "{e}");
         assert!(Schema::record("bad name", vec![], &input).is_err());
+    }
+
+    #[test]
+    fn aliases_docs_and_attributes_survive_round_trip() {
+        let s = round_trip(
+            r#"{"type": "record", "name": "Movie", "namespace": "films", "aliases": ["Film", "old.Picture"],
+                "doc": "A film", "x-owner": {"team": "catalog"}, "fields": [
+                {"name": "date", "type": "int", "aliases": ["time", "day"], "order": "descending", "x-pii": false},
+                {"name": "genre", "type": {"type": "enum", "name": "Genre", "aliases": ["Kind"], "doc": "kinds",
+                    "symbols": ["A", "B"], "x-sort": 1}},
+                {"name": "hash", "type": {"type": "fixed", "name": "Md5", "namespace": "", "aliases": ["Digest"],
+                    "doc": "sum", "size": 16, "x-algo": "md5"}},
+                {"name": "money", "type": {"type": "fixed", "name": "Money", "size": 8, "aliases": ["Cash"],
+                    "logicalType": "decimal", "precision": 18, "scale": 4, "x-currency": "EUR"}},
+                {"name": "nested", "type": {"type": "record", "name": "Inner", "aliases": ["Old"],
+                    "logicalType": "custom", "x-a": 1, "fields": []}}
+            ]}"#,
+        );
+        let rec = s.root_record().unwrap();
+        // Short aliases of named types are in the type's namespace; field aliases are names.
+        assert_eq!(rec.aliases, ["films.Film", "old.Picture"]);
+        assert_eq!(rec.doc.as_deref(), Some("A film"));
+        assert_eq!(rec.attributes.len(), 1);
+        assert_eq!(rec.attributes["x-owner"]["team"], "catalog");
+        assert_eq!(rec.fields[0].aliases, ["time", "day"]);
+        assert!(rec.fields[0].answers_to("time") && rec.fields[0].answers_to("date"));
+        assert!(!rec.fields[0].answers_to("other"));
+        assert_eq!(rec.fields[0].attributes["order"], "descending");
+        assert_eq!(rec.fields[0].attributes["x-pii"], false);
+        let AvroType::Enum(genre) = &rec.fields[1].ty else {
+            panic!()
+        };
+        assert_eq!(genre.aliases, ["films.Kind"]);
+        assert_eq!(genre.doc.as_deref(), Some("kinds"));
+        assert_eq!(genre.attributes["x-sort"], 1);
+        let AvroType::Fixed(md5) = &rec.fields[2].ty else {
+            panic!()
+        };
+        assert_eq!(
+            (md5.name.as_str(), md5.aliases.as_slice()),
+            ("Md5", &["Digest".to_string()][..])
+        );
+        assert_eq!(md5.doc.as_deref(), Some("sum"));
+        assert_eq!(md5.attributes["x-algo"], "md5");
+        assert_eq!(rec.fields[2].ty.aliases(), ["Digest"]);
+        // With a logical type, the wrapper keeps the other attributes; the named type its aliases.
+        let AvroType::Logical { base, attributes } = &rec.fields[3].ty else {
+            panic!()
+        };
+        assert_eq!(base.aliases(), ["films.Cash"]);
+        assert_eq!(rec.fields[3].ty.aliases(), ["films.Cash"]);
+        assert!(matches!(&**base, AvroType::Fixed(f) if f.attributes.is_empty()));
+        assert_eq!(attributes.len(), 4, "{attributes:?}");
+        let AvroType::Logical { base, attributes } = &rec.fields[4].ty else {
+            panic!()
+        };
+        assert_eq!(base.aliases(), ["films.Old"]);
+        assert_eq!(attributes["x-a"], 1);
+        assert_eq!(AvroType::Int.aliases(), &[] as &[String]);
+        // Written back as full names, attributes after the type's own keys.
+        let json = s.to_json_value();
+        assert_eq!(
+            json["aliases"],
+            serde_json::json!(["films.Film", "old.Picture"])
+        );
+        assert_eq!(
+            json["fields"][0]["aliases"],
+            serde_json::json!(["time", "day"])
+        );
+        assert_eq!(json["fields"][0]["order"], "descending");
+        assert_eq!(json["fields"][2]["type"]["x-algo"], "md5");
+        // Hand-built attributes cannot overwrite what the type writes itself.
+        let mut record = RecordType::new("R", vec![Field::new("a", AvroType::Int)]);
+        record.attributes.insert("name".into(), "other".into());
+        record.attributes.insert("x".into(), 1.into());
+        let built = Schema::from_root(AvroType::Record(Arc::new(record)), &s).unwrap();
+        assert_eq!(
+            built.to_json(),
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}],"x":1}"#
+        );
+    }
+
+    #[test]
+    fn alias_errors() {
+        let e = parse_err(r#"{"type": "record", "name": "R", "aliases": "S", "fields": []}"#);
+        assert!(e.contains(r#""aliases" of "R" must be an array"#), "{e}");
+        let e = parse_err(r#"{"type": "enum", "name": "n.E", "aliases": [1], "symbols": []}"#);
+        assert!(e.contains(r#"an alias of "n.E" is a number"#), "{e}");
+        let e = parse_err(r#"{"type": "fixed", "name": "F", "aliases": ["a-b"], "size": 1}"#);
+        assert!(e.contains(r#"invalid alias "a-b" of "F""#), "{e}");
+        let e = parse_err(
+            r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "int", "aliases": ["x.y"]}]}"#,
+        );
+        assert!(e.contains(r#"invalid alias "x.y" of field "R.a""#), "{e}");
+    }
+
+    #[test]
+    fn the_same_definition_twice_is_one_definition() {
+        let input = parse(
+            r#"{"type": "record", "name": "n.Movie", "doc": "one", "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["A"]}}
+            ]}"#,
+        );
+        let other_doc = parse(
+            r#"{"type": "record", "name": "n.Movie", "doc": "two", "aliases": ["n.Film"], "fields": [
+                {"name": "id", "type": {"type": "long"}},
+                {"name": "genre", "type": {"type": "enum", "name": "n.Genre", "doc": "g", "symbols": ["A"]}}
+            ]}"#,
+        );
+        assert_ne!(input, other_doc);
+        assert!(input.same_as(&other_doc));
+        let both = Schema::record(
+            "n.Pair",
+            vec![
+                Field::new("a", input.root.clone()),
+                Field::new(
+                    "b",
+                    AvroType::Union(vec![AvroType::Null, other_doc.root.clone()]),
+                ),
+            ],
+            &input,
+        )
+        .unwrap();
+        // Defined at its first use (the first definition, doc and all), named at the second.
+        let text = both.to_json();
+        assert_eq!(
+            text.matches("\"type\":\"record\",\"name\":\"n.Movie\"")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("\"doc\":\"one\"") && !text.contains("\"doc\":\"two\""),
+            "{text}"
+        );
+        let again = parse(&text);
+        assert!(again.same_as(&both));
+        apache_avro::Schema::parse_str(&text).unwrap();
+
+        // Different definitions under one name stay an error, also of a type inside.
+        let different = parse(
+            r#"{"type": "record", "name": "n.Movie", "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["A", "B"]}}
+            ]}"#,
+        );
+        let e = Schema::record(
+            "n.Pair",
+            vec![
+                Field::new("a", input.root.clone()),
+                Field::new("b", different.root.clone()),
+            ],
+            &input,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("type \"n.Genre\" is defined twice, differently"),
+            "{e}"
+        );
     }
 
     #[test]
