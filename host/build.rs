@@ -31,7 +31,7 @@ const TEST_ONLY: &[(&str, &str)] = &[
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["plugins", "sdk/rust", "wit", "tests/plugins"] {
+    for dir in ["plugins", "sdk/rust", "sdk/avro", "wit", "tests/plugins"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
@@ -59,7 +59,9 @@ fn main() {
         cargo.args(["-p", package]);
     }
     // Flags and wrappers meant for the host build must not leak into the Wasm build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"]
+    {
         cargo.env_remove(var);
     }
     let status = cargo.status().expect("run cargo to build the plugins");
@@ -74,7 +76,9 @@ fn main() {
         path
     };
 
-    let mut stock = String::from("/// The stock plugins, built from `plugins/` by `build.rs`.\npub const ALL: &[StockPlugin] = &[\n");
+    let mut stock = String::from(
+        "/// The stock plugins, built from `plugins/` by `build.rs`.\npub const ALL: &[StockPlugin] = &[\n",
+    );
     for (name, dir, package) in STOCK {
         let version = package_version(&workspace.join(dir).join("Cargo.toml"));
         writeln!(

@@ -179,9 +179,7 @@ pub enum CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESHHOST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHHOST_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -224,7 +222,8 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Produce { topic, bootstrap_servers, schema, key_field } => {
             let schema = schema.map(|path| read_schema(&path)).transpose()?;
             let stdin = std::io::stdin().lock();
-            let count = crate::topic_io::produce(&bootstrap_servers, &topic, schema.as_ref(), key_field.as_deref(), stdin)?;
+            let count =
+                crate::topic_io::produce(&bootstrap_servers, &topic, schema.as_ref(), key_field.as_deref(), stdin)?;
             eprintln!("produced {count} records to {topic}");
             Ok(())
         }
@@ -234,9 +233,10 @@ fn execute(command: Command) -> Result<(), CliError> {
                 (None, Some(pipeline)) => {
                     let engine = PluginEngine::new()?;
                     let (_, topology) = load_and_plan(&pipeline, None, &engine)?;
-                    let sink = topology.sinks.iter().find(|s| s.topic == topic).ok_or_else(|| {
-                        anyhow::anyhow!("no sink of {} writes to topic {topic}", pipeline.display())
-                    })?;
+                    let sink =
+                        topology.sinks.iter().find(|s| s.topic == topic).ok_or_else(|| {
+                            anyhow::anyhow!("no sink of {} writes to topic {topic}", pipeline.display())
+                        })?;
                     Some((*sink.schema.parsed).clone())
                 }
                 (None, None) => None,
@@ -322,17 +322,17 @@ fn load_and_plan(
     }
 }
 
-fn read_schema(path: &Path) -> Result<meshhost_sdk::avro::Schema, CliError> {
+fn read_schema(path: &Path) -> Result<meshhost_avro::Schema, CliError> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    meshhost_sdk::avro::Schema::parse(&text)
+    meshhost_avro::Schema::parse(&text)
         .map_err(|e| CliError::Invalid(Problems::one("", format!("{}: {e}", path.display()))))
 }
 
 /// A schema for people: a record's name, then one line per field (`    year: int`), nested
 /// records inline.
-fn schema_summary(schema: &meshhost_sdk::avro::Schema) -> String {
-    use meshhost_sdk::avro::AvroType;
-    fn type_name(schema: &meshhost_sdk::avro::Schema, ty: &AvroType) -> String {
+fn schema_summary(schema: &meshhost_avro::Schema) -> String {
+    use meshhost_avro::AvroType;
+    fn type_name(schema: &meshhost_avro::Schema, ty: &AvroType) -> String {
         match ty {
             AvroType::Union(branches) if branches.len() == 2 && branches.contains(&AvroType::Null) => {
                 let other = branches.iter().find(|b| **b != AvroType::Null).unwrap();
@@ -342,7 +342,8 @@ fn schema_summary(schema: &meshhost_sdk::avro::Schema) -> String {
             AvroType::Array(items) => format!("array of {}", type_name(schema, items)),
             AvroType::Map(values) => format!("map of {}", type_name(schema, values)),
             AvroType::Record(record) => {
-                let fields: Vec<String> = record.fields.iter().map(|f| format!("{}: {}", f.name, type_name(schema, &f.ty))).collect();
+                let fields: Vec<String> =
+                    record.fields.iter().map(|f| format!("{}: {}", f.name, type_name(schema, &f.ty))).collect();
                 format!("{} {{{}}}", record.name, fields.join(", "))
             }
             AvroType::Enum(e) => format!("enum {} {{{}}}", e.name, e.symbols.join(", ")),
@@ -382,7 +383,11 @@ pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) 
 
 /// `validate` is offline, but when a broker answers it also checks that the inputs of
 /// stateful processors are co-partitioned.
-fn check_partitions_online(config: &PipelineConfig, topology: &Topology, bootstrap_servers: Option<String>) -> Result<(), CliError> {
+fn check_partitions_online(
+    config: &PipelineConfig,
+    topology: &Topology,
+    bootstrap_servers: Option<String>,
+) -> Result<(), CliError> {
     if !topology.processors.iter().any(|p| p.instance.is_stateful()) {
         return Ok(());
     }
@@ -408,7 +413,7 @@ mod tests {
 
     #[test]
     fn schemas_print_one_field_per_line() {
-        let schema = meshhost_sdk::avro::Schema::parse(
+        let schema = meshhost_avro::Schema::parse(
             r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
                 {"name": "id", "type": "long"},
                 {"name": "title", "type": ["null", "string"]},

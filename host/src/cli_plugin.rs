@@ -16,7 +16,8 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
             let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|e| {
                 invalid(format!("cannot read the manifest {}: {e} (give one with --manifest)", manifest_path.display()))
             })?;
-            let manifest = Manifest::parse(&manifest_text).map_err(|e| invalid(format!("{}: {e}", manifest_path.display())))?;
+            let manifest =
+                Manifest::parse(&manifest_text).map_err(|e| invalid(format!("{}: {e}", manifest_path.display())))?;
             let bytes = std::fs::read(&component).with_context(|| format!("cannot read {}", component.display()))?;
             publish(&registry, &bytes, manifest)
         }
@@ -42,7 +43,13 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
         PluginCommand::Inspect { plugin, registry } => {
             let registry = Registry::open(&registry);
             let (name, requirement) = match plugin.split_once('@') {
-                Some((name, requirement)) => (name, Some(semver::VersionReq::parse(requirement).map_err(|e| invalid(format!("bad version requirement {requirement:?}: {e}")))?)),
+                Some((name, requirement)) => (
+                    name,
+                    Some(
+                        semver::VersionReq::parse(requirement)
+                            .map_err(|e| invalid(format!("bad version requirement {requirement:?}: {e}")))?,
+                    ),
+                ),
                 None => (plugin.as_str(), None),
             };
             let versions = registry.versions(name).map_err(invalid)?;
@@ -120,10 +127,10 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
             Ok(())
         }
         PluginCommand::Yank { plugin, registry, undo } => {
-            let (name, version) = plugin
-                .split_once('@')
-                .ok_or_else(|| invalid(format!("{plugin:?}: give NAMESPACE/NAME@VERSION")))?;
-            let version = semver::Version::parse(version).map_err(|e| invalid(format!("bad version {version:?}: {e}")))?;
+            let (name, version) =
+                plugin.split_once('@').ok_or_else(|| invalid(format!("{plugin:?}: give NAMESPACE/NAME@VERSION")))?;
+            let version =
+                semver::Version::parse(version).map_err(|e| invalid(format!("bad version {version:?}: {e}")))?;
             Registry::open(&registry).yank(name, &version, undo).map_err(invalid)?;
             println!("{name}@{version} {}", if undo { "un-yanked" } else { "yanked" });
             Ok(())
@@ -136,7 +143,9 @@ fn publish(registry: &Path, bytes: &[u8], manifest: Manifest) -> Result<(), CliE
     let label = format!("{}@{}", manifest.name, manifest.version);
     match Registry::open(registry).publish(&engine, bytes, manifest).map_err(invalid)? {
         Published::New { digest } => println!("published {label} ({digest})"),
-        Published::AlreadyThere { digest } => println!("{label} is already published with the same bytes ({digest}); nothing to do"),
+        Published::AlreadyThere { digest } => {
+            println!("{label} is already published with the same bytes ({digest}); nothing to do")
+        }
     }
     Ok(())
 }

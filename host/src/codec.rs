@@ -3,7 +3,7 @@
 //!
 //! Inside the pipeline every value is a binary Avro datum of its edge's schema.
 
-use meshhost_sdk::avro::{self, DatumError, JsonError, Schema};
+use meshhost_avro::{self as avro, DatumError, JsonError, Schema};
 
 use crate::config::Format;
 

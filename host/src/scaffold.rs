@@ -65,7 +65,8 @@ pub fn new_plugin(name: &str, lang: Lang, dir: Option<&Path>) -> Result<PathBuf,
             .replace("{{sdk_path}}", &sdk.join("rust").display().to_string())
             .replace("{{sdk_dir}}", &sdk.display().to_string());
         let target = dir.join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(target.parent().unwrap())
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         std::fs::write(&target, text).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     }
     Ok(dir)

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use meshhost_sdk::avro::{self, Schema};
+use meshhost_avro::{self as avro, Schema};
 use serde::Deserialize;
 
 use crate::plugin::batch::Record;
@@ -90,7 +90,9 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
     let engine = PluginEngine::new()?;
     let label = component.display().to_string();
     let mut checks = Vec::new();
-    let mut check = |name: &str, outcome: Result<(), String>| checks.push(Check { name: name.to_string(), outcome, skipped: false });
+    let mut check = |name: &str, outcome: Result<(), String>| {
+        checks.push(Check { name: name.to_string(), outcome, skipped: false })
+    };
 
     if let Err(why) = engine.describe(&label, &bytes) {
         check("loads as a meshhost:processor@0.2 component", Err(why));
@@ -120,26 +122,32 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
 
     // The remaining checks need an init that succeeds: the first fixture's config, else `{}`.
     let config = fixtures.first().and_then(|(_, f)| f.config.clone()).unwrap_or_else(|| serde_json::json!({}));
-    let mut instance = match ProcessorInstance::new("plugin-test", &plugin, Limits::default(), config.to_string(), probe_inputs) {
-        Ok(instance) => instance,
-        Err(e) => {
-            let why = match e {
-                InitFailure::Config(errors) => errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; "),
-                InitFailure::Crashed(why) => why,
-            };
-            checks.push(Check {
-                name: "init with a valid config (give one in a fixture)".into(),
-                outcome: Err(why),
-                skipped: fixtures.is_empty(),
-            });
-            return Ok(checks);
-        }
-    };
+    let mut instance =
+        match ProcessorInstance::new("plugin-test", &plugin, Limits::default(), config.to_string(), probe_inputs) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let why = match e {
+                    InitFailure::Config(errors) => {
+                        errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ")
+                    }
+                    InitFailure::Crashed(why) => why,
+                };
+                checks.push(Check {
+                    name: "init with a valid config (give one in a fixture)".into(),
+                    outcome: Err(why),
+                    skipped: fixtures.is_empty(),
+                });
+                return Ok(checks);
+            }
+        };
     let init = instance.init_result().clone();
     let outputs = output_schemas(&init);
     check(
         "declared output schemas are valid Avro",
-        outputs.iter().map(|(name, schema)| schema.as_ref().map(|_| ()).map_err(|e| format!("port {name:?}: {e}"))).collect(),
+        outputs
+            .iter()
+            .map(|(name, schema)| schema.as_ref().map(|_| ()).map_err(|e| format!("port {name:?}: {e}")))
+            .collect(),
     );
     check(
         "an empty batch gives empty output",
@@ -171,7 +179,8 @@ fn read_fixtures(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Fixture)>> {
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path)?;
-            let fixture: Fixture = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let fixture: Fixture =
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Ok((path, fixture))
         })
         .collect()
@@ -190,10 +199,14 @@ fn output_schemas(init: &InitResult) -> Vec<(String, Result<Schema, String>)> {
 fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), String> {
     let config = fixture.config.clone().unwrap_or_else(|| serde_json::json!({})).to_string();
     let ports = input_ports(fixture).map_err(|e| e.to_string())?;
-    let mut instance = ProcessorInstance::new("plugin-test", plugin, Limits::default(), config, ports.clone()).map_err(|e| match e {
-        InitFailure::Config(errors) => format!("init refused the fixture's config: {}", errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ")),
-        InitFailure::Crashed(why) => format!("init trapped: {why}"),
-    })?;
+    let mut instance = ProcessorInstance::new("plugin-test", plugin, Limits::default(), config, ports.clone())
+        .map_err(|e| match e {
+            InitFailure::Config(errors) => format!(
+                "init refused the fixture's config: {}",
+                errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ")
+            ),
+            InitFailure::Crashed(why) => format!("init trapped: {why}"),
+        })?;
     let state_dir = tempfile_dir();
     if instance.is_stateful() {
         let store = crate::state::StateStore::open(&state_dir.join("state.redb")).map_err(|e| e.to_string())?;
@@ -201,7 +214,11 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
     }
     let inputs: Vec<(String, EdgeSchema)> = ports
         .iter()
-        .map(|p| EdgeSchema::parse(&p.schema).map(|schema| (p.name.clone(), schema)).map_err(|e| format!("input {:?}: {e}", p.name)))
+        .map(|p| {
+            EdgeSchema::parse(&p.schema)
+                .map(|schema| (p.name.clone(), schema))
+                .map_err(|e| format!("input {:?}: {e}", p.name))
+        })
         .collect::<Result<_, _>>()?;
     let mut executor = Executor::new(Topology::single_processor(instance, inputs.clone())?);
 
@@ -209,14 +226,23 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
     let mut failed = Vec::new();
     // One record per batch, in order, so stateful plugins see each record's effect in order.
     for (index, record) in fixture.records.iter().enumerate() {
-        let (_, schema) = inputs.get(record.input as usize).ok_or_else(|| format!("record {index}: no input {}", record.input))?;
+        let (_, schema) =
+            inputs.get(record.input as usize).ok_or_else(|| format!("record {index}: no input {}", record.input))?;
         let value = match &record.value {
             serde_json::Value::Null => None,
-            json => Some(avro::json_to_datum(&schema.parsed, json).map_err(|e| format!("record {index} does not fit input schema: {e}"))?),
+            json => Some(
+                avro::json_to_datum(&schema.parsed, json)
+                    .map_err(|e| format!("record {index} does not fit input schema: {e}"))?,
+            ),
         };
         let input = SourceRecord {
             source: record.input as usize,
-            record: Record { key: record.key.clone().map(String::into_bytes), value, headers: Vec::new(), timestamp: None },
+            record: Record {
+                key: record.key.clone().map(String::into_bytes),
+                value,
+                headers: Vec::new(),
+                timestamp: None,
+            },
             ..Default::default()
         };
         let mut collected = Collected::default();
@@ -236,7 +262,11 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
                 None => serde_json::Value::Null,
                 Some(datum) => avro::datum_to_json(&sink.schema.parsed, &datum).map_err(|e| e.to_string())?,
             };
-            actual.push(FixtureOutput { port: sink.id.clone(), key: output.key.map(|k| String::from_utf8_lossy(&k).into_owned()), value });
+            actual.push(FixtureOutput {
+                port: sink.id.clone(),
+                key: output.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                value,
+            });
         }
     }
     let _ = std::fs::remove_dir_all(&state_dir);

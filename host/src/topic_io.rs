@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use meshhost_sdk::avro::Schema;
+use meshhost_avro::Schema;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -46,7 +46,9 @@ pub fn produce(
             },
         };
         let value = match schema {
-            Some(schema) => codec::json_to_avro(schema, line.as_bytes()).map_err(|e| anyhow::anyhow!("line {}: {e}", number + 1))?,
+            Some(schema) => {
+                codec::json_to_avro(schema, line.as_bytes()).map_err(|e| anyhow::anyhow!("line {}: {e}", number + 1))?
+            }
             None => line.into_bytes(),
         };
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(&value);
@@ -56,7 +58,9 @@ pub fn produce(
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((error, returned)) if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                Err((error, returned))
+                    if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
                     record = returned;
                     producer.poll(Duration::from_millis(10));
                 }
@@ -104,7 +108,7 @@ pub fn consume(
         last = Instant::now();
         let value = match (message.payload(), schema) {
             (None, _) => serde_json::Value::Null,
-            (Some(bytes), Some(schema)) => meshhost_sdk::avro::datum_to_json(schema, bytes)
+            (Some(bytes), Some(schema)) => meshhost_avro::datum_to_json(schema, bytes)
                 .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()})),
             (Some(bytes), None) => serde_json::from_slice(bytes)
                 .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())),

@@ -17,7 +17,9 @@ const TALENT: &str = r#"{"type": "record", "name": "Talent", "namespace": "join"
 
 /// The output schema the join declares: `{movies: Movie, talents: Talent or null}`.
 fn joined_schema() -> String {
-    format!(r#"{{"type": "record", "name": "Joined", "fields": [{{"name": "movies", "type": {MOVIE}}}, {{"name": "talents", "type": ["null", {TALENT}]}}]}}"#)
+    format!(
+        r#"{{"type": "record", "name": "Joined", "fields": [{{"name": "movies", "type": {MOVIE}}}, {{"name": "talents", "type": ["null", {TALENT}]}}]}}"#
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -34,7 +36,11 @@ enum Event {
 }
 
 fn movie_value(id: &str, title: &str, year: i32) -> Value {
-    Value::Record(vec![("id".into(), Value::String(id.into())), ("title".into(), Value::String(title.into())), ("year".into(), Value::Int(year))])
+    Value::Record(vec![
+        ("id".into(), Value::String(id.into())),
+        ("title".into(), Value::String(title.into())),
+        ("year".into(), Value::Int(year)),
+    ])
 }
 
 fn talent_value(id: &str, names: &[String]) -> Value {
@@ -59,7 +65,8 @@ fn events(keys: usize) -> Vec<Event> {
     };
     for k in 0..keys {
         let id = format!("m-{k}");
-        let talent = |n: usize| Event::Talent(id.clone(), Some((0..n % 3 + 1).map(|i| format!("person {k}.{i}.{n}")).collect()));
+        let talent =
+            |n: usize| Event::Talent(id.clone(), Some((0..n % 3 + 1).map(|i| format!("person {k}.{i}.{n}")).collect()));
         let movie = |n: usize| Event::Movie(id.clone(), Some((format!("Title {k} v{n}"), 1950 + (n % 70) as i32)));
         match k % 6 {
             0 => events.extend([movie(1), talent(1)]),
@@ -124,8 +131,13 @@ fn reference(events: &[Event], kind: Kind) -> BTreeMap<String, Option<Value>> {
             let left = movies.get(&k).map(|(title, year)| movie_value(&k, title, *year));
             let right = talents.get(&k).map(|names| talent_value(&k, names));
             let joined = match (left, right, kind) {
-                (Some(l), Some(r), _) => Some(Value::Record(vec![("movies".into(), l), ("talents".into(), Value::Union(1, Box::new(r)))])),
-                (Some(l), None, Kind::Left) => Some(Value::Record(vec![("movies".into(), l), ("talents".into(), Value::Union(0, Box::new(Value::Null)))])),
+                (Some(l), Some(r), _) => {
+                    Some(Value::Record(vec![("movies".into(), l), ("talents".into(), Value::Union(1, Box::new(r)))]))
+                }
+                (Some(l), None, Kind::Left) => Some(Value::Record(vec![
+                    ("movies".into(), l),
+                    ("talents".into(), Value::Union(0, Box::new(Value::Null))),
+                ])),
                 _ => None,
             };
             (k, joined)
@@ -153,8 +165,10 @@ fn setup(events: &[Event], kind: Kind) -> JoinSetup {
     let mut talent_records = Vec::new();
     for event in events {
         match event {
-            Event::Movie(k, v) => movie_records.push((Some(k.clone().into_bytes()), v.as_ref().map(|(t, y)| encode(MOVIE, movie_value(k, t, *y))))),
-            Event::Talent(k, v) => talent_records.push((Some(k.clone().into_bytes()), v.as_ref().map(|n| encode(TALENT, talent_value(k, n))))),
+            Event::Movie(k, v) => movie_records
+                .push((Some(k.clone().into_bytes()), v.as_ref().map(|(t, y)| encode(MOVIE, movie_value(k, t, *y))))),
+            Event::Talent(k, v) => talent_records
+                .push((Some(k.clone().into_bytes()), v.as_ref().map(|n| encode(TALENT, talent_value(k, n))))),
         }
     }
     produce(&movies, &movie_records);
@@ -216,7 +230,12 @@ fn assert_join(actual: &BTreeMap<String, Option<Value>>, expected: &BTreeMap<Str
     for key in actual.keys().filter(|k| !expected.contains_key(*k)) {
         wrong.push(format!("{key}: unexpected key"));
     }
-    assert!(wrong.is_empty(), "{} keys differ, e.g.:\n{}", wrong.len(), wrong.iter().take(5).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} keys differ, e.g.:\n{}",
+        wrong.len(),
+        wrong.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
 
 fn run_join(kind: Kind) {
@@ -278,7 +297,11 @@ fn validate_refuses_bad_join_keys_and_mismatched_partitions() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("movie.avsc"), MOVIE).unwrap();
     std::fs::write(dir.path().join("talent.avsc"), TALENT).unwrap();
-    std::fs::write(dir.path().join("talent-long.avsc"), TALENT.replace(r#"{"name": "movie_id", "type": "string"}"#, r#"{"name": "movie_id", "type": "long"}"#)).unwrap();
+    std::fs::write(
+        dir.path().join("talent-long.avsc"),
+        TALENT.replace(r#"{"name": "movie_id", "type": "string"}"#, r#"{"name": "movie_id", "type": "long"}"#),
+    )
+    .unwrap();
     let pipeline = |talent_schema: &str, left_key: &str, movies: &str, talents: &str| -> PathBuf {
         let path = dir.path().join("pipeline.yaml");
         std::fs::write(&path, format!(
@@ -287,7 +310,13 @@ fn validate_refuses_bad_join_keys_and_mismatched_partitions() {
         path
     };
     let validate = |path: &Path, extra: &[&str]| {
-        let output = std::process::Command::new(MESHHOST).arg("validate").arg(path).args(extra).env_remove("MESHHOST_BOOTSTRAP_SERVERS").output().unwrap();
+        let output = std::process::Command::new(MESHHOST)
+            .arg("validate")
+            .arg(path)
+            .args(extra)
+            .env_remove("MESHHOST_BOOTSTRAP_SERVERS")
+            .output()
+            .unwrap();
         (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
     };
 
@@ -305,7 +334,12 @@ fn validate_refuses_bad_join_keys_and_mismatched_partitions() {
     let path = pipeline("talent.avsc", "id", &movies, &talents);
     let (code, stderr) = validate(&path, &["--bootstrap-servers", broker()]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("processors.enriched.inputs: inputs have different partition counts ({movies} has 3, {talents} has 2)")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "processors.enriched.inputs: inputs have different partition counts ({movies} has 3, {talents} has 2)"
+        )),
+        "{stderr}"
+    );
     // Offline, the same file is valid as far as can be told, and says what it did not check.
     let (code, stderr) = validate(&path, &[]);
     assert_eq!(code, Some(0), "{stderr}");

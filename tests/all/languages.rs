@@ -46,7 +46,10 @@ fn install_tools() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let status = Command::new(workspace().join("sdk/install-tools.sh")).status().expect("run sdk/install-tools.sh");
-        assert!(status.success(), "sdk/install-tools.sh failed: the Python and JavaScript SDKs' build tools are missing");
+        assert!(
+            status.success(),
+            "sdk/install-tools.sh failed: the Python and JavaScript SDKs' build tools are missing"
+        );
     });
 }
 
@@ -111,7 +114,8 @@ fn component(lang: Lang, app: &str) -> PathBuf {
         }
     };
     let started = Instant::now();
-    let output = command.arg(&app).arg("-o").arg(&partial).arg("-q").current_dir(&ws).output().expect("run the SDK build");
+    let output =
+        command.arg(&app).arg("-o").arg(&partial).arg("-q").current_dir(&ws).output().expect("run the SDK build");
     assert!(
         output.status.success(),
         "building {} failed:\n{}{}",
@@ -123,10 +127,10 @@ fn component(lang: Lang, app: &str) -> PathBuf {
     // Older builds of the same app are stale now.
     for entry in std::fs::read_dir(&cache).unwrap().flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let stale = file
-            .strip_prefix(&format!("{stem}-"))
-            .and_then(|rest| rest.strip_suffix(".wasm"))
-            .is_some_and(|hash| hash.len() == digest.len() && hash.bytes().all(|b| b.is_ascii_hexdigit()) && hash != digest);
+        let stale =
+            file.strip_prefix(&format!("{stem}-")).and_then(|rest| rest.strip_suffix(".wasm")).is_some_and(|hash| {
+                hash.len() == digest.len() && hash.bytes().all(|b| b.is_ascii_hexdigit()) && hash != digest
+            });
         if stale {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -173,8 +177,12 @@ fn assert_same(what: &str, actual: &BTreeMap<Vec<u8>, Option<Value>>, expected: 
     let name = |k: &Vec<u8>| String::from_utf8_lossy(k).into_owned();
     let missing: Vec<String> = expected.keys().filter(|k| !actual.contains_key(*k)).map(name).collect();
     let extra: Vec<String> = actual.keys().filter(|k| !expected.contains_key(*k)).map(name).collect();
-    let different: Vec<&Vec<u8>> = expected.iter().filter(|(k, v)| actual.get(*k).is_some_and(|a| a != *v)).map(|(k, _)| k).collect();
-    let first = different.first().map(|k| format!("\n{}: expected {:?}\n actual {:?}", name(k), expected[*k], actual[*k])).unwrap_or_default();
+    let different: Vec<&Vec<u8>> =
+        expected.iter().filter(|(k, v)| actual.get(*k).is_some_and(|a| a != *v)).map(|(k, _)| k).collect();
+    let first = different
+        .first()
+        .map(|k| format!("\n{}: expected {:?}\n actual {:?}", name(k), expected[*k], actual[*k]))
+        .unwrap_or_default();
     assert!(
         missing.is_empty() && extra.is_empty() && different.is_empty(),
         "{what}: missing {missing:?}, unexpected {extra:?}, different values {:?}{first}",
@@ -248,7 +256,9 @@ fn customers(count: i64) -> Vec<Customer> {
             },
             city: format!("City {}", id % 7),
             backup_email: (id % 2 == 0).then(|| format!("Backup{id}@Example.org")),
-            notes: (0..id % 3).map(|n| if n == 0 { format!("n{id}@notes.example") } else { format!("call at {id} or x@y.z") }).collect(),
+            notes: (0..id % 3)
+                .map(|n| if n == 0 { format!("n{id}@notes.example") } else { format!("call at {id} or x@y.z") })
+                .collect(),
         })
         .collect()
 }
@@ -263,18 +273,27 @@ impl Customer {
             ("id".into(), Value::Long(self.id)),
             ("name".into(), string(&self.name)),
             ("email".into(), string(&self.email)),
-            ("contact".into(), match &self.contact {
-                Contact::None => union(0, Value::Null),
-                Contact::Email(e) => union(1, string(e)),
-                Contact::Phone(p) => union(2, Value::Long(*p)),
-            }),
-            ("profile".into(), Value::Record(vec![
-                ("city".into(), string(&self.city)),
-                ("backup_email".into(), match &self.backup_email {
-                    None => union(0, Value::Null),
-                    Some(e) => union(1, string(e)),
-                }),
-            ])),
+            (
+                "contact".into(),
+                match &self.contact {
+                    Contact::None => union(0, Value::Null),
+                    Contact::Email(e) => union(1, string(e)),
+                    Contact::Phone(p) => union(2, Value::Long(*p)),
+                },
+            ),
+            (
+                "profile".into(),
+                Value::Record(vec![
+                    ("city".into(), string(&self.city)),
+                    (
+                        "backup_email".into(),
+                        match &self.backup_email {
+                            None => union(0, Value::Null),
+                            Some(e) => union(1, string(e)),
+                        },
+                    ),
+                ]),
+            ),
             ("notes".into(), Value::Array(self.notes.iter().map(|n| string(n)).collect())),
         ])
     }
@@ -297,7 +316,9 @@ fn looks_like_email(text: &str) -> bool {
         return false;
     }
     match text.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && !domain.contains('@') && domain.len() >= 3 && domain[1..domain.len() - 1].contains('.'),
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.contains('@') && domain.len() >= 3 && domain[1..domain.len() - 1].contains('.')
+        }
         None => false,
     }
 }
@@ -310,7 +331,8 @@ fn python_pii_mask_hashes_addresses_and_dead_letters_non_strings() {
     let topics = create_topics(&["pii-in", "pii-masked", "pii-auto", "pii-dlq"]);
     let (input, masked_topic, auto_topic, dlq) = (&topics[0], &topics[1], &topics[2], &topics[3]);
     let customers = customers(60);
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = customers.iter().map(|c| (Some(c.key()), Some(c.avro()))).collect();
+    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> =
+        customers.iter().map(|c| (Some(c.key()), Some(c.avro()))).collect();
     records.push((Some(b"customer-gone".to_vec()), None)); // a tombstone: forwarded as is
     produce(input, &records);
 
@@ -388,14 +410,29 @@ dead_letter:
     assert_clean_exit(&run.stop());
 
     let schema = schema(CUSTOMER_SCHEMA);
-    assert_same("mask", &by_key(&read_all(masked_topic, expected_masked.len(), Duration::from_secs(30)), &schema), &expected_masked);
-    assert_same("auto", &by_key(&read_all(auto_topic, expected_auto.len(), Duration::from_secs(30)), &schema), &expected_auto);
+    assert_same(
+        "mask",
+        &by_key(&read_all(masked_topic, expected_masked.len(), Duration::from_secs(30)), &schema),
+        &expected_masked,
+    );
+    assert_same(
+        "auto",
+        &by_key(&read_all(auto_topic, expected_auto.len(), Duration::from_secs(30)), &schema),
+        &expected_auto,
+    );
 
     let dead = read_all(dlq, phones.len(), Duration::from_secs(30));
     let dead = dead_letters(&dead, "mask", input);
-    assert_eq!(dead.keys().collect::<Vec<_>>(), phones.keys().collect::<Vec<_>>(), "exactly the phone contacts are dead letters");
+    assert_eq!(
+        dead.keys().collect::<Vec<_>>(),
+        phones.keys().collect::<Vec<_>>(),
+        "exactly the phone contacts are dead letters"
+    );
     for (key, error) in &dead {
-        assert_eq!(error, &format!("pii-mask: field 'contact' is not a string (got int {}); cannot hash it", phones[key]));
+        assert_eq!(
+            error,
+            &format!("pii-mask: field 'contact' is not a string (got int {}); cannot hash it", phones[key])
+        );
     }
 }
 
@@ -436,10 +473,13 @@ impl Album {
             ("id".into(), Value::Long(self.id)),
             ("title".into(), string(&self.title)),
             ("artist".into(), string(&self.artist)),
-            ("year".into(), match self.year {
-                None => union(0, Value::Null),
-                Some(y) => union(1, Value::Int(y)),
-            }),
+            (
+                "year".into(),
+                match self.year {
+                    None => union(0, Value::Null),
+                    Some(y) => union(1, Value::Int(y)),
+                },
+            ),
             ("tracks".into(), Value::Array(self.tracks.iter().map(|t| string(t)).collect())),
         ]
     }
@@ -463,7 +503,8 @@ fn javascript_enricher_adds_the_decade_and_routes_to_two_outputs() {
     let topics = create_topics(&["enrich-in", "enrich-classic", "enrich-modern", "enrich-dlq"]);
     let (input, classic_topic, modern_topic, dlq) = (&topics[0], &topics[1], &topics[2], &topics[3]);
     let albums = albums(90);
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = albums.iter().map(|a| (Some(a.key()), Some(a.avro()))).collect();
+    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> =
+        albums.iter().map(|a| (Some(a.key()), Some(a.avro()))).collect();
     records.push((Some(b"album-gone".to_vec()), None)); // a tombstone: the enricher sends it to both outputs
     produce(input, &records);
 
@@ -492,8 +533,11 @@ dead_letter:
     );
 
     let expected = |classic: bool| -> BTreeMap<Vec<u8>, Option<Value>> {
-        let mut map: BTreeMap<_, _> =
-            albums.iter().filter(|a| a.year.is_some_and(|y| (y < THRESHOLD) == classic)).map(|a| (a.key(), Some(a.with_decade()))).collect();
+        let mut map: BTreeMap<_, _> = albums
+            .iter()
+            .filter(|a| a.year.is_some_and(|y| (y < THRESHOLD) == classic))
+            .map(|a| (a.key(), Some(a.with_decade())))
+            .collect();
         map.insert(b"album-gone".to_vec(), None);
         map
     };
@@ -520,7 +564,15 @@ dead_letter:
 
     let dead = read_all(dlq, yearless.len(), Duration::from_secs(30));
     let dead = dead_letters(&dead, "decades", input);
-    assert_eq!(dead.keys().cloned().collect::<Vec<_>>(), { let mut k = yearless.clone(); k.sort(); k }, "exactly the albums without a year");
+    assert_eq!(
+        dead.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut k = yearless.clone();
+            k.sort();
+            k
+        },
+        "exactly the albums without a year"
+    );
     for error in dead.values() {
         assert_eq!(error, "enricher: record has no year (null), so no decade");
     }
@@ -580,7 +632,11 @@ sinks:
 // --- the SDKs' own tests, natively ----------------------------------------------------------
 
 fn run_native(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).current_dir(workspace()).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     assert!(
         output.status.success(),
         "{program} {args:?} failed:\n{}{}",

@@ -109,10 +109,13 @@ pub fn movies(count: usize) -> Vec<Movie> {
 fn director(movie: &Movie) -> Value {
     Value::Record(vec![
         ("name".into(), Value::String(movie.director.0.clone())),
-        ("born".into(), match movie.director.1 {
-            None => Value::Union(0, Box::new(Value::Null)),
-            Some(year) => Value::Union(1, Box::new(Value::Int(year))),
-        }),
+        (
+            "born".into(),
+            match movie.director.1 {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(year) => Value::Union(1, Box::new(Value::Int(year))),
+            },
+        ),
     ])
 }
 
@@ -145,11 +148,14 @@ impl Movie {
             ("director".into(), director(self)),
             ("tags".into(), tags(self)),
             ("awards".into(), Value::Map(self.awards.iter().map(|(k, v)| (k.clone(), Value::Int(*v))).collect())),
-            ("budget".into(), match &self.budget {
-                Budget::Unknown => Value::Union(0, Box::new(Value::Null)),
-                Budget::Dollars(d) => Value::Union(1, Box::new(Value::Long(*d))),
-                Budget::Text(t) => Value::Union(2, Box::new(Value::String(t.clone()))),
-            }),
+            (
+                "budget".into(),
+                match &self.budget {
+                    Budget::Unknown => Value::Union(0, Box::new(Value::Null)),
+                    Budget::Dollars(d) => Value::Union(1, Box::new(Value::Long(*d))),
+                    Budget::Text(t) => Value::Union(2, Box::new(Value::String(t.clone()))),
+                },
+            ),
         ]);
         apache_avro::to_avro_datum(schema, value).unwrap()
     }
@@ -182,7 +188,15 @@ pub fn decode(schema: &str, bytes: &[u8]) -> Value {
 }
 
 /// Write the movie schema and a pipeline reading `input` through `processors` into `output`.
-pub fn pipeline(dir: &crate::support::PipelineDir, name: &str, input: &str, processors: &str, last: &str, output: &str, dead_letter: &str) -> std::path::PathBuf {
+pub fn pipeline(
+    dir: &crate::support::PipelineDir,
+    name: &str,
+    input: &str,
+    processors: &str,
+    last: &str,
+    output: &str,
+    dead_letter: &str,
+) -> std::path::PathBuf {
     dir.write("movie.avsc", MOVIE_SCHEMA);
     dir.write(
         "pipeline.yaml",

@@ -14,7 +14,11 @@ struct Topics {
 }
 
 fn topics(name: &str) -> Topics {
-    let topics = Topics { input: unique(&format!("{name}-in")), output: unique(&format!("{name}-out")), dead_letter: unique(&format!("{name}-dlq")) };
+    let topics = Topics {
+        input: unique(&format!("{name}-in")),
+        output: unique(&format!("{name}-out")),
+        dead_letter: unique(&format!("{name}-dlq")),
+    };
     create_topic(&topics.input, 3);
     create_topic(&topics.output, 3);
     create_topic(&topics.dead_letter, 1);
@@ -32,7 +36,10 @@ fn expected_slim(movies: &[Movie]) -> BTreeMap<Vec<u8>, apache_avro::types::Valu
 }
 
 /// Assert equal record sets, naming the keys that differ rather than dumping both sides.
-pub(crate) fn assert_same(actual: &BTreeMap<Vec<u8>, apache_avro::types::Value>, expected: &BTreeMap<Vec<u8>, apache_avro::types::Value>) {
+pub(crate) fn assert_same(
+    actual: &BTreeMap<Vec<u8>, apache_avro::types::Value>,
+    expected: &BTreeMap<Vec<u8>, apache_avro::types::Value>,
+) {
     let name = |k: &Vec<u8>| String::from_utf8_lossy(k).into_owned();
     let missing: Vec<String> = expected.keys().filter(|k| !actual.contains_key(*k)).map(name).collect();
     let extra: Vec<String> = actual.keys().filter(|k| !expected.contains_key(*k)).map(name).collect();
@@ -75,7 +82,15 @@ fn avro_through_filter_and_projection_gives_exact_records() {
     produce_movies(&topics.input, &movies);
     let dir = PipelineDir::new();
     let name = unique("e2e");
-    let pipeline = movies::pipeline(&dir, &name, &topics.input, FILTER_AND_PROJECTION, "slim", &topics.output, &topics.dead_letter);
+    let pipeline = movies::pipeline(
+        &dir,
+        &name,
+        &topics.input,
+        FILTER_AND_PROJECTION,
+        "slim",
+        &topics.output,
+        &topics.dead_letter,
+    );
 
     let run = start_run(&pipeline);
     let expected = expected_slim(&movies);
@@ -103,7 +118,8 @@ fn malformed_values_go_to_dead_letters_and_nothing_is_lost() {
     for (i, movie) in movies.iter().enumerate() {
         records.push((Some(movie.key()), Some(movie.avro())));
         if i % 20 == 7 {
-            let value = if i == 7 { b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff".to_vec() } else { truncated.clone() };
+            let value =
+                if i == 7 { b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff".to_vec() } else { truncated.clone() };
             let key = format!("bad-{i}").into_bytes();
             bad.push((key.clone(), value.clone()));
             records.push((Some(key), Some(value)));
@@ -112,7 +128,15 @@ fn malformed_values_go_to_dead_letters_and_nothing_is_lost() {
     produce(&topics.input, &records);
     let dir = PipelineDir::new();
     let name = unique("dlq");
-    let pipeline = movies::pipeline(&dir, &name, &topics.input, FILTER_AND_PROJECTION, "slim", &topics.output, &topics.dead_letter);
+    let pipeline = movies::pipeline(
+        &dir,
+        &name,
+        &topics.input,
+        FILTER_AND_PROJECTION,
+        "slim",
+        &topics.output,
+        &topics.dead_letter,
+    );
 
     let run = start_run(&pipeline);
     let expected = expected_slim(&movies);
@@ -152,12 +176,19 @@ fn malformed_values_go_to_dead_letters_and_nothing_is_lost() {
 
 fn read_at(topic: &str, partition: i32, offset: i64) -> TestRecord {
     // Read the partition and index by position: offsets of a fresh topic start at 0.
-    let all: Vec<TestRecord> = read(topic, usize::MAX, Duration::from_secs(3)).into_iter().filter(|r| r.partition == partition).collect();
+    let all: Vec<TestRecord> =
+        read(topic, usize::MAX, Duration::from_secs(3)).into_iter().filter(|r| r.partition == partition).collect();
     all[offset as usize].clone()
 }
 
 /// A pipeline whose only processor is a test plugin given by path.
-fn test_plugin_pipeline(dir: &PipelineDir, name: &str, topics: &Topics, plugin: &str, limits: &str) -> std::path::PathBuf {
+fn test_plugin_pipeline(
+    dir: &PipelineDir,
+    name: &str,
+    topics: &Topics,
+    plugin: &str,
+    limits: &str,
+) -> std::path::PathBuf {
     let processors = format!("\n  test:\n    uses: {plugin}\n    inputs: [movies]\n{limits}");
     movies::pipeline(dir, name, &topics.input, &processors, "test", &topics.output, &topics.dead_letter)
 }
@@ -220,7 +251,8 @@ fn a_plugin_that_loops_forever_hits_its_deadline() {
     let movies = poisoned_movies("SPIN", &poisoned);
     produce_movies(&topics.input, &movies);
     let dir = PipelineDir::new();
-    let pipeline = test_plugin_pipeline(&dir, &unique("spin"), &topics, SPIN_PLUGIN, "    limits:\n      timeout_ms: 300\n");
+    let pipeline =
+        test_plugin_pipeline(&dir, &unique("spin"), &topics, SPIN_PLUGIN, "    limits:\n      timeout_ms: 300\n");
     let run = start_run(&pipeline);
     assert_poison_dead_lettered(&topics, &movies, &poisoned, "CPU deadline");
     assert_clean_exit(&run.stop());
@@ -233,7 +265,15 @@ fn sigterm_mid_stream_then_rerun_gives_every_record_exactly_once() {
     produce_movies(&topics.input, &movies);
     let dir = PipelineDir::new();
     let name = unique("restart");
-    let pipeline = movies::pipeline(&dir, &name, &topics.input, FILTER_AND_PROJECTION, "slim", &topics.output, &topics.dead_letter);
+    let pipeline = movies::pipeline(
+        &dir,
+        &name,
+        &topics.input,
+        FILTER_AND_PROJECTION,
+        "slim",
+        &topics.output,
+        &topics.dead_letter,
+    );
     let expected = expected_slim(&movies);
 
     let run = start_run(&pipeline);

@@ -20,7 +20,15 @@ fn package(dir: &Path, component: &str, name: &str, version: &str) -> PathBuf {
 }
 
 fn publish(registry: &Path, wasm: &Path) -> (i32, String, String) {
-    meshhost(&["plugin", "publish", wasm.to_str().unwrap(), "--registry", registry.to_str().unwrap(), "--manifest", wasm.with_extension("toml").to_str().unwrap()])
+    meshhost(&[
+        "plugin",
+        "publish",
+        wasm.to_str().unwrap(),
+        "--registry",
+        registry.to_str().unwrap(),
+        "--manifest",
+        wasm.with_extension("toml").to_str().unwrap(),
+    ])
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -70,15 +78,24 @@ fn publish_list_inspect_and_resolve_by_requirement() {
     let (code, stdout, _) = meshhost(&["plugin", "list", "--registry", registry.to_str().unwrap()]);
     assert_eq!((code, stdout.as_str()), (0, "acme/pass 1.0.0, 1.2.0, 1.2.5, 1.3.0, 2.0.0\n"));
 
-    let (code, stdout, stderr) = meshhost(&["plugin", "inspect", "acme/pass@~1.2", "--registry", registry.to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        meshhost(&["plugin", "inspect", "acme/pass@~1.2", "--registry", registry.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let digest = format!("sha256:{}", sha256_hex(&std::fs::read(TRAP_PLUGIN).unwrap()));
-    for expected in ["  1.2.5\n", &format!("digest: {digest}"), "wit: meshhost:processor/processor@0.2.0", "exports: meshhost:processor/processor@0.2.0", "mode (string): unused"] {
+    for expected in [
+        "  1.2.5\n",
+        &format!("digest: {digest}"),
+        "wit: meshhost:processor/processor@0.2.0",
+        "exports: meshhost:processor/processor@0.2.0",
+        "mode (string): unused",
+    ] {
         assert!(stdout.contains(expected), "missing {expected:?} in {stdout}");
     }
     assert!(!stdout.contains("1.3.0"), "{stdout}");
 
-    for (requirement, expected) in [("^1.2", "1.3.0"), ("~1.2", "1.2.5"), ("=1.2.0", "1.2.0"), ("*", "2.0.0"), ("^1", "1.3.0")] {
+    for (requirement, expected) in
+        [("^1.2", "1.3.0"), ("~1.2", "1.2.5"), ("=1.2.0", "1.2.0"), ("*", "2.0.0"), ("^1", "1.3.0")]
+    {
         let pipeline = pipeline_using(dir.path(), &format!("acme/pass@{requirement}"));
         let (code, _, stderr) = meshhost(&["lock", pipeline.to_str().unwrap()]);
         assert_eq!(code, 0, "{stderr}");
@@ -87,7 +104,10 @@ fn publish_list_inspect_and_resolve_by_requirement() {
     let pipeline = pipeline_using(dir.path(), "acme/pass@^3");
     let (code, _, stderr) = meshhost(&["lock", pipeline.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("no version of acme/pass matches ^3; available: 1.0.0, 1.2.0, 1.2.5, 1.3.0, 2.0.0"), "{stderr}");
+    assert!(
+        stderr.contains("no version of acme/pass matches ^3; available: 1.0.0, 1.2.0, 1.2.5, 1.3.0, 2.0.0"),
+        "{stderr}"
+    );
     let pipeline = pipeline_using(dir.path(), "acme/pas@^1");
     std::fs::remove_file(pipeline.with_extension("lock")).unwrap();
     let (code, _, stderr) = meshhost(&["validate", pipeline.to_str().unwrap()]);
@@ -115,7 +135,10 @@ fn a_version_never_changes() {
     assert_eq!(code, 2);
     assert!(stderr.contains("acme/pass@1.0.0 is already published with digest sha256:"), "{stderr}");
     assert_eq!(files(&registry), before);
-    assert_eq!(std::fs::read(registry.join("acme/pass/1.0.0/plugin.wasm")).unwrap(), std::fs::read(TRAP_PLUGIN).unwrap());
+    assert_eq!(
+        std::fs::read(registry.join("acme/pass/1.0.0/plugin.wasm")).unwrap(),
+        std::fs::read(TRAP_PLUGIN).unwrap()
+    );
 }
 
 #[test]
@@ -177,7 +200,9 @@ fn the_lock_file_pins_digests_and_keeps_yanked_versions_loadable() {
     let (code, _, stderr) = meshhost(&["validate", pipeline.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(
-        stderr.contains(&format!("plugin acme/pass@1.0.0 does not match the lock file: expected digest {expected}, actual {actual}")),
+        stderr.contains(&format!(
+            "plugin acme/pass@1.0.0 does not match the lock file: expected digest {expected}, actual {actual}"
+        )),
         "{stderr}"
     );
 }
@@ -189,7 +214,11 @@ fn only_components_exporting_the_processor_interface_are_published() {
     let cases: [(&str, &[u8], &str); 3] = [
         ("garbage", b"definitely not wasm", "is not a WebAssembly component"),
         ("core", b"\0asm\x01\0\0\0", "is a core Wasm module, not a component"),
-        ("empty", b"\0asm\x0d\0\x01\0", "does not export meshhost:processor/processor@0.2.0 (or a compatible 0.2.x); its exports are: none"),
+        (
+            "empty",
+            b"\0asm\x0d\0\x01\0",
+            "does not export meshhost:processor/processor@0.2.0 (or a compatible 0.2.x); its exports are: none",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let wasm = package(dir.path(), TRAP_PLUGIN, &format!("acme/{name}"), "1.0.0");
@@ -236,19 +265,22 @@ fn a_pipeline_runs_a_plugin_the_test_published() {
     create_topic(&output, 2);
     let movies: Vec<Movie> = movies::movies(25);
     produce(&input, &movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect::<Vec<_>>());
-    let pipeline = pipeline_using(dir.path(), "acme/pass@^1.4")
-        .to_str()
+    let pipeline = pipeline_using(dir.path(), "acme/pass@^1.4").to_str().unwrap().to_string();
+    let text = std::fs::read_to_string(&pipeline)
         .unwrap()
-        .to_string();
-    let text = std::fs::read_to_string(&pipeline).unwrap().replace("topic: movies", &format!("topic: {input}")).replace("topic: out", &format!("topic: {output}")).replace("name: reg", &format!("name: {}", unique("reg")));
+        .replace("topic: movies", &format!("topic: {input}"))
+        .replace("topic: out", &format!("topic: {output}"))
+        .replace("name: reg", &format!("name: {}", unique("reg")));
     std::fs::write(&pipeline, text).unwrap();
     assert_eq!(meshhost(&["lock", &pipeline]).0, 0);
 
     let run = start_run(Path::new(&pipeline));
     let records = read(&output, movies.len(), Duration::from_secs(60));
     assert_clean_exit(&run.stop());
-    let mut got: Vec<(Vec<u8>, apache_avro::types::Value)> =
-        records.iter().map(|r| (r.key.clone().unwrap(), movies::decode(movies::MOVIE_SCHEMA, r.value.as_deref().unwrap()))).collect();
+    let mut got: Vec<(Vec<u8>, apache_avro::types::Value)> = records
+        .iter()
+        .map(|r| (r.key.clone().unwrap(), movies::decode(movies::MOVIE_SCHEMA, r.value.as_deref().unwrap())))
+        .collect();
     got.sort_by(|a, b| a.0.cmp(&b.0));
     let mut expected: Vec<(Vec<u8>, apache_avro::types::Value)> =
         movies.iter().map(|m| (m.key(), movies::decode(movies::MOVIE_SCHEMA, &m.avro()))).collect();

@@ -16,12 +16,12 @@ pub fn run_title_pipeline(plugin: &Path, titles: &[&str]) -> Vec<(String, serde_
     let output = unique("scaffold-out");
     create_topic(&input, 2);
     create_topic(&output, 2);
-    let schema = meshhost_sdk::avro::Schema::parse(MOVIE).unwrap();
+    let schema = meshhost_avro::Schema::parse(MOVIE).unwrap();
     let records: Vec<_> = titles
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let value = meshhost_sdk::avro::json_to_datum(&schema, &serde_json::json!({"id": i, "title": t})).unwrap();
+            let value = meshhost_avro::json_to_datum(&schema, &serde_json::json!({"id": i, "title": t})).unwrap();
             (Some(i.to_string().into_bytes()), Some(value))
         })
         .collect();
@@ -42,7 +42,12 @@ pub fn run_title_pipeline(plugin: &Path, titles: &[&str]) -> Vec<(String, serde_
     assert_clean_exit(&run.stop());
     let mut got: Vec<(String, serde_json::Value)> = out
         .into_iter()
-        .map(|r| (String::from_utf8(r.key.unwrap()).unwrap(), meshhost_sdk::avro::datum_to_json(&schema, &r.value.unwrap()).unwrap()))
+        .map(|r| {
+            (
+                String::from_utf8(r.key.unwrap()).unwrap(),
+                meshhost_avro::datum_to_json(&schema, &r.value.unwrap()).unwrap(),
+            )
+        })
         .collect();
     got.sort_by(|a, b| a.0.cmp(&b.0));
     got
@@ -69,8 +74,16 @@ fn build_dynamic(project: &Path, lang: &str) -> PathBuf {
     let wasm = project.join("upper.wasm");
     let sdk = workspace().join("sdk");
     let status = match lang {
-        "python" => Command::new("python3").arg(sdk.join("python/build.py")).args(["app.py", "-o", "upper.wasm"]).current_dir(project).status(),
-        _ => Command::new("node").arg(sdk.join("js/build.mjs")).args(["app.js", "-o", "upper.wasm"]).current_dir(project).status(),
+        "python" => Command::new("python3")
+            .arg(sdk.join("python/build.py"))
+            .args(["app.py", "-o", "upper.wasm"])
+            .current_dir(project)
+            .status(),
+        _ => Command::new("node")
+            .arg(sdk.join("js/build.mjs"))
+            .args(["app.js", "-o", "upper.wasm"])
+            .current_dir(project)
+            .status(),
     }
     .expect("run the SDK build command");
     assert!(status.success(), "the scaffolded {lang} plugin builds");
@@ -100,7 +113,8 @@ fn scaffold_build_test_and_run(lang: &str) {
     let project = dir.path().join("upper");
     let wasm = if lang == "rust" { build_rust(&project) } else { build_dynamic(&project, lang) };
 
-    let (code, stdout, _) = meshhost_in(Some(&project), &["plugin", "test", wasm.to_str().unwrap(), "--fixtures", "fixtures"]);
+    let (code, stdout, _) =
+        meshhost_in(Some(&project), &["plugin", "test", wasm.to_str().unwrap(), "--fixtures", "fixtures"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.ends_with("5 passed, 0 failed\n"), "{stdout}");
 

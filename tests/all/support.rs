@@ -64,7 +64,8 @@ pub fn create_topic(name: &str, partitions: i32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let metadata = consumer.fetch_metadata(Some(name), Duration::from_secs(5)).expect("metadata");
-        if metadata.topics().first().is_some_and(|t| t.error().is_none() && t.partitions().len() == partitions as usize) {
+        if metadata.topics().first().is_some_and(|t| t.error().is_none() && t.partitions().len() == partitions as usize)
+        {
             return;
         }
         assert!(Instant::now() < deadline, "topic {name} did not appear");
@@ -96,7 +97,8 @@ pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
         .create()
         .expect("producer");
     for (key, value) in records {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(OwnedHeaders::new().insert(Header { key: "origin", value: Some("test") }));
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).headers(OwnedHeaders::new().insert(Header { key: "origin", value: Some("test") }));
         if let Some(key) = key {
             record = record.key(key.as_slice());
         }
@@ -193,7 +195,15 @@ pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
     committed
         .elements()
         .iter()
-        .map(|e| (e.partition(), match e.offset() { Offset::Offset(o) => o, _ => -1 }))
+        .map(|e| {
+            (
+                e.partition(),
+                match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                },
+            )
+        })
         .collect()
 }
 

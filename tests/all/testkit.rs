@@ -25,7 +25,10 @@ fn the_stock_filter_passes_every_check_and_its_fixture() {
 fn a_plugin_that_traps_on_bad_config_fails() {
     let (code, stdout) = plugin_test(BAD_INIT_PLUGIN, None);
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("FAIL  init with a bad config returns an invalid-config error (not a trap)\n      it trapped:"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  init with a bad config returns an invalid-config error (not a trap)\n      it trapped:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("unexpected option meshhost-plugin-test-unknown-option"), "{stdout}");
 }
 
@@ -33,7 +36,10 @@ fn a_plugin_that_traps_on_bad_config_fails() {
 fn a_plugin_whose_output_breaks_its_schema_fails() {
     let (code, stdout) = plugin_test(BAD_OUTPUT_PLUGIN, Some(&workspace().join("tests/fixtures/passthrough")));
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("FAIL  fixture two.json\n      record 0: output on \"out\" does not match its declared schema"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  fixture two.json\n      record 0: output on \"out\" does not match its declared schema"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -47,8 +53,18 @@ fn a_fixture_mismatch_prints_a_diff() {
     let (code, stdout) = plugin_test(STOCK_FILTER_PLUGIN, Some(dir.path()));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("outputs differ (- expected, + actual):"), "{stdout}");
-    assert!(stdout.contains(r#"  - {"port":"out","key":"4","value":{"id":4,"title":"Inception","year":2011,"country":"US"}}"#), "{stdout}");
-    assert!(stdout.contains(r#"  + {"port":"out","key":"4","value":{"id":4,"title":"Inception","year":2010,"country":"US"}}"#), "{stdout}");
+    assert!(
+        stdout.contains(
+            r#"  - {"port":"out","key":"4","value":{"id":4,"title":"Inception","year":2011,"country":"US"}}"#
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            r#"  + {"port":"out","key":"4","value":{"id":4,"title":"Inception","year":2010,"country":"US"}}"#
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -45,7 +45,15 @@ fn tagged_schema() -> String {
 
 /// Write a pipeline: sources `eu` and `us` (with these schemas) into processor `all`
 /// (`mesh/union`, with `with`), into the sink.
-fn pipeline(dir: &PipelineDir, name: &str, eu: (&str, &str), us: (&str, &str), with: &str, output: &str, dead_letter: &str) -> PathBuf {
+fn pipeline(
+    dir: &PipelineDir,
+    name: &str,
+    eu: (&str, &str),
+    us: (&str, &str),
+    with: &str,
+    output: &str,
+    dead_letter: &str,
+) -> PathBuf {
     dir.write("eu.avsc", eu.1);
     dir.write("us.avsc", us.1);
     dir.write(
@@ -80,7 +88,13 @@ fn topics(name: &str) -> Topics {
 
 /// Run the pipeline until `expected` records are in the output and every input offset is
 /// committed; returns the output and the dead letters (`dead` of them expected).
-fn run(pipeline: &std::path::Path, name: &str, topics: &Topics, expected: usize, dead: usize) -> (Vec<TestRecord>, Vec<TestRecord>) {
+fn run(
+    pipeline: &std::path::Path,
+    name: &str,
+    topics: &Topics,
+    expected: usize,
+    dead: usize,
+) -> (Vec<TestRecord>, Vec<TestRecord>) {
     let run = start_run(pipeline);
     // Wait for the output; it is read again once the run is over, to catch extra records.
     read(&topics.output, expected, Duration::from_secs(60));
@@ -147,11 +161,20 @@ fn identical_schemas_every_record_once() {
     produce_values(&topics.us, &us);
     let dir = PipelineDir::new();
     let name = unique("union-same");
-    let pipeline = pipeline(&dir, &name, (&topics.eu, MOVIE_SCHEMA), (&topics.us, MOVIE_SCHEMA), "", &topics.output, &topics.dead_letter);
+    let pipeline = pipeline(
+        &dir,
+        &name,
+        (&topics.eu, MOVIE_SCHEMA),
+        (&topics.us, MOVIE_SCHEMA),
+        "",
+        &topics.output,
+        &topics.dead_letter,
+    );
 
     let (output, dead) = run(&pipeline, &name, &topics, all.len(), 0);
     let produced: BTreeMap<Vec<u8>, Vec<u8>> = eu.into_iter().chain(us).collect();
-    let expected: BTreeMap<Vec<u8>, Value> = produced.iter().map(|(k, v)| (k.clone(), decode(MOVIE_SCHEMA, v))).collect();
+    let expected: BTreeMap<Vec<u8>, Value> =
+        produced.iter().map(|(k, v)| (k.clone(), decode(MOVIE_SCHEMA, v))).collect();
     assert_same(&by_key(&output, MOVIE_SCHEMA), &expected);
     assert!(dead.is_empty(), "no dead letters expected: {dead:?}");
     // Identical schemas: the bytes pass through.
@@ -176,14 +199,23 @@ fn compatible_schemas_are_resolved_to_the_first_input() {
     produce_values(&topics.us, &legacy);
     let dir = PipelineDir::new();
     let name = unique("union-resolve");
-    let pipeline = pipeline(&dir, &name, (&topics.eu, MOVIE_SCHEMA), (&topics.us, LEGACY_SCHEMA), "", &topics.output, &topics.dead_letter);
+    let pipeline = pipeline(
+        &dir,
+        &name,
+        (&topics.eu, MOVIE_SCHEMA),
+        (&topics.us, LEGACY_SCHEMA),
+        "",
+        &topics.output,
+        &topics.dead_letter,
+    );
 
     let (output, dead) = run(&pipeline, &name, &topics, all.len(), animated.len());
 
     // The expectations: apache-avro's own schema resolution of what was produced.
     let reader = Schema::parse_str(MOVIE_SCHEMA).unwrap();
     let writer = Schema::parse_str(LEGACY_SCHEMA).unwrap();
-    let mut expected: BTreeMap<Vec<u8>, Value> = eu.iter().map(|m| (m.key(), decode(MOVIE_SCHEMA, &m.avro()))).collect();
+    let mut expected: BTreeMap<Vec<u8>, Value> =
+        eu.iter().map(|m| (m.key(), decode(MOVIE_SCHEMA, &m.avro()))).collect();
     for (key, bytes) in &legacy {
         if animated.iter().any(|m| m.key() == *key) {
             continue;
@@ -231,7 +263,15 @@ fn tag_field_fills_in_the_input_id() {
     produce_values(&topics.us, &us.iter().map(|m| (m.key(), m.avro())).collect::<Vec<_>>());
     let dir = PipelineDir::new();
     let name = unique("union-tag");
-    let pipeline = pipeline(&dir, &name, (&topics.eu, &tagged), (&topics.us, MOVIE_SCHEMA), "    with:\n      tag_field: source\n", &topics.output, &topics.dead_letter);
+    let pipeline = pipeline(
+        &dir,
+        &name,
+        (&topics.eu, &tagged),
+        (&topics.us, MOVIE_SCHEMA),
+        "    with:\n      tag_field: source\n",
+        &topics.output,
+        &topics.dead_letter,
+    );
 
     let (output, dead) = run(&pipeline, &name, &topics, all.len(), 0);
     let expected: BTreeMap<Vec<u8>, Value> = all
@@ -249,10 +289,19 @@ fn tag_field_fills_in_the_input_id() {
 
 #[test]
 fn validate_names_both_inputs_and_the_field() {
-    let year_as_text = MOVIE_SCHEMA.replace(r#"{"name": "year", "type": "int"}"#, r#"{"name": "year", "type": "string"}"#);
+    let year_as_text =
+        MOVIE_SCHEMA.replace(r#"{"name": "year", "type": "int"}"#, r#"{"name": "year", "type": "string"}"#);
     assert_ne!(year_as_text, MOVIE_SCHEMA);
     let dir = PipelineDir::new();
-    let path = pipeline(&dir, "check", ("movies-eu", MOVIE_SCHEMA), ("movies-us", &year_as_text), "    with:\n      tag_field: origin\n", "out", "dlq");
+    let path = pipeline(
+        &dir,
+        "check",
+        ("movies-eu", MOVIE_SCHEMA),
+        ("movies-us", &year_as_text),
+        "    with:\n      tag_field: origin\n",
+        "out",
+        "dlq",
+    );
     let (code, _stdout, stderr) = validate(&path);
     assert_eq!(code, Some(2), "{stderr}");
     for line in [

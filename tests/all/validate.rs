@@ -71,7 +71,8 @@ fn every_error_is_reported_at_once_with_its_path() {
 
 #[test]
 fn unknown_keys_inside_entities_are_errors() {
-    let (_dir, path) = pipeline(&FILTER_AND_PROJECTION.replace("    inputs: [recent]", "    inputs: [recent]\n    with_typo: 1"), "");
+    let (_dir, path) =
+        pipeline(&FILTER_AND_PROJECTION.replace("    inputs: [recent]", "    inputs: [recent]\n    with_typo: 1"), "");
     let (code, _stdout, stderr) = validate(&path);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("processors.slim.with_typo: unknown field `with_typo`"), "{stderr}");

@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use meshhost::config::Format;
-use meshhost_sdk::avro::{self, Reader, Schema, Value};
+use meshhost_avro::{self as avro, Reader, Schema, Value};
 
 use crate::data::{self, Generator};
 

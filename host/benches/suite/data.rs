@@ -1,7 +1,7 @@
 //! The benchmark's records: movies with every common kind of Avro field, padded by a free-text
 //! `synopsis` to a target size (about 200 B or 2 KB), generated deterministically from their id.
 
-use meshhost_sdk::avro::{self, Schema, Value};
+use meshhost_avro::{self as avro, Schema, Value};
 
 /// The input schema of every benchmark.
 pub const MOVIE_SCHEMA: &str = r#"{
@@ -70,8 +70,22 @@ pub fn processors_yaml() -> String {
 const COUNTRIES: [&str; 3] = ["FR", "US", "US"];
 const GENRES: [&str; 4] = ["DRAMA", "COMEDY", "SCIFI", "DOCUMENTARY"];
 const WORDS: [&str; 16] = [
-    "a", "detective", "returns", "to", "the", "city", "where", "her", "brother", "vanished",
-    "years", "ago", "and", "finds", "nothing", "unchanged",
+    "a",
+    "detective",
+    "returns",
+    "to",
+    "the",
+    "city",
+    "where",
+    "her",
+    "brother",
+    "vanished",
+    "years",
+    "ago",
+    "and",
+    "finds",
+    "nothing",
+    "unchanged",
 ];
 
 /// The year and country of record `id` (what the condition reads).
@@ -132,7 +146,10 @@ impl Generator {
                 ]),
             ),
             ("tags".into(), Value::Array((0..(id % 4)).map(|t| Value::String(format!("tag{t}"))).collect())),
-            ("awards".into(), Value::Map((0..(id % 3)).map(|a| (format!("award{a}"), Value::Int(a as i32 + 1))).collect())),
+            (
+                "awards".into(),
+                Value::Map((0..(id % 3)).map(|a| (format!("award{a}"), Value::Int(a as i32 + 1))).collect()),
+            ),
             ("synopsis".into(), Value::String(String::new())),
         ];
         let base = avro::encode_datum(&self.schema, &Value::Record(fields.clone())).expect("encodes").len();

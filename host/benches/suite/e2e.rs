@@ -59,7 +59,9 @@ pub fn cpu_seconds(pid: &str) -> f64 {
 /// The pid of the broker `scripts/broker.sh` started for `broker`'s port, if any.
 pub fn broker_pid(broker: &str) -> Option<String> {
     let port = broker.rsplit(':').next()?;
-    let dir = std::env::var_os("MESHHOST_BROKER_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/broker"));
+    let dir = std::env::var_os("MESHHOST_BROKER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace().join("target/broker"));
     let pid = std::fs::read_to_string(dir.join(format!("nisshi-{port}.pid"))).ok()?.trim().to_string();
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
@@ -81,7 +83,8 @@ pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output:
     let path = dir.join(format!("{name}.yaml"));
     let properties = kafka::extra_properties();
     let properties: Vec<String> = properties.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
-    let properties = if properties.is_empty() { String::new() } else { format!("  properties: {{{}}}\n", properties.join(", ")) };
+    let properties =
+        if properties.is_empty() { String::new() } else { format!("  properties: {{{}}}\n", properties.join(", ")) };
     let text = format!(
         "name: {name}\nkafka:\n  bootstrap_servers: {broker}\n{properties}sources:\n  movies:\n    topic: {input}\n    format: avro\n    schema: movie.avsc\nprocessors:{}\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [slim]\ndead_letter:\n  topic: {dlq}\n",
         data::processors_yaml()
@@ -96,8 +99,9 @@ pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output:
 /// attaches `perf record -e cpu-clock -F 999 -g` (or `MESHHOST_BENCH_PERF_ARGS`) to the process
 /// for the timed part of the run.
 fn spawn(pipeline: &Path, broker: &str, cache: &Path, log: &Path) -> Child {
-    let wrapper: Vec<String> =
-        std::env::var("MESHHOST_BENCH_WRAPPER").map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+    let wrapper: Vec<String> = std::env::var("MESHHOST_BENCH_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
             let mut command = Command::new(program);
@@ -140,7 +144,11 @@ fn stop(child: &Mutex<Child>, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.lock().unwrap().try_wait().expect("wait") {
-            assert!(status.success(), "meshhost exited with {status}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            assert!(
+                status.success(),
+                "meshhost exited with {status}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
             return;
         }
         if Instant::now() > deadline {
@@ -312,10 +320,17 @@ pub fn startup(broker: &str, scratch: &Path, rounds: usize) -> StartupResult {
             let log = scratch.join(format!("{name}.log"));
             let start = Instant::now();
             let child = Mutex::new(spawn(&pipeline, broker, &cache, &log));
-            let progress = kafka::watch(broker, &output, 1, Duration::from_secs(300), || {
-                child.lock().unwrap().try_wait().map(|s| s.is_none()).unwrap_or(false)
-            }, || {})
-            .unwrap_or_else(|e| panic!("meshhost run: {e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+            let progress = kafka::watch(
+                broker,
+                &output,
+                1,
+                Duration::from_secs(300),
+                || child.lock().unwrap().try_wait().map(|s| s.is_none()).unwrap_or(false),
+                || {},
+            )
+            .unwrap_or_else(|e| {
+                panic!("meshhost run: {e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+            });
             let ms = (progress.first - start).as_secs_f64() * 1000.0;
             stop(&child, &log);
             kafka::delete_topics(broker, &[&output, &dlq]);

@@ -42,7 +42,8 @@ fn reader(broker: &str, group: &str) -> BaseConsumer {
 
 pub fn create_topics(broker: &str, names: &[&str]) {
     let admin = admin(broker);
-    let topics: Vec<NewTopic<'_>> = names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
+    let topics: Vec<NewTopic<'_>> =
+        names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in block_on(admin.create_topics(&topics, &options)).expect("create_topics") {
         result.unwrap_or_else(|(topic, code)| panic!("create topic {topic}: {code}"));
@@ -52,7 +53,11 @@ pub fn create_topics(broker: &str, names: &[&str]) {
     for name in names {
         loop {
             let metadata = consumer.fetch_metadata(Some(name), Duration::from_secs(5)).expect("metadata");
-            if metadata.topics().first().is_some_and(|t| t.error().is_none() && t.partitions().len() == PARTITIONS as usize) {
+            if metadata
+                .topics()
+                .first()
+                .is_some_and(|t| t.error().is_none() && t.partitions().len() == PARTITIONS as usize)
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "topic {name} did not appear");
@@ -85,7 +90,8 @@ pub fn produce(broker: &str, topic: &str, size: usize, count: u64) -> u64 {
         let key = Generator::key(id);
         let value = generator.value(id);
         kept += u64::from(crate::data::kept(id));
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key.as_slice()).payload(value.as_slice());
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).key(key.as_slice()).payload(value.as_slice());
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -103,9 +109,7 @@ pub fn produce(broker: &str, topic: &str, size: usize, count: u64) -> u64 {
 
 /// Sum of the high watermarks of `topic`.
 pub fn end_offset(consumer: &BaseConsumer, topic: &str) -> i64 {
-    (0..PARTITIONS)
-        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).expect("watermarks").1)
-        .sum()
+    (0..PARTITIONS).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).expect("watermarks").1).sum()
 }
 
 /// Sum of the offsets group `group` committed on `topic` (-1 per partition without one).
@@ -146,7 +150,14 @@ pub struct Progress {
 
 /// Polls `topic`'s watermarks every few ms until it holds `expected` records. `on_quarter` runs
 /// once when it holds a quarter of them.
-pub fn watch(broker: &str, topic: &str, expected: i64, timeout: Duration, alive: impl Fn() -> bool, mut on_quarter: impl FnMut()) -> Result<Progress, String> {
+pub fn watch(
+    broker: &str,
+    topic: &str,
+    expected: i64,
+    timeout: Duration,
+    alive: impl Fn() -> bool,
+    mut on_quarter: impl FnMut(),
+) -> Result<Progress, String> {
     let consumer = reader(broker, &unique("bench-watch"));
     let deadline = Instant::now() + timeout;
     let mut first = None;

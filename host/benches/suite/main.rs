@@ -30,7 +30,11 @@ pub fn best(values: &[f64]) -> f64 {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 struct Options {
@@ -63,7 +67,9 @@ fn options() -> Options {
             "--broker" => options.broker = Some(value("--broker")),
             "--only" => options.only = value("--only").split(',').map(str::to_string).collect(),
             "--records" => options.records = value("--records").replace('_', "").parse().expect("--records N"),
-            "--records-2k" => options.records_2k = value("--records-2k").replace('_', "").parse().expect("--records-2k N"),
+            "--records-2k" => {
+                options.records_2k = value("--records-2k").replace('_', "").parse().expect("--records-2k N")
+            }
             "--rounds" => options.rounds = value("--rounds").parse().expect("--rounds R"),
             "--e2e-rounds" => options.e2e_rounds = value("--e2e-rounds").parse().expect("--e2e-rounds R"),
             "--out" => options.out = Some(PathBuf::from(value("--out"))),
@@ -121,7 +127,14 @@ struct Row {
 }
 
 impl Row {
-    fn new(name: impl Into<String>, measured: impl Into<String>, baseline: impl Into<String>, ratio: f64, goal: &str, met: Option<bool>) -> Row {
+    fn new(
+        name: impl Into<String>,
+        measured: impl Into<String>,
+        baseline: impl Into<String>,
+        ratio: f64,
+        goal: &str,
+        met: Option<bool>,
+    ) -> Row {
         Row {
             name: name.into(),
             measured: measured.into(),
@@ -136,7 +149,13 @@ impl Row {
 fn rate(r: f64) -> String {
     let r = r.round() as u64;
     let (m, k, u) = (r / 1_000_000, r / 1000 % 1000, r % 1000);
-    let digits = if m > 0 { format!("{m},{k:03},{u:03}") } else if k > 0 { format!("{k},{u:03}") } else { u.to_string() };
+    let digits = if m > 0 {
+        format!("{m},{k:03},{u:03}")
+    } else if k > 0 {
+        format!("{k},{u:03}")
+    } else {
+        u.to_string()
+    };
     format!("{digits} rec/s")
 }
 
@@ -156,7 +175,13 @@ fn mib(kib: u64) -> String {
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_string();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -164,7 +189,12 @@ fn machine() -> String {
         .map(|kib| format!("{:.0} GiB RAM", kib as f64 / 1048576.0))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     format!("{model}, {cores} cores, {mem}, Linux {kernel}; load average at start {load}")
 }
 
@@ -266,7 +296,10 @@ fn main() {
             kafka::create_topics(&broker, &[&input]);
             let t = Instant::now();
             let expected = kafka::produce(&broker, &input, size, records);
-            eprintln!("E2E {size} B: produced {records} records in {:.1} s; the filter keeps {expected}", t.elapsed().as_secs_f64());
+            eprintln!(
+                "E2E {size} B: produced {records} records in {:.1} s; the filter keeps {expected}",
+                t.elapsed().as_secs_f64()
+            );
             // Plugins compiled into the cache before timing (a no-op when already there).
             let dir = tempfile::tempdir_in(&scratch).unwrap();
             e2e::validate(&e2e::write_pipeline(dir.path(), "warmup", &broker, &input, "x", "y"), &cache);
@@ -317,7 +350,10 @@ fn main() {
                 None,
             ));
             rows.push(Row::new(
-                format!("E2E {size} B records, {}: same, wall clock from process/client start (incl. start-up, group join)", count(records)),
+                format!(
+                    "E2E {size} B records, {}: same, wall clock from process/client start (incl. start-up, group join)",
+                    count(records)
+                ),
                 rate(mesh_wall),
                 rate(pass_wall),
                 mesh_wall / pass_wall,
@@ -327,7 +363,8 @@ fn main() {
             // Where the CPU goes (2 cores shared by the broker, the client and everyone else).
             let cpu = |t: &e2e::Timed| t.cpu_per_million();
             let fastest_pass = pass.iter().max_by(|a, b| a.steady_rate().total_cmp(&b.steady_rate())).unwrap();
-            let fastest_mesh = mesh.iter().map(|m| &m.timed).max_by(|a, b| a.steady_rate().total_cmp(&b.steady_rate())).unwrap();
+            let fastest_mesh =
+                mesh.iter().map(|m| &m.timed).max_by(|a, b| a.steady_rate().total_cmp(&b.steady_rate())).unwrap();
             let (mesh_cpu, mesh_broker) = cpu(fastest_mesh);
             let (pass_cpu, pass_broker) = cpu(fastest_pass);
             rows.push(Row::new(
@@ -352,7 +389,11 @@ fn main() {
                 kafka::delete_topics(&broker, &[&small_input]);
                 let ratio = hwm as f64 / run.hwm_kib as f64;
                 rows.push(Row::new(
-                    format!("Peak RSS (VmHWM) of `meshhost run`, 200 B records: {} vs {} record topic", count(records), count(small)),
+                    format!(
+                        "Peak RSS (VmHWM) of `meshhost run`, 200 B records: {} vs {} record topic",
+                        count(records),
+                        count(small)
+                    ),
                     mib(hwm),
                     mib(run.hwm_kib),
                     ratio,
@@ -361,7 +402,10 @@ fn main() {
                 ));
             } else {
                 rows.push(Row::new(
-                    format!("Peak RSS (VmHWM) of `meshhost run`, 2 KB records, {}: at end vs at 25% of the output", count(records)),
+                    format!(
+                        "Peak RSS (VmHWM) of `meshhost run`, 2 KB records, {}: at end vs at 25% of the output",
+                        count(records)
+                    ),
                     mib(hwm),
                     mib(hwm_quarter),
                     hwm as f64 / hwm_quarter.max(1) as f64,
@@ -373,7 +417,10 @@ fn main() {
         }
         notes.push(format!(
             "Peak RSS of `meshhost run` at 25% of the output / at the end: {}",
-            rss.iter().map(|(n, q, h)| format!("{}: {} / {}", count(*n), mib(*q), mib(*h))).collect::<Vec<_>>().join("; ")
+            rss.iter()
+                .map(|(n, q, h)| format!("{}: {} / {}", count(*n), mib(*q), mib(*h)))
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
 
@@ -388,7 +435,12 @@ fn main() {
             Some(false) => "**NOT MET**",
             None => "—",
         };
-        writeln!(table, "| {} | {} | {} | {} | {} | {} |", row.name, row.measured, row.baseline, row.ratio, row.goal, result).unwrap();
+        writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.name, row.measured, row.baseline, row.ratio, row.goal, result
+        )
+        .unwrap();
     }
     for note in &notes {
         writeln!(table, "\n{note}").unwrap();

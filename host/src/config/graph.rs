@@ -9,7 +9,10 @@ pub fn processing_order(config: &PipelineConfig) -> Vec<String> {
     while order.len() < config.processors.len() {
         let next = config.processors.iter().find(|(id, processor)| {
             !order.contains(id)
-                && processor.inputs.iter().all(|input| !config.processors.contains_key(&input.id) || order.contains(&input.id))
+                && processor
+                    .inputs
+                    .iter()
+                    .all(|input| !config.processors.contains_key(&input.id) || order.contains(&input.id))
         });
         match next {
             Some((id, _)) => order.push(id.clone()),

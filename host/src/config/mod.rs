@@ -450,7 +450,11 @@ dead_letter:
             + "extra: 1\n";
         let problems = PipelineConfig::parse(&text, Path::new(".")).unwrap_err();
         let paths: Vec<&str> = problems.0.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["sources.movies.formt", "processors.recent.uses", "extra", "processors.slim.inputs[0]"], "{problems}");
+        assert_eq!(
+            paths,
+            ["sources.movies.formt", "processors.recent.uses", "extra", "processors.slim.inputs[0]"],
+            "{problems}"
+        );
         // The unreadable source is not reported again as an unknown input of `recent`, nor
         // the unreadable `recent` as an unknown input of `slim`'s neighbours.
         assert!(!problems.to_string().contains("unknown input \"movies\""), "{problems}");

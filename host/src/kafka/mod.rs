@@ -26,16 +26,30 @@ pub fn client_config(bootstrap_servers: &str, properties: &[(String, String)]) -
 }
 
 /// The partition count of every topic on the cluster at `bootstrap_servers`.
-pub fn partition_counts(bootstrap_servers: &str, timeout: Duration) -> Result<std::collections::HashMap<String, usize>, rdkafka::error::KafkaError> {
+pub fn partition_counts(
+    bootstrap_servers: &str,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, usize>, rdkafka::error::KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
     let metadata = consumer.fetch_metadata(None, timeout)?;
-    Ok(metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| (t.name().to_string(), t.partitions().len())).collect())
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect())
 }
 
 /// Create `topic` with `partitions` partitions and the given topic configs, unless it exists.
-pub fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
+pub fn ensure_topic(
+    bootstrap_servers: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         new = new.set(key, value);

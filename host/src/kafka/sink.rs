@@ -55,7 +55,8 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     fn send(&self, destination: Destination<'_>, record: OutgoingRecord<'_>, batch: BatchId) -> Result<(), SinkError> {
-        let mut message: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(destination.topic, batch as usize);
+        let mut message: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(destination.topic, batch as usize);
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for header in record.headers {
@@ -83,12 +84,16 @@ impl Sink for KafkaSink {
                     message = returned;
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Err((error, _)) => return Err(SinkError { topic: destination.topic.to_string(), source: Box::new(error) }),
+                Err((error, _)) => {
+                    return Err(SinkError { topic: destination.topic.to_string(), source: Box::new(error) })
+                }
             }
         }
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|e| SinkError { topic: "the Kafka producer's queue".into(), source: Box::new(e) })
+        self.producer
+            .flush(timeout)
+            .map_err(|e| SinkError { topic: "the Kafka producer's queue".into(), source: Box::new(e) })
     }
 }

@@ -63,7 +63,9 @@ impl InputRecord for KafkaRecord<'_> {
     fn headers(&self) -> Vec<Header> {
         self.message
             .headers()
-            .map(|headers| headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect())
+            .map(|headers| {
+                headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
+            })
             .unwrap_or_default()
     }
 
@@ -97,9 +99,8 @@ impl KafkaSource {
 
     /// The partition count of every topic on the cluster.
     pub fn partition_counts(&self) -> Result<HashMap<String, usize>, SourceError> {
-        let metadata = self.consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| SourceError::Unreachable {
-            what: format!("Kafka at {}", self.bootstrap_servers),
-            source: Box::new(e),
+        let metadata = self.consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| {
+            SourceError::Unreachable { what: format!("Kafka at {}", self.bootstrap_servers), source: Box::new(e) }
         })?;
         Ok(metadata
             .topics()

@@ -6,9 +6,9 @@
 use meshhost_sdk::batch::{NONE, ORIGIN};
 
 use super::bindings::meshhost::processor::types as wit;
-pub use wit::Failure;
 /// Records between stages are the SDK's owned records: the same shape on both sides.
 pub use meshhost_sdk::{Header, Record};
+pub use wit::Failure;
 
 /// What a `process` call returned.
 #[derive(Debug, Default)]
@@ -137,7 +137,13 @@ pub(super) fn processed(result: wit::BatchResult, inputs: &[Record]) -> Processe
 /// timestamps -2, -1 or a time; and the lengths adding up to exactly the bytes and headers
 /// given. Checked before reading, so a bad entry cannot shift where later records are read.
 fn check_result_columns(count: usize, origins: &[u32], emitted: &wit::Batch) -> Result<(), &'static str> {
-    let columns = [origins.len(), emitted.key_lengths.len(), emitted.value_lengths.len(), emitted.timestamps.len(), emitted.header_counts.len()];
+    let columns = [
+        origins.len(),
+        emitted.key_lengths.len(),
+        emitted.value_lengths.len(),
+        emitted.timestamps.len(),
+        emitted.header_counts.len(),
+    ];
     if columns.iter().any(|&n| n != count) {
         return Err("columns of different lengths");
     }
@@ -314,7 +320,11 @@ mod tests {
             let processed = processed(result(vec![0], vec![0], emitted), &records);
             assert!(processed.emitted.is_empty(), "{what}");
             assert_eq!(processed.failures.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 1], "{what}");
-            assert!(processed.failures[0].reason.contains("malformed result"), "{what}: {}", processed.failures[0].reason);
+            assert!(
+                processed.failures[0].reason.contains("malformed result"),
+                "{what}: {}",
+                processed.failures[0].reason
+            );
         }
     }
 

@@ -9,8 +9,8 @@ use super::bindings::{self, ConfigError, InitResult, InputPort};
 use std::sync::Arc;
 
 use super::stderr::StderrCapture;
-use crate::state::{StateStore, StateWrites};
 use super::{Plugin, EPOCH_TICK};
+use crate::state::{StateStore, StateWrites};
 
 /// Resource limits of one instance.
 #[derive(Debug, Clone, Copy)]
@@ -206,18 +206,22 @@ impl ProcessorInstance {
     /// Returns the result and the state writes the call made (for the caller to make durable).
     /// A trap (panic, deadline, memory cap) comes back as `Err` with a message; the instance has
     /// then already been replaced by a fresh one and the call's writes dropped.
-    pub fn process(&mut self, partition: u32, input: u32, records: &[Record]) -> Result<(Processed, StateWrites), CallError> {
+    pub fn process(
+        &mut self,
+        partition: u32,
+        input: u32,
+        records: &[Record],
+    ) -> Result<(Processed, StateWrites), CallError> {
         batch::fill(&mut self.batch, records);
         self.store.set_epoch_deadline(self.limits.deadline_ticks());
         let state = &mut self.store.data_mut().state;
         state.partition = partition;
         state.writes.clear();
-        let result = self
-            .bindings
-            .meshhost_processor_processor()
-            .call_process(&mut self.store, input, &self.batch);
+        let result = self.bindings.meshhost_processor_processor().call_process(&mut self.store, input, &self.batch);
         match result {
-            Ok(result) => Ok((batch::processed(result, records), std::mem::take(&mut self.store.data_mut().state.writes))),
+            Ok(result) => {
+                Ok((batch::processed(result, records), std::mem::take(&mut self.store.data_mut().state.writes)))
+            }
             Err(error) => {
                 let message = self.explain(&error);
                 tracing::warn!(processor = %self.processor_id, error = %message, "plugin trapped; replacing its instance");
@@ -243,10 +247,12 @@ impl ProcessorInstance {
 
     fn rebuild(&mut self) -> Result<(), String> {
         let (store, bindings, init) =
-            instantiate(&self.processor_id, &self.plugin, self.limits, &self.config, &self.inputs).map_err(|e| match e {
-                InitFailure::Config(errors) => format!("{errors:?}"),
-                InitFailure::Crashed(message) => message,
-            })?;
+            instantiate(&self.processor_id, &self.plugin, self.limits, &self.config, &self.inputs).map_err(
+                |e| match e {
+                    InitFailure::Config(errors) => format!("{errors:?}"),
+                    InitFailure::Crashed(message) => message,
+                },
+            )?;
         self.store = store;
         self.bindings = bindings;
         self.init = init;
@@ -278,12 +284,13 @@ fn instantiate(
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(limits.deadline_ticks());
-    let crashed = |store: &Store<InstanceState>, what: &str, error: wasmtime::Error| {
-        match store.data().stderr.last_message() {
-            Some(message) => InitFailure::Crashed(format!("{} {what}: {}: {message}", plugin.label, error.root_cause())),
+    let crashed =
+        |store: &Store<InstanceState>, what: &str, error: wasmtime::Error| match store.data().stderr.last_message() {
+            Some(message) => {
+                InitFailure::Crashed(format!("{} {what}: {}: {message}", plugin.label, error.root_cause()))
+            }
             None => InitFailure::Crashed(format!("{} {what}: {error:#}", plugin.label)),
-        }
-    };
+        };
     let bindings = match plugin.pre.instantiate(&mut store) {
         Ok(bindings) => bindings,
         Err(error) => return Err(crashed(&store, "could not be instantiated", error)),

@@ -98,14 +98,13 @@ impl PluginEngine {
             .imports(&self.engine)
             .any(|(name, _)| name.starts_with("meshhost:processor/state@"));
         // A plugin built for another WIT version would fail to link with a confusing message.
-        let exports = component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect::<Vec<_>>();
+        let exports =
+            component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect::<Vec<_>>();
         if let Some(problem) = other_wit_version(&exports) {
             anyhow::bail!("{label} {problem}");
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("{label} cannot be linked: {e:#}"))?;
+        let pre =
+            self.linker.instantiate_pre(&component).map_err(|e| anyhow::anyhow!("{label} cannot be linked: {e:#}"))?;
         let pre = bindings::PluginPre::new(pre)
             .map_err(|e| anyhow::anyhow!("{label} does not export the {PROCESSOR_INTERFACE} interface: {e:#}"))?;
         Ok(Plugin { label: label.to_string(), digest, stateful, pre })
@@ -130,7 +129,8 @@ impl PluginEngine {
     }
 
     fn compile_fresh(&self, bytes: &[u8], cache_path: Option<&PathBuf>) -> anyhow::Result<Component> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
         if let Some(path) = cache_path {
             // Best effort: a cache that cannot be written only costs a compile next time.
             let write = || -> anyhow::Result<()> {
@@ -240,10 +240,17 @@ mod tests {
     fn a_plugin_for_another_wit_version_is_told_to_rebuild() {
         let old = vec!["meshhost:processor/processor@0.1.0".to_string()];
         let message = other_wit_version(&old).expect("0.1 is not 0.2");
-        assert!(message.contains("built for meshhost:processor/processor@0.1.0") && message.contains("rebuild"), "{message}");
+        assert!(
+            message.contains("built for meshhost:processor/processor@0.1.0") && message.contains("rebuild"),
+            "{message}"
+        );
         let current = vec![PROCESSOR_INTERFACE.to_string(), "meshhost:processor/processor@0.1.0".to_string()];
         assert_eq!(other_wit_version(&current), None);
         assert_eq!(other_wit_version(&["meshhost:processor/processor@0.2.7".to_string()]), None);
-        assert_eq!(other_wit_version(&["wasi:cli/run@0.2.0".to_string()]), None, "not a processor at all: reported elsewhere");
+        assert_eq!(
+            other_wit_version(&["wasi:cli/run@0.2.0".to_string()]),
+            None,
+            "not a processor at all: reported elsewhere"
+        );
     }
 }

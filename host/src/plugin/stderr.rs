@@ -42,7 +42,8 @@ impl StderrCapture {
         let text = String::from_utf8_lossy(&tail);
         let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         if let Some(start) = lines.iter().rposition(|l| l.contains("panicked at")) {
-            let message: Vec<&str> = lines[start + 1..].iter().copied().take_while(|l| !l.starts_with("note:")).collect();
+            let message: Vec<&str> =
+                lines[start + 1..].iter().copied().take_while(|l| !l.starts_with("note:")).collect();
             if !message.is_empty() {
                 return Some(message.join(" "));
             }

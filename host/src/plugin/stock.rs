@@ -17,9 +17,7 @@ include!(concat!(env!("OUT_DIR"), "/stock_plugins.rs"));
 
 /// The stock plugin `name` if its version matches `requirement`.
 pub fn find(name: &str, requirement: &semver::VersionReq) -> Option<&'static StockPlugin> {
-    ALL.iter().find(|p| {
-        p.name == name && semver::Version::parse(p.version).is_ok_and(|v| requirement.matches(&v))
-    })
+    ALL.iter().find(|p| p.name == name && semver::Version::parse(p.version).is_ok_and(|v| requirement.matches(&v)))
 }
 
 /// The versions of stock plugin `name`.

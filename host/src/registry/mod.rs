@@ -157,7 +157,13 @@ impl Registry {
             };
         }
 
-        let published = PublishedManifest { manifest, digest: digest.clone(), size: component.len() as u64, wit: info.wit, exports: info.exports };
+        let published = PublishedManifest {
+            manifest,
+            digest: digest.clone(),
+            size: component.len() as u64,
+            wit: info.wit,
+            exports: info.exports,
+        };
         let staging_root = self.root.join(".staging");
         let staging = staging_root.join(format!(
             "{}-{version}-{}-{}",
@@ -287,9 +293,9 @@ impl PluginResolver {
         let registry = self.registry.as_deref();
         match &self.lock {
             Some(lock) => {
-                let entry = lock
-                    .entry(&uses.text)
-                    .ok_or_else(|| format!("the lock file has no entry for {:?}; run `meshhost lock` to update it", uses.text))?;
+                let entry = lock.entry(&uses.text).ok_or_else(|| {
+                    format!("the lock file has no entry for {:?}; run `meshhost lock` to update it", uses.text)
+                })?;
                 resolve_locked(entry, &uses.target, registry)
             }
             None => resolve_fresh(&uses.text, &uses.target, registry),
@@ -301,7 +307,13 @@ fn resolve_fresh(uses: &str, plugin: &PluginTarget, registry: Option<&Path>) -> 
     match plugin {
         PluginTarget::Path(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let locked = LockedPlugin { uses: uses.to_string(), name: None, version: None, source: "path".into(), digest: digest(&bytes) };
+            let locked = LockedPlugin {
+                uses: uses.to_string(),
+                name: None,
+                version: None,
+                source: "path".into(),
+                digest: digest(&bytes),
+            };
             Ok(ResolvedPlugin { label: path.display().to_string(), bytes: bytes.into(), locked })
         }
         PluginTarget::Registry { name, requirement } => {
@@ -326,14 +338,22 @@ fn resolve_fresh(uses: &str, plugin: &PluginTarget, registry: Option<&Path>) -> 
                 };
                 Err(format!("no plugin named {name:?} in {place}; stock plugins are {}", stock.join(", ")))
             } else {
-                let stock = if stock_versions.is_empty() { String::new() } else { format!("; stock: {}", stock_versions.join(", ")) };
+                let stock = if stock_versions.is_empty() {
+                    String::new()
+                } else {
+                    format!("; stock: {}", stock_versions.join(", "))
+                };
                 Err(format!("no version of {name} matches {requirement}{available}{stock}"))
             }
         }
     }
 }
 
-fn resolve_locked(entry: &LockedPlugin, plugin: &PluginTarget, registry: Option<&Path>) -> Result<ResolvedPlugin, String> {
+fn resolve_locked(
+    entry: &LockedPlugin,
+    plugin: &PluginTarget,
+    registry: Option<&Path>,
+) -> Result<ResolvedPlugin, String> {
     let resolved = match (entry.source.as_str(), plugin) {
         ("path", PluginTarget::Path(_)) => resolve_fresh(&entry.uses, plugin, registry)?,
         ("registry" | "stock", PluginTarget::Registry { name, .. }) => {
@@ -346,20 +366,26 @@ fn resolve_locked(entry: &LockedPlugin, plugin: &PluginTarget, registry: Option<
                 let stock = crate::plugin::stock::ALL
                     .iter()
                     .find(|p| p.name == name && p.version == version.to_string())
-                    .ok_or_else(|| format!("the lock file wants stock plugin {name}@{version}, which this meshhost does not have"))?;
+                    .ok_or_else(|| {
+                        format!("the lock file wants stock plugin {name}@{version}, which this meshhost does not have")
+                    })?;
                 from_stock(&entry.uses, stock)
             } else {
-                let root = registry.ok_or_else(|| format!("the lock file wants {name}@{version} from a registry, but no registry is configured"))?;
+                let root = registry.ok_or_else(|| {
+                    format!("the lock file wants {name}@{version} from a registry, but no registry is configured")
+                })?;
                 // Locked versions load even when yanked: yanking only stops new resolutions.
-                let found = Registry::open(root)
-                    .exact(name, &version)?
-                    .ok_or_else(|| format!("the lock file wants {name}@{version}, which is not in registry {}", root.display()))?;
+                let found = Registry::open(root).exact(name, &version)?.ok_or_else(|| {
+                    format!("the lock file wants {name}@{version}, which is not in registry {}", root.display())
+                })?;
                 let path = found.dir.join(COMPONENT_FILE);
                 let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 from_registry(&entry.uses, name, &version, bytes)
             }
         }
-        _ => return Err(format!("the lock entry for {:?} does not match the pipeline; run `meshhost lock`", entry.uses)),
+        _ => {
+            return Err(format!("the lock entry for {:?} does not match the pipeline; run `meshhost lock`", entry.uses))
+        }
     };
     if resolved.locked.digest != entry.digest {
         return Err(format!(
@@ -389,5 +415,9 @@ fn from_stock(uses: &str, stock: &crate::plugin::stock::StockPlugin) -> Resolved
         source: "stock".into(),
         digest: digest(stock.bytes),
     };
-    ResolvedPlugin { label: format!("{}@{} (stock)", stock.name, stock.version), bytes: Arc::new(stock.bytes.to_vec()), locked }
+    ResolvedPlugin {
+        label: format!("{}@{} (stock)", stock.name, stock.version),
+        bytes: Arc::new(stock.bytes.to_vec()),
+        locked,
+    }
 }

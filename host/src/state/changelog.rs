@@ -60,8 +60,13 @@ pub fn open_with_changelog(
     processor: &str,
     changelog: &Changelog,
 ) -> Result<Arc<StateStore>, ChangelogError> {
-    crate::kafka::ensure_topic(bootstrap_servers, &changelog.topic, changelog.partitions, &[("cleanup.policy", "compact")])
-        .map_err(|source| ChangelogError::Create { topic: changelog.topic.clone(), source })?;
+    crate::kafka::ensure_topic(
+        bootstrap_servers,
+        &changelog.topic,
+        changelog.partitions,
+        &[("cleanup.policy", "compact")],
+    )
+    .map_err(|source| ChangelogError::Create { topic: changelog.topic.clone(), source })?;
     let store = Arc::new(StateStore::open(store_path)?);
     let kafka = |what: &'static str| {
         let topic = changelog.topic.clone();
@@ -73,10 +78,16 @@ pub fn open_with_changelog(
         .create()
         .map_err(kafka("cannot create a reader"))?;
     for partition in 0..changelog.partitions {
-        let (low, high) =
-            reader.fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10)).map_err(kafka("cannot read its end offsets"))?;
+        let (low, high) = reader
+            .fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10))
+            .map_err(kafka("cannot read its end offsets"))?;
         if store.clean_end(partition as u32)? == Some(high) {
-            tracing::info!(processor, partition, keys = store.len(partition as u32)?, "local state is up to date with the changelog");
+            tracing::info!(
+                processor,
+                partition,
+                keys = store.len(partition as u32)?,
+                "local state is up to date with the changelog"
+            );
             continue;
         }
         let started = Instant::now();
@@ -98,7 +109,14 @@ pub fn open_with_changelog(
 }
 
 /// Replay changelog partition `partition` (offsets `low..high`) into the store.
-fn restore_partition(reader: &BaseConsumer, store: &StateStore, topic: &str, partition: i32, low: i64, high: i64) -> Result<u64, ChangelogError> {
+fn restore_partition(
+    reader: &BaseConsumer,
+    store: &StateStore,
+    topic: &str,
+    partition: i32,
+    low: i64,
+    high: i64,
+) -> Result<u64, ChangelogError> {
     if high <= low {
         return Ok(0);
     }
@@ -141,9 +159,10 @@ fn restore_partition(reader: &BaseConsumer, store: &StateStore, topic: &str, par
 pub fn mark_clean(consumer: &BaseConsumer, store: &StateStore, changelog: &Changelog) -> Result<(), ChangelogError> {
     let mut ends = Vec::new();
     for partition in 0..changelog.partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10))
-            .map_err(|source| ChangelogError::Kafka { topic: changelog.topic.clone(), what: "cannot read its end offsets", source })?;
+        let (_, high) =
+            consumer.fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10)).map_err(|source| {
+                ChangelogError::Kafka { topic: changelog.topic.clone(), what: "cannot read its end offsets", source }
+            })?;
         ends.push((partition as u32, Some(high)));
     }
     store.set_clean_ends(&ends)?;

@@ -62,7 +62,8 @@ impl StateStore {
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         let display = path.display().to_string();
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StateError { path: display.clone(), message: e.to_string() })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StateError { path: display.clone(), message: e.to_string() })?;
         }
         let db = Database::create(path).map_err(|e| StateError { path: display.clone(), message: e.to_string() })?;
         let store = StateStore { db, path: display };
@@ -202,7 +203,10 @@ mod tests {
 
         assert_eq!(store.get(0, b"Lb").unwrap(), Some(b"2".to_vec()));
         assert_eq!(store.get(1, b"Lb").unwrap(), None);
-        assert_eq!(store.scan_prefix(0, b"L").unwrap(), vec![(b"La".to_vec(), b"1".to_vec()), (b"Lb".to_vec(), b"2".to_vec())]);
+        assert_eq!(
+            store.scan_prefix(0, b"L").unwrap(),
+            vec![(b"La".to_vec(), b"1".to_vec()), (b"Lb".to_vec(), b"2".to_vec())]
+        );
         assert_eq!(store.scan_prefix(1, b"R").unwrap(), vec![(b"R\xff".to_vec(), b"3".to_vec())]);
         store.clear(0).unwrap();
         assert_eq!(store.len(0).unwrap(), 0);

@@ -133,7 +133,9 @@ impl Executor {
         let same_schema = topology
             .processors
             .iter()
-            .map(|p| p.inputs.iter().map(|input| p.outputs.iter().map(|port| port.schema.same_as(input)).collect()).collect())
+            .map(|p| {
+                p.inputs.iter().map(|input| p.outputs.iter().map(|port| port.schema.same_as(input)).collect()).collect()
+            })
             .collect();
         Executor { topology, stats: ExecutorStats::default(), same_schema }
     }
@@ -152,7 +154,11 @@ impl Executor {
     }
 
     /// Push one batch through the DAG, reporting outputs, failures and state writes to `effects`.
-    pub fn run<R: InputRecord, E: Effects>(&mut self, batch: &[R], effects: &mut E) -> Result<(), ExecuteError<E::Error>> {
+    pub fn run<R: InputRecord, E: Effects>(
+        &mut self,
+        batch: &[R],
+        effects: &mut E,
+    ) -> Result<(), ExecuteError<E::Error>> {
         let topology = &self.topology;
         let mut processor_inbox: Vec<Vec<Vec<Item>>> =
             topology.processors.iter().map(|p| p.inputs.iter().map(|_| Vec::new()).collect()).collect();
@@ -165,12 +171,19 @@ impl Executor {
                 Some(bytes) => match codec::decode(source.format, &source.schema.parsed, bytes) {
                     Ok(datum) => Some(datum),
                     Err(error) => {
-                        effects.dead_letter(origin, Failure::decode(error.to_string())).map_err(ExecuteError::Effect)?;
+                        effects
+                            .dead_letter(origin, Failure::decode(error.to_string()))
+                            .map_err(ExecuteError::Effect)?;
                         continue;
                     }
                 },
             };
-            let record = Record { key: input.key().map(<[u8]>::to_vec), value, headers: input.headers(), timestamp: input.timestamp() };
+            let record = Record {
+                key: input.key().map(<[u8]>::to_vec),
+                value,
+                headers: input.headers(),
+                timestamp: input.timestamp(),
+            };
             route(&source.targets, Item { origin, record }, &mut processor_inbox, &mut sink_inbox);
         }
 
@@ -182,7 +195,12 @@ impl Executor {
                 }
                 let emitted = self.run_processor(index, input as u32, items, batch, effects)?;
                 for (port, item) in emitted {
-                    route(&self.topology.processors[index].outputs[port].targets, item, &mut processor_inbox, &mut sink_inbox);
+                    route(
+                        &self.topology.processors[index].outputs[port].targets,
+                        item,
+                        &mut processor_inbox,
+                        &mut sink_inbox,
+                    );
                 }
             }
         }
@@ -226,7 +244,9 @@ impl Executor {
                     match codec::avro_to_json(&node.inputs[input as usize].parsed, datum) {
                         Ok(json) => record.value = Some(json),
                         Err(error) => {
-                            effects.dead_letter(item.origin, Failure::process(&node.id, error.to_string())).map_err(ExecuteError::Effect)?;
+                            effects
+                                .dead_letter(item.origin, Failure::process(&node.id, error.to_string()))
+                                .map_err(ExecuteError::Effect)?;
                             continue;
                         }
                     }
@@ -279,9 +299,9 @@ impl Executor {
             }
             // The instance was replaced. Retry the records one by one, so that only the ones
             // that make the plugin trap fail.
-            Err(trap) if records.len() == 1 => {
-                effects.dead_letter(origins[0], Failure::process(&node.id, trap.to_string())).map_err(ExecuteError::Effect)?
-            }
+            Err(trap) if records.len() == 1 => effects
+                .dead_letter(origins[0], Failure::process(&node.id, trap.to_string()))
+                .map_err(ExecuteError::Effect)?,
             Err(_) => {
                 for (i, record) in records.iter().enumerate() {
                     self.stats.calls += 1;
@@ -290,9 +310,9 @@ impl Executor {
                             persist_state(node, index, partition, writes, effects)?;
                             results.push((i, 1, result));
                         }
-                        Err(trap) => {
-                            effects.dead_letter(origins[i], Failure::process(&node.id, trap.to_string())).map_err(ExecuteError::Effect)?
-                        }
+                        Err(trap) => effects
+                            .dead_letter(origins[i], Failure::process(&node.id, trap.to_string()))
+                            .map_err(ExecuteError::Effect)?,
                     }
                 }
             }
@@ -322,10 +342,12 @@ impl Executor {
         for (first, len, result) in results {
             for failure in result.failures {
                 match origins.get(first + failure.index as usize).filter(|_| (failure.index as usize) < len) {
-                    Some(&origin) => {
-                        effects.dead_letter(origin, Failure::process(&node.id, failure.reason)).map_err(ExecuteError::Effect)?
+                    Some(&origin) => effects
+                        .dead_letter(origin, Failure::process(&node.id, failure.reason))
+                        .map_err(ExecuteError::Effect)?,
+                    None => {
+                        tracing::error!(processor = %node.id, index = failure.index, reason = %failure.reason, "plugin reported a failure for a record it was not given")
                     }
-                    None => tracing::error!(processor = %node.id, index = failure.index, reason = %failure.reason, "plugin reported a failure for a record it was not given"),
                 }
             }
             for emit in result.emitted {
@@ -335,7 +357,8 @@ impl Executor {
                     continue;
                 };
                 let Some(port) = node.outputs.get(emit.port as usize) else {
-                    let error = format!("plugin emitted to output port {} but declared {}", emit.port, node.outputs.len());
+                    let error =
+                        format!("plugin emitted to output port {} but declared {}", emit.port, node.outputs.len());
                     effects.dead_letter(origin, Failure::process(&node.id, error)).map_err(ExecuteError::Effect)?;
                     continue;
                 };
@@ -349,17 +372,22 @@ impl Executor {
                 if let (Some(value), false) = (&record.value, checked) {
                     self.stats.outputs_validated += 1;
                     let valid = match node.format {
-                        ValueFormat::Json => codec::json_to_avro(&port.schema.parsed, value).map(Some).map_err(|e| e.to_string()),
+                        ValueFormat::Json => {
+                            codec::json_to_avro(&port.schema.parsed, value).map(Some).map_err(|e| e.to_string())
+                        }
                         ValueFormat::Avro => {
-                            meshhost_sdk::avro::validate(&port.schema.parsed, value).map(|_| None).map_err(|e| e.to_string())
+                            meshhost_avro::validate(&port.schema.parsed, value).map(|_| None).map_err(|e| e.to_string())
                         }
                     };
                     match valid {
                         Ok(Some(datum)) => record.value = Some(datum),
                         Ok(None) => {}
                         Err(error) => {
-                            let error = format!("output on {:?} does not match its declared schema: {error}", port.name);
-                            effects.dead_letter(origin, Failure::encode(Some(&node.id), error)).map_err(ExecuteError::Effect)?;
+                            let error =
+                                format!("output on {:?} does not match its declared schema: {error}", port.name);
+                            effects
+                                .dead_letter(origin, Failure::encode(Some(&node.id), error))
+                                .map_err(ExecuteError::Effect)?;
                             continue;
                         }
                     }
@@ -402,9 +430,10 @@ fn route(targets: &[Target], item: Item, processor_inbox: &mut [Vec<Vec<Item>>],
 }
 
 impl EdgeSchema {
-    /// Whether two edges carry the same schema (so a datum valid on one is valid on the other).
+    /// Whether two edges carry the same schema: the same Parsing Canonical Form, so a datum
+    /// valid on one is valid on the other (docs, aliases and attributes aside).
     pub fn same_as(&self, other: &EdgeSchema) -> bool {
-        self.text == other.text
+        self.parsed.same_as(&other.parsed)
     }
 }
 
@@ -413,7 +442,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use meshhost_sdk::avro;
+    use meshhost_avro;
 
     use super::*;
     use crate::plugin::bindings::InputPort;
@@ -456,10 +485,14 @@ mod tests {
     fn executor_for(component: &[u8], config: serde_json::Value, inputs: &[(&str, &str)]) -> Executor {
         let engine = PluginEngine::new().unwrap();
         let plugin = engine.load("test plugin", component).unwrap();
-        let ports: Vec<InputPort> = inputs.iter().map(|(name, schema)| InputPort { name: name.to_string(), schema: schema.to_string() }).collect();
+        let ports: Vec<InputPort> = inputs
+            .iter()
+            .map(|(name, schema)| InputPort { name: name.to_string(), schema: schema.to_string() })
+            .collect();
         let instance = ProcessorInstance::new("p", &plugin, Limits::default(), config.to_string(), ports)
             .unwrap_or_else(|e| panic!("init: {e:?}"));
-        let edges = inputs.iter().map(|(name, schema)| (name.to_string(), EdgeSchema::parse(schema).unwrap())).collect();
+        let edges =
+            inputs.iter().map(|(name, schema)| (name.to_string(), EdgeSchema::parse(schema).unwrap())).collect();
         Executor::new(Topology::single_processor(instance, edges).unwrap())
     }
 
@@ -540,7 +573,8 @@ mod tests {
         let mut recorded = Recorded::default();
         executor.run(&[movie(0, 1, "Alien"), movie(1, 2, "Heat")], &mut recorded).unwrap();
         assert!(recorded.sent.is_empty());
-        let failures: Vec<(usize, Stage, &str)> = recorded.dead.iter().map(|(o, f)| (*o, f.stage, f.error.as_str())).collect();
+        let failures: Vec<(usize, Stage, &str)> =
+            recorded.dead.iter().map(|(o, f)| (*o, f.stage, f.error.as_str())).collect();
         assert_eq!(
             failures,
             [
@@ -600,7 +634,11 @@ mod tests {
         let stages: Vec<(usize, Stage, Option<&str>)> =
             recorded.dead.iter().map(|(o, f)| (*o, f.stage, f.processor.as_deref())).collect();
         assert_eq!(stages, [(1, Stage::Decode, None), (0, Stage::Encode, Some("p"))]);
-        assert!(recorded.dead[1].1.error.starts_with("output on \"out\" does not match its declared schema"), "{:?}", recorded.dead);
+        assert!(
+            recorded.dead[1].1.error.starts_with("output on \"out\" does not match its declared schema"),
+            "{:?}",
+            recorded.dead
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use meshhost_sdk::avro::Schema;
+use meshhost_avro::Schema;
 
 use crate::config::{Format, InputRef, LimitsConfig, PipelineConfig, Problems};
 use crate::plugin::bindings::{InputPort, ValueFormat};
@@ -80,13 +80,21 @@ impl Topology {
     /// A topology of one processor: a source per input port (named after the port, Avro) and a
     /// sink per output port (named after the port, Avro). For running one plugin on its own:
     /// `meshhost plugin test`, the stage benchmark, executor tests.
-    pub fn single_processor(instance: ProcessorInstance, inputs: Vec<(String, EdgeSchema)>) -> Result<Topology, String> {
+    pub fn single_processor(
+        instance: ProcessorInstance,
+        inputs: Vec<(String, EdgeSchema)>,
+    ) -> Result<Topology, String> {
         let init = instance.init_result().clone();
         let mut outputs = Vec::new();
         let mut sinks = Vec::new();
         for (index, port) in init.outputs.iter().enumerate() {
             let schema = EdgeSchema::parse(&port.schema).map_err(|e| format!("output {:?}: {e}", port.name))?;
-            sinks.push(SinkNode { id: port.name.clone(), topic: port.name.clone(), format: Format::Avro, schema: schema.clone() });
+            sinks.push(SinkNode {
+                id: port.name.clone(),
+                topic: port.name.clone(),
+                format: Format::Avro,
+                schema: schema.clone(),
+            });
             outputs.push(OutputNode { name: port.name.clone(), schema, targets: vec![Target::Sink { index }] });
         }
         let sources = inputs
@@ -114,7 +122,7 @@ impl Topology {
 
 impl EdgeSchema {
     /// Parse a schema's JSON text.
-    pub fn parse(text: &str) -> Result<EdgeSchema, meshhost_sdk::avro::SchemaError> {
+    pub fn parse(text: &str) -> Result<EdgeSchema, meshhost_avro::SchemaError> {
         Ok(EdgeSchema { text: text.to_string(), parsed: Arc::new(Schema::parse(text)?) })
     }
 }
@@ -168,7 +176,8 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
             .zip(&inputs)
             .map(|(name, schema)| InputPort { name: name.to_string(), schema: schema.text.clone() })
             .collect();
-        let instance = match ProcessorInstance::new(&id, &plugin, limits(&processor.limits), options.to_string(), ports) {
+        let instance = match ProcessorInstance::new(&id, &plugin, limits(&processor.limits), options.to_string(), ports)
+        {
             Ok(instance) => instance,
             Err(InitFailure::Config(errors)) => {
                 for error in errors {
@@ -208,7 +217,12 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
         for input in &processor.inputs {
             let topics = match topology.sources.iter().find(|s| s.id == input.id) {
                 Some(source) => vec![source.topic.clone()],
-                None => topology.processors.iter().find(|p| p.id == input.id).map(|p| p.source_topics.clone()).unwrap_or_default(),
+                None => topology
+                    .processors
+                    .iter()
+                    .find(|p| p.id == input.id)
+                    .map(|p| p.source_topics.clone())
+                    .unwrap_or_default(),
             };
             for topic in topics {
                 if !source_topics.contains(&topic) {
@@ -235,7 +249,10 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
                     None => schema = Some(found),
                     Some(first) if !first.same_as(&found) => problems.push(
                         &format!("sinks.{id}.inputs[{i}]"),
-                        format!("its schema differs from that of {:?}; put a mesh/union before the sink", sink.inputs[0].to_string()),
+                        format!(
+                            "its schema differs from that of {:?}; put a mesh/union before the sink",
+                            sink.inputs[0].to_string()
+                        ),
                     ),
                     Some(_) => {}
                 },
@@ -295,7 +312,12 @@ fn upstream_schema(topology: &Topology, input: &InputRef) -> Upstream {
         Some(index) => Upstream::Found(processor.outputs[index].schema.clone()),
         None => {
             let ports: Vec<&str> = processor.outputs.iter().map(|o| o.name.as_str()).collect();
-            Upstream::NoPort(format!("processor {:?} has no output port {:?}; its ports are: {}", input.id, input.port.as_deref().unwrap_or(""), ports.join(", ")))
+            Upstream::NoPort(format!(
+                "processor {:?} has no output port {:?}; its ports are: {}",
+                input.id,
+                input.port.as_deref().unwrap_or(""),
+                ports.join(", ")
+            ))
         }
     }
 }

@@ -111,7 +111,8 @@ pub fn run(topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Res
         if !batch.is_empty() {
             stats.consumed += batch.len() as u64;
             let id = tracker.begin(last_positions(&batch));
-            let mut outbox = Outbox { sink: &sink, routes: &routes, batch: &batch, id, produced: 0, dead_lettered: 0, sent: 0 };
+            let mut outbox =
+                Outbox { sink: &sink, routes: &routes, batch: &batch, id, produced: 0, dead_lettered: 0, sent: 0 };
             let result = executor.run(&batch, &mut outbox);
             if let Err(ExecuteError::Effect(OutboxError::Sink(error))) = &result {
                 tracker.fail(error.to_string());
@@ -138,13 +139,22 @@ pub fn run(topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Res
                 .map_err(|source| RunError::State { processor: node.id.clone(), source })?;
         }
     }
-    tracing::info!(consumed = stats.consumed, produced = stats.produced, dead_lettered = stats.dead_lettered, "pipeline stopped");
+    tracing::info!(
+        consumed = stats.consumed,
+        produced = stats.produced,
+        dead_lettered = stats.dead_lettered,
+        "pipeline stopped"
+    );
     Ok(stats)
 }
 
 /// Fail early, with a clear message, when a topic the pipeline needs does not exist. Returns
 /// the partition count of every topic.
-fn check_topics(source: &KafkaSource, topology: &Topology, settings: &RunSettings) -> Result<HashMap<String, usize>, RunError> {
+fn check_topics(
+    source: &KafkaSource,
+    topology: &Topology,
+    settings: &RunSettings,
+) -> Result<HashMap<String, usize>, RunError> {
     let counts = source.partition_counts()?;
     let mut needed: Vec<String> = Vec::new();
     needed.extend(topology.sources.iter().map(|s| s.topic.clone()));
@@ -160,18 +170,29 @@ fn check_topics(source: &KafkaSource, topology: &Topology, settings: &RunSetting
 
 /// Open the state of every stateful processor, restored from its changelog, and attach it to
 /// the processor's instance. Returns each processor's changelog (`None`: stateless).
-fn open_state(executor: &mut Executor, settings: &RunSettings, partition_counts: &HashMap<String, usize>) -> Result<Vec<Option<Changelog>>, RunError> {
+fn open_state(
+    executor: &mut Executor,
+    settings: &RunSettings,
+    partition_counts: &HashMap<String, usize>,
+) -> Result<Vec<Option<Changelog>>, RunError> {
     let mut changelogs = Vec::new();
     for node in &mut executor.topology_mut().processors {
         if !node.instance.is_stateful() {
             changelogs.push(None);
             continue;
         }
-        let partitions = node.source_topics.iter().filter_map(|t| partition_counts.get(t)).copied().max().unwrap_or(1) as i32;
+        let partitions =
+            node.source_topics.iter().filter_map(|t| partition_counts.get(t)).copied().max().unwrap_or(1) as i32;
         let changelog = Changelog::new(&settings.group_id, &node.id, partitions);
         let store_path = settings.state_dir.join(format!("{}.redb", node.id));
-        let store = crate::state::open_with_changelog(&settings.bootstrap_servers, &settings.group_id, &store_path, &node.id, &changelog)
-            .map_err(|source| RunError::State { processor: node.id.clone(), source })?;
+        let store = crate::state::open_with_changelog(
+            &settings.bootstrap_servers,
+            &settings.group_id,
+            &store_path,
+            &node.id,
+            &changelog,
+        )
+        .map_err(|source| RunError::State { processor: node.id.clone(), source })?;
         node.instance.attach_state(store);
         changelogs.push(Some(changelog));
     }
@@ -250,7 +271,12 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
         };
         let mut headers = consumed.headers();
         headers.extend(failure.dead_letter_headers(topic, consumed.partition(), consumed.position()));
-        let record = OutgoingRecord { key: consumed.key(), value: consumed.value(), headers: &headers, timestamp: consumed.timestamp() };
+        let record = OutgoingRecord {
+            key: consumed.key(),
+            value: consumed.value(),
+            headers: &headers,
+            timestamp: consumed.timestamp(),
+        };
         self.send_to(Destination { topic: dead_letter_topic, partition: None }, record)?;
         self.dead_lettered += 1;
         Ok(())
@@ -262,7 +288,10 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
         let Some(changelog) = &self.routes.changelogs[processor] else { return Ok(()) };
         let destination = Destination { topic: &changelog.topic, partition: Some(partition as i32) };
         for (key, value) in writes {
-            self.send_to(destination, OutgoingRecord { key: Some(key), value: value.as_deref(), ..Default::default() })?;
+            self.send_to(
+                destination,
+                OutgoingRecord { key: Some(key), value: value.as_deref(), ..Default::default() },
+            )?;
         }
         Ok(())
     }

@@ -16,7 +16,11 @@ pub enum Condition {
     Or(Box<Condition>, Box<Condition>),
     Not(Box<Condition>),
     /// `fields[field] <op> literal`.
-    Compare { field: usize, op: Op, literal: Literal },
+    Compare {
+        field: usize,
+        op: Op,
+        literal: Literal,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,16 +106,20 @@ impl Condition {
     pub fn eval(&self, scalars: &[Scalar], value: &[u8], schema: &Schema, fields: &[Field]) -> Option<bool> {
         match self {
             // Like CEL, `false && x` is false and `true || x` true whatever x is, error included.
-            Condition::And(a, b) => match (a.eval(scalars, value, schema, fields), b.eval(scalars, value, schema, fields)) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (Some(true), Some(true)) => Some(true),
-                _ => None,
-            },
-            Condition::Or(a, b) => match (a.eval(scalars, value, schema, fields), b.eval(scalars, value, schema, fields)) {
-                (Some(true), _) | (_, Some(true)) => Some(true),
-                (Some(false), Some(false)) => Some(false),
-                _ => None,
-            },
+            Condition::And(a, b) => {
+                match (a.eval(scalars, value, schema, fields), b.eval(scalars, value, schema, fields)) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                }
+            }
+            Condition::Or(a, b) => {
+                match (a.eval(scalars, value, schema, fields), b.eval(scalars, value, schema, fields)) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                }
+            }
             Condition::Not(a) => a.eval(scalars, value, schema, fields).map(|b| !b),
             Condition::Compare { field, op, literal } => {
                 let ordering = match (&scalars[*field], literal) {
@@ -123,7 +131,9 @@ impl Condition {
                         ordering => ordering,
                     },
                     (Scalar::Str(range), Literal::String(l)) => value[range.clone()].partial_cmp(l.as_bytes()),
-                    (Scalar::Symbol(i), Literal::String(l)) => symbol(schema, &fields[*field].ty, *i)?.as_bytes().partial_cmp(l.as_bytes()),
+                    (Scalar::Symbol(i), Literal::String(l)) => {
+                        symbol(schema, &fields[*field].ty, *i)?.as_bytes().partial_cmp(l.as_bytes())
+                    }
                     _ => return None,
                 };
                 let ordering = ordering?;
@@ -157,7 +167,12 @@ impl Op {
 /// enum, a logical type over one of them, or a union of those and null.
 fn is_scalar(schema: &Schema, ty: &AvroType) -> bool {
     match schema.resolve(ty) {
-        AvroType::Boolean | AvroType::Int | AvroType::Long | AvroType::Double | AvroType::String | AvroType::Enum(_) => true,
+        AvroType::Boolean
+        | AvroType::Int
+        | AvroType::Long
+        | AvroType::Double
+        | AvroType::String
+        | AvroType::Enum(_) => true,
         AvroType::Logical { base, .. } => is_scalar(schema, base),
         AvroType::Union(branches) => {
             branches.iter().all(|b| matches!(schema.resolve(b), AvroType::Null) || is_scalar(schema, b))

@@ -74,10 +74,7 @@ impl Filter {
                 }
             },
             _ => {
-                errors.push(ConfigError::at(
-                    "",
-                    format!("mesh/filter takes exactly one input, got {}", inputs.len()),
-                ));
+                errors.push(ConfigError::at("", format!("mesh/filter takes exactly one input, got {}", inputs.len())));
                 None
             }
         };
@@ -139,26 +136,11 @@ impl Filter {
             return Err(errors);
         }
         let read = needed.iter().rposition(|&n| n).map_or(0, |i| i + 1);
-        let outputs = vec![OutputPort {
-            name: "out".into(),
-            schema: input.schema.clone(),
-        }];
+        let outputs = vec![OutputPort { name: "out".into(), schema: input.schema.clone() }];
         let context = Context::with_env(env);
         let fast = fast::Condition::compile(program.expression(), &schema, &fields);
         let scalars = vec![fast::Scalar::Other; fields.len()];
-        Ok((
-            Filter {
-                program,
-                schema,
-                fields,
-                needed,
-                read,
-                context,
-                fast,
-                scalars,
-            },
-            outputs,
-        ))
+        Ok((Filter { program, schema, fields, needed, read, context, fast, scalars }, outputs))
     }
 
     /// Whether the record with this value is kept; `Err` says why it cannot be decided.
@@ -178,10 +160,7 @@ impl Filter {
         }
         match self.program.execute(&self.context) {
             Ok(cel::Value::Bool(keep)) => Ok(keep),
-            Ok(other) => Err(format!(
-                "condition evaluated to {} {other:?}, not a bool",
-                other.type_of()
-            )),
+            Ok(other) => Err(format!("condition evaluated to {} {other:?}, not a bool", other.type_of())),
             Err(e) => Err(format!("condition failed: {e}")),
         }
     }
@@ -358,10 +337,7 @@ fn to_cel(value: Value) -> Box<dyn Val> {
         Value::String(s) | Value::Enum(_, s) => Box::new(CelString::from(s)),
         Value::Array(items) => Box::new(CelList::from(items.into_iter().map(to_cel).collect::<Vec<_>>())),
         Value::Map(entries) | Value::Record(entries) => Box::new(CelMap::from(
-            entries
-                .into_iter()
-                .map(|(k, v)| (CelMapKey::from(k), to_cel(v)))
-                .collect::<HashMap<_, _>>(),
+            entries.into_iter().map(|(k, v)| (CelMapKey::from(k), to_cel(v))).collect::<HashMap<_, _>>(),
         )),
         Value::Union(_, value) => to_cel(*value),
     }
@@ -370,16 +346,9 @@ fn to_cel(value: Value) -> Box<dyn Val> {
 /// Why a value does not decode, at the top-level field `field`.
 fn undecodable(field: &str, e: &avro::DatumError) -> String {
     let inner = e.path();
-    let separator = if inner.is_empty() || inner.starts_with('[') {
-        ""
-    } else {
-        "."
-    };
+    let separator = if inner.is_empty() || inner.starts_with('[') { "" } else { "." };
     let at = e.offset().map_or_else(String::new, |o| format!(" at byte {o}"));
-    format!(
-        "value does not decode as the input schema: field \"{field}{separator}{inner}\": {}{at}",
-        e.kind()
-    )
+    format!("value does not decode as the input schema: field \"{field}{separator}{inner}\": {}{at}", e.kind())
 }
 
 #[cfg(test)]
@@ -414,9 +383,7 @@ mod tests {
             ("name".into(), Value::String(name.into())),
             (
                 "born".into(),
-                born.map_or(Value::Union(0, Box::new(Value::Null)), |y| {
-                    Value::Union(1, Box::new(Value::Int(y)))
-                }),
+                born.map_or(Value::Union(0, Box::new(Value::Null)), |y| Value::Union(1, Box::new(Value::Int(y)))),
             ),
         ])
     }
@@ -425,10 +392,7 @@ mod tests {
     fn movie(changes: &[(&str, Value)]) -> Value {
         let mut fields: Vec<(String, Value)> = vec![
             ("id".into(), Value::Long(1)),
-            (
-                "synopsis".into(),
-                Value::String("In space no one can hear you scream.".into()),
-            ),
+            ("synopsis".into(), Value::String("In space no one can hear you scream.".into())),
             ("title".into(), Value::String("Alien".into())),
             ("year".into(), Value::Int(1979)),
             ("rating".into(), Value::Float(8.5)),
@@ -437,30 +401,15 @@ mod tests {
             ("director".into(), person("Ridley Scott", Some(1937))),
             ("producer".into(), Value::Union(0, Box::new(Value::Null))),
             ("genre".into(), Value::Enum(2, "HORROR".into())),
-            (
-                "tags".into(),
-                Value::Array(vec![Value::String("space".into()), Value::String("monster".into())]),
-            ),
-            (
-                "scores".into(),
-                Value::Map(vec![
-                    ("imdb".into(), Value::Double(8.5)),
-                    ("rt".into(), Value::Double(9.3)),
-                ]),
-            ),
-            (
-                "cast".into(),
-                Value::Array(vec![person("Sigourney Weaver", Some(1949)), person("John Hurt", None)]),
-            ),
+            ("tags".into(), Value::Array(vec![Value::String("space".into()), Value::String("monster".into())])),
+            ("scores".into(), Value::Map(vec![("imdb".into(), Value::Double(8.5)), ("rt".into(), Value::Double(9.3))])),
+            ("cast".into(), Value::Array(vec![person("Sigourney Weaver", Some(1949)), person("John Hurt", None)])),
             ("poster".into(), Value::Bytes(vec![0, 1, 2])),
             ("checksum".into(), Value::Fixed(vec![1, 2, 3, 4])),
             ("updated".into(), Value::Long(1_700_000_000_000)),
         ];
         for (name, value) in changes {
-            let field = fields
-                .iter_mut()
-                .find(|(n, _)| n == name)
-                .expect("a field of the schema");
+            let field = fields.iter_mut().find(|(n, _)| n == name).expect("a field of the schema");
             field.1 = value.clone();
         }
         Value::Record(fields)
@@ -474,10 +423,7 @@ mod tests {
     }
 
     fn input(schema: &str) -> InputPort {
-        InputPort {
-            name: "movies".into(),
-            schema: schema.into(),
-        }
+        InputPort { name: "movies".into(), schema: schema.into() }
     }
 
     fn filter(condition: &str) -> Filter {
@@ -488,10 +434,9 @@ mod tests {
                 assert_eq!(outputs[0].schema, SCHEMA);
                 filter
             }
-            Err(errors) => panic!(
-                "{condition}: {}",
-                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
-            ),
+            Err(errors) => {
+                panic!("{condition}: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+            }
         }
     }
 
@@ -516,11 +461,7 @@ mod tests {
             ([], []) => Ok(false),
             ([emit], []) => {
                 assert_eq!((emit.port, emit.origin), (0, 0));
-                assert_eq!(
-                    emit.record.value.as_deref(),
-                    Some(&bytes[..]),
-                    "the record goes out untouched"
-                );
+                assert_eq!(emit.record.value.as_deref(), Some(&bytes[..]), "the record goes out untouched");
                 Ok(true)
             }
             ([], [failure]) => {
@@ -569,25 +510,16 @@ mod tests {
     #[test]
     fn float_and_logical_conditions() {
         let alien = movie(&[("rating", Value::Float(0.1))]);
-        assert!(
-            keeps("rating == 0.1", &alien),
-            "a float compares as the decimal it was written as"
-        );
+        assert!(keeps("rating == 0.1", &alien), "a float compares as the decimal it was written as");
         assert!(keeps("rating < 0.5", &alien));
         assert!(keeps("rating > 8.0", &movie(&[])));
-        assert!(
-            keeps("updated > 1600000000000", &movie(&[])),
-            "timestamp-millis is its long"
-        );
+        assert!(keeps("updated > 1600000000000", &movie(&[])), "timestamp-millis is its long");
     }
 
     #[test]
     fn nullable_union_conditions() {
         let without = movie(&[]);
-        let with = movie(&[(
-            "subtitle",
-            Value::Union(1, Box::new(Value::String("The 8th Passenger".into()))),
-        )]);
+        let with = movie(&[("subtitle", Value::Union(1, Box::new(Value::String("The 8th Passenger".into()))))]);
         assert!(!keeps("subtitle != null", &without));
         assert!(keeps("subtitle == null", &without));
         assert!(keeps("subtitle != null", &with));
@@ -608,10 +540,7 @@ mod tests {
         assert!(!keeps("producer != null && producer.name == 'Walter Hill'", &alien));
         let produced = movie(&[("producer", Value::Union(1, Box::new(person("Walter Hill", Some(1942)))))]);
         assert!(keeps("producer != null && producer.name == 'Walter Hill'", &produced));
-        assert!(keeps(
-            "cast.exists(p, p.name == 'Sigourney Weaver' && p.born < 1950)",
-            &alien
-        ));
+        assert!(keeps("cast.exists(p, p.name == 'Sigourney Weaver' && p.born < 1950)", &alien));
         assert!(keeps("cast.all(p, p.name != director.name)", &alien));
     }
 
@@ -619,10 +548,7 @@ mod tests {
     fn enum_conditions() {
         assert!(keeps("genre == 'HORROR'", &movie(&[])));
         assert!(!keeps("genre == 'DRAMA'", &movie(&[])));
-        assert!(keeps(
-            "genre in ['HORROR', 'COMEDY']",
-            &movie(&[("genre", Value::Enum(1, "COMEDY".into()))])
-        ));
+        assert!(keeps("genre in ['HORROR', 'COMEDY']", &movie(&[("genre", Value::Enum(1, "COMEDY".into()))])));
     }
 
     #[test]
@@ -667,27 +593,12 @@ mod tests {
     #[test]
     fn extension_functions() {
         let alien = movie(&[]);
-        assert!(keeps(
-            "title.lowerAscii() == 'alien' && title.upperAscii().charAt(1) == 'L'",
-            &alien
-        ));
+        assert!(keeps("title.lowerAscii() == 'alien' && title.upperAscii().charAt(1) == 'L'", &alien));
         assert!(keeps("'%s (%d)'.format([title, year]) == 'Alien (1979)'", &alien));
-        assert!(keeps(
-            "math.greatest(year, 2000) == 2000 && math.abs(-id) == id",
-            &alien
-        ));
-        assert!(keeps(
-            "tags.sort() == ['monster', 'space'] && tags.join(',') == 'space,monster'",
-            &alien
-        ));
-        assert!(keeps(
-            "lists.range(2) == [0, 1] && strings.quote(title) == '\"Alien\"'",
-            &alien
-        ));
-        assert!(keeps(
-            "optional.of(year).hasValue() && scores[?'metacritic'].orValue(0.0) == 0.0",
-            &alien
-        ));
+        assert!(keeps("math.greatest(year, 2000) == 2000 && math.abs(-id) == id", &alien));
+        assert!(keeps("tags.sort() == ['monster', 'space'] && tags.join(',') == 'space,monster'", &alien));
+        assert!(keeps("lists.range(2) == [0, 1] && strings.quote(title) == '\"Alien\"'", &alien));
+        assert!(keeps("optional.of(year).hasValue() && scores[?'metacritic'].orValue(0.0) == 0.0", &alien));
     }
 
     #[test]
@@ -699,23 +610,15 @@ mod tests {
     #[test]
     fn only_the_named_fields_are_decoded() {
         let f = filter("year > 1970 && title != ''");
-        let named: Vec<&str> = f
-            .fields
-            .iter()
-            .zip(&f.needed)
-            .filter(|(_, &n)| n)
-            .map(|(f, _)| f.name.as_str())
-            .collect();
+        let named: Vec<&str> =
+            f.fields.iter().zip(&f.needed).filter(|(_, &n)| n).map(|(f, _)| f.name.as_str()).collect();
         assert_eq!(named, ["title", "year"]);
         assert_eq!(f.read, 4, "fields after `year` are not read");
 
         // A field after a big string and a big array is found by skipping them.
         let big = movie(&[
             ("synopsis", Value::String("x".repeat(1 << 20))),
-            (
-                "tags",
-                Value::Array((0..10_000).map(|i| Value::String(format!("tag{i}"))).collect()),
-            ),
+            ("tags", Value::Array((0..10_000).map(|i| Value::String(format!("tag{i}"))).collect())),
         ]);
         assert!(keeps("year == 1979", &big));
         assert!(keeps("poster == b'\\x00\\x01\\x02'", &big));
@@ -737,10 +640,7 @@ mod tests {
         bytes.truncate(1 + 1 + 36);
         bytes.extend_from_slice(&[200, 1, b'a', b'b', b'c']);
         let reason = run_bytes("title == 'x'", bytes.clone()).unwrap_err();
-        assert!(
-            reason.starts_with("value does not decode as the input schema: field \"title\": "),
-            "{reason}"
-        );
+        assert!(reason.starts_with("value does not decode as the input schema: field \"title\": "), "{reason}");
         // A bad nested value: the reason names the path inside the field.
         let mut bytes = encode(&movie(&[]));
         let at = bytes.windows(12).position(|w| w == b"Ridley Scott").unwrap();
@@ -757,42 +657,22 @@ mod tests {
     #[test]
     fn non_bool_results_and_evaluation_errors_fail_the_record() {
         let alien = movie(&[]);
-        assert_eq!(
-            run("year + 1", &alien),
-            Err("condition evaluated to int Int(1980), not a bool".into())
-        );
-        assert_eq!(
-            run("subtitle", &alien),
-            Err("condition evaluated to null Null, not a bool".into())
-        );
+        assert_eq!(run("year + 1", &alien), Err("condition evaluated to int Int(1980), not a bool".into()));
+        assert_eq!(run("subtitle", &alien), Err("condition evaluated to null Null, not a bool".into()));
         assert_eq!(
             run("title > 3", &alien),
             Err("condition failed: found no matching overload for '_>_' applied to '(string, int)'".into())
         );
-        assert_eq!(
-            run("director.age > 3", &alien),
-            Err("condition failed: No such key: age".into())
-        );
+        assert_eq!(run("director.age > 3", &alien), Err("condition failed: No such key: age".into()));
         assert_eq!(
             run("subtitle.size() > 3", &alien),
             Err("condition failed: found no matching overload for 'size' applied to 'null_type.()'".into())
         );
-        assert_eq!(
-            run("tags[5] == 'x'", &alien),
-            Err("condition failed: Index out of bounds: Int(5)".into())
-        );
-        assert_eq!(
-            run("year / 0 == 1", &alien),
-            Err("condition failed: Division by zero of Int(1979)".into())
-        );
+        assert_eq!(run("tags[5] == 'x'", &alien), Err("condition failed: Index out of bounds: Int(5)".into()));
+        assert_eq!(run("year / 0 == 1", &alien), Err("condition failed: Division by zero of Int(1979)".into()));
     }
 
-    type Parts = (
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Vec<(String, Option<Vec<u8>>)>,
-        Option<i64>,
-    );
+    type Parts = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>, Option<i64>);
 
     fn parts(r: &Record) -> Parts {
         let headers = r.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect();
@@ -808,37 +688,17 @@ mod tests {
             key: Some(b"k2".to_vec()),
             value: Some(new.clone()),
             headers: vec![
-                Header {
-                    key: "h".into(),
-                    value: Some(b"v".to_vec()),
-                },
-                Header {
-                    key: "n".into(),
-                    value: None,
-                },
+                Header { key: "h".into(), value: Some(b"v".to_vec()) },
+                Header { key: "n".into(), value: None },
             ],
             timestamp: Some(42),
         };
-        let tombstone = Record {
-            key: Some(b"k3".to_vec()),
-            value: None,
-            headers: vec![],
-            timestamp: Some(7),
-        };
-        let records = vec![
-            Record::from_value(old),
-            kept.clone(),
-            tombstone.clone(),
-            Record::from_value(vec![1]),
-        ];
+        let tombstone = Record { key: Some(b"k3".to_vec()), value: None, headers: vec![], timestamp: Some(7) };
+        let records = vec![Record::from_value(old), kept.clone(), tombstone.clone(), Record::from_value(vec![1])];
         let mut out = Output::default();
         let batch = Batch::new(records);
         f.process(0, &batch, &mut out);
-        let emitted: Vec<_> = out
-            .emitted(&batch)
-            .iter()
-            .map(|e| (e.port, e.origin, parts(&e.record)))
-            .collect();
+        let emitted: Vec<_> = out.emitted(&batch).iter().map(|e| (e.port, e.origin, parts(&e.record))).collect();
         assert_eq!(emitted, [(0, 1, parts(&kept)), (0, 2, parts(&tombstone))]);
         assert_eq!(out.failures().len(), 1);
         assert_eq!(out.failures()[0].index, 3);
@@ -865,7 +725,10 @@ mod tests {
         let records = [
             movie(&[]),
             movie(&[("year", Value::Int(2019)), ("title", Value::String("Blade".into()))]),
-            movie(&[("subtitle", Value::Union(1, Box::new(Value::String("x".into())))), ("genre", Value::Enum(0, "DRAMA".into()))]),
+            movie(&[
+                ("subtitle", Value::Union(1, Box::new(Value::String("x".into())))),
+                ("genre", Value::Enum(0, "DRAMA".into())),
+            ]),
             movie(&[("id", Value::Long(2)), ("released", Value::Boolean(false)), ("updated", Value::Long(0))]),
             movie(&[("title", Value::String("".into())), ("year", Value::Int(-5))]),
         ];
@@ -895,10 +758,19 @@ mod tests {
             out
         };
         let records = [datum(b"x", 1.5), datum(b"x", f64::NAN), datum(b"\xff", 2.0)];
-        for condition in ["score > 1.0", "!(score >= 1.0)", "score == 1.5", "score != 1.5", "title == 'x' || score > 0.0", "title != 'y' && score < 9.0"] {
+        for condition in [
+            "score > 1.0",
+            "!(score >= 1.0)",
+            "score == 1.5",
+            "score != 1.5",
+            "title == 'x' || score > 0.0",
+            "title != 'y' && score < 9.0",
+        ] {
             let build = || {
                 let inputs = [InputPort { name: "r".into(), schema: schema.into() }];
-                Filter::new(&json!({ "condition": condition }), &inputs).map(|(f, _)| f).unwrap_or_else(|e| panic!("{e:?}"))
+                Filter::new(&json!({ "condition": condition }), &inputs)
+                    .map(|(f, _)| f)
+                    .unwrap_or_else(|e| panic!("{e:?}"))
             };
             let (mut f, mut cel_only) = (build(), build());
             assert!(f.is_fast(), "{condition}");
@@ -923,10 +795,7 @@ mod tests {
         assert!(two[1].starts_with("condition: no field \"b\" in input schema;"));
 
         assert_eq!(
-            init_errors(
-                json!({ "condition": "title.startWith('A') || size(tags) > 0" }),
-                vec![input(SCHEMA)]
-            ),
+            init_errors(json!({ "condition": "title.startWith('A') || size(tags) > 0" }), vec![input(SCHEMA)]),
             ["condition: unknown function \"startWith\""]
         );
         assert_eq!(
@@ -940,22 +809,16 @@ mod tests {
         let has = init_errors(json!({ "condition": "has(subtitle)" }), vec![input(SCHEMA)]);
         assert_eq!(
             has,
-            [
-                "condition: not a valid CEL expression: ERROR: <input>:1:5: invalid argument to has() macro\n\
+            ["condition: not a valid CEL expression: ERROR: <input>:1:5: invalid argument to has() macro\n\
               | has(subtitle)\n\
               | ....^\n\
               (has() tests a field of a record or a key of a map, as in `has(director.born)`; \
-              compare a top-level field with null instead: `<field> != null`)"
-            ]
+              compare a top-level field with null instead: `<field> != null`)"]
         );
 
         let parse = init_errors(json!({ "condition": "year >" }), vec![input(SCHEMA)]);
         assert_eq!(parse.len(), 1);
-        assert!(
-            parse[0].starts_with("condition: not a valid CEL expression: ERROR: <input>:1:"),
-            "{}",
-            parse[0]
-        );
+        assert!(parse[0].starts_with("condition: not a valid CEL expression: ERROR: <input>:1:"), "{}", parse[0]);
 
         assert_eq!(
             init_errors(json!({}), vec![input(SCHEMA)]),
@@ -969,10 +832,7 @@ mod tests {
             init_errors(json!({ "condition": "year > 1", "limit": 3 }), vec![input(SCHEMA)]),
             ["limit: unknown option; mesh/filter takes: condition"]
         );
-        assert_eq!(
-            init_errors(json!("year > 1"), vec![input(SCHEMA)]),
-            ["`with` must be a mapping, got a string"]
-        );
+        assert_eq!(init_errors(json!("year > 1"), vec![input(SCHEMA)]), ["`with` must be a mapping, got a string"]);
     }
 
     #[test]
@@ -981,21 +841,14 @@ mod tests {
             init_errors(json!({ "condition": "true" }), vec![input(SCHEMA), input(SCHEMA)]),
             ["mesh/filter takes exactly one input, got 2"]
         );
-        assert_eq!(
-            init_errors(json!({ "condition": "true" }), vec![]),
-            ["mesh/filter takes exactly one input, got 0"]
-        );
+        assert_eq!(init_errors(json!({ "condition": "true" }), vec![]), ["mesh/filter takes exactly one input, got 0"]);
         assert_eq!(
             init_errors(json!({ "condition": "true" }), vec![input(r#""string""#)]),
             ["input \"movies\": mesh/filter needs a record schema, got string"]
         );
         let bad = init_errors(json!({ "condition": "true" }), vec![input("{")]);
         assert_eq!(bad.len(), 1);
-        assert!(
-            bad[0].starts_with("input \"movies\": invalid Avro schema"),
-            "{}",
-            bad[0]
-        );
+        assert!(bad[0].starts_with("input \"movies\": invalid Avro schema"), "{}", bad[0]);
         // Every problem at once.
         assert_eq!(init_errors(json!({ "x": 1 }), vec![]).len(), 3);
     }

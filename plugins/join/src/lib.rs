@@ -95,14 +95,9 @@ struct Options<'a> {
 
 impl Join {
     /// Build the join from its `with:` mapping and its input ports.
-    pub fn new(
-        config: &serde_json::Value,
-        inputs: &[InputPort],
-    ) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
+    pub fn new(config: &serde_json::Value, inputs: &[InputPort]) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let options = Options {
-            map: options::options("mesh/join", config, OPTIONS, &mut errors),
-        };
+        let options = Options { map: options::options("mesh/join", config, OPTIONS, &mut errors) };
         let left_key = options.field_name("left_key", "left", &mut errors);
         let right_key = options.field_name("right_key", "right", &mut errors);
         let kind = match options.map.map(|o| o.get("kind")) {
@@ -110,44 +105,29 @@ impl Join {
             Some(Some(serde_json::Value::String(s))) if s == "inner" => Kind::Inner,
             Some(Some(serde_json::Value::String(s))) if s == "left" => Kind::Left,
             Some(Some(serde_json::Value::String(s))) => {
-                errors.push(ConfigError::at(
-                    "kind",
-                    format!("must be inner or left, got {s:?}"),
-                ));
+                errors.push(ConfigError::at("kind", format!("must be inner or left, got {s:?}")));
                 Kind::Inner
             }
             Some(Some(other)) => {
-                errors.push(ConfigError::at(
-                    "kind",
-                    format!("must be inner or left, got {}", json_kind(other)),
-                ));
+                errors.push(ConfigError::at("kind", format!("must be inner or left, got {}", json_kind(other))));
                 Kind::Inner
             }
         };
 
         // The inputs: exactly two records.
         let records: Vec<Option<(Schema, RecordType)>> = if inputs.len() == 2 {
-            inputs
-                .iter()
-                .map(|input| input_record(input, &mut errors))
-                .collect()
+            inputs.iter().map(|input| input_record(input, &mut errors)).collect()
         } else {
             errors.push(ConfigError::at(
                 "",
-                format!(
-                    "mesh/join takes exactly two inputs (left, right), got {}",
-                    inputs.len()
-                ),
+                format!("mesh/join takes exactly two inputs (left, right), got {}", inputs.len()),
             ));
             vec![None, None]
         };
 
         // The key fields: present, and of one allowed type on both sides.
         let mut keys = Vec::new(); // (index, type) of each side's key field, when known
-        for (side, (path, key)) in [("left_key", &left_key), ("right_key", &right_key)]
-            .into_iter()
-            .enumerate()
-        {
+        for (side, (path, key)) in [("left_key", &left_key), ("right_key", &right_key)].into_iter().enumerate() {
             let (Some((schema, record)), Some(key)) = (&records[side], key) else {
                 keys.push(None);
                 continue;
@@ -156,10 +136,7 @@ impl Join {
             let Some((index, field)) = record.field(key) else {
                 errors.push(ConfigError::at(
                     path,
-                    format!(
-                        "no field {key:?} in input {input:?}; fields are: {}",
-                        field_names(&record.fields)
-                    ),
+                    format!("no field {key:?} in input {input:?}; fields are: {}", field_names(&record.fields)),
                 ));
                 keys.push(None);
                 continue;
@@ -169,9 +146,7 @@ impl Join {
                 Err(found) => {
                     errors.push(ConfigError::at(
                         path,
-                        format!(
-                            "{input}.{key} is {found}; a join key must be a string, int, long or bytes field"
-                        ),
+                        format!("{input}.{key} is {found}; a join key must be a string, int, long or bytes field"),
                     ));
                     keys.push(None);
                 }
@@ -181,11 +156,7 @@ impl Join {
             if left != right {
                 errors.push(ConfigError::at(
                     "right_key",
-                    format!(
-                        "join key types differ: {left_name} is {}, {right_name} is {}",
-                        left.name(),
-                        right.name()
-                    ),
+                    format!("join key types differ: {left_name} is {}, {right_name} is {}", left.name(), right.name()),
                 ));
             }
         }
@@ -208,9 +179,9 @@ impl Join {
             let mut differing: Vec<&str> = left
                 .named_types()
                 .filter(|(name, def)| {
-                    right.named_type(name).is_some_and(|other| {
-                        left.canonical_form_of(def) != right.canonical_form_of(other)
-                    })
+                    right
+                        .named_type(name)
+                        .is_some_and(|other| left.canonical_form_of(def) != right.canonical_form_of(other))
                 })
                 .map(|(name, _)| name)
                 .collect();
@@ -247,16 +218,8 @@ impl Join {
             [&field_names[0], &field_names[1]],
             [&left_schema, &right_schema],
         )
-        .map_err(|e| {
-            vec![ConfigError::at(
-                "",
-                format!("cannot build the output schema: {e}"),
-            )]
-        })?;
-        let outputs = vec![OutputPort {
-            name: "out".into(),
-            schema: output.to_json(),
-        }];
+        .map_err(|e| vec![ConfigError::at("", format!("cannot build the output schema: {e}"))])?;
+        let outputs = vec![OutputPort { name: "out".into(), schema: output.to_json() }];
         let join = Join {
             kind,
             key_type,
@@ -288,19 +251,10 @@ impl Join {
 
     /// Handle a batch that arrived on `input` (0 = left, 1 = right) against `state`: each record,
     /// in order, updates its side's row and emits what changed in the join of its key.
-    pub fn process_with<S: State>(
-        &mut self,
-        state: &mut S,
-        input: u32,
-        batch: &Batch,
-        out: &mut Output,
-    ) {
+    pub fn process_with<S: State>(&mut self, state: &mut S, input: u32, batch: &Batch, out: &mut Output) {
         if input > 1 {
             for i in 0..batch.len() {
-                out.fail(
-                    i as u32,
-                    format!("mesh/join has two inputs (0 = left, 1 = right), not input {input}"),
-                );
+                out.fail(i as u32, format!("mesh/join has two inputs (0 = left, 1 = right), not input {input}"));
             }
             return;
         }
@@ -314,31 +268,16 @@ impl Join {
     }
 
     /// Applies one record of side `side` (0 = left, 1 = right); returns the record to emit.
-    fn apply<S: State>(
-        &mut self,
-        state: &mut S,
-        side: usize,
-        record: Record,
-    ) -> Result<Option<Record>, String> {
-        let Record {
-            key,
-            value,
-            headers,
-            timestamp,
-        } = record;
+    fn apply<S: State>(&mut self, state: &mut S, side: usize, record: Record) -> Result<Option<Record>, String> {
+        let Record { key, value, headers, timestamp } = record;
         let join_key = match (key, &value) {
-            (None, None) => {
-                return Err(
-                    "a tombstone without a key: mesh/join cannot tell which row it deletes".into(),
-                )
-            }
+            (None, None) => return Err("a tombstone without a key: mesh/join cannot tell which row it deletes".into()),
             (Some(key), None) => key,
             (key, Some(value)) => {
                 let field_key = self.field_key(side, value)?;
                 match key {
                     Some(key) if key != field_key => {
-                        let field =
-                            &self.sides[side].record.fields[self.sides[side].key_index].name;
+                        let field = &self.sides[side].record.fields[self.sides[side].key_index].name;
                         return Err(format!(
                             "record key {} does not match its join key field {field} = {}; join inputs must be keyed by the join key",
                             show(&key),
@@ -368,31 +307,16 @@ impl Join {
         }
 
         let (left_old, right_old, left_new, right_new) = if side == 0 {
-            (
-                own_old.is_some(),
-                other.is_some(),
-                value.as_deref(),
-                other.as_deref(),
-            )
+            (own_old.is_some(), other.is_some(), value.as_deref(), other.as_deref())
         } else {
-            (
-                other.is_some(),
-                own_old.is_some(),
-                other.as_deref(),
-                value.as_deref(),
-            )
+            (other.is_some(), own_old.is_some(), other.as_deref(), value.as_deref())
         };
         let before = self.exists(left_old, right_old);
         let after = self.joined(left_new, right_new);
         if after.is_none() && !before {
             return Ok(None);
         }
-        Ok(Some(Record {
-            key: Some(join_key),
-            value: after,
-            headers,
-            timestamp,
-        }))
+        Ok(Some(Record { key: Some(join_key), value: after, headers, timestamp }))
     }
 
     /// Whether a joined record exists for rows that exist or not.
@@ -421,14 +345,8 @@ impl Join {
     /// The join key field of a datum of side `side`, rendered as bytes.
     fn field_key(&mut self, side: usize, value: &[u8]) -> Result<Vec<u8>, String> {
         let side = &self.sides[side];
-        avro::field_ranges_into(&side.schema, &side.record, value, &mut self.ranges).map_err(
-            |e| {
-                format!(
-                    "value does not decode as the schema of input {:?}: {e}",
-                    side.input
-                )
-            },
-        )?;
+        avro::field_ranges_into(&side.schema, &side.record, value, &mut self.ranges)
+            .map_err(|e| format!("value does not decode as the schema of input {:?}: {e}", side.input))?;
         let range = self.ranges[side.key_index].clone();
         let mut r = Reader::new(value);
         let read = |r: &mut Reader| -> Result<Vec<u8>, avro::DatumError> {
@@ -451,12 +369,7 @@ impl Join {
 
 impl Options<'_> {
     /// A required option naming a field of the `side` input.
-    fn field_name(
-        &self,
-        option: &str,
-        side: &str,
-        errors: &mut Vec<ConfigError>,
-    ) -> Option<String> {
+    fn field_name(&self, option: &str, side: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
         match self.map?.get(option) {
             None | Some(serde_json::Value::Null) => {
                 errors.push(ConfigError::at(
@@ -478,10 +391,7 @@ impl Options<'_> {
 }
 
 impl Processor for Join {
-    fn init(
-        config: serde_json::Value,
-        inputs: Vec<InputPort>,
-    ) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
+    fn init(config: serde_json::Value, inputs: Vec<InputPort>) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         Join::new(&config, &inputs)
     }
 
@@ -495,9 +405,7 @@ meshhost_sdk::export!(Join);
 
 /// The record schema of an input, or the problem with it.
 fn input_record(input: &InputPort, errors: &mut Vec<ConfigError>) -> Option<(Schema, RecordType)> {
-    options::record_input("mesh/join", input)
-        .map_err(|e| errors.push(e))
-        .ok()
+    options::record_input("mesh/join", input).map_err(|e| errors.push(e)).ok()
 }
 
 /// The key type of a field type (through refs and logical types), or a description of the
@@ -527,16 +435,9 @@ fn key_type(schema: &Schema, ty: &AvroType) -> Result<KeyType, String> {
 /// record or null in `fields[1]`. A named type both inputs define with the same canonical form
 /// is defined once (at its first use, the left one); another definition under a name already
 /// taken is an error.
-fn output_schema(
-    name: &str,
-    fields: [&str; 2],
-    schemas: [&Schema; 2],
-) -> Result<Schema, avro::SchemaError> {
+fn output_schema(name: &str, fields: [&str; 2], schemas: [&Schema; 2]) -> Result<Schema, avro::SchemaError> {
     // A parsed schema's root holds every definition it uses, so the roots are all it takes.
-    let mut right = avro::Field::new(
-        fields[1],
-        AvroType::Union(vec![AvroType::Null, schemas[1].root.clone()]),
-    );
+    let mut right = avro::Field::new(fields[1], AvroType::Union(vec![AvroType::Null, schemas[1].root.clone()]));
     right.default = Some(serde_json::Value::Null);
     let left = avro::Field::new(fields[0], schemas[0].root.clone());
     let output = Schema::record(name, vec![left, right], schemas[0])?;
@@ -547,16 +448,7 @@ fn output_schema(
 /// The output field name of an input: its id with every character other than `[A-Za-z0-9_]`
 /// replaced by `_`, and `_` in front when it would start with a digit.
 fn field_name(input: &str) -> String {
-    let mut name: String = input
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut name: String = input.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }

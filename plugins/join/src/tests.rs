@@ -22,10 +22,7 @@ const TALENTS: &str = r#"{"type": "record", "name": "Talent", "fields": [
 ]}"#;
 
 fn port(name: &str, schema: &str) -> InputPort {
-    InputPort {
-        name: name.into(),
-        schema: schema.into(),
-    }
+    InputPort { name: name.into(), schema: schema.into() }
 }
 
 fn ports() -> Vec<InputPort> {
@@ -37,26 +34,15 @@ fn join_with(config: serde_json::Value, inputs: Vec<InputPort>) -> (Join, Schema
         Ok((join, outputs)) => {
             assert_eq!(outputs.len(), 1);
             assert_eq!(outputs[0].name, "out");
-            let schema = Schema::parse(&outputs[0].schema)
-                .unwrap_or_else(|e| panic!("{}: {e}", outputs[0].schema));
+            let schema = Schema::parse(&outputs[0].schema).unwrap_or_else(|e| panic!("{}: {e}", outputs[0].schema));
             (join, schema)
         }
-        Err(errors) => panic!(
-            "{config}: {}",
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+        Err(errors) => panic!("{config}: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
     }
 }
 
 fn join(kind: &str) -> (Join, Schema) {
-    join_with(
-        json!({ "left_key": "id", "right_key": "movie_id", "kind": kind }),
-        ports(),
-    )
+    join_with(json!({ "left_key": "id", "right_key": "movie_id", "kind": kind }), ports())
 }
 
 fn init_errors(config: serde_json::Value, inputs: Vec<InputPort>) -> Vec<String> {
@@ -70,17 +56,8 @@ fn movie_value(id: i64, title: &str) -> Value {
     Value::Record(vec![
         ("id".into(), Value::Long(id)),
         ("title".into(), Value::String(title.into())),
-        (
-            "director".into(),
-            Value::Record(vec![(
-                "name".into(),
-                Value::String(format!("director of {title}")),
-            )]),
-        ),
-        (
-            "rating".into(),
-            Value::Union(1, Box::new(Value::Double(id as f64 / 2.0))),
-        ),
+        ("director".into(), Value::Record(vec![("name".into(), Value::String(format!("director of {title}")))])),
+        ("rating".into(), Value::Union(1, Box::new(Value::Double(id as f64 / 2.0)))),
     ])
 }
 
@@ -105,12 +82,7 @@ fn talent(movie_id: i64, name: &str) -> Vec<u8> {
 }
 
 fn keyed(key: &str, value: Option<Vec<u8>>) -> Record {
-    Record {
-        key: Some(key.as_bytes().to_vec()),
-        value,
-        headers: Vec::new(),
-        timestamp: None,
-    }
+    Record { key: Some(key.as_bytes().to_vec()), value, headers: Vec::new(), timestamp: None }
 }
 
 fn joined_value(movie: Value, talent: Option<Value>) -> Value {
@@ -129,8 +101,7 @@ fn joined_value(movie: Value, talent: Option<Value>) -> Value {
 /// Decodes a value of the output schema with `avro::decode`, which must use all its bytes.
 fn decode(schema: &Schema, bytes: &[u8]) -> Value {
     let mut r = Reader::new(bytes);
-    let value =
-        avro::decode(schema, &schema.root, &mut r).unwrap_or_else(|e| panic!("{e}: {bytes:?}"));
+    let value = avro::decode(schema, &schema.root, &mut r).unwrap_or_else(|e| panic!("{e}: {bytes:?}"));
     assert!(r.is_at_end(), "bytes left over in {bytes:?}");
     value
 }
@@ -154,40 +125,21 @@ fn run(
         .map(|e| {
             assert_eq!(e.port, 0);
             let key = String::from_utf8(e.record.key.clone().expect("a key")).unwrap();
-            (
-                e.origin,
-                key,
-                e.record.value.as_deref().map(|v| decode(schema, v)),
-            )
+            (e.origin, key, e.record.value.as_deref().map(|v| decode(schema, v)))
         })
         .collect();
-    let failures = out
-        .failures()
-        .iter()
-        .map(|f| (f.index, f.reason.clone()))
-        .collect();
+    let failures = out.failures().iter().map(|f| (f.index, f.reason.clone())).collect();
     (emitted, failures)
 }
 
 /// Runs a batch that must not fail anything; returns what it emitted.
-fn ok(
-    join: &mut Join,
-    schema: &Schema,
-    state: &mut MemoryState,
-    input: u32,
-    records: Vec<Record>,
-) -> Emitted {
+fn ok(join: &mut Join, schema: &Schema, state: &mut MemoryState, input: u32, records: Vec<Record>) -> Emitted {
     let (emitted, failures) = run(join, schema, state, input, records);
     assert_eq!(failures, []);
     emitted
 }
 
-fn joined(
-    origin: u32,
-    key: &str,
-    movie: Value,
-    talent: Option<Value>,
-) -> (u32, String, Option<Value>) {
+fn joined(origin: u32, key: &str, movie: Value, talent: Option<Value>) -> (u32, String, Option<Value>) {
     (origin, key.into(), Some(joined_value(movie, talent)))
 }
 
@@ -202,33 +154,18 @@ fn output_schema_holds_left_and_right_or_null() {
     assert_eq!(record.name, "test.Movie_join");
     let names: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["movies", "talents"]);
-    assert_eq!(
-        schema.resolve(&record.fields[0].ty).describe(),
-        "record \"test.Movie\""
-    );
-    let AvroType::Union(branches) = &record.fields[1].ty else {
-        panic!("{:?}", record.fields[1].ty)
-    };
+    assert_eq!(schema.resolve(&record.fields[0].ty).describe(), "record \"test.Movie\"");
+    let AvroType::Union(branches) = &record.fields[1].ty else { panic!("{:?}", record.fields[1].ty) };
     assert_eq!(branches[0], AvroType::Null);
     // Talent and Role stay in the null namespace, Person in test.
     assert_eq!(schema.resolve(&branches[1]).describe(), "record \"Talent\"");
     assert!(matches!(schema.named_type("Role"), Some(AvroType::Enum(_))));
-    assert!(matches!(
-        schema.named_type("test.Person"),
-        Some(AvroType::Record(_))
-    ));
+    assert!(matches!(schema.named_type("test.Person"), Some(AvroType::Record(_))));
     assert!(schema.named_type("test.Talent").is_none());
     assert_eq!(record.fields[1].default, Some(serde_json::Value::Null));
     // Both kinds have one shape.
     assert_eq!(join("left").1, schema);
-    assert_eq!(
-        join_with(
-            json!({ "left_key": "id", "right_key": "movie_id" }),
-            ports()
-        )
-        .1,
-        schema
-    );
+    assert_eq!(join_with(json!({ "left_key": "id", "right_key": "movie_id" }), ports()).1, schema);
 }
 
 #[test]
@@ -236,10 +173,7 @@ fn self_join_defines_the_shared_types_once() {
     // Both inputs carry the one schema (here written two ways: the canonical forms are equal,
     // the docs differ), as when a topic is joined with itself.
     let respelled = MOVIES
-        .replace(
-            r#""name": "Movie", "namespace": "test""#,
-            r#""name": "test.Movie", "doc": "again""#,
-        )
+        .replace(r#""name": "Movie", "namespace": "test""#, r#""name": "test.Movie", "doc": "again""#)
         .replace(r#""type": "long""#, r#""type": {"type": "long"}"#);
     assert_ne!(respelled, MOVIES);
     let inputs = vec![port("movies", MOVIES), port("sequels", &respelled)];
@@ -248,10 +182,7 @@ fn self_join_defines_the_shared_types_once() {
     assert_eq!(record.name, "test.Movie_join");
     // Defined in the left field, referenced in the right one.
     assert!(matches!(&record.fields[0].ty, AvroType::Record(r) if r.name == "test.Movie"));
-    assert_eq!(
-        record.fields[1].ty,
-        AvroType::Union(vec![AvroType::Null, AvroType::Ref("test.Movie".into())])
-    );
+    assert_eq!(record.fields[1].ty, AvroType::Union(vec![AvroType::Null, AvroType::Ref("test.Movie".into())]));
     let text = schema.to_json();
     assert_eq!(text.matches(r#""name":"test.Person""#).count(), 1, "{text}");
     assert_eq!(text.matches(r#""name":"test.Movie""#).count(), 1, "{text}");
@@ -259,27 +190,12 @@ fn self_join_defines_the_shared_types_once() {
 
     // A joined record round-trips through the output schema.
     let mut state = MemoryState::default();
-    let first = ok(
-        &mut join,
-        &schema,
-        &mut state,
-        0,
-        vec![keyed("7", Some(movie(7, "Heat")))],
-    );
+    let first = ok(&mut join, &schema, &mut state, 0, vec![keyed("7", Some(movie(7, "Heat")))]);
     assert_eq!(first, []);
-    let emitted = ok(
-        &mut join,
-        &schema,
-        &mut state,
-        1,
-        vec![keyed("7", Some(movie(7, "Heat 2")))],
-    );
+    let emitted = ok(&mut join, &schema, &mut state, 1, vec![keyed("7", Some(movie(7, "Heat 2")))]);
     let expected = Value::Record(vec![
         ("movies".into(), movie_value(7, "Heat")),
-        (
-            "sequels".into(),
-            Value::Union(1, Box::new(movie_value(7, "Heat 2"))),
-        ),
+        ("sequels".into(), Value::Union(1, Box::new(movie_value(7, "Heat 2")))),
     ]);
     assert_eq!(emitted, [(0, "7".to_string(), Some(expected.clone()))]);
     let bytes = avro::encode_datum(&schema, &expected).unwrap();
@@ -294,13 +210,7 @@ fn field_names_come_from_the_input_ids() {
         json!({ "left_key": "id", "right_key": "movie_id" }),
         vec![port("my-movies.out", MOVIES), port("2nd", TALENTS)],
     );
-    let names: Vec<String> = schema
-        .root_record()
-        .unwrap()
-        .fields
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
+    let names: Vec<String> = schema.root_record().unwrap().fields.iter().map(|f| f.name.clone()).collect();
     assert_eq!(names, ["my_movies_out", "_2nd"]);
     // Null-namespace left record: the output record is in the null namespace too.
     let left = TALENTS;
@@ -318,22 +228,10 @@ fn inner_join() {
     let (mut join, schema) = join("inner");
     let mut state = MemoryState::default();
     // A left row alone joins nothing.
-    assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("7", Some(movie(7, "Alien")))]
-        ),
-        []
-    );
+    assert_eq!(ok(&mut join, &schema, &mut state, 0, vec![keyed("7", Some(movie(7, "Alien")))]), []);
     // The right row arrives: joined, keyed by the join key, headers and timestamp of the trigger.
     let mut right = keyed("7", Some(talent(7, "Ridley")));
-    right.headers = vec![Header {
-        key: "h".into(),
-        value: Some(b"v".to_vec()),
-    }];
+    right.headers = vec![Header { key: "h".into(), value: Some(b"v".to_vec()) }];
     right.timestamp = Some(42);
     let mut out = Output::default();
     let batch = Batch::new([right]);
@@ -342,13 +240,7 @@ fn inner_join() {
     assert_eq!(emitted.key.as_deref(), Some(&b"7"[..]));
     assert_eq!(emitted.timestamp, Some(42));
     assert_eq!(emitted.headers.len(), 1);
-    assert_eq!(
-        (
-            emitted.headers[0].key.as_str(),
-            emitted.headers[0].value.as_deref()
-        ),
-        ("h", Some(&b"v"[..]))
-    );
+    assert_eq!((emitted.headers[0].key.as_str(), emitted.headers[0].value.as_deref()), ("h", Some(&b"v"[..])));
     assert_eq!(
         decode(&schema, emitted.value.as_deref().unwrap()),
         joined_value(movie_value(7, "Alien"), Some(talent_value(7, "Ridley")))
@@ -361,60 +253,18 @@ fn inner_join() {
 
     // An update of either side re-emits.
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("7", Some(movie(7, "Aliens")))]
-        ),
-        [joined(
-            0,
-            "7",
-            movie_value(7, "Aliens"),
-            Some(talent_value(7, "Ridley"))
-        )]
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("7", Some(movie(7, "Aliens")))]),
+        [joined(0, "7", movie_value(7, "Aliens"), Some(talent_value(7, "Ridley")))]
     );
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("7", Some(talent(7, "James")))]
-        ),
-        [joined(
-            0,
-            "7",
-            movie_value(7, "Aliens"),
-            Some(talent_value(7, "James"))
-        )]
+        ok(&mut join, &schema, &mut state, 1, vec![keyed("7", Some(talent(7, "James")))]),
+        [joined(0, "7", movie_value(7, "Aliens"), Some(talent_value(7, "James")))]
     );
     // Right before left works too.
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("8", Some(talent(8, "Sigourney")))]), []);
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("8", Some(talent(8, "Sigourney")))]
-        ),
-        []
-    );
-    assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("8", Some(movie(8, "Heat")))]
-        ),
-        [joined(
-            0,
-            "8",
-            movie_value(8, "Heat"),
-            Some(talent_value(8, "Sigourney"))
-        )]
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("8", Some(movie(8, "Heat")))]),
+        [joined(0, "8", movie_value(8, "Heat"), Some(talent_value(8, "Sigourney")))]
     );
     // State layout: L/R + join key → raw datum.
     let entries: Vec<(Vec<u8>, Vec<u8>)> = state.entries.clone().into_iter().collect();
@@ -433,64 +283,20 @@ fn inner_join() {
 fn inner_join_tombstones() {
     let (mut join, schema) = join("inner");
     let mut state = MemoryState::default();
-    ok(
-        &mut join,
-        &schema,
-        &mut state,
-        0,
-        vec![
-            keyed("1", Some(movie(1, "A"))),
-            keyed("2", Some(movie(2, "B"))),
-        ],
-    );
-    ok(
-        &mut join,
-        &schema,
-        &mut state,
-        1,
-        vec![
-            keyed("1", Some(talent(1, "a"))),
-            keyed("2", Some(talent(2, "b"))),
-        ],
-    );
+    ok(&mut join, &schema, &mut state, 0, vec![keyed("1", Some(movie(1, "A"))), keyed("2", Some(movie(2, "B")))]);
+    ok(&mut join, &schema, &mut state, 1, vec![keyed("1", Some(talent(1, "a"))), keyed("2", Some(talent(2, "b")))]);
     // A left delete retracts the joined record, once.
-    assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("1", None), keyed("1", None)]
-        ),
-        [tombstone(0, "1")]
-    );
+    assert_eq!(ok(&mut join, &schema, &mut state, 0, vec![keyed("1", None), keyed("1", None)]), [tombstone(0, "1")]);
     // So does a right delete.
-    assert_eq!(
-        ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]),
-        [tombstone(0, "2")]
-    );
-    assert_eq!(
-        ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]),
-        []
-    );
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]), [tombstone(0, "2")]);
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]), []);
     // Only the rows of the other side remain.
     let keys: Vec<&[u8]> = state.entries.keys().map(Vec::as_slice).collect();
     assert_eq!(keys, [&b"L2"[..], &b"R1"[..]]);
     // The remaining rows join again when their partners come back.
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("1", Some(movie(1, "A2")))]
-        ),
-        [joined(
-            0,
-            "1",
-            movie_value(1, "A2"),
-            Some(talent_value(1, "a"))
-        )]
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("1", Some(movie(1, "A2")))]),
+        [joined(0, "1", movie_value(1, "A2"), Some(talent_value(1, "a")))]
     );
 }
 
@@ -500,13 +306,7 @@ fn left_join() {
     let mut state = MemoryState::default();
     // A left row joins at once, with a null right side.
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("7", Some(movie(7, "Alien")))]
-        ),
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("7", Some(movie(7, "Alien")))]),
         [joined(0, "7", movie_value(7, "Alien"), None)]
     );
     let emitted = {
@@ -520,34 +320,12 @@ fn left_join() {
     assert_eq!(emitted, expected);
     // The right row fills it in, updates re-emit.
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("7", Some(talent(7, "Ridley")))]
-        ),
-        [joined(
-            0,
-            "7",
-            movie_value(7, "Alien"),
-            Some(talent_value(7, "Ridley"))
-        )]
+        ok(&mut join, &schema, &mut state, 1, vec![keyed("7", Some(talent(7, "Ridley")))]),
+        [joined(0, "7", movie_value(7, "Alien"), Some(talent_value(7, "Ridley")))]
     );
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("7", Some(talent(7, "James")))]
-        ),
-        [joined(
-            0,
-            "7",
-            movie_value(7, "Alien"),
-            Some(talent_value(7, "James"))
-        )]
+        ok(&mut join, &schema, &mut state, 1, vec![keyed("7", Some(talent(7, "James")))]),
+        [joined(0, "7", movie_value(7, "Alien"), Some(talent_value(7, "James")))]
     );
     // A right delete leaves the left row with null.
     assert_eq!(
@@ -555,47 +333,18 @@ fn left_join() {
         [joined(0, "7", movie_value(7, "Alien"), None)]
     );
     // Right before left: nothing, then the joined record.
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("8", Some(talent(8, "Sigourney")))]), []);
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("8", Some(talent(8, "Sigourney")))]
-        ),
-        []
-    );
-    assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("8", Some(movie(8, "Heat")))]
-        ),
-        [joined(
-            0,
-            "8",
-            movie_value(8, "Heat"),
-            Some(talent_value(8, "Sigourney"))
-        )]
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("8", Some(movie(8, "Heat")))]),
+        [joined(0, "8", movie_value(8, "Heat"), Some(talent_value(8, "Sigourney")))]
     );
     // A left delete retracts, whether the right row exists (8) or not (7).
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("8", None), keyed("7", None)]
-        ),
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("8", None), keyed("7", None)]),
         [tombstone(0, "8"), tombstone(1, "7")]
     );
     // A right row without a left one, then its delete: nothing.
-    assert_eq!(
-        ok(&mut join, &schema, &mut state, 1, vec![keyed("8", None)]),
-        []
-    );
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("8", None)]), []);
     assert!(state.entries.is_empty(), "{:?}", state.entries);
 }
 
@@ -603,43 +352,13 @@ fn left_join() {
 fn rows_never_matched_then_deleted_emit_nothing() {
     let (mut inner, schema) = join("inner");
     let mut state = MemoryState::default();
-    assert_eq!(
-        ok(
-            &mut inner,
-            &schema,
-            &mut state,
-            0,
-            vec![keyed("1", Some(movie(1, "A"))), keyed("1", None)]
-        ),
-        []
-    );
-    assert_eq!(
-        ok(
-            &mut inner,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]
-        ),
-        []
-    );
+    assert_eq!(ok(&mut inner, &schema, &mut state, 0, vec![keyed("1", Some(movie(1, "A"))), keyed("1", None)]), []);
+    assert_eq!(ok(&mut inner, &schema, &mut state, 1, vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]), []);
     // Deleting what never existed: nothing, and no state write.
-    assert_eq!(
-        ok(&mut inner, &schema, &mut state, 0, vec![keyed("3", None)]),
-        []
-    );
+    assert_eq!(ok(&mut inner, &schema, &mut state, 0, vec![keyed("3", None)]), []);
     assert!(state.entries.is_empty());
     let (mut left, schema) = join("left");
-    assert_eq!(
-        ok(
-            &mut left,
-            &schema,
-            &mut state,
-            1,
-            vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]
-        ),
-        []
-    );
+    assert_eq!(ok(&mut left, &schema, &mut state, 1, vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]), []);
     assert!(state.entries.is_empty());
 }
 
@@ -647,13 +366,7 @@ fn rows_never_matched_then_deleted_emit_nothing() {
 fn records_in_a_batch_see_the_previous_ones() {
     let (mut join, schema) = join("inner");
     let mut state = MemoryState::default();
-    ok(
-        &mut join,
-        &schema,
-        &mut state,
-        1,
-        vec![keyed("5", Some(talent(5, "x")))],
-    );
+    ok(&mut join, &schema, &mut state, 1, vec![keyed("5", Some(talent(5, "x")))]);
     assert_eq!(
         ok(
             &mut join,
@@ -682,29 +395,12 @@ fn records_without_a_key_are_keyed_by_their_join_key_field() {
     let (mut join, schema) = join("left");
     let mut state = MemoryState::default();
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            0,
-            vec![Record::from_value(movie(-12, "Minus"))]
-        ),
+        ok(&mut join, &schema, &mut state, 0, vec![Record::from_value(movie(-12, "Minus"))]),
         [joined(0, "-12", movie_value(-12, "Minus"), None)]
     );
     assert_eq!(
-        ok(
-            &mut join,
-            &schema,
-            &mut state,
-            1,
-            vec![Record::from_value(talent(-12, "m"))]
-        ),
-        [joined(
-            0,
-            "-12",
-            movie_value(-12, "Minus"),
-            Some(talent_value(-12, "m"))
-        )]
+        ok(&mut join, &schema, &mut state, 1, vec![Record::from_value(talent(-12, "m"))]),
+        [joined(0, "-12", movie_value(-12, "Minus"), Some(talent_value(-12, "m")))]
     );
     assert!(state.entries.contains_key(&b"L-12"[..]));
     assert!(state.entries.contains_key(&b"R-12"[..]));
@@ -714,13 +410,7 @@ fn records_without_a_key_are_keyed_by_their_join_key_field() {
 fn failures_leave_the_state_alone() {
     let (mut join, schema) = join("inner");
     let mut state = MemoryState::default();
-    ok(
-        &mut join,
-        &schema,
-        &mut state,
-        1,
-        vec![keyed("7", Some(talent(7, "r")))],
-    );
+    ok(&mut join, &schema, &mut state, 1, vec![keyed("7", Some(talent(7, "r")))]);
     let before = state.clone();
     let mut truncated = movie(7, "Alien");
     truncated.truncate(3);
@@ -733,18 +423,8 @@ fn failures_leave_the_state_alone() {
             keyed("8", Some(movie(7, "Alien"))),
             Record::from_value(vec![]),
             keyed("7", Some(truncated)),
-            Record {
-                key: None,
-                value: None,
-                headers: vec![],
-                timestamp: None,
-            },
-            Record {
-                key: Some(vec![0xff]),
-                value: Some(movie(7, "Alien")),
-                headers: vec![],
-                timestamp: None,
-            },
+            Record { key: None, value: None, headers: vec![], timestamp: None },
+            Record { key: Some(vec![0xff]), value: Some(movie(7, "Alien")), headers: vec![], timestamp: None },
         ],
     );
     assert_eq!(emitted, []);
@@ -760,36 +440,14 @@ fn failures_leave_the_state_alone() {
     );
     assert_eq!(state, before);
     // A bad record does not stop the ones after it.
-    let (emitted, failures) = run(
-        &mut join,
-        &schema,
-        &mut state,
-        0,
-        vec![
-            keyed("1", Some(movie(7, "A"))),
-            keyed("7", Some(movie(7, "A"))),
-        ],
-    );
+    let (emitted, failures) =
+        run(&mut join, &schema, &mut state, 0, vec![keyed("1", Some(movie(7, "A"))), keyed("7", Some(movie(7, "A")))]);
     assert_eq!(failures.len(), 1);
-    assert_eq!(
-        emitted,
-        [joined(
-            1,
-            "7",
-            movie_value(7, "A"),
-            Some(talent_value(7, "r"))
-        )]
-    );
+    assert_eq!(emitted, [joined(1, "7", movie_value(7, "A"), Some(talent_value(7, "r")))]);
     // No third input.
     let (emitted, failures) = run(&mut join, &schema, &mut state, 2, vec![keyed("7", None)]);
     assert_eq!(emitted, []);
-    assert_eq!(
-        failures,
-        [(
-            0,
-            "mesh/join has two inputs (0 = left, 1 = right), not input 2".to_string()
-        )]
-    );
+    assert_eq!(failures, [(0, "mesh/join has two inputs (0 = left, 1 = right), not input 2".to_string())]);
 }
 
 #[test]
@@ -800,72 +458,37 @@ fn key_types_render_as_bytes() {
         )
     };
     for (ty, key_value, key) in [
-        (
-            r#""string""#,
-            Value::String("héllo".into()),
-            "héllo".as_bytes().to_vec(),
-        ),
-        (
-            r#"{"type": "string", "logicalType": "uuid"}"#,
-            Value::String("u-1".into()),
-            b"u-1".to_vec(),
-        ),
+        (r#""string""#, Value::String("héllo".into()), "héllo".as_bytes().to_vec()),
+        (r#"{"type": "string", "logicalType": "uuid"}"#, Value::String("u-1".into()), b"u-1".to_vec()),
         (r#""int""#, Value::Int(-2147483648), b"-2147483648".to_vec()),
-        (
-            r#""long""#,
-            Value::Long(9007199254740993),
-            b"9007199254740993".to_vec(),
-        ),
-        (
-            r#""bytes""#,
-            Value::Bytes(vec![0, 0xff, b'k']),
-            vec![0, 0xff, b'k'],
-        ),
+        (r#""long""#, Value::Long(9007199254740993), b"9007199254740993".to_vec()),
+        (r#""bytes""#, Value::Bytes(vec![0, 0xff, b'k']), vec![0, 0xff, b'k']),
     ] {
         let a = schema_with("A", ty);
         let b = schema_with("B", ty);
-        let (mut join, output) = join_with(
-            json!({ "left_key": "k", "right_key": "k", "kind": "left" }),
-            vec![port("a", &a), port("b", &b)],
-        );
-        let value = Value::Record(vec![
-            ("k".into(), key_value.clone()),
-            ("v".into(), Value::Int(1)),
-        ]);
+        let (mut join, output) =
+            join_with(json!({ "left_key": "k", "right_key": "k", "kind": "left" }), vec![port("a", &a), port("b", &b)]);
+        let value = Value::Record(vec![("k".into(), key_value.clone()), ("v".into(), Value::Int(1))]);
         let mut state = MemoryState::default();
         let mut out = Output::default();
         let datum = encode(&a, &value);
         let batch = Batch::new([Record::from_value(datum.clone())]);
         join.process_with(&mut state, 0, &batch, &mut out);
         assert_eq!(out.failures().len(), 0, "{ty}: {:?}", out.failures());
-        assert_eq!(
-            out.emitted(&batch)[0].record.key.as_deref(),
-            Some(&key[..]),
-            "{ty}"
-        );
+        assert_eq!(out.emitted(&batch)[0].record.key.as_deref(), Some(&key[..]), "{ty}");
         let mut state_key = vec![b'L'];
         state_key.extend(&key);
         assert_eq!(state.entries.get(&state_key), Some(&datum), "{ty}");
         // With the matching Kafka key, the right side joins.
-        let right = Record {
-            key: Some(key.clone()),
-            value: Some(encode(&b, &value)),
-            headers: vec![],
-            timestamp: None,
-        };
+        let right =
+            Record { key: Some(key.clone()), value: Some(encode(&b, &value)), headers: vec![], timestamp: None };
         let mut out = Output::default();
         let batch = Batch::new([right]);
         join.process_with(&mut state, 1, &batch, &mut out);
         assert_eq!(out.failures().len(), 0, "{ty}: {:?}", out.failures());
         assert_eq!(
-            decode(
-                &output,
-                out.emitted(&batch)[0].record.value.as_deref().unwrap()
-            ),
-            Value::Record(vec![
-                ("a".into(), value.clone()),
-                ("b".into(), Value::Union(1, Box::new(value.clone()))),
-            ])
+            decode(&output, out.emitted(&batch)[0].record.value.as_deref().unwrap()),
+            Value::Record(vec![("a".into(), value.clone()), ("b".into(), Value::Union(1, Box::new(value.clone()))),])
         );
     }
 }
@@ -896,15 +519,9 @@ fn key_errors() {
         init_errors(config("director", "movie_id"), ports()),
         ["left_key: movies.director is record \"test.Person\"; a join key must be a string, int, long or bytes field"]
     );
-    let int_key = TALENTS.replace(
-        r#""name": "movie_id", "type": "long""#,
-        r#""name": "movie_id", "type": "int""#,
-    );
+    let int_key = TALENTS.replace(r#""name": "movie_id", "type": "long""#, r#""name": "movie_id", "type": "int""#);
     assert_eq!(
-        init_errors(
-            config("id", "movie_id"),
-            vec![port("movies", MOVIES), port("talents", &int_key)]
-        ),
+        init_errors(config("id", "movie_id"), vec![port("movies", MOVIES), port("talents", &int_key)]),
         ["right_key: join key types differ: movies.id is long, talents.movie_id is int"]
     );
 }
@@ -926,24 +543,15 @@ fn option_errors() {
         ]
     );
     assert_eq!(
-        init_errors(
-            json!({ "left_key": "id", "right_key": "movie_id", "on": "id", "kind": "inner" }),
-            ports()
-        ),
+        init_errors(json!({ "left_key": "id", "right_key": "movie_id", "on": "id", "kind": "inner" }), ports()),
         ["on: unknown option; mesh/join takes: left_key, right_key, kind"]
     );
     assert_eq!(
-        init_errors(
-            json!({ "left_key": "id", "right_key": "movie_id", "kind": "outer" }),
-            ports()
-        ),
+        init_errors(json!({ "left_key": "id", "right_key": "movie_id", "kind": "outer" }), ports()),
         ["kind: must be inner or left, got \"outer\""]
     );
     assert_eq!(
-        init_errors(
-            json!({ "left_key": "id", "right_key": "movie_id", "kind": true }),
-            ports()
-        ),
+        init_errors(json!({ "left_key": "id", "right_key": "movie_id", "kind": true }), ports()),
         ["kind: must be inner or left, got a boolean"]
     );
     assert_eq!(
@@ -953,10 +561,7 @@ fn option_errors() {
             "right_key: must be a field name (a string), got a number",
         ]
     );
-    assert_eq!(
-        init_errors(json!(["id"]), ports()),
-        ["`with` must be a mapping, got a list"]
-    );
+    assert_eq!(init_errors(json!(["id"]), ports()), ["`with` must be a mapping, got a list"]);
 }
 
 #[test]
@@ -981,10 +586,7 @@ fn input_errors() {
     assert_eq!(
         init_errors(
             config.clone(),
-            vec![
-                port("movies", MOVIES),
-                port("talents", r#"{"type": "array", "items": "int"}"#)
-            ]
+            vec![port("movies", MOVIES), port("talents", r#"{"type": "array", "items": "int"}"#)]
         ),
         ["input \"talents\": mesh/join needs a record schema, got array"]
     );
@@ -993,29 +595,22 @@ fn input_errors() {
         ["inputs \"movies\" and \"talents.out\" define type \"test.Movie\" differently; the joined schema holds both, so a type name they share must mean the same type"]
     );
     // A nested type defined differently is named, and so is every type that holds it.
-    let other_person = MOVIES
-        .replace(r#""name": "Movie""#, r#""name": "Film""#)
-        .replace(
-            r#"{"name": "name", "type": "string"}"#,
-            r#"{"name": "name", "type": "string"}, {"name": "born", "type": "int"}"#,
-        );
+    let other_person = MOVIES.replace(r#""name": "Movie""#, r#""name": "Film""#).replace(
+        r#"{"name": "name", "type": "string"}"#,
+        r#"{"name": "name", "type": "string"}, {"name": "born", "type": "int"}"#,
+    );
     assert_eq!(
         init_errors(json!({ "left_key": "id", "right_key": "id" }), vec![port("movies", MOVIES), port("films", &other_person)]),
         ["inputs \"movies\" and \"films\" define type \"test.Person\" differently; the joined schema holds both, so a type name they share must mean the same type"]
     );
     // Caught when the output schema is built rather than by the shared-name check: the output
     // record's own name is taken.
-    let taken = TALENTS.replace(
-        r#""name": "Talent""#,
-        r#""name": "Movie_join", "namespace": "test""#,
-    );
+    let taken = TALENTS.replace(r#""name": "Talent""#, r#""name": "Movie_join", "namespace": "test""#);
     assert_eq!(
         init_errors(config.clone(), vec![port("movies", MOVIES), port("talents", &taken)]),
         ["cannot build the output schema: invalid Avro schema: type \"test.Movie_join\" is defined twice, differently"]
     );
-    let same_id = MOVIES
-        .replace(r#""name": "Movie""#, r#""name": "Film""#)
-        .replace("Person", "Human");
+    let same_id = MOVIES.replace(r#""name": "Movie""#, r#""name": "Film""#).replace("Person", "Human");
     assert_eq!(
         init_errors(json!({ "left_key": "id", "right_key": "id" }), vec![port("a.b", MOVIES), port("a-b", &same_id)]),
         ["inputs \"a.b\" and \"a-b\" both become output field \"a_b\"; give one of them another id"]

@@ -61,10 +61,9 @@ impl Projection {
         let mut picks: Vec<(usize, String)> = Vec::new(); // (index in `fields`, name)
         match options.map(|o| o.get("fields")) {
             None => {} // `with` itself is wrong
-            Some(None) => errors.push(ConfigError::at(
-                "fields",
-                "missing: list the fields of the input record to keep",
-            )),
+            Some(None) => {
+                errors.push(ConfigError::at("fields", "missing: list the fields of the input record to keep"))
+            }
             Some(Some(serde_json::Value::Array(list))) if list.is_empty() => {
                 errors.push(ConfigError::at("fields", "must list at least one field"))
             }
@@ -81,10 +80,7 @@ impl Projection {
                     if !known(name) {
                         errors.push(ConfigError::at(
                             path,
-                            format!(
-                                "no field {name:?} in input schema; fields are: {}",
-                                field_names(input_fields)
-                            ),
+                            format!("no field {name:?} in input schema; fields are: {}", field_names(input_fields)),
                         ));
                     } else if let Some((first, _)) = picks.iter().find(|(_, n)| n == name) {
                         errors.push(ConfigError::at(
@@ -96,10 +92,8 @@ impl Projection {
                     }
                 }
             }
-            Some(Some(other)) => errors.push(ConfigError::at(
-                "fields",
-                format!("must be a list of field names, got {}", json_kind(other)),
-            )),
+            Some(Some(other)) => errors
+                .push(ConfigError::at("fields", format!("must be a list of field names, got {}", json_kind(other)))),
         }
 
         // rename: old name → new name, for fields that are kept
@@ -140,10 +134,7 @@ impl Projection {
             }
             Some(other) => errors.push(ConfigError::at(
                 "rename",
-                format!(
-                    "must be a mapping of field names to new names, got {}",
-                    json_kind(other)
-                ),
+                format!("must be a mapping of field names to new names, got {}", json_kind(other)),
             )),
         }
         // Two output fields with one name: blame the rename that made the collision.
@@ -154,10 +145,7 @@ impl Projection {
                     (None, Some(path)) => (path.clone(), &picks[i].1),
                     (None, None) => unreachable!("fields are listed once"),
                 };
-                errors.push(ConfigError::at(
-                    path,
-                    format!("{name:?} collides with output field {other:?}"),
-                ));
+                errors.push(ConfigError::at(path, format!("{name:?} collides with output field {other:?}")));
             }
         }
 
@@ -170,37 +158,14 @@ impl Projection {
 
         let picks: Vec<usize> = picks
             .iter()
-            .map(|(_, name)| {
-                record
-                    .fields
-                    .iter()
-                    .position(|f| &f.name == name)
-                    .expect("checked above")
-            })
+            .map(|(_, name)| record.fields.iter().position(|f| &f.name == name).expect("checked above"))
             .collect();
-        let fields: Vec<Field> = picks
-            .iter()
-            .zip(output_names)
-            .map(|(&i, name)| Field {
-                name,
-                ..record.fields[i].clone()
-            })
-            .collect();
+        let fields: Vec<Field> =
+            picks.iter().zip(output_names).map(|(&i, name)| Field { name, ..record.fields[i].clone() }).collect();
         let output = Schema::record(&format!("{}_projection", record.name), fields, &schema)
             .map_err(|e| vec![ConfigError::at("", format!("cannot build the output schema: {e}"))])?;
-        let outputs = vec![OutputPort {
-            name: "out".into(),
-            schema: output.to_json(),
-        }];
-        Ok((
-            Projection {
-                schema,
-                record,
-                picks,
-                ranges: Vec::new(),
-            },
-            outputs,
-        ))
+        let outputs = vec![OutputPort { name: "out".into(), schema: output.to_json() }];
+        Ok((Projection { schema, record, picks, ranges: Vec::new() }, outputs))
     }
 
     /// The projected value of a datum of the input schema.
@@ -280,9 +245,7 @@ mod tests {
             ("name".into(), Value::String(name.into())),
             (
                 "born".into(),
-                born.map_or(Value::Union(0, Box::new(Value::Null)), |y| {
-                    Value::Union(1, Box::new(Value::Int(y)))
-                }),
+                born.map_or(Value::Union(0, Box::new(Value::Null)), |y| Value::Union(1, Box::new(Value::Int(y)))),
             ),
         ])
     }
@@ -293,15 +256,9 @@ mod tests {
             ("title".into(), Value::String("Alien".into())),
             ("year".into(), Value::Int(1979)),
             ("director".into(), person("Ridley Scott", Some(1937))),
-            (
-                "producer".into(),
-                Value::Union(1, Box::new(person("Walter Hill", None))),
-            ),
+            ("producer".into(), Value::Union(1, Box::new(person("Walter Hill", None)))),
             ("genre".into(), Value::Enum(1, "HORROR".into())),
-            (
-                "cast".into(),
-                Value::Array(vec![person("Sigourney Weaver", Some(1949)), person("John Hurt", None)]),
-            ),
+            ("cast".into(), Value::Array(vec![person("Sigourney Weaver", Some(1949)), person("John Hurt", None)])),
             ("scores".into(), Value::Map(vec![("imdb".into(), Value::Double(8.5))])),
             ("checksum".into(), Value::Fixed(vec![0xab, 0xcd])),
             ("updated".into(), Value::Long(1_700_000_000_000)),
@@ -316,10 +273,7 @@ mod tests {
     }
 
     fn input(schema: &str) -> InputPort {
-        InputPort {
-            name: "movies".into(),
-            schema: schema.into(),
-        }
+        InputPort { name: "movies".into(), schema: schema.into() }
     }
 
     fn projection(config: serde_json::Value) -> (Projection, String) {
@@ -329,10 +283,7 @@ mod tests {
                 assert_eq!(outputs[0].name, "out");
                 (projection, outputs[0].schema.clone())
             }
-            Err(errors) => panic!(
-                "{config}: {}",
-                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
-            ),
+            Err(errors) => panic!("{config}: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
         }
     }
 
@@ -352,11 +303,8 @@ mod tests {
     fn check(fields: &[&str], rename: &[(&str, &str)]) -> Schema {
         let mut config = json!({ "fields": fields });
         if !rename.is_empty() {
-            config["rename"] = rename
-                .iter()
-                .map(|(o, n)| (o.to_string(), json!(n)))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
+            config["rename"] =
+                rename.iter().map(|(o, n)| (o.to_string(), json!(n))).collect::<serde_json::Map<_, _>>().into();
         }
         let (mut projection, output_text) = projection(config);
         let output = Schema::parse(&output_text).unwrap_or_else(|e| panic!("{output_text}: {e}"));
@@ -365,32 +313,19 @@ mod tests {
 
         let input = Schema::parse(SCHEMA).unwrap();
         let input_record = input.root_record().unwrap();
-        let renamed = |name: &str| {
-            rename
-                .iter()
-                .find(|(o, _)| *o == name)
-                .map_or(name, |(_, n)| *n)
-                .to_string()
-        };
+        let renamed = |name: &str| rename.iter().find(|(o, _)| *o == name).map_or(name, |(_, n)| *n).to_string();
         let names: Vec<String> = record.fields.iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, fields.iter().map(|f| renamed(f)).collect::<Vec<_>>());
         for (field, name) in record.fields.iter().zip(fields) {
             let (_, original) = input_record.field(name).unwrap();
-            assert_eq!(
-                output.resolve(&field.ty).describe(),
-                input.resolve(&original.ty).describe(),
-                "{name}"
-            );
+            assert_eq!(output.resolve(&field.ty).describe(), input.resolve(&original.ty).describe(), "{name}");
             assert_eq!(field.default, original.default, "{name}");
             assert_eq!(field.doc, original.doc, "{name}");
         }
 
         let all = movie();
         let expected = Value::Record(
-            fields
-                .iter()
-                .map(|f| (renamed(f), all.iter().find(|(n, _)| n == f).unwrap().1.clone()))
-                .collect(),
+            fields.iter().map(|f| (renamed(f), all.iter().find(|(n, _)| n == f).unwrap().1.clone())).collect(),
         );
         let mut expected_bytes = Vec::new();
         avro::encode(&output, &output.root, &expected, &mut expected_bytes).unwrap();
@@ -416,10 +351,7 @@ mod tests {
         // Person is defined in `director`, which is left out: the output must define it.
         let output = check(&["cast", "producer"], &[]);
         assert!(output.named_type("test.Person").is_some());
-        assert!(
-            output.named_type("kinds.Genre").is_none(),
-            "only the types used are kept"
-        );
+        assert!(output.named_type("kinds.Genre").is_none(), "only the types used are kept");
         let output = check(&["genre", "checksum"], &[]);
         assert!(matches!(output.named_type("kinds.Genre"), Some(AvroType::Enum(_))));
         assert!(matches!(output.named_type("test.Md5"), Some(AvroType::Fixed(_))));
@@ -447,23 +379,12 @@ mod tests {
             key: Some(b"k".to_vec()),
             value: Some(encode(SCHEMA, &Value::Record(movie()))),
             headers: vec![
-                Header {
-                    key: "h".into(),
-                    value: Some(b"v".to_vec()),
-                },
-                Header {
-                    key: "n".into(),
-                    value: None,
-                },
+                Header { key: "h".into(), value: Some(b"v".to_vec()) },
+                Header { key: "n".into(), value: None },
             ],
             timestamp: Some(42),
         };
-        let tombstone = Record {
-            key: Some(b"gone".to_vec()),
-            value: None,
-            headers: vec![],
-            timestamp: Some(7),
-        };
+        let tombstone = Record { key: Some(b"gone".to_vec()), value: None, headers: vec![], timestamp: Some(7) };
         let mut out = Output::default();
         let batch = Batch::new([record, tombstone, Record::from_value(vec![2, 2]), Record::from_value(vec![])]);
         projection.process(0, &batch, &mut out);
@@ -474,11 +395,7 @@ mod tests {
         let projected = &emitted[0].record;
         assert_eq!(projected.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(projected.timestamp, Some(42));
-        let headers: Vec<_> = projected
-            .headers
-            .iter()
-            .map(|h| (h.key.as_str(), h.value.as_deref()))
-            .collect();
+        let headers: Vec<_> = projected.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())).collect();
         assert_eq!(headers, [("h", Some(&b"v"[..])), ("n", None)]);
         assert_eq!(
             avro::decode_datum(&output, projected.value.as_deref().unwrap()).unwrap(),
@@ -515,30 +432,15 @@ mod tests {
         );
         bytes.truncate(bytes.len() - 2);
         let reason = projection.project(&bytes).unwrap_err();
-        assert!(
-            reason.starts_with("value does not decode as the input schema: field \"updated\": "),
-            "{reason}"
-        );
+        assert!(reason.starts_with("value does not decode as the input schema: field \"updated\": "), "{reason}");
     }
 
     #[test]
     fn field_errors() {
-        assert_eq!(
-            init_errors(json!({})),
-            ["fields: missing: list the fields of the input record to keep"]
-        );
-        assert_eq!(
-            init_errors(json!(null)),
-            ["fields: missing: list the fields of the input record to keep"]
-        );
-        assert_eq!(
-            init_errors(json!({ "fields": [] })),
-            ["fields: must list at least one field"]
-        );
-        assert_eq!(
-            init_errors(json!({ "fields": "title" })),
-            ["fields: must be a list of field names, got a string"]
-        );
+        assert_eq!(init_errors(json!({})), ["fields: missing: list the fields of the input record to keep"]);
+        assert_eq!(init_errors(json!(null)), ["fields: missing: list the fields of the input record to keep"]);
+        assert_eq!(init_errors(json!({ "fields": [] })), ["fields: must list at least one field"]);
+        assert_eq!(init_errors(json!({ "fields": "title" })), ["fields: must be a list of field names, got a string"]);
         assert_eq!(
             init_errors(json!({ "fields": ["id", "titel", 3, "year"] })),
             [
@@ -596,10 +498,7 @@ mod tests {
             ["mesh/projection takes exactly one input, got 2"]
         );
         assert_eq!(
-            init_errors_with(
-                json!({ "fields": ["id"] }),
-                vec![input(r#"{"type": "array", "items": "int"}"#)]
-            ),
+            init_errors_with(json!({ "fields": ["id"] }), vec![input(r#"{"type": "array", "items": "int"}"#)]),
             ["input \"movies\": mesh/projection needs a record schema, got array"]
         );
         // Without a usable input, the fields cannot be checked against it, only their shape.

@@ -72,7 +72,8 @@ impl Union {
     /// Build the union from its `with:` mapping and its input ports.
     pub fn new(config: &serde_json::Value, inputs: &[InputPort]) -> Result<(Self, Vec<OutputPort>), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> = std::sync::LazyLock::new(Default::default);
+        static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+            std::sync::LazyLock::new(Default::default);
         let options = options::options("mesh/union", config, OPTIONS, &mut errors).unwrap_or(&EMPTY);
         let tag_field = match options.get("tag_field") {
             None | Some(serde_json::Value::Null) => None,
@@ -87,10 +88,7 @@ impl Union {
         };
 
         if inputs.len() < 2 {
-            errors.push(ConfigError::at(
-                "",
-                format!("mesh/union takes two or more inputs, got {}", inputs.len()),
-            ));
+            errors.push(ConfigError::at("", format!("mesh/union takes two or more inputs, got {}", inputs.len())));
             return Err(errors);
         }
         let mut schemas = Vec::with_capacity(inputs.len());
@@ -158,9 +156,9 @@ impl Union {
         };
         let value = match &plan.resolver {
             None => value,
-            Some(resolver) => resolver.convert(&value).map_err(|e| {
-                format!("value of input {:?} cannot be converted to the output schema: {e}", plan.name)
-            })?,
+            Some(resolver) => resolver
+                .convert(&value)
+                .map_err(|e| format!("value of input {:?} cannot be converted to the output schema: {e}", plan.name))?,
         };
         let Some(tag) = &self.tag else {
             return Ok(value);
@@ -302,10 +300,13 @@ mod tests {
         Value::Record(vec![
             ("id".into(), Value::Long(id)),
             ("title".into(), s(title)),
-            ("rating".into(), match rating {
-                None => Value::Union(0, Box::new(Value::Null)),
-                Some(r) => Value::Union(1, Box::new(Value::Double(r))),
-            }),
+            (
+                "rating".into(),
+                match rating {
+                    None => Value::Union(0, Box::new(Value::Null)),
+                    Some(r) => Value::Union(1, Box::new(Value::Double(r))),
+                },
+            ),
             ("source".into(), s(source)),
             ("genre".into(), Value::Enum(genre, ["DRAMA", "COMEDY"][genre as usize].into())),
         ])
@@ -356,7 +357,11 @@ mod tests {
         let (emitted, failures) = run(
             &mut union,
             1,
-            vec![encode(B, &b_movie(2, "Heat", 0)), encode(B, &b_movie(-3, "Shane", 1)), encode(B, &b_movie(4, "Ran", 2))],
+            vec![
+                encode(B, &b_movie(2, "Heat", 0)),
+                encode(B, &b_movie(-3, "Shane", 1)),
+                encode(B, &b_movie(4, "Ran", 2)),
+            ],
             A,
         );
         assert_eq!(failures, []);
@@ -400,7 +405,10 @@ mod tests {
         let record = Record {
             key: Some(b"k".to_vec()),
             value: Some(encode(B, &b_movie(2, "Heat", 0))),
-            headers: vec![Header { key: "h".into(), value: Some(b"v".to_vec()) }, Header { key: "n".into(), value: None }],
+            headers: vec![
+                Header { key: "h".into(), value: Some(b"v".to_vec()) },
+                Header { key: "n".into(), value: None },
+            ],
             timestamp: Some(42),
         };
         let tombstone = Record { key: Some(b"gone".to_vec()), value: None, headers: vec![], timestamp: Some(7) };
@@ -481,7 +489,10 @@ mod tests {
             ["tag_field: must be a field name (a string), got a list"]
         );
         // The tag needs room in the other inputs too: a default, here missing.
-        let no_default = A.replace(r#"{"name": "source", "type": "string", "default": ""}"#, r#"{"name": "source", "type": "string"}"#);
+        let no_default = A.replace(
+            r#"{"name": "source", "type": "string", "default": ""}"#,
+            r#"{"name": "source", "type": "string"}"#,
+        );
         assert_eq!(
             errors(json!({"tag_field": "source"}), &[("a", &no_default), ("b", B)]),
             ["input \"b\" cannot be resolved to the schema of input \"a\": field \"source\": the writer schema has no such field, and the reader schema gives it no default"]
@@ -490,7 +501,10 @@ mod tests {
 
     #[test]
     fn incompatible_inputs_name_both_inputs_and_the_field() {
-        let bad = B.replace(r#"{"name": "title", "type": "string"}"#, r#"{"name": "title", "type": "string"}, {"name": "rating", "type": "string"}"#);
+        let bad = B.replace(
+            r#"{"name": "title", "type": "string"}"#,
+            r#"{"name": "title", "type": "string"}, {"name": "rating", "type": "string"}"#,
+        );
         assert_eq!(
             errors(json!({}), &[("a", A), ("b", &bad)]),
             ["input \"b\" cannot be resolved to the schema of input \"a\": field \"rating\": writer type string matches no branch of reader union [null, double]"]

@@ -58,12 +58,8 @@ impl Schema {
     /// The canonical form of `ty` as the root of a schema with this schema's named types: the
     /// canonical form of the schema [`Schema::from_root`] would make of it.
     pub fn canonical_form_of(&self, ty: &AvroType) -> String {
-        let mut writer = Canonical {
-            named: Some(&self.named),
-            written: HashSet::new(),
-            shallow: false,
-            out: String::new(),
-        };
+        let mut writer =
+            Canonical { named: Some(&self.named), written: HashSet::new(), shallow: false, out: String::new() };
         writer.write(ty, true);
         writer.out
     }
@@ -85,12 +81,7 @@ impl Schema {
 /// The canonical form of a named type definition with every named type it uses written by
 /// name, so that two definitions compare without the schemas around them.
 pub(crate) fn shape(def: &AvroType) -> String {
-    let mut writer = Canonical {
-        named: None,
-        written: HashSet::new(),
-        shallow: true,
-        out: String::new(),
-    };
+    let mut writer = Canonical { named: None, written: HashSet::new(), shallow: true, out: String::new() };
     writer.write(def, true);
     writer.out
 }
@@ -196,15 +187,12 @@ impl Canonical<'_> {
 
     /// A JSON string, escaped only where JSON requires it (STRINGS).
     fn string(&mut self, s: &str) {
-        if s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        {
+        if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
             self.out.push('"');
             self.out.push_str(s);
             self.out.push('"');
         } else {
-            self.out
-                .push_str(&serde_json::Value::String(s.to_string()).to_string());
+            self.out.push_str(&serde_json::Value::String(s.to_string()).to_string());
         }
     }
 }
@@ -218,22 +206,10 @@ mod tests {
     /// The `.avsc` files of the demos and examples.
     const AVSC: &[(&str, &str)] = &[
         ("demo/movie.avsc", include_str!("../../../demo/movie.avsc")),
-        (
-            "demo/join/movie.avsc",
-            include_str!("../../../demo/join/movie.avsc"),
-        ),
-        (
-            "demo/join/talent.avsc",
-            include_str!("../../../demo/join/talent.avsc"),
-        ),
-        (
-            "examples/js-enricher/album.avsc",
-            include_str!("../../../examples/js-enricher/album.avsc"),
-        ),
-        (
-            "examples/python-pii-mask/customer.avsc",
-            include_str!("../../../examples/python-pii-mask/customer.avsc"),
-        ),
+        ("demo/join/movie.avsc", include_str!("../../../demo/join/movie.avsc")),
+        ("demo/join/talent.avsc", include_str!("../../../demo/join/talent.avsc")),
+        ("examples/js-enricher/album.avsc", include_str!("../../../examples/js-enricher/album.avsc")),
+        ("examples/python-pii-mask/customer.avsc", include_str!("../../../examples/python-pii-mask/customer.avsc")),
     ];
 
     /// The schema JSON written inline in the repository's Rust sources (sdk, plugins, host,
@@ -248,9 +224,7 @@ mod tests {
         match json {
             Json::Object(obj) => Json::Object(
                 obj.iter()
-                    .filter(|(k, _)| {
-                        !matches!(k.as_str(), "logicalType" | "precision" | "scale" | "order")
-                    })
+                    .filter(|(k, _)| !matches!(k.as_str(), "logicalType" | "precision" | "scale" | "order"))
                     .map(|(k, v)| (k.clone(), without_logical(v)))
                     .collect(),
             ),
@@ -285,11 +259,7 @@ mod tests {
         // type's short name is read in the enclosing namespace.
         let (mut qualified, mut plain) = (false, false);
         for (name, _) in ours.named_types() {
-            *(if name.contains('.') {
-                &mut qualified
-            } else {
-                &mut plain
-            }) = true;
+            *(if name.contains('.') { &mut qualified } else { &mut plain }) = true;
         }
         if !(qualified && plain) {
             let again = Schema::parse(&canonical).unwrap_or_else(|e| panic!("{from}: {e}"));
@@ -297,10 +267,7 @@ mod tests {
             assert!(again.same_as(&ours), "{from}");
         }
         // So is what we write back.
-        assert!(
-            Schema::parse(&ours.to_json()).unwrap().same_as(&ours),
-            "{from}"
-        );
+        assert!(Schema::parse(&ours.to_json()).unwrap().same_as(&ours), "{from}");
         true
     }
 
@@ -341,14 +308,8 @@ mod tests {
             assert!(agrees("known answer", schema));
         }
         assert_eq!(crc64_avro(b""), EMPTY);
-        assert_eq!(
-            Schema::parse(r#"{"type": "int"}"#).unwrap().fingerprint(),
-            8247732601305521295
-        );
-        assert_eq!(
-            crc64_avro(b"\"int\""),
-            Schema::parse("\"int\"").unwrap().fingerprint()
-        );
+        assert_eq!(Schema::parse(r#"{"type": "int"}"#).unwrap().fingerprint(), 8247732601305521295);
+        assert_eq!(crc64_avro(b"\"int\""), Schema::parse("\"int\"").unwrap().fingerprint());
     }
 
     const EVERYTHING: &str = r#"{
@@ -432,38 +393,18 @@ mod tests {
             r#"{"name":"com.example.films.Movie","type":"record","fields":[{"name":"id","type":"string"},{"name":"date","type":"int"},{"name":"updated","type":"long"},{"name":"price","type":"bytes"},{"name":"budget","type":{"name":"com.example.films.Money","type":"fixed","size":8}},{"name":"gross","type":"com.example.films.Money"},{"name":"director","type":{"name":"com.example.people.Person","type":"record","fields":[{"name":"name","type":"string"},{"name":"agent","type":["null","com.example.people.Person"]}]}}"#
         ), "{canonical}");
         assert!(canonical.contains(r#"{"name":"plain","type":{"name":"Plain","type":"record","fields":[{"name":"n","type":"int"}]}},{"name":"money","type":"com.example.films.Money"}"#), "{canonical}");
-        assert!(
-            canonical.contains(r#""type":"record","fields":[{"name":"m","type":"string"}]"#),
-            "{canonical}"
-        );
-        for gone in [
-            "doc",
-            "aliases",
-            "default",
-            "logicalType",
-            "precision",
-            "order",
-            "x-",
-            "namespace",
-            " ",
-        ] {
+        assert!(canonical.contains(r#""type":"record","fields":[{"name":"m","type":"string"}]"#), "{canonical}");
+        for gone in ["doc", "aliases", "default", "logicalType", "precision", "order", "x-", "namespace", " "] {
             assert!(!canonical.contains(gone), "{gone} in {canonical}");
         }
         // Docs, aliases, defaults and attributes do not change it; names do.
         let plain = EVERYTHING
-            .replace(
-                r#""doc": "A film", "aliases": ["Film", "org.old.Picture"], "x-owner": "catalog","#,
-                "",
-            )
+            .replace(r#""doc": "A film", "aliases": ["Film", "org.old.Picture"], "x-owner": "catalog","#, "")
             .replace(r#", "order": "descending""#, "");
         assert_ne!(plain, EVERYTHING);
         assert!(Schema::parse(&plain).unwrap().same_as(&s));
-        assert_eq!(
-            Schema::parse(&plain).unwrap().fingerprint(),
-            s.fingerprint()
-        );
-        let renamed =
-            Schema::parse(&EVERYTHING.replace(r#""name": "Movie""#, r#""name": "Film""#)).unwrap();
+        assert_eq!(Schema::parse(&plain).unwrap().fingerprint(), s.fingerprint());
+        let renamed = Schema::parse(&EVERYTHING.replace(r#""name": "Movie""#, r#""name": "Film""#)).unwrap();
         assert!(!renamed.same_as(&s));
         assert_ne!(renamed.fingerprint(), s.fingerprint());
     }
@@ -477,9 +418,7 @@ mod tests {
             r#"{"name":"com.example.people.Person","type":"record","fields":[{"name":"name","type":"string"},{"name":"agent","type":["null","com.example.people.Person"]}]}"#
         );
         assert_eq!(
-            s.canonical_form_of(&AvroType::Array(Box::new(AvroType::Ref(
-                "org.crypto.Md5".into()
-            )))),
+            s.canonical_form_of(&AvroType::Array(Box::new(AvroType::Ref("org.crypto.Md5".into())))),
             r#"{"type":"array","items":{"name":"org.crypto.Md5","type":"fixed","size":16}}"#
         );
         // The shape of a definition names the types it uses.

@@ -85,11 +85,7 @@ fn offset_suffix(offset: &Option<usize>) -> String {
 impl DatumError {
     /// An error at byte `offset` of the datum, or with no offset (for [`encode`]).
     pub fn new(kind: DatumErrorKind, offset: Option<usize>) -> DatumError {
-        DatumError(Box::new(ErrorInner {
-            kind,
-            offset,
-            path: Path::default(),
-        }))
+        DatumError(Box::new(ErrorInner { kind, offset, path: Path::default() }))
     }
 
     #[cold]
@@ -190,11 +186,7 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader {
-            buf,
-            pos: 0,
-            item_budget: buf.len().saturating_add(ZERO_SIZE_ALLOWANCE),
-        }
+        Reader { buf, pos: 0, item_budget: buf.len().saturating_add(ZERO_SIZE_ALLOWANCE) }
     }
 
     /// The offset of the next byte to read.
@@ -314,10 +306,7 @@ impl<'a> Reader<'a> {
         }
         if len as u64 > self.remaining() as u64 {
             return Err(DatumError::at(
-                DatumErrorKind::LengthTooLarge {
-                    len: len as u64,
-                    remaining: self.remaining(),
-                },
+                DatumErrorKind::LengthTooLarge { len: len as u64, remaining: self.remaining() },
                 start,
             ));
         }
@@ -342,10 +331,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let index = self.read_long()?;
         if index < 0 || index as u64 >= branches as u64 {
-            return Err(DatumError::at(
-                DatumErrorKind::UnionIndex { index, branches },
-                start,
-            ));
+            return Err(DatumError::at(DatumErrorKind::UnionIndex { index, branches }, start));
         }
         Ok(index as usize)
     }
@@ -355,13 +341,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let index = self.read_int()?;
         if index < 0 || index as u64 >= symbols as u64 {
-            return Err(DatumError::at(
-                DatumErrorKind::EnumIndex {
-                    index: index.into(),
-                    symbols,
-                },
-                start,
-            ));
+            return Err(DatumError::at(DatumErrorKind::EnumIndex { index: index.into(), symbols }, start));
         }
         Ok(index as usize)
     }
@@ -373,28 +353,18 @@ impl<'a> Reader<'a> {
     /// (`can_be_empty`, asked only then, as it costs a walk of the item type). Every count is
     /// also charged to the datum's item budget: items that take bytes can never exhaust it, so
     /// it only limits empty ones, which would otherwise let a few bytes stand for billions.
-    fn read_block(
-        &mut self,
-        can_be_empty: impl FnOnce() -> bool,
-    ) -> Result<(usize, Option<usize>), DatumError> {
+    fn read_block(&mut self, can_be_empty: impl FnOnce() -> bool) -> Result<(usize, Option<usize>), DatumError> {
         let start = self.pos;
         let count = self.read_long()?;
         if count == 0 {
             return Ok((0, None));
         }
-        let size = if count < 0 {
-            Some(self.read_len()?)
-        } else {
-            None
-        };
+        let size = if count < 0 { Some(self.read_len()?) } else { None };
         let count = count.unsigned_abs();
         let remaining = self.remaining();
         let room = size.unwrap_or(remaining);
         if count > self.item_budget as u64 || (count > room as u64 && !can_be_empty()) {
-            return Err(DatumError::at(
-                DatumErrorKind::CountTooLarge { count, remaining },
-                start,
-            ));
+            return Err(DatumError::at(DatumErrorKind::CountTooLarge { count, remaining }, start));
         }
         self.item_budget -= count as usize;
         Ok((count as usize, size))
@@ -403,18 +373,15 @@ impl<'a> Reader<'a> {
 
 /// Follows refs and logical types down to the type that says how the value is encoded.
 #[inline]
-pub(crate) fn encoding_type<'s>(
-    schema: &'s Schema,
-    ty: &'s AvroType,
-) -> Result<&'s AvroType, DatumError> {
+pub(crate) fn encoding_type<'s>(schema: &'s Schema, ty: &'s AvroType) -> Result<&'s AvroType, DatumError> {
     let mut ty = ty;
     loop {
         match ty {
             AvroType::Logical { base, .. } => ty = base,
             AvroType::Ref(name) => {
-                ty = schema.named_type(name).ok_or_else(|| {
-                    DatumError::new(DatumErrorKind::UnknownType(name.clone()), None)
-                })?;
+                ty = schema
+                    .named_type(name)
+                    .ok_or_else(|| DatumError::new(DatumErrorKind::UnknownType(name.clone()), None))?;
             }
             _ => return Ok(ty),
         }
@@ -435,11 +402,9 @@ fn min_size(schema: &Schema, ty: &AvroType, depth: usize) -> usize {
         AvroType::Fixed(f) => f.size,
         // A record can be empty only if all its fields can; the first that cannot settles it.
         // The depth cap keeps a pathological schema cheap (0 only loosens the check).
-        AvroType::Record(r) if depth < 8 => usize::from(
-            r.fields
-                .iter()
-                .any(|f| min_size(schema, &f.ty, depth + 1) > 0),
-        ),
+        AvroType::Record(r) if depth < 8 => {
+            usize::from(r.fields.iter().any(|f| min_size(schema, &f.ty, depth + 1) > 0))
+        }
         AvroType::Record(_) => 0,
         _ => 1,
     }
@@ -476,21 +441,14 @@ fn expect_end(r: &Reader) -> Result<(), DatumError> {
     if r.is_at_end() {
         Ok(())
     } else {
-        Err(DatumError::at(
-            DatumErrorKind::TrailingBytes(r.remaining()),
-            r.position(),
-        ))
+        Err(DatumError::at(DatumErrorKind::TrailingBytes(r.remaining()), r.position()))
     }
 }
 
 /// The byte range of each field of `record` in `bytes`, in schema order; `bytes` must be
 /// exactly one such record. Fields are skipped as in [`skip`], so a projection can copy the
 /// ranges it keeps.
-pub fn field_ranges(
-    schema: &Schema,
-    record: &RecordType,
-    bytes: &[u8],
-) -> Result<Vec<Range<usize>>, DatumError> {
+pub fn field_ranges(schema: &Schema, record: &RecordType, bytes: &[u8]) -> Result<Vec<Range<usize>>, DatumError> {
     let mut ranges = Vec::with_capacity(record.fields.len());
     field_ranges_into(schema, record, bytes, &mut ranges)?;
     Ok(ranges)
@@ -543,12 +501,7 @@ fn walk_inline<const STRICT: bool>(
 
 /// Reads past one value. `STRICT` checks content too (for [`validate`]); otherwise only
 /// structure (for [`skip`]). `depth` counts enclosing records.
-fn walk<const STRICT: bool>(
-    schema: &Schema,
-    ty: &AvroType,
-    r: &mut Reader,
-    depth: usize,
-) -> Result<(), DatumError> {
+fn walk<const STRICT: bool>(schema: &Schema, ty: &AvroType, r: &mut Reader, depth: usize) -> Result<(), DatumError> {
     // Unions, refs and logical types continue the loop rather than recurse: one stack frame
     // per nesting level, which is what bounds the depth we can afford.
     let mut ty = ty;
@@ -577,8 +530,7 @@ fn walk<const STRICT: bool>(
                     return Err(DatumError::at(DatumErrorKind::TooDeep, r.pos));
                 }
                 for field in &rec.fields {
-                    walk_inline::<STRICT>(schema, &field.ty, r, depth + 1)
-                        .map_err(|e| e.in_field(&field.name))?;
+                    walk_inline::<STRICT>(schema, &field.ty, r, depth + 1).map_err(|e| e.in_field(&field.name))?;
                 }
                 Ok(())
             }
@@ -586,11 +538,7 @@ fn walk<const STRICT: bool>(
                 // Resolved once here, not once per item.
                 let items = encoding_type(schema, items).map_err(|e| e.with_offset(r.pos))?;
                 let can_be_empty = || min_size(schema, items, 0) == 0;
-                let constant = if STRICT {
-                    None
-                } else {
-                    constant_size(schema, items)
-                };
+                let constant = if STRICT { None } else { constant_size(schema, items) };
                 let mut index = 0;
                 loop {
                     let (count, size) = r.read_block(can_be_empty)?;
@@ -604,8 +552,7 @@ fn walk<const STRICT: bool>(
                     } else {
                         let start = r.pos;
                         for _ in 0..count {
-                            walk_inline::<STRICT>(schema, items, r, depth)
-                                .map_err(|e| e.at_index(index))?;
+                            walk_inline::<STRICT>(schema, items, r, depth).map_err(|e| e.at_index(index))?;
                             index += 1;
                         }
                         check_block_size(size, start, r.pos)?;
@@ -649,13 +596,9 @@ fn walk<const STRICT: bool>(
 
 fn check_block_size(declared: Option<usize>, start: usize, end: usize) -> Result<(), DatumError> {
     match declared {
-        Some(declared) if declared != end - start => Err(DatumError::at(
-            DatumErrorKind::BlockSizeMismatch {
-                declared,
-                actual: end - start,
-            },
-            start,
-        )),
+        Some(declared) if declared != end - start => {
+            Err(DatumError::at(DatumErrorKind::BlockSizeMismatch { declared, actual: end - start }, start))
+        }
         _ => Ok(()),
     }
 }
@@ -673,12 +616,7 @@ pub fn decode_datum(schema: &Schema, bytes: &[u8]) -> Result<Value, DatumError> 
     Ok(value)
 }
 
-fn decode_at(
-    schema: &Schema,
-    ty: &AvroType,
-    r: &mut Reader,
-    depth: usize,
-) -> Result<Value, DatumError> {
+fn decode_at(schema: &Schema, ty: &AvroType, r: &mut Reader, depth: usize) -> Result<Value, DatumError> {
     // Resolved here rather than by recursing, and records, arrays and maps in functions of
     // their own, to keep the stack used per nesting level small.
     let ty = encoding_type(schema, ty).map_err(|e| e.with_offset(r.pos))?;
@@ -698,10 +636,7 @@ fn decode_at(
         }
         AvroType::Union(branches) => {
             let i = r.read_union_index(branches.len())?;
-            Value::Union(
-                i as u32,
-                Box::new(decode_at(schema, &branches[i], r, depth)?),
-            )
+            Value::Union(i as u32, Box::new(decode_at(schema, &branches[i], r, depth)?))
         }
         AvroType::Record(rec) => decode_record(schema, rec, r, depth)?,
         AvroType::Array(items) => decode_array(schema, items, r, depth)?,
@@ -711,31 +646,20 @@ fn decode_at(
 }
 
 #[inline(never)]
-fn decode_record(
-    schema: &Schema,
-    rec: &RecordType,
-    r: &mut Reader,
-    depth: usize,
-) -> Result<Value, DatumError> {
+fn decode_record(schema: &Schema, rec: &RecordType, r: &mut Reader, depth: usize) -> Result<Value, DatumError> {
     if depth >= MAX_DEPTH {
         return Err(DatumError::at(DatumErrorKind::TooDeep, r.pos));
     }
     let mut fields = Vec::with_capacity(rec.fields.len());
     for field in &rec.fields {
-        let value =
-            decode_at(schema, &field.ty, r, depth + 1).map_err(|e| e.in_field(&field.name))?;
+        let value = decode_at(schema, &field.ty, r, depth + 1).map_err(|e| e.in_field(&field.name))?;
         fields.push((field.name.clone(), value));
     }
     Ok(Value::Record(fields))
 }
 
 #[inline(never)]
-fn decode_array(
-    schema: &Schema,
-    items_ty: &AvroType,
-    r: &mut Reader,
-    depth: usize,
-) -> Result<Value, DatumError> {
+fn decode_array(schema: &Schema, items_ty: &AvroType, r: &mut Reader, depth: usize) -> Result<Value, DatumError> {
     let items_ty = encoding_type(schema, items_ty).map_err(|e| e.with_offset(r.pos))?;
     let can_be_empty = || min_size(schema, items_ty, 0) == 0;
     let mut items = Vec::new();
@@ -756,12 +680,7 @@ fn decode_array(
 }
 
 #[inline(never)]
-fn decode_map(
-    schema: &Schema,
-    values_ty: &AvroType,
-    r: &mut Reader,
-    depth: usize,
-) -> Result<Value, DatumError> {
+fn decode_map(schema: &Schema, values_ty: &AvroType, r: &mut Reader, depth: usize) -> Result<Value, DatumError> {
     let values_ty = encoding_type(schema, values_ty).map_err(|e| e.with_offset(r.pos))?;
     let mut entries = Vec::new();
     loop {
@@ -794,12 +713,7 @@ pub fn write_long(out: &mut Vec<u8>, n: i64) {
 
 /// Appends the encoding of `value` as a `ty`, checking that it matches: kinds, union branch and
 /// enum index in range, fixed size, record field names and count.
-pub fn encode(
-    schema: &Schema,
-    ty: &AvroType,
-    value: &Value,
-    out: &mut Vec<u8>,
-) -> Result<(), DatumError> {
+pub fn encode(schema: &Schema, ty: &AvroType, value: &Value, out: &mut Vec<u8>) -> Result<(), DatumError> {
     encode_at(schema, ty, value, out, 0)
 }
 
@@ -815,13 +729,7 @@ fn invalid(message: String) -> DatumError {
     DatumError::new(DatumErrorKind::Invalid(message), None)
 }
 
-fn encode_at(
-    schema: &Schema,
-    ty: &AvroType,
-    value: &Value,
-    out: &mut Vec<u8>,
-    depth: usize,
-) -> Result<(), DatumError> {
+fn encode_at(schema: &Schema, ty: &AvroType, value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), DatumError> {
     let ty = encoding_type(schema, ty)?;
     match (ty, value) {
         (AvroType::Null, Value::Null) => {}
@@ -839,18 +747,14 @@ fn encode_at(
             out.extend_from_slice(s.as_bytes());
         }
         (AvroType::Fixed(f), Value::Fixed(b)) if b.len() == f.size => out.extend_from_slice(b),
-        (AvroType::Enum(e), Value::Enum(i, symbol))
-            if e.symbols.get(*i as usize) == Some(symbol) =>
-        {
+        (AvroType::Enum(e), Value::Enum(i, symbol)) if e.symbols.get(*i as usize) == Some(symbol) => {
             write_long(out, i64::from(*i))
         }
         (AvroType::Union(branches), Value::Union(i, inner)) if (*i as usize) < branches.len() => {
             write_long(out, i64::from(*i));
             encode_at(schema, &branches[*i as usize], inner, out, depth)?;
         }
-        (AvroType::Record(rec), Value::Record(fields)) => {
-            encode_record(schema, rec, fields, out, depth)?
-        }
+        (AvroType::Record(rec), Value::Record(fields)) => encode_record(schema, rec, fields, out, depth)?,
         (AvroType::Array(items_ty), Value::Array(items)) => {
             if !items.is_empty() {
                 write_long(out, items.len() as i64);
@@ -860,9 +764,7 @@ fn encode_at(
             }
             out.push(0);
         }
-        (AvroType::Map(values_ty), Value::Map(entries)) => {
-            encode_map(schema, values_ty, entries, out, depth)?
-        }
+        (AvroType::Map(values_ty), Value::Map(entries)) => encode_map(schema, values_ty, entries, out, depth)?,
         (ty, value) => return Err(mismatch(ty, value)),
     }
     Ok(())
@@ -924,25 +826,17 @@ fn encode_map(
 #[inline(never)]
 fn mismatch(ty: &AvroType, value: &Value) -> DatumError {
     match (ty, value) {
-        (AvroType::Fixed(f), Value::Fixed(b)) => invalid(format!(
-            "fixed \"{}\" has {} bytes, value has {}",
-            f.name,
-            f.size,
-            b.len()
-        )),
-        (AvroType::Enum(e), Value::Enum(i, symbol)) => invalid(format!(
-            "enum \"{}\" has no symbol \"{symbol}\" at index {i}",
-            e.name
-        )),
-        (AvroType::Union(branches), Value::Union(i, _)) => invalid(format!(
-            "union branch {i} out of range ({} branches)",
-            branches.len()
-        )),
+        (AvroType::Fixed(f), Value::Fixed(b)) => {
+            invalid(format!("fixed \"{}\" has {} bytes, value has {}", f.name, f.size, b.len()))
+        }
+        (AvroType::Enum(e), Value::Enum(i, symbol)) => {
+            invalid(format!("enum \"{}\" has no symbol \"{symbol}\" at index {i}", e.name))
+        }
+        (AvroType::Union(branches), Value::Union(i, _)) => {
+            invalid(format!("union branch {i} out of range ({} branches)", branches.len()))
+        }
         _ => DatumError::new(
-            DatumErrorKind::Mismatch {
-                expected: ty.describe(),
-                found: value_kind(value).to_string(),
-            },
+            DatumErrorKind::Mismatch { expected: ty.describe(), found: value_kind(value).to_string() },
             None,
         ),
     }
@@ -999,17 +893,11 @@ pub(crate) mod tests {
             (AvroType::Array(t), Value::Array(items)) => {
                 AValue::Array(items.iter().map(|i| to_apache(schema, t, i)).collect())
             }
-            (AvroType::Map(t), Value::Map(es)) => AValue::Map(
-                es.iter()
-                    .map(|(k, v)| (k.clone(), to_apache(schema, t, v)))
-                    .collect::<HashMap<_, _>>(),
-            ),
+            (AvroType::Map(t), Value::Map(es)) => {
+                AValue::Map(es.iter().map(|(k, v)| (k.clone(), to_apache(schema, t, v))).collect::<HashMap<_, _>>())
+            }
             (AvroType::Record(r), Value::Record(fs)) => AValue::Record(
-                r.fields
-                    .iter()
-                    .zip(fs)
-                    .map(|(f, (n, v))| (n.clone(), to_apache(schema, &f.ty, v)))
-                    .collect(),
+                r.fields.iter().zip(fs).map(|(f, (n, v))| (n.clone(), to_apache(schema, &f.ty, v))).collect(),
             ),
             (AvroType::Union(bs), Value::Union(i, v)) => {
                 AValue::Union(*i, Box::new(to_apache(schema, &bs[*i as usize], v)))
@@ -1045,24 +933,15 @@ pub(crate) mod tests {
             (_, AValue::String(s)) => Value::String(s),
             (_, AValue::Fixed(_, b)) => Value::Fixed(b),
             (_, AValue::Enum(i, s)) => Value::Enum(i, s),
-            (AvroType::Array(t), AValue::Array(items)) => Value::Array(
-                items
-                    .into_iter()
-                    .map(|i| from_apache(schema, t, i))
-                    .collect(),
-            ),
-            (AvroType::Map(t), AValue::Map(es)) => Value::Map(
-                es.into_iter()
-                    .map(|(k, v)| (k, from_apache(schema, t, v)))
-                    .collect(),
-            ),
-            (AvroType::Record(r), AValue::Record(fs)) => Value::Record(
-                r.fields
-                    .iter()
-                    .zip(fs)
-                    .map(|(f, (n, v))| (n, from_apache(schema, &f.ty, v)))
-                    .collect(),
-            ),
+            (AvroType::Array(t), AValue::Array(items)) => {
+                Value::Array(items.into_iter().map(|i| from_apache(schema, t, i)).collect())
+            }
+            (AvroType::Map(t), AValue::Map(es)) => {
+                Value::Map(es.into_iter().map(|(k, v)| (k, from_apache(schema, t, v))).collect())
+            }
+            (AvroType::Record(r), AValue::Record(fs)) => {
+                Value::Record(r.fields.iter().zip(fs).map(|(f, (n, v))| (n, from_apache(schema, &f.ty, v))).collect())
+            }
             (AvroType::Union(bs), AValue::Union(i, v)) => {
                 Value::Union(i, Box::new(from_apache(schema, &bs[i as usize], *v)))
             }
@@ -1078,9 +957,7 @@ pub(crate) mod tests {
                 Value::Map(es.into_iter().map(|(k, v)| (k, normalize(v))).collect())
             }
             Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-            Value::Record(fs) => {
-                Value::Record(fs.into_iter().map(|(k, v)| (k, normalize(v))).collect())
-            }
+            Value::Record(fs) => Value::Record(fs.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
             Value::Union(i, v) => Value::Union(i, Box::new(normalize(*v))),
             v => v,
         }
@@ -1091,21 +968,13 @@ pub(crate) mod tests {
     }
 
     fn rec(fields: Vec<(&str, Value)>) -> Value {
-        Value::Record(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        )
+        Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 
     fn list(values: &[i32]) -> Value {
         let mut next = Value::Union(0, Box::new(Value::Null));
         for v in values.iter().rev() {
-            next = Value::Union(
-                1,
-                Box::new(rec(vec![("value", Value::Int(*v)), ("next", next)])),
-            );
+            next = Value::Union(1, Box::new(rec(vec![("value", Value::Int(*v)), ("next", next)])));
         }
         match next {
             Value::Union(_, node) => *node,
@@ -1127,12 +996,7 @@ pub(crate) mod tests {
     ]}"#;
 
     pub(crate) fn movie(cast: usize) -> Value {
-        let actor = |i: usize| {
-            rec(vec![
-                ("name", s(&format!("actor {i} ✓"))),
-                ("age", Value::Int(20 + i as i32)),
-            ])
-        };
+        let actor = |i: usize| rec(vec![("name", s(&format!("actor {i} ✓"))), ("age", Value::Int(20 + i as i32))]);
         rec(vec![
             ("title", s("Le Voyage dans la Lune")),
             ("year", Value::Int(1902)),
@@ -1150,51 +1014,16 @@ pub(crate) mod tests {
     pub(crate) fn cases() -> Vec<(&'static str, Vec<Value>)> {
         vec![
             ("\"null\"", vec![Value::Null]),
-            (
-                "\"boolean\"",
-                vec![Value::Boolean(true), Value::Boolean(false)],
-            ),
-            (
-                "\"int\"",
-                [0, 1, -1, 63, 64, -64, -65, 1 << 20, i32::MAX, i32::MIN]
-                    .map(Value::Int)
-                    .to_vec(),
-            ),
-            (
-                "\"long\"",
-                [0, -1, 1 << 40, i64::from(i32::MIN) - 1, i64::MAX, i64::MIN]
-                    .map(Value::Long)
-                    .to_vec(),
-            ),
-            (
-                "\"float\"",
-                [0.0, 1.5, -3.25e10, 0.1, f32::MAX, f32::MIN_POSITIVE]
-                    .map(Value::Float)
-                    .to_vec(),
-            ),
-            (
-                "\"double\"",
-                [0.0, -2.5, 1e300, 0.1, f64::MIN_POSITIVE]
-                    .map(Value::Double)
-                    .to_vec(),
-            ),
+            ("\"boolean\"", vec![Value::Boolean(true), Value::Boolean(false)]),
+            ("\"int\"", [0, 1, -1, 63, 64, -64, -65, 1 << 20, i32::MAX, i32::MIN].map(Value::Int).to_vec()),
+            ("\"long\"", [0, -1, 1 << 40, i64::from(i32::MIN) - 1, i64::MAX, i64::MIN].map(Value::Long).to_vec()),
+            ("\"float\"", [0.0, 1.5, -3.25e10, 0.1, f32::MAX, f32::MIN_POSITIVE].map(Value::Float).to_vec()),
+            ("\"double\"", [0.0, -2.5, 1e300, 0.1, f64::MIN_POSITIVE].map(Value::Double).to_vec()),
             (
                 "\"bytes\"",
-                vec![
-                    Value::Bytes(vec![]),
-                    Value::Bytes(vec![0, 255, 1, 128]),
-                    Value::Bytes((0..=255).collect()),
-                ],
+                vec![Value::Bytes(vec![]), Value::Bytes(vec![0, 255, 1, 128]), Value::Bytes((0..=255).collect())],
             ),
-            (
-                "\"string\"",
-                vec![
-                    s(""),
-                    s("hello"),
-                    s("héllo wörld ✓ 日本語 🎉 \u{0}"),
-                    s(&"long ".repeat(100)),
-                ],
-            ),
+            ("\"string\"", vec![s(""), s("hello"), s("héllo wörld ✓ 日本語 🎉 \u{0}"), s(&"long ".repeat(100))]),
             (
                 r#"{"type": "record", "name": "Outer", "fields": [
                     {"name": "id", "type": "long"},
@@ -1226,10 +1055,7 @@ pub(crate) mod tests {
                     Value::Array(vec![s("ü")]),
                 ])],
             ),
-            (
-                r#"{"type": "array", "items": "null"}"#,
-                vec![Value::Array(vec![Value::Null; 5])],
-            ),
+            (r#"{"type": "array", "items": "null"}"#, vec![Value::Array(vec![Value::Null; 5])]),
             (
                 r#"{"type": "map", "values": "long"}"#,
                 vec![
@@ -1244,22 +1070,13 @@ pub(crate) mod tests {
             ),
             (
                 r#"{"type": "enum", "name": "Suit", "symbols": ["SPADES", "HEARTS", "DIAMONDS", "CLUBS"]}"#,
-                vec![
-                    Value::Enum(0, "SPADES".into()),
-                    Value::Enum(3, "CLUBS".into()),
-                ],
+                vec![Value::Enum(0, "SPADES".into()), Value::Enum(3, "CLUBS".into())],
             ),
             (
                 r#"{"type": "fixed", "name": "Md5", "size": 16}"#,
                 vec![Value::Fixed((0..16).collect()), Value::Fixed(vec![255; 16])],
             ),
-            (
-                r#"["null", "string"]"#,
-                vec![
-                    Value::Union(0, Box::new(Value::Null)),
-                    Value::Union(1, Box::new(s("x"))),
-                ],
-            ),
+            (r#"["null", "string"]"#, vec![Value::Union(0, Box::new(Value::Null)), Value::Union(1, Box::new(s("x")))]),
             (
                 r#"["null", "long", {"type": "record", "name": "P", "fields": [{"name": "x", "type": "double"}]}]"#,
                 vec![
@@ -1299,10 +1116,7 @@ pub(crate) mod tests {
                 vec![rec(vec![
                     ("color", Value::Enum(1, "BLUE".into())),
                     ("inner", rec(vec![("c", Value::Enum(0, "RED".into()))])),
-                    (
-                        "inner2",
-                        Value::Union(1, Box::new(rec(vec![("c", Value::Enum(1, "BLUE".into()))]))),
-                    ),
+                    ("inner2", Value::Union(1, Box::new(rec(vec![("c", Value::Enum(1, "BLUE".into()))])))),
                     ("inner3", rec(vec![("c", Value::Enum(0, "RED".into()))])),
                 ])],
             ),
@@ -1321,14 +1135,8 @@ pub(crate) mod tests {
         // Every strict prefix is an incomplete datum.
         for len in 0..bytes.len() {
             let prefix = &bytes[..len];
-            assert!(
-                validate(schema, prefix).is_err(),
-                "prefix {len} of {bytes:?} validated"
-            );
-            assert!(
-                decode_datum(schema, prefix).is_err(),
-                "prefix {len} decoded"
-            );
+            assert!(validate(schema, prefix).is_err(), "prefix {len} of {bytes:?} validated");
+            assert!(decode_datum(schema, prefix).is_err(), "prefix {len} decoded");
             let mut r = Reader::new(prefix);
             let skipped = skip(schema, &schema.root, &mut r);
             assert!(skipped.is_err() || !r.is_at_end() || len == 0 && bytes.is_empty());
@@ -1339,10 +1147,7 @@ pub(crate) mod tests {
         // Trailing bytes are an error.
         let mut longer = bytes.to_vec();
         longer.push(0);
-        assert!(matches!(
-            validate(schema, &longer).unwrap_err().kind(),
-            DatumErrorKind::TrailingBytes(1)
-        ));
+        assert!(matches!(validate(schema, &longer).unwrap_err().kind(), DatumErrorKind::TrailingBytes(1)));
         // Corrupted bytes may decode or not, but never panic.
         let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ bytes.len() as u64;
         for _ in 0..200 {
@@ -1373,22 +1178,16 @@ pub(crate) mod tests {
             for value in values {
                 let expected = normalize(value.clone());
                 // apache-avro encodes, we decode.
-                let their_bytes =
-                    apache_avro::to_avro_datum(&theirs, to_apache(&ours, &ours.root, &value))
-                        .unwrap_or_else(|e| panic!("apache encode {value:?}: {e}"));
-                let decoded =
-                    decode_datum(&ours, &their_bytes).unwrap_or_else(|e| panic!("{json}: {e}"));
+                let their_bytes = apache_avro::to_avro_datum(&theirs, to_apache(&ours, &ours.root, &value))
+                    .unwrap_or_else(|e| panic!("apache encode {value:?}: {e}"));
+                let decoded = decode_datum(&ours, &their_bytes).unwrap_or_else(|e| panic!("{json}: {e}"));
                 assert_eq!(normalize(decoded), expected, "{json}");
                 validate(&ours, &their_bytes).unwrap();
                 // We encode, apache-avro decodes.
                 let our_bytes = encode_datum(&ours, &value).unwrap();
                 let back = apache_avro::from_avro_datum(&theirs, &mut &our_bytes[..], None)
                     .unwrap_or_else(|e| panic!("apache decode of {value:?}: {e}"));
-                assert_eq!(
-                    normalize(from_apache(&ours, &ours.root, back)),
-                    expected,
-                    "{json}"
-                );
+                assert_eq!(normalize(from_apache(&ours, &ours.root, back)), expected, "{json}");
                 if !matches!(&value, Value::Map(es) if es.len() > 1) {
                     assert_eq!(our_bytes, their_bytes, "{json} {value:?}");
                 }
@@ -1419,29 +1218,18 @@ pub(crate) mod tests {
 
             // Project to a new order, with the definition of "actor" now after a use of it.
             let order = [8, 1, 3, 0, 7, 5];
-            let projected: Vec<u8> = order
-                .iter()
-                .flat_map(|&i| bytes[ranges[i].clone()].to_vec())
-                .collect();
+            let projected: Vec<u8> = order.iter().flat_map(|&i| bytes[ranges[i].clone()].to_vec()).collect();
             let fields = order.iter().map(|&i| record.fields[i].clone()).collect();
             let out = Schema::record("film.movie_out", fields, &ours).unwrap();
             let out_json = out.to_json();
-            let theirs = apache_avro::Schema::parse_str(&out_json)
-                .unwrap_or_else(|e| panic!("{e}: {out_json}"));
-            let Value::Record(all) = &value else {
-                unreachable!()
-            };
+            let theirs = apache_avro::Schema::parse_str(&out_json).unwrap_or_else(|e| panic!("{e}: {out_json}"));
+            let Value::Record(all) = &value else { unreachable!() };
             let projected_value = Value::Record(order.iter().map(|&i| all[i].clone()).collect());
-            let expected =
-                apache_avro::to_avro_datum(&theirs, to_apache(&out, &out.root, &projected_value))
-                    .unwrap();
+            let expected = apache_avro::to_avro_datum(&theirs, to_apache(&out, &out.root, &projected_value)).unwrap();
             assert_eq!(projected, expected);
             assert_eq!(decode_datum(&out, &projected).unwrap(), projected_value);
             let reparsed = Schema::parse(&out_json).unwrap();
-            assert_eq!(
-                decode_datum(&reparsed, &projected).unwrap(),
-                projected_value
-            );
+            assert_eq!(decode_datum(&reparsed, &projected).unwrap(), projected_value);
         }
     }
 
@@ -1457,46 +1245,28 @@ pub(crate) mod tests {
         let e = validate(&schema, &bytes[..cut]).unwrap_err();
         assert_eq!(e.path(), "cast[2].name");
         assert!(
-            e.to_string().starts_with(
-                "field \"cast[2].name\": length 11 is larger than the 2 bytes remaining at byte"
-            ),
+            e.to_string().starts_with("field \"cast[2].name\": length 11 is larger than the 2 bytes remaining at byte"),
             "{e}"
         );
         let e = decode_datum(&schema, &bytes[..ranges[1].start]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "field \"year\": unexpected end of datum at byte {}",
-                ranges[1].start
-            )
-        );
+        assert_eq!(e.to_string(), format!("field \"year\": unexpected end of datum at byte {}", ranges[1].start));
         // Bad union branch in "rating".
         let mut bad = bytes.clone();
         bad[ranges[2].start] = 4; // branch 2
         let e = validate(&schema, &bad).unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!(
-                "field \"rating\": union branch 2 out of range (2 branches) at byte {}",
-                ranges[2].start
-            )
+            format!("field \"rating\": union branch 2 out of range (2 branches) at byte {}", ranges[2].start)
         );
         // Bad enum index.
         let mut bad = bytes.clone();
         bad[ranges[5].start] = 6;
         let e = decode_datum(&schema, &bad).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("field \"genre\": enum index 3 out of range (3 symbols)"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("field \"genre\": enum index 3 out of range (3 symbols)"), "{e}");
         // Bad boolean: validate notices, skip does not look.
         let mut bad = bytes.clone();
         bad[ranges[7].start] = 2;
-        assert!(validate(&schema, &bad)
-            .unwrap_err()
-            .to_string()
-            .contains("field \"flag\": boolean byte is 0x02"));
+        assert!(validate(&schema, &bad).unwrap_err().to_string().contains("field \"flag\": boolean byte is 0x02"));
         assert!(field_ranges(&schema, schema.root_record().unwrap(), &bad).is_ok());
         // Invalid UTF-8: same.
         let mut bad = bytes.clone();
@@ -1509,24 +1279,15 @@ pub(crate) mod tests {
         // Map keys appear in paths.
         let map = Schema::parse(r#"{"type": "map", "values": "int"}"#).unwrap();
         let e = decode_datum(&map, &[2, 2, b'k', 0x80]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            r#"field "["k"]": unexpected end of datum at byte 3"#
-        );
+        assert_eq!(e.to_string(), r#"field "["k"]": unexpected end of datum at byte 3"#);
     }
 
     #[test]
     fn varints() {
         let int = Schema::parse("\"int\"").unwrap();
         let long = Schema::parse("\"long\"").unwrap();
-        assert_eq!(
-            decode_datum(&int, &[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap(),
-            Value::Int(i32::MIN)
-        );
-        assert_eq!(
-            decode_datum(&int, &[0xfe, 0xff, 0xff, 0xff, 0x0f]).unwrap(),
-            Value::Int(i32::MAX)
-        );
+        assert_eq!(decode_datum(&int, &[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap(), Value::Int(i32::MIN));
+        assert_eq!(decode_datum(&int, &[0xfe, 0xff, 0xff, 0xff, 0x0f]).unwrap(), Value::Int(i32::MAX));
         let e = decode_datum(&int, &[0xff, 0xff, 0xff, 0xff, 0x1f]).unwrap_err();
         assert_eq!(e.kind(), &DatumErrorKind::VarintOverflow);
         assert!(decode_datum(&int, &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
@@ -1536,16 +1297,10 @@ pub(crate) mod tests {
         assert_eq!(decode_datum(&long, &max).unwrap(), Value::Long(i64::MAX));
         let mut over = vec![0xff; 9];
         over.push(0x02);
-        assert_eq!(
-            decode_datum(&long, &over).unwrap_err().kind(),
-            &DatumErrorKind::VarintOverflow
-        );
+        assert_eq!(decode_datum(&long, &over).unwrap_err().kind(), &DatumErrorKind::VarintOverflow);
         assert!(decode_datum(&long, &[0xff; 11]).is_err());
         // Non-minimal encodings still read.
-        assert_eq!(
-            decode_datum(&int, &[0x82, 0x80, 0x00]).unwrap(),
-            Value::Int(1)
-        );
+        assert_eq!(decode_datum(&int, &[0x82, 0x80, 0x00]).unwrap(), Value::Int(1));
         let mut out = Vec::new();
         for n in [0, 1, -1, 1000, -1000, i64::MAX, i64::MIN] {
             out.clear();
@@ -1562,20 +1317,14 @@ pub(crate) mod tests {
         let mut huge = Vec::new();
         write_long(&mut huge, i64::MAX);
         let e = decode_datum(&string, &huge).unwrap_err();
-        assert!(
-            matches!(e.kind(), DatumErrorKind::LengthTooLarge { .. }),
-            "{e}"
-        );
+        assert!(matches!(e.kind(), DatumErrorKind::LengthTooLarge { .. }), "{e}");
 
         let ints = Schema::parse(r#"{"type": "array", "items": "int"}"#).unwrap();
         let mut bytes = Vec::new();
         write_long(&mut bytes, 1 << 60);
         bytes.extend([2; 10]);
         let e = decode_datum(&ints, &bytes).unwrap_err();
-        assert!(
-            matches!(e.kind(), DatumErrorKind::CountTooLarge { .. }),
-            "{e}"
-        );
+        assert!(matches!(e.kind(), DatumErrorKind::CountTooLarge { .. }), "{e}");
         assert!(skip(&ints, &ints.root, &mut Reader::new(&bytes)).is_err());
         // i64::MIN as a block count cannot be negated in i64.
         let mut bytes = Vec::new();
@@ -1585,19 +1334,14 @@ pub(crate) mod tests {
 
         // Zero-byte items: a few are fine, billions are not.
         let nulls = Schema::parse(r#"{"type": "array", "items": "null"}"#).unwrap();
-        assert_eq!(
-            decode_datum(&nulls, &[10, 0]).unwrap(),
-            Value::Array(vec![Value::Null; 5])
-        );
+        assert_eq!(decode_datum(&nulls, &[10, 0]).unwrap(), Value::Array(vec![Value::Null; 5]));
         let mut bytes = Vec::new();
         write_long(&mut bytes, 1 << 40);
         bytes.push(0);
         assert!(decode_datum(&nulls, &bytes).is_err());
         assert!(validate(&nulls, &bytes).is_err());
         // Nor can many blocks, or nested arrays, add up to a huge number.
-        let nested =
-            Schema::parse(r#"{"type": "array", "items": {"type": "array", "items": "null"}}"#)
-                .unwrap();
+        let nested = Schema::parse(r#"{"type": "array", "items": {"type": "array", "items": "null"}}"#).unwrap();
         let mut bytes = Vec::new();
         write_long(&mut bytes, 1000);
         for _ in 0..1000 {
@@ -1605,10 +1349,7 @@ pub(crate) mod tests {
             bytes.push(0);
         }
         bytes.push(0);
-        assert!(matches!(
-            validate(&nested, &bytes).unwrap_err().kind(),
-            DatumErrorKind::CountTooLarge { .. }
-        ));
+        assert!(matches!(validate(&nested, &bytes).unwrap_err().kind(), DatumErrorKind::CountTooLarge { .. }));
     }
 
     #[test]
@@ -1621,11 +1362,8 @@ pub(crate) mod tests {
         bytes.extend([2, b'a', 4, b'b', b'c']);
         write_long(&mut bytes, 1);
         bytes.extend([2, b'd', 0]);
-        let expected = Value::Array(vec![
-            Value::String("a".into()),
-            Value::String("bc".into()),
-            Value::String("d".into()),
-        ]);
+        let expected =
+            Value::Array(vec![Value::String("a".into()), Value::String("bc".into()), Value::String("d".into())]);
         assert_eq!(decode_datum(&schema, &bytes).unwrap(), expected);
         validate(&schema, &bytes).unwrap();
         let mut r = Reader::new(&bytes);
@@ -1637,25 +1375,13 @@ pub(crate) mod tests {
         let mut wrong = bytes.clone();
         wrong[1] = 8; // size 4
         let e = validate(&schema, &wrong).unwrap_err();
-        assert!(
-            matches!(
-                e.kind(),
-                DatumErrorKind::BlockSizeMismatch {
-                    declared: 4,
-                    actual: 5
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e.kind(), DatumErrorKind::BlockSizeMismatch { declared: 4, actual: 5 }), "{e}");
         assert!(decode_datum(&schema, &wrong).is_err());
 
         // Maps too.
         let map = Schema::parse(r#"{"type": "map", "values": "int"}"#).unwrap();
         let bytes = [1, 6, 2, b'k', 14, 0];
-        assert_eq!(
-            decode_datum(&map, &bytes).unwrap(),
-            Value::Map(vec![("k".into(), Value::Int(7))])
-        );
+        assert_eq!(decode_datum(&map, &bytes).unwrap(), Value::Map(vec![("k".into(), Value::Int(7))]));
         validate(&map, &bytes).unwrap();
         let mut r = Reader::new(&bytes);
         skip(&map, &map.root, &mut r).unwrap();
@@ -1669,9 +1395,7 @@ pub(crate) mod tests {
         type Fields = Vec<(String, Value)>;
         let error = |change: &dyn Fn(&mut Fields)| {
             let mut value = movie(2);
-            let Value::Record(fields) = &mut value else {
-                unreachable!()
-            };
+            let Value::Record(fields) = &mut value else { unreachable!() };
             change(fields);
             encode_datum(&schema, &value).unwrap_err().to_string()
         };
@@ -1679,19 +1403,11 @@ pub(crate) mod tests {
             error(&|f| f[2].1 = Value::Union(5, Box::new(Value::Null))),
             "field \"rating\": union branch 5 out of range (2 branches)"
         );
-        assert_eq!(
-            error(&|f| f[2].1 = Value::Double(1.0)),
-            "field \"rating\": expected union, found double"
-        );
+        assert_eq!(error(&|f| f[2].1 = Value::Double(1.0)), "field \"rating\": expected union, found double");
         assert_eq!(
             error(&|f| {
-                let Value::Array(cast) = &mut f[3].1 else {
-                    unreachable!()
-                };
-                cast[1] = Value::Record(vec![
-                    ("name".into(), Value::Int(3)),
-                    ("age".into(), Value::Int(3)),
-                ]);
+                let Value::Array(cast) = &mut f[3].1 else { unreachable!() };
+                cast[1] = Value::Record(vec![("name".into(), Value::Int(3)), ("age".into(), Value::Int(3))]);
             }),
             "field \"cast[1].name\": expected string, found int"
         );
@@ -1720,11 +1436,7 @@ pub(crate) mod tests {
         .unwrap();
         // Run on a stack as small as a wasm guest's (1 MiB) to show the cap is low enough;
         // unoptimized builds use several times more stack per level, so they get more.
-        let stack = if cfg!(debug_assertions) {
-            4 << 20
-        } else {
-            1 << 20
-        };
+        let stack = if cfg!(debug_assertions) { 4 << 20 } else { 1 << 20 };
         let schema2 = schema.clone();
         std::thread::Builder::new()
             .stack_size(stack)
@@ -1739,23 +1451,14 @@ pub(crate) mod tests {
                 eprintln!("STEP assert_eq!(encode_da");
                 let json = crate::to_json(&schema, &schema.root, &value);
                 eprintln!("STEP let json = crate::av");
-                assert_eq!(
-                    crate::from_json(&schema, &schema.root, &json).unwrap(),
-                    value
-                );
+                assert_eq!(crate::from_json(&schema, &schema.root, &json).unwrap(), value);
                 eprintln!("STEP assert_eq!(crate::av");
                 let record = schema.root_record().unwrap();
                 field_ranges(&schema, record, &ok).unwrap();
                 eprintln!("STEP field_ranges(&schema");
                 let deep = long_list(MAX_DEPTH + 1);
-                assert_eq!(
-                    validate(&schema, &deep).unwrap_err().kind(),
-                    &DatumErrorKind::TooDeep
-                );
-                assert_eq!(
-                    decode_datum(&schema, &deep).unwrap_err().kind(),
-                    &DatumErrorKind::TooDeep
-                );
+                assert_eq!(validate(&schema, &deep).unwrap_err().kind(), &DatumErrorKind::TooDeep);
+                assert_eq!(decode_datum(&schema, &deep).unwrap_err().kind(), &DatumErrorKind::TooDeep);
                 assert!(field_ranges(&schema, record, &deep).is_err());
                 let mut very_deep = long_list(100_000);
                 assert!(validate(&schema, &very_deep).is_err());

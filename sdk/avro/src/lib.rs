@@ -58,8 +58,8 @@ mod schema;
 
 pub use canonical::crc64_avro;
 pub use datum::{
-    decode, decode_datum, encode, encode_datum, field_ranges, field_ranges_into, skip, validate,
-    write_long, DatumError, DatumErrorKind, Reader, MAX_DEPTH,
+    decode, decode_datum, encode, encode_datum, field_ranges, field_ranges_into, skip, validate, write_long,
+    DatumError, DatumErrorKind, Reader, MAX_DEPTH,
 };
 pub use json::{datum_to_json, from_json, json_to_datum, to_json, JsonError};
 pub use resolve::{ResolveError, Resolver};

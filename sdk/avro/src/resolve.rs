@@ -39,9 +39,7 @@ use std::fmt;
 
 use serde_json::Value as Json;
 
-use super::datum::{
-    encode, encoding_type, skip, write_long, DatumError, DatumErrorKind, Reader, MAX_DEPTH,
-};
+use super::datum::{encode, encoding_type, skip, write_long, DatumError, DatumErrorKind, Reader, MAX_DEPTH};
 use super::json::from_json;
 use super::schema::{AvroType, EnumType, RecordType, Schema};
 
@@ -185,26 +183,11 @@ impl Resolver {
     fn build(writer: &Schema, reader: &Schema, strict: bool) -> Result<Resolver, ResolveError> {
         // Same canonical form: the same encoding, whatever the docs, aliases or defaults.
         let identical = writer.same_as(reader);
-        let mut builder = Builder {
-            writer,
-            reader,
-            strict,
-            records: Vec::new(),
-            memo: HashMap::new(),
-            path: Vec::new(),
-        };
-        let root = if identical {
-            Action::Copy(writer.root.clone())
-        } else {
-            builder.build(&writer.root, &reader.root)?
-        };
-        Ok(Resolver {
-            writer: writer.clone(),
-            reader: reader.clone(),
-            identical,
-            root,
-            records: builder.records,
-        })
+        let mut builder =
+            Builder { writer, reader, strict, records: Vec::new(), memo: HashMap::new(), path: Vec::new() };
+        let root =
+            if identical { Action::Copy(writer.root.clone()) } else { builder.build(&writer.root, &reader.root)? };
+        Ok(Resolver { writer: writer.clone(), reader: reader.clone(), identical, root, records: builder.records })
     }
 
     /// The writer's schema.
@@ -237,20 +220,13 @@ impl Resolver {
             return Ok(());
         }
         let start = out.len();
-        let mut run = Run {
-            resolver: self,
-            buf: bytes,
-            budget: bytes.len().saturating_add(ZERO_SIZE_ALLOWANCE),
-        };
+        let mut run = Run { resolver: self, buf: bytes, budget: bytes.len().saturating_add(ZERO_SIZE_ALLOWANCE) };
         let mut r = Reader::new(bytes);
         let result = run.action(&self.root, &mut r, out, 0).and_then(|()| {
             if r.is_at_end() {
                 Ok(())
             } else {
-                Err(DatumError::new(
-                    DatumErrorKind::TrailingBytes(r.remaining()),
-                    Some(r.position()),
-                ))
+                Err(DatumError::new(DatumErrorKind::TrailingBytes(r.remaining()), Some(r.position())))
             }
         });
         if result.is_err() {
@@ -320,20 +296,15 @@ impl<'a> Builder<'a> {
                 Segment::Values => path.push_str("{}"),
             }
         }
-        ResolveError {
-            path,
-            message: message.into(),
-        }
+        ResolveError { path, message: message.into() }
     }
 
     fn writer_type(&self, ty: &'a AvroType) -> Result<&'a AvroType, ResolveError> {
-        encoding_type(self.writer, ty)
-            .map_err(|e| self.error(format!("writer schema: {}", e.kind())))
+        encoding_type(self.writer, ty).map_err(|e| self.error(format!("writer schema: {}", e.kind())))
     }
 
     fn reader_type(&self, ty: &'a AvroType) -> Result<&'a AvroType, ResolveError> {
-        encoding_type(self.reader, ty)
-            .map_err(|e| self.error(format!("reader schema: {}", e.kind())))
+        encoding_type(self.reader, ty).map_err(|e| self.error(format!("reader schema: {}", e.kind())))
     }
 
     /// Runs `f` with `segment` pushed on the path.
@@ -384,35 +355,18 @@ impl<'a> Builder<'a> {
             }
             (T::Array(wi), T::Array(ri)) => {
                 let items = self.at(Segment::Items, |b| b.build(wi, ri))?;
-                let empty = if self.may_be_empty(wi, 0) {
-                    Items::MayBeEmpty
-                } else {
-                    Items::TakeBytes
-                };
+                let empty = if self.may_be_empty(wi, 0) { Items::MayBeEmpty } else { Items::TakeBytes };
                 Action::Array(Box::new(items), empty)
             }
-            (T::Map(wv), T::Map(rv)) => {
-                Action::Map(Box::new(self.at(Segment::Values, |b| b.build(wv, rv))?))
-            }
-            _ => {
-                return Err(self.error(format!(
-                    "writer type {} cannot be read as {}",
-                    w.describe(),
-                    r.describe()
-                )))
-            }
+            (T::Map(wv), T::Map(rv)) => Action::Map(Box::new(self.at(Segment::Values, |b| b.build(wv, rv))?)),
+            _ => return Err(self.error(format!("writer type {} cannot be read as {}", w.describe(), r.describe()))),
         })
     }
 
     /// Whether the writer types `w` and reader type `r` encode every value the same way, and
     /// resolve to each other: a value can be copied. Records met again are assumed identical
     /// (the check of their first meeting decides).
-    fn identical(
-        &self,
-        w: &AvroType,
-        r: &AvroType,
-        assumed: &mut HashSet<(String, String)>,
-    ) -> bool {
+    fn identical(&self, w: &AvroType, r: &AvroType, assumed: &mut HashSet<(String, String)>) -> bool {
         use AvroType as T;
         let (Ok(w), Ok(r)) = (encoding_type(self.writer, w), encoding_type(self.reader, r)) else {
             return false;
@@ -426,12 +380,8 @@ impl<'a> Builder<'a> {
             | (T::Double, T::Double)
             | (T::Bytes, T::Bytes)
             | (T::String, T::String) => true,
-            (T::Fixed(a), T::Fixed(b)) => {
-                a.size == b.size && names_match(&a.name, &b.name, &b.aliases)
-            }
-            (T::Enum(a), T::Enum(b)) => {
-                names_match(&a.name, &b.name, &b.aliases) && a.symbols == b.symbols
-            }
+            (T::Fixed(a), T::Fixed(b)) => a.size == b.size && names_match(&a.name, &b.name, &b.aliases),
+            (T::Enum(a), T::Enum(b)) => names_match(&a.name, &b.name, &b.aliases) && a.symbols == b.symbols,
             (T::Array(a), T::Array(b)) | (T::Map(a), T::Map(b)) => self.identical(a, b, assumed),
             (T::Union(a), T::Union(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| self.identical(x, y, assumed))
@@ -461,19 +411,13 @@ impl<'a> Builder<'a> {
         match ty {
             AvroType::Null => true,
             AvroType::Fixed(f) => f.size == 0,
-            AvroType::Record(r) if depth < 8 => {
-                r.fields.iter().all(|f| self.may_be_empty(&f.ty, depth + 1))
-            }
+            AvroType::Record(r) if depth < 8 => r.fields.iter().all(|f| self.may_be_empty(&f.ty, depth + 1)),
             AvroType::Record(_) => true,
             _ => false,
         }
     }
 
-    fn writer_union(
-        &mut self,
-        branches: &'a [AvroType],
-        r: &'a AvroType,
-    ) -> Result<Action, ResolveError> {
+    fn writer_union(&mut self, branches: &'a [AvroType], r: &'a AvroType) -> Result<Action, ResolveError> {
         let mut actions = Vec::with_capacity(branches.len());
         let mut first_error = None;
         for (i, branch) in branches.iter().enumerate() {
@@ -496,16 +440,9 @@ impl<'a> Builder<'a> {
     }
 
     /// A non-union writer type `w` read as a reader union.
-    fn reader_union(
-        &mut self,
-        w: &'a AvroType,
-        branches: &'a [AvroType],
-    ) -> Result<Action, ResolveError> {
+    fn reader_union(&mut self, w: &'a AvroType, branches: &'a [AvroType]) -> Result<Action, ResolveError> {
         use AvroType as T;
-        let resolved: Vec<Option<&'a AvroType>> = branches
-            .iter()
-            .map(|b| encoding_type(self.reader, b).ok())
-            .collect();
+        let resolved: Vec<Option<&'a AvroType>> = branches.iter().map(|b| encoding_type(self.reader, b).ok()).collect();
         /// How a named branch must match the writer's named type.
         #[derive(Clone, Copy)]
         enum By {
@@ -515,9 +452,7 @@ impl<'a> Builder<'a> {
         }
         let same_kind = |b: &AvroType, by: By| -> bool {
             match (w, b) {
-                (T::Record(_), T::Record(_))
-                | (T::Enum(_), T::Enum(_))
-                | (T::Fixed(_), T::Fixed(_)) => {
+                (T::Record(_), T::Record(_)) | (T::Enum(_), T::Enum(_)) | (T::Fixed(_), T::Fixed(_)) => {
                     let (wn, bn) = (w.name().unwrap_or(""), b.name().unwrap_or(""));
                     match by {
                         By::FullName => wn == bn,
@@ -531,12 +466,10 @@ impl<'a> Builder<'a> {
         };
         // Exact matches first (by full name, by unqualified name, by alias), then promotions.
         let mut candidates: Vec<usize> = Vec::new();
-        let passes: [&dyn Fn(&AvroType) -> bool; 4] = [
-            &|b| same_kind(b, By::FullName),
-            &|b| same_kind(b, By::ShortName),
-            &|b| same_kind(b, By::Alias),
-            &|b| promotes(w, b),
-        ];
+        let passes: [&dyn Fn(&AvroType) -> bool; 4] =
+            [&|b| same_kind(b, By::FullName), &|b| same_kind(b, By::ShortName), &|b| same_kind(b, By::Alias), &|b| {
+                promotes(w, b)
+            }];
         for pass in passes {
             for (i, b) in resolved.iter().enumerate() {
                 if b.is_some_and(pass) && !candidates.contains(&i) {
@@ -569,10 +502,7 @@ impl<'a> Builder<'a> {
                 we.name, re.name
             )));
         }
-        let default = re
-            .default
-            .as_ref()
-            .and_then(|d| re.symbols.iter().position(|s| s == d));
+        let default = re.default.as_ref().and_then(|d| re.symbols.iter().position(|s| s == d));
         let map = we
             .symbols
             .iter()
@@ -581,10 +511,7 @@ impl<'a> Builder<'a> {
                 (s.clone(), index.map(|i| i as u32))
             })
             .collect();
-        Ok(Action::Enum(Box::new(EnumPlan {
-            reader: re.name.clone(),
-            map,
-        })))
+        Ok(Action::Enum(Box::new(EnumPlan { reader: re.name.clone(), map })))
     }
 
     fn record(&mut self, wr: &'a RecordType, rr: &'a RecordType) -> Result<Action, ResolveError> {
@@ -616,26 +543,12 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn record_plan(
-        &mut self,
-        wr: &'a RecordType,
-        rr: &'a RecordType,
-    ) -> Result<RecordPlan, ResolveError> {
-        let mut fields: Vec<FieldStep> = wr
-            .fields
-            .iter()
-            .map(|f| FieldStep {
-                name: f.name.clone(),
-                step: Step::Skip(f.ty.clone()),
-            })
-            .collect();
+    fn record_plan(&mut self, wr: &'a RecordType, rr: &'a RecordType) -> Result<RecordPlan, ResolveError> {
+        let mut fields: Vec<FieldStep> =
+            wr.fields.iter().map(|f| FieldStep { name: f.name.clone(), step: Step::Skip(f.ty.clone()) }).collect();
         // The writer field each reader field reads: by name, else by an alias, among the
         // writer fields no reader field has by name.
-        let by_name: Vec<Option<usize>> = rr
-            .fields
-            .iter()
-            .map(|rf| wr.field(&rf.name).map(|(k, _)| k))
-            .collect();
+        let by_name: Vec<Option<usize>> = rr.fields.iter().map(|rf| wr.field(&rf.name).map(|(k, _)| k)).collect();
         let mut claimed: Vec<bool> = vec![false; wr.fields.len()];
         for k in by_name.iter().flatten() {
             claimed[*k] = true;
@@ -643,11 +556,8 @@ impl<'a> Builder<'a> {
         let mut sources = Vec::with_capacity(rr.fields.len());
         for (rf, by_name) in rr.fields.iter().zip(by_name) {
             let source = by_name.or_else(|| {
-                let k = wr
-                    .fields
-                    .iter()
-                    .enumerate()
-                    .position(|(k, wf)| !claimed[k] && rf.aliases.contains(&wf.name))?;
+                let k =
+                    wr.fields.iter().enumerate().position(|(k, wf)| !claimed[k] && rf.aliases.contains(&wf.name))?;
                 claimed[k] = true;
                 Some(k)
             });
@@ -655,20 +565,18 @@ impl<'a> Builder<'a> {
         }
         let mut layout = Vec::with_capacity(rr.fields.len());
         for (rf, source) in rr.fields.iter().zip(sources) {
-            let piece = self.at(Segment::Field(rf.name.clone()), |b| match source
-                .map(|k| (k, &wr.fields[k]))
-            {
+            let piece = self.at(Segment::Field(rf.name.clone()), |b| match source.map(|k| (k, &wr.fields[k])) {
                 Some((k, wf)) => {
                     fields[k].step = Step::Read(b.build(&wf.ty, &rf.ty)?);
                     Ok(Piece::Writer(k))
                 }
                 None => match &rf.default {
-                    Some(default) => encode_default(b.reader, &rf.ty, default)
-                        .map(Piece::Default)
-                        .map_err(|m| b.error(m)),
-                    None => Err(b.error(
-                        "the writer schema has no such field, and the reader schema gives it no default",
-                    )),
+                    Some(default) => {
+                        encode_default(b.reader, &rf.ty, default).map(Piece::Default).map_err(|m| b.error(m))
+                    }
+                    None => {
+                        Err(b.error("the writer schema has no such field, and the reader schema gives it no default"))
+                    }
                 },
             })?;
             layout.push(piece);
@@ -681,11 +589,7 @@ impl<'a> Builder<'a> {
             })
             .collect();
         let in_order = order.windows(2).all(|w| w[0] < w[1]);
-        Ok(RecordPlan {
-            fields,
-            layout,
-            in_order,
-        })
+        Ok(RecordPlan { fields, layout, in_order })
     }
 }
 
@@ -727,13 +631,7 @@ struct Run<'r, 'b> {
 }
 
 impl Run<'_, '_> {
-    fn action(
-        &mut self,
-        action: &Action,
-        r: &mut Reader,
-        out: &mut Vec<u8>,
-        depth: usize,
-    ) -> Result<(), DatumError> {
+    fn action(&mut self, action: &Action, r: &mut Reader, out: &mut Vec<u8>, depth: usize) -> Result<(), DatumError> {
         match action {
             Action::Copy(ty) => {
                 let start = r.position();
@@ -744,9 +642,7 @@ impl Run<'_, '_> {
             Action::IntToDouble => out.extend_from_slice(&f64::from(r.read_int()?).to_le_bytes()),
             Action::LongToFloat => out.extend_from_slice(&(r.read_long()? as f32).to_le_bytes()),
             Action::LongToDouble => out.extend_from_slice(&(r.read_long()? as f64).to_le_bytes()),
-            Action::FloatToDouble => {
-                out.extend_from_slice(&f64::from(r.read_float()?).to_le_bytes())
-            }
+            Action::FloatToDouble => out.extend_from_slice(&f64::from(r.read_float()?).to_le_bytes()),
             Action::BytesToString => {
                 let start = r.position();
                 let bytes = r.read_bytes()?;
@@ -779,10 +675,7 @@ impl Run<'_, '_> {
                 let i = r.read_union_index(branches.len())?;
                 match &branches[i] {
                     Action::Fail(message) => {
-                        return Err(DatumError::new(
-                            DatumErrorKind::Invalid(message.clone()),
-                            Some(start),
-                        ))
+                        return Err(DatumError::new(DatumErrorKind::Invalid(message.clone()), Some(start)))
                     }
                     branch => self.action(branch, r, out, depth)?,
                 }
@@ -792,10 +685,7 @@ impl Run<'_, '_> {
                 self.action(action, r, out, depth)?;
             }
             Action::Fail(message) => {
-                return Err(DatumError::new(
-                    DatumErrorKind::Invalid(message.clone()),
-                    Some(r.position()),
-                ))
+                return Err(DatumError::new(DatumErrorKind::Invalid(message.clone()), Some(r.position())))
             }
         }
         Ok(())
@@ -803,11 +693,7 @@ impl Run<'_, '_> {
 
     /// Reads an array or map block header: (item count, byte size if given); charges the
     /// count to the budget and checks it against the bytes left.
-    fn block(
-        &mut self,
-        r: &mut Reader,
-        empty: Items,
-    ) -> Result<(usize, Option<usize>), DatumError> {
+    fn block(&mut self, r: &mut Reader, empty: Items) -> Result<(usize, Option<usize>), DatumError> {
         let start = r.position();
         let count = r.read_long()?;
         if count == 0 {
@@ -818,10 +704,7 @@ impl Run<'_, '_> {
         let remaining = r.remaining();
         let room = size.unwrap_or(remaining);
         if count > self.budget as u64 || (count > room as u64 && empty == Items::TakeBytes) {
-            return Err(DatumError::new(
-                DatumErrorKind::CountTooLarge { count, remaining },
-                Some(start),
-            ));
+            return Err(DatumError::new(DatumErrorKind::CountTooLarge { count, remaining }, Some(start)));
         }
         self.budget -= count as usize;
         Ok((count as usize, size))
@@ -829,13 +712,9 @@ impl Run<'_, '_> {
 
     fn check_size(size: Option<usize>, start: usize, end: usize) -> Result<(), DatumError> {
         match size {
-            Some(declared) if declared != end - start => Err(DatumError::new(
-                DatumErrorKind::BlockSizeMismatch {
-                    declared,
-                    actual: end - start,
-                },
-                Some(start),
-            )),
+            Some(declared) if declared != end - start => {
+                Err(DatumError::new(DatumErrorKind::BlockSizeMismatch { declared, actual: end - start }, Some(start)))
+            }
             _ => Ok(()),
         }
     }
@@ -859,8 +738,7 @@ impl Run<'_, '_> {
             write_long(out, count as i64);
             let start = r.position();
             for _ in 0..count {
-                self.action(items, r, out, depth)
-                    .map_err(|e| e.at_index(index))?;
+                self.action(items, r, out, depth).map_err(|e| e.at_index(index))?;
                 index += 1;
             }
             Self::check_size(size, start, r.position())?;
@@ -868,13 +746,7 @@ impl Run<'_, '_> {
     }
 
     #[inline(never)]
-    fn map(
-        &mut self,
-        values: &Action,
-        r: &mut Reader,
-        out: &mut Vec<u8>,
-        depth: usize,
-    ) -> Result<(), DatumError> {
+    fn map(&mut self, values: &Action, r: &mut Reader, out: &mut Vec<u8>, depth: usize) -> Result<(), DatumError> {
         loop {
             // Map entries are never empty: the key's length takes a byte.
             let (count, size) = self.block(r, Items::TakeBytes)?;
@@ -888,30 +760,18 @@ impl Run<'_, '_> {
                 let key_start = r.position();
                 let key = r.read_str()?;
                 out.extend_from_slice(&self.buf[key_start..r.position()]);
-                self.action(values, r, out, depth)
-                    .map_err(|e| e.at_key(key))?;
+                self.action(values, r, out, depth).map_err(|e| e.at_key(key))?;
             }
             Self::check_size(size, start, r.position())?;
         }
     }
 
-    fn skip_field(
-        &self,
-        field: &FieldStep,
-        ty: &AvroType,
-        r: &mut Reader,
-    ) -> Result<(), DatumError> {
+    fn skip_field(&self, field: &FieldStep, ty: &AvroType, r: &mut Reader) -> Result<(), DatumError> {
         skip(&self.resolver.writer, ty, r).map_err(|e| e.in_field(&field.name))
     }
 
     #[inline(never)]
-    fn record(
-        &mut self,
-        index: usize,
-        r: &mut Reader,
-        out: &mut Vec<u8>,
-        depth: usize,
-    ) -> Result<(), DatumError> {
+    fn record(&mut self, index: usize, r: &mut Reader, out: &mut Vec<u8>, depth: usize) -> Result<(), DatumError> {
         if depth >= MAX_DEPTH {
             return Err(DatumError::new(DatumErrorKind::TooDeep, Some(r.position())));
         }
@@ -927,9 +787,9 @@ impl Run<'_, '_> {
                             let field = &plan.fields[next];
                             match &field.step {
                                 Step::Skip(ty) => self.skip_field(field, ty, r)?,
-                                Step::Read(action) => self
-                                    .action(action, r, out, depth + 1)
-                                    .map_err(|e| e.in_field(&field.name))?,
+                                Step::Read(action) => {
+                                    self.action(action, r, out, depth + 1).map_err(|e| e.in_field(&field.name))?
+                                }
                             }
                             next += 1;
                         }
@@ -950,8 +810,7 @@ impl Run<'_, '_> {
                     Step::Skip(ty) => self.skip_field(field, ty, r)?,
                     Step::Read(action) => {
                         let start = scratch.len();
-                        self.action(action, r, &mut scratch, depth + 1)
-                            .map_err(|e| e.in_field(&field.name))?;
+                        self.action(action, r, &mut scratch, depth + 1).map_err(|e| e.in_field(&field.name))?;
                         ranges[k] = start..scratch.len();
                     }
                 }
@@ -1000,9 +859,7 @@ mod tests {
         let ty = encoding_type(schema, ty).unwrap();
         let text = |rng: &mut Rng| -> String {
             let len = rng.below(6);
-            (0..len)
-                .map(|_| (b'a' + rng.below(26) as u8) as char)
-                .collect()
+            (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect()
         };
         match ty {
             AvroType::Null => Value::Null,
@@ -1028,39 +885,22 @@ mod tests {
             }
             AvroType::Array(items) => {
                 let n = if depth > 3 { 0 } else { rng.below(4) };
-                Value::Array(
-                    (0..n)
-                        .map(|_| arbitrary(schema, items, rng, depth + 1))
-                        .collect(),
-                )
+                Value::Array((0..n).map(|_| arbitrary(schema, items, rng, depth + 1)).collect())
             }
             AvroType::Map(values) => {
                 let n = if depth > 3 { 0 } else { rng.below(4) };
                 let mut entries: Vec<(String, Value)> = Vec::new();
                 for i in 0..n {
-                    entries.push((
-                        format!("k{i}{}", text(rng)),
-                        arbitrary(schema, values, rng, depth + 1),
-                    ));
+                    entries.push((format!("k{i}{}", text(rng)), arbitrary(schema, values, rng, depth + 1)));
                 }
                 Value::Map(entries)
             }
             AvroType::Record(r) => Value::Record(
-                r.fields
-                    .iter()
-                    .map(|f| (f.name.clone(), arbitrary(schema, &f.ty, rng, depth + 1)))
-                    .collect(),
+                r.fields.iter().map(|f| (f.name.clone(), arbitrary(schema, &f.ty, rng, depth + 1))).collect(),
             ),
             AvroType::Union(branches) => {
-                let i = if depth > 3 {
-                    0
-                } else {
-                    rng.below(branches.len())
-                };
-                Value::Union(
-                    i as u32,
-                    Box::new(arbitrary(schema, &branches[i], rng, depth + 1)),
-                )
+                let i = if depth > 3 { 0 } else { rng.below(branches.len()) };
+                Value::Union(i as u32, Box::new(arbitrary(schema, &branches[i], rng, depth + 1)))
             }
             AvroType::Ref(_) | AvroType::Logical { .. } => unreachable!("resolved above"),
         }
@@ -1071,8 +911,7 @@ mod tests {
         let w = apache_avro::Schema::parse_str(writer).unwrap();
         let r = apache_avro::Schema::parse_str(reader).unwrap();
         let mut input = bytes;
-        let value =
-            apache_avro::from_avro_datum(&w, &mut input, Some(&r)).map_err(|e| e.to_string())?;
+        let value = apache_avro::from_avro_datum(&w, &mut input, Some(&r)).map_err(|e| e.to_string())?;
         assert!(input.is_empty(), "apache-avro left bytes over");
         Ok(normalize(from_apache(ours, &ours.root, value)))
     }
@@ -1081,21 +920,16 @@ mod tests {
     /// apache-avro's resolution.
     fn check_values(writer: &str, reader: &str, values: &[Value], random: usize) -> Resolver {
         let (w, r) = (parse(writer), parse(reader));
-        let resolver = Resolver::new(&w, &r)
-            .unwrap_or_else(|e| panic!("{e}\nwriter {writer}\nreader {reader}"));
+        let resolver = Resolver::new(&w, &r).unwrap_or_else(|e| panic!("{e}\nwriter {writer}\nreader {reader}"));
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut all = values.to_vec();
         all.extend((0..random).map(|_| arbitrary(&w, &w.root, &mut rng, 0)));
         for value in &all {
             let bytes = encode_datum(&w, value).unwrap();
-            let converted = resolver
-                .convert(&bytes)
-                .unwrap_or_else(|e| panic!("{e}: {value:?}\nwriter {writer}\nreader {reader}"));
-            let ours = normalize(
-                decode_datum(&r, &converted).unwrap_or_else(|e| panic!("{e}: converted {value:?}")),
-            );
-            let theirs = oracle(writer, reader, &r, &bytes)
-                .unwrap_or_else(|e| panic!("apache-avro: {e}: {value:?}"));
+            let converted =
+                resolver.convert(&bytes).unwrap_or_else(|e| panic!("{e}: {value:?}\nwriter {writer}\nreader {reader}"));
+            let ours = normalize(decode_datum(&r, &converted).unwrap_or_else(|e| panic!("{e}: converted {value:?}")));
+            let theirs = oracle(writer, reader, &r, &bytes).unwrap_or_else(|e| panic!("apache-avro: {e}: {value:?}"));
             assert_eq!(ours, theirs, "{value:?}\nwriter {writer}\nreader {reader}");
         }
         resolver
@@ -1106,9 +940,7 @@ mod tests {
     }
 
     fn error(writer: &str, reader: &str) -> String {
-        Resolver::new(&parse(writer), &parse(reader))
-            .unwrap_err()
-            .to_string()
+        Resolver::new(&parse(writer), &parse(reader)).unwrap_err().to_string()
     }
 
     fn record(name: &str, fields: &str) -> String {
@@ -1137,11 +969,7 @@ mod tests {
             }
         }
         // Schemas that differ only in docs (the same canonical form) copy the datum too.
-        let documented = schema.replacen(
-            r#""name": "movie","#,
-            r#""name": "movie", "doc": "films","#,
-            1,
-        );
+        let documented = schema.replacen(r#""name": "movie","#, r#""name": "movie", "doc": "films","#, 1);
         let resolver = check(schema, &documented);
         assert!(resolver.is_identity());
         assert!(matches!(resolver.root, Action::Copy(_)));
@@ -1210,24 +1038,14 @@ mod tests {
                {"name": "u4", "type": ["S", "null"], "default": {"x": 9, "y": "z"}}"#,
         );
         check(&writer, &reader);
-        let resolver = check_values(
-            &writer,
-            &reader,
-            &[Value::Record(vec![("id".into(), Value::Long(42))])],
-            0,
-        );
+        let resolver = check_values(&writer, &reader, &[Value::Record(vec![("id".into(), Value::Long(42))])], 0);
         let converted = resolver.convert(&[84]).unwrap();
-        let Value::Record(fields) = decode_datum(resolver.reader(), &converted).unwrap() else {
-            panic!()
-        };
+        let Value::Record(fields) = decode_datum(resolver.reader(), &converted).unwrap() else { panic!() };
         let get = |name: &str| fields.iter().find(|(n, _)| n == name).unwrap().1.clone();
         assert_eq!(get("id"), Value::Long(42));
         // A union's default is a value of its first branch.
         assert_eq!(get("u2"), Value::Union(0, Box::new(Value::Int(5))));
-        assert_eq!(
-            get("u3"),
-            Value::Union(0, Box::new(Value::String("first".into())))
-        );
+        assert_eq!(get("u3"), Value::Union(0, Box::new(Value::String("first".into()))));
 
         // Bytes defaults are code points 0-255 (apache-avro reads them as UTF-8, so no oracle).
         let reader = record(
@@ -1252,10 +1070,7 @@ mod tests {
             "field \"note\": the writer schema has no such field, and the default \"none\" does not fit the first branch (null) of the reader's union: expected null, found \"none\""
         );
         // With the field in the writer, the default is not needed.
-        let with_note = record(
-            "R",
-            r#"{"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"]}"#,
-        );
+        let with_note = record("R", r#"{"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"]}"#);
         check(&with_note, &reader);
     }
 
@@ -1339,11 +1154,7 @@ mod tests {
         // datum reader's own depth cap.
         assert!(Resolver::new(&w, &w).unwrap().is_identity());
         // As small a stack as a wasm guest's (1 MiB) when optimized, as in the datum tests.
-        let stack = if cfg!(debug_assertions) {
-            4 << 20
-        } else {
-            1 << 20
-        };
+        let stack = if cfg!(debug_assertions) { 4 << 20 } else { 1 << 20 };
         std::thread::Builder::new()
             .stack_size(stack)
             .spawn(move || {
@@ -1360,12 +1171,12 @@ mod tests {
 
     #[test]
     fn enums_map_symbols_by_name() {
-        let writer =
-            r#"{"type": "enum", "name": "a.Suit", "symbols": ["SPADES", "HEARTS", "CLUBS"]}"#;
+        let writer = r#"{"type": "enum", "name": "a.Suit", "symbols": ["SPADES", "HEARTS", "CLUBS"]}"#;
         let reader = r#"{"type": "enum", "name": "b.Suit", "symbols": ["CLUBS", "DIAMONDS", "SPADES", "HEARTS"]}"#;
         check(writer, reader);
         // A symbol the reader lacks becomes its default ...
-        let reader = r#"{"type": "enum", "name": "Suit", "symbols": ["UNKNOWN", "HEARTS", "SPADES"], "default": "UNKNOWN"}"#;
+        let reader =
+            r#"{"type": "enum", "name": "Suit", "symbols": ["UNKNOWN", "HEARTS", "SPADES"], "default": "UNKNOWN"}"#;
         check(writer, reader);
         // ... or, without one, fails that datum only.
         let reader = r#"{"type": "enum", "name": "Suit", "symbols": ["HEARTS", "SPADES"]}"#;
@@ -1373,47 +1184,28 @@ mod tests {
         assert_eq!(resolver.convert(&[0]).unwrap(), [2]);
         assert_eq!(resolver.convert(&[2]).unwrap(), [0]);
         let e = resolver.convert(&[4]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "symbol \"CLUBS\" is not in reader enum \"Suit\", which has no default at byte 0"
-        );
+        assert_eq!(e.to_string(), "symbol \"CLUBS\" is not in reader enum \"Suit\", which has no default at byte 0");
         assert!(oracle(writer, reader, &parse(reader), &[4]).is_err());
         // In a record, the error names the field.
         let w = record("R", &format!(r#"{{"name": "suit", "type": {writer}}}"#));
         let r = record("R", &format!(r#"{{"name": "suit", "type": {reader}}}"#));
         let resolver = Resolver::new(&parse(&w), &parse(&r)).unwrap();
-        assert!(resolver
-            .convert(&[4])
-            .unwrap_err()
-            .to_string()
-            .starts_with("field \"suit\": symbol \"CLUBS\""));
+        assert!(resolver.convert(&[4]).unwrap_err().to_string().starts_with("field \"suit\": symbol \"CLUBS\""));
         assert_eq!(
-            error(
-                writer,
-                r#"{"type": "enum", "name": "Colour", "symbols": ["HEARTS"]}"#
-            ),
+            error(writer, r#"{"type": "enum", "name": "Colour", "symbols": ["HEARTS"]}"#),
             "writer enum \"a.Suit\" cannot be read as enum \"Colour\": the names differ"
         );
     }
 
     #[test]
     fn fixed_match_by_name_and_size() {
-        check(
-            r#"{"type": "fixed", "name": "a.Md5", "size": 16}"#,
-            r#"{"type": "fixed", "name": "Md5", "size": 16}"#,
-        );
+        check(r#"{"type": "fixed", "name": "a.Md5", "size": 16}"#, r#"{"type": "fixed", "name": "Md5", "size": 16}"#);
         assert_eq!(
-            error(
-                r#"{"type": "fixed", "name": "Md5", "size": 16}"#,
-                r#"{"type": "fixed", "name": "Md5", "size": 4}"#
-            ),
+            error(r#"{"type": "fixed", "name": "Md5", "size": 16}"#, r#"{"type": "fixed", "name": "Md5", "size": 4}"#),
             "writer fixed \"Md5\" has 16 bytes, reader fixed \"Md5\" has 4"
         );
         assert_eq!(
-            error(
-                r#"{"type": "fixed", "name": "Md5", "size": 16}"#,
-                r#"{"type": "fixed", "name": "Sha", "size": 16}"#
-            ),
+            error(r#"{"type": "fixed", "name": "Md5", "size": 16}"#, r#"{"type": "fixed", "name": "Sha", "size": 16}"#),
             "writer fixed \"Md5\" cannot be read as fixed \"Sha\": the names differ"
         );
     }
@@ -1428,24 +1220,13 @@ mod tests {
 
     #[test]
     fn field_aliases() {
-        let writer = record(
-            "R",
-            r#"{"name": "id", "type": "int"}, {"name": "time", "type": "long"}"#,
-        );
-        let reader = record(
-            "R",
-            r#"{"name": "date", "aliases": ["time"], "type": "long"}, {"name": "id", "type": "long"}"#,
-        );
-        let value = Value::Record(vec![
-            ("id".into(), Value::Int(7)),
-            ("time".into(), Value::Long(1_700_000_000_000)),
-        ]);
+        let writer = record("R", r#"{"name": "id", "type": "int"}, {"name": "time", "type": "long"}"#);
+        let reader =
+            record("R", r#"{"name": "date", "aliases": ["time"], "type": "long"}, {"name": "id", "type": "long"}"#);
+        let value = Value::Record(vec![("id".into(), Value::Int(7)), ("time".into(), Value::Long(1_700_000_000_000))]);
         assert_eq!(
             convert_value(&writer, &reader, &value),
-            Value::Record(vec![
-                ("date".into(), Value::Long(1_700_000_000_000)),
-                ("id".into(), Value::Long(7)),
-            ])
+            Value::Record(vec![("date".into(), Value::Long(1_700_000_000_000)), ("id".into(), Value::Long(7)),])
         );
         // An alias does not take a writer field that a reader field has by name.
         let reader = record(
@@ -1454,20 +1235,11 @@ mod tests {
         );
         assert_eq!(
             convert_value(&writer, &reader, &value),
-            Value::Record(vec![
-                ("time".into(), Value::Long(1_700_000_000_000)),
-                ("date".into(), Value::Long(-1)),
-            ])
+            Value::Record(vec![("time".into(), Value::Long(1_700_000_000_000)), ("date".into(), Value::Long(-1)),])
         );
         // The first alias the writer has; promotions apply through an alias.
-        let reader = record(
-            "R",
-            r#"{"name": "key", "aliases": ["nope", "id"], "type": "double"}"#,
-        );
-        assert_eq!(
-            convert_value(&writer, &reader, &value),
-            Value::Record(vec![("key".into(), Value::Double(7.0))])
-        );
+        let reader = record("R", r#"{"name": "key", "aliases": ["nope", "id"], "type": "double"}"#);
+        assert_eq!(convert_value(&writer, &reader, &value), Value::Record(vec![("key".into(), Value::Double(7.0))]));
         // Without the alias, the field is missing.
         let reader = record("R", r#"{"name": "date", "type": "long"}"#);
         assert_eq!(
@@ -1495,8 +1267,7 @@ mod tests {
             "writer record \"old.Film\" cannot be read as record \"new.Movie\": the names differ"
         );
         // Writer aliases play no part.
-        let writer_alias =
-            r#"{"type": "record", "name": "Film", "aliases": ["Movie"], "fields": []}"#;
+        let writer_alias = r#"{"type": "record", "name": "Film", "aliases": ["Movie"], "fields": []}"#;
         assert!(error(writer_alias, &record("Movie", "")).contains("the names differ"));
 
         // Enums and fixed types likewise, also inside records and unions.
@@ -1513,20 +1284,14 @@ mod tests {
         let value = Value::Record(vec![
             ("suit".into(), Value::Enum(0, "HEARTS".into())),
             ("hash".into(), Value::Fixed(vec![1, 2])),
-            (
-                "either".into(),
-                Value::Union(1, Box::new(Value::Fixed(vec![9]))),
-            ),
+            ("either".into(), Value::Union(1, Box::new(Value::Fixed(vec![9])))),
         ]);
         assert_eq!(
             convert_value(writer, reader, &value),
             Value::Record(vec![
                 ("suit".into(), Value::Enum(1, "HEARTS".into())),
                 ("hash".into(), Value::Fixed(vec![1, 2])),
-                (
-                    "either".into(),
-                    Value::Union(2, Box::new(Value::Fixed(vec![9])))
-                ),
+                ("either".into(), Value::Union(2, Box::new(Value::Fixed(vec![9])))),
             ])
         );
         assert_eq!(
@@ -1548,26 +1313,20 @@ mod tests {
         let writer = record("R", r#"{"name": "a", "type": "int"}"#);
         let reader = r#"{"type": "record", "name": "R", "doc": "d", "aliases": ["S"], "x": 1,
             "fields": [{"name": "a", "type": {"type": "int"}, "doc": "e", "aliases": ["b"], "default": 0}]}"#;
-        assert!(Resolver::new(&parse(&writer), &parse(reader))
-            .unwrap()
-            .is_identity());
+        assert!(Resolver::new(&parse(&writer), &parse(reader)).unwrap().is_identity());
     }
 
     #[test]
     fn unions_on_either_side() {
         // Union to union: each writer branch finds its reader branch.
-        check(
-            r#"["null", "int", "string"]"#,
-            r#"["string", "null", "long"]"#,
-        );
+        check(r#"["null", "int", "string"]"#, r#"["string", "null", "long"]"#);
         check(r#"["null", "int"]"#, r#"["null", "double", "long"]"#);
         // Writer plain, reader union: the same type first, then the first promotion.
         check("\"int\"", r#"["null", "double", "int"]"#);
         check("\"int\"", r#"["null", "float", "long"]"#);
         check("\"string\"", r#"["bytes", "string"]"#);
         check("\"bytes\"", r#"["null", "string"]"#);
-        let resolver =
-            Resolver::new(&parse("\"int\""), &parse(r#"["null", "double", "int"]"#)).unwrap();
+        let resolver = Resolver::new(&parse("\"int\""), &parse(r#"["null", "double", "int"]"#)).unwrap();
         assert_eq!(resolver.convert(&[2]).unwrap(), [4, 2]);
         // A record goes to the branch of its name (apache-avro takes the first record branch,
         // whatever its name, so this is checked by hand).
@@ -1576,10 +1335,7 @@ mod tests {
             &parse(&format!(
                 r#"["null", {}, {}]"#,
                 record("Q", r#"{"name": "a", "type": "int"}"#),
-                record(
-                    "R",
-                    r#"{"name": "a", "type": "long"}, {"name": "b", "type": "int", "default": 1}"#
-                )
+                record("R", r#"{"name": "a", "type": "long"}, {"name": "b", "type": "int", "default": 1}"#)
             )),
         )
         .unwrap();
@@ -1587,21 +1343,15 @@ mod tests {
         // Writer union, reader plain: every branch must be readable ...
         check(r#"["int", "long"]"#, "\"double\"");
         check(r#"["null", "int"]"#, r#"["int", "null"]"#);
-        assert_eq!(
-            error(r#"["null", "string"]"#, "\"string\""),
-            "writer type null cannot be read as string"
-        );
+        assert_eq!(error(r#"["null", "string"]"#, "\"string\""), "writer type null cannot be read as string");
         // ... unless resolution is partial: then a datum using that branch fails.
-        let partial =
-            Resolver::new_partial(&parse(r#"["null", "string"]"#), &parse("\"string\"")).unwrap();
+        let partial = Resolver::new_partial(&parse(r#"["null", "string"]"#), &parse("\"string\"")).unwrap();
         assert_eq!(partial.convert(&[2, 2, b'x']).unwrap(), [2, b'x']);
         assert_eq!(
             partial.convert(&[0]).unwrap_err().to_string(),
             "writer union branch 0 (null) cannot be read: writer type null cannot be read as string at byte 0"
         );
-        assert!(
-            Resolver::new_partial(&parse(r#"["null", "boolean"]"#), &parse("\"string\"")).is_err()
-        );
+        assert!(Resolver::new_partial(&parse(r#"["null", "boolean"]"#), &parse("\"string\"")).is_err());
         assert_eq!(
             error("\"boolean\"", r#"["null", "string", "double"]"#),
             "writer type boolean matches no branch of reader union [null, string, double]"
@@ -1620,34 +1370,25 @@ mod tests {
             "field \"rating\": writer type null cannot be read as double"
         );
         assert_eq!(
-            error(
-                &change(r#"["null", "double"]"#, r#""string""#),
-                &change(r#"["null", "double"]"#, r#""double""#)
-            ),
+            error(&change(r#"["null", "double"]"#, r#""string""#), &change(r#"["null", "double"]"#, r#""double""#)),
             "field \"rating\": writer type string cannot be read as double"
         );
         assert_eq!(
-            error(
-                writer,
-                &change(
-                    r#"{"name": "age", "type": "int"}"#,
-                    r#"{"name": "age", "type": "string"}"#
-                )
-            ),
+            error(writer, &change(r#"{"name": "age", "type": "int"}"#, r#"{"name": "age", "type": "string"}"#)),
             "field \"cast[].age\": writer type int cannot be read as string"
         );
         assert_eq!(
-            error(
-                writer,
-                &change(
-                    r#"{"type": "map", "values": "string"}"#,
-                    r#"{"type": "map", "values": "long"}"#
-                )
-            ),
+            error(writer, &change(r#"{"type": "map", "values": "string"}"#, r#"{"type": "map", "values": "long"}"#)),
             "field \"tags{}\": writer type string cannot be read as long"
         );
         assert_eq!(
-            error(writer, &change(r#"{"name": "flag", "type": "boolean"}"#, r#"{"name": "flag", "type": "boolean"}, {"name": "country", "type": "string"}"#)),
+            error(
+                writer,
+                &change(
+                    r#"{"name": "flag", "type": "boolean"}"#,
+                    r#"{"name": "flag", "type": "boolean"}, {"name": "country", "type": "string"}"#
+                )
+            ),
             "field \"country\": the writer schema has no such field, and the reader schema gives it no default"
         );
         assert_eq!(
@@ -1658,20 +1399,11 @@ mod tests {
             error(writer, &change(r#""name": "movie""#, r#""name": "film""#)),
             "writer record \"film.movie\" cannot be read as record \"film.film\": the names differ"
         );
-        assert_eq!(
-            error("\"long\"", "\"int\""),
-            "writer type long cannot be read as int"
-        );
-        assert_eq!(
-            error("\"double\"", "\"float\""),
-            "writer type double cannot be read as float"
-        );
+        assert_eq!(error("\"long\"", "\"int\""), "writer type long cannot be read as int");
+        assert_eq!(error("\"double\"", "\"float\""), "writer type double cannot be read as float");
         let e = Resolver::new(
             &parse(writer),
-            &parse(&change(
-                r#"{"name": "age", "type": "int"}"#,
-                r#"{"name": "age", "type": "string"}"#,
-            )),
+            &parse(&change(r#"{"name": "age", "type": "int"}"#, r#"{"name": "age", "type": "string"}"#)),
         )
         .unwrap_err();
         assert_eq!(e.path(), "cast[].age");
@@ -1684,24 +1416,15 @@ mod tests {
             r#"{"type": "long", "logicalType": "timestamp-millis"}"#,
             r#"{"type": "long", "logicalType": "timestamp-millis"}"#,
         );
-        let resolver = Resolver::new(
-            &parse(r#"{"type": "int", "logicalType": "date"}"#),
-            &parse("\"long\""),
-        )
-        .unwrap();
+        let resolver = Resolver::new(&parse(r#"{"type": "int", "logicalType": "date"}"#), &parse("\"long\"")).unwrap();
         assert_eq!(resolver.convert(&[3]).unwrap(), [3]);
     }
 
     #[test]
     fn bad_datums_fail_without_panics() {
         let writer = crate::datum::tests::MOVIE;
-        let reader = writer
-            .replacen(
-                r#"{"name": "year", "type": "int"}"#,
-                r#"{"name": "year", "type": "double"}"#,
-                1,
-            )
-            .replacen(
+        let reader =
+            writer.replacen(r#"{"name": "year", "type": "int"}"#, r#"{"name": "year", "type": "double"}"#, 1).replacen(
                 r#"{"name": "age", "type": "int"}"#,
                 r#"{"name": "age", "type": "long"}, {"name": "x", "type": "int", "default": 1}"#,
                 1,
@@ -1709,18 +1432,10 @@ mod tests {
         let (w, r) = (parse(writer), parse(&reader));
         let resolver = Resolver::new(&w, &r).unwrap();
         let bytes = encode_datum(&w, &crate::datum::tests::movie(3)).unwrap();
-        check_values(
-            writer,
-            &reader,
-            &[crate::datum::tests::movie(0), crate::datum::tests::movie(3)],
-            50,
-        );
+        check_values(writer, &reader, &[crate::datum::tests::movie(0), crate::datum::tests::movie(3)], 50);
         for cut in 0..bytes.len() {
             let mut out = vec![7];
-            assert!(
-                resolver.convert_into(&bytes[..cut], &mut out).is_err(),
-                "cut at {cut}"
-            );
+            assert!(resolver.convert_into(&bytes[..cut], &mut out).is_err(), "cut at {cut}");
             assert_eq!(out, [7], "output left as it was");
         }
         let mut long = bytes.clone();
@@ -1744,15 +1459,11 @@ mod tests {
         // Hostile counts.
         let ints = parse(r#"{"type": "array", "items": "int"}"#);
         let longs = parse(r#"{"type": "array", "items": "long"}"#);
-        let resolver =
-            Resolver::new(&ints, &parse(r#"{"type": "array", "items": "double"}"#)).unwrap();
+        let resolver = Resolver::new(&ints, &parse(r#"{"type": "array", "items": "double"}"#)).unwrap();
         let mut huge = Vec::new();
         write_long(&mut huge, 1 << 60);
         huge.extend([2; 10]);
-        assert!(matches!(
-            resolver.convert(&huge).unwrap_err().kind(),
-            DatumErrorKind::CountTooLarge { .. }
-        ));
+        assert!(matches!(resolver.convert(&huge).unwrap_err().kind(), DatumErrorKind::CountTooLarge { .. }));
         let nulls = Resolver::new(
             &parse(r#"{"type": "array", "items": "null"}"#),
             &parse(r#"{"type": "array", "items": ["null", "int"]}"#),
@@ -1773,17 +1484,10 @@ mod tests {
         let promoted = resolver.convert(&blocks).unwrap();
         assert_eq!(
             decode_datum(resolver.reader(), &promoted).unwrap(),
-            Value::Array(vec![
-                Value::Double(1.0),
-                Value::Double(2.0),
-                Value::Double(3.0)
-            ])
+            Value::Array(vec![Value::Double(1.0), Value::Double(2.0), Value::Double(3.0)])
         );
         blocks[1] = 6; // a size of 3 for 2 bytes of items
-        assert!(matches!(
-            resolver.convert(&blocks).unwrap_err().kind(),
-            DatumErrorKind::BlockSizeMismatch { .. }
-        ));
+        assert!(matches!(resolver.convert(&blocks).unwrap_err().kind(), DatumErrorKind::BlockSizeMismatch { .. }));
         let _ = longs;
     }
 }

@@ -149,9 +149,7 @@ pub struct FixedType {
 #[error("invalid Avro schema: {0}")]
 pub struct SchemaError(pub String);
 
-const PRIMITIVES: [&str; 8] = [
-    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
-];
+const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 
 fn primitive(name: &str) -> Option<AvroType> {
     Some(match name {
@@ -170,14 +168,7 @@ fn primitive(name: &str) -> Option<AvroType> {
 impl Field {
     /// A field with no default, doc, aliases or attributes.
     pub fn new(name: impl Into<String>, ty: AvroType) -> Field {
-        Field {
-            name: name.into(),
-            ty,
-            default: None,
-            doc: None,
-            aliases: Vec::new(),
-            attributes: Map::new(),
-        }
+        Field { name: name.into(), ty, default: None, doc: None, aliases: Vec::new(), attributes: Map::new() }
     }
 
     /// Whether a writer's field called `name` is this field: its name or one of its aliases.
@@ -189,11 +180,7 @@ impl Field {
 impl RecordType {
     /// A record `name` (a full name) with `fields` and nothing else.
     pub fn new(name: impl Into<String>, fields: Vec<Field>) -> RecordType {
-        RecordType {
-            name: name.into(),
-            fields,
-            ..RecordType::default()
-        }
+        RecordType { name: name.into(), fields, ..RecordType::default() }
     }
 
     /// The field called `name`, with its position.
@@ -252,8 +239,7 @@ impl AvroType {
 impl Schema {
     /// Parses Avro schema JSON (Avro 1.11).
     pub fn parse(json: &str) -> Result<Schema, SchemaError> {
-        let value: Json =
-            serde_json::from_str(json).map_err(|e| SchemaError(format!("not valid JSON: {e}")))?;
+        let value: Json = serde_json::from_str(json).map_err(|e| SchemaError(format!("not valid JSON: {e}")))?;
         Schema::from_json_value(&value)
     }
 
@@ -261,10 +247,7 @@ impl Schema {
     pub fn from_json_value(json: &Json) -> Result<Schema, SchemaError> {
         let mut parser = Parser::default();
         let root = parser.parse_type(json, "", "")?;
-        let schema = Schema {
-            root,
-            named: parser.named,
-        };
+        let schema = Schema { root, named: parser.named };
         schema.check_defaults()?;
         Ok(schema)
     }
@@ -309,10 +292,7 @@ impl Schema {
             if named.contains_key(&name) {
                 continue;
             }
-            let def = context
-                .named
-                .get(&name)
-                .ok_or_else(|| SchemaError(format!("unknown type \"{name}\"")))?;
+            let def = context.named.get(&name).ok_or_else(|| SchemaError(format!("unknown type \"{name}\"")))?;
             collect_definitions(def, &mut named)?;
             collect_refs(def, &mut pending);
         }
@@ -329,16 +309,10 @@ impl Schema {
         let mut seen = HashSet::new();
         for f in &fields {
             if !valid_name(&f.name) {
-                return Err(SchemaError(format!(
-                    "invalid field name \"{}\" in record \"{name}\"",
-                    f.name
-                )));
+                return Err(SchemaError(format!("invalid field name \"{}\" in record \"{name}\"", f.name)));
             }
             if !seen.insert(f.name.as_str()) {
-                return Err(SchemaError(format!(
-                    "duplicate field \"{}\" in record \"{name}\"",
-                    f.name
-                )));
+                return Err(SchemaError(format!("duplicate field \"{}\" in record \"{name}\"", f.name)));
             }
         }
         let root = AvroType::Record(Arc::new(RecordType::new(name, fields)));
@@ -353,10 +327,7 @@ impl Schema {
 
     /// The schema as a JSON value (see [`Schema::to_json`]).
     pub fn to_json_value(&self) -> Json {
-        let mut writer = Writer {
-            schema: self,
-            written: HashSet::new(),
-        };
+        let mut writer = Writer { schema: self, written: HashSet::new() };
         writer.write(&self.root, "")
     }
 
@@ -371,10 +342,7 @@ impl Schema {
             for field in &record.fields {
                 if let Some(default) = &field.default {
                     super::json::from_json(self, &field.ty, default).map_err(|e| {
-                        SchemaError(format!(
-                            "invalid default for field \"{}.{}\": {e}",
-                            record.name, field.name
-                        ))
+                        SchemaError(format!("invalid default for field \"{}.{}\": {e}", record.name, field.name))
                     })?;
                 }
             }
@@ -411,9 +379,7 @@ fn collect_definitions(ty: &AvroType, named: &mut NamedTypes) -> Result<(), Sche
             Some(existing) if existing == def => Ok(false),
             // Named types inside are written by name and checked on their own below.
             Some(existing) if shape(existing) == shape(def) => Ok(false),
-            Some(_) => Err(SchemaError(format!(
-                "type \"{name}\" is defined twice, differently"
-            ))),
+            Some(_) => Err(SchemaError(format!("type \"{name}\" is defined twice, differently"))),
             None => {
                 named.insert(name.to_string(), def.clone());
                 Ok(true)
@@ -487,9 +453,7 @@ fn check_fullname(fullname: &str, loc: &str) -> Result<(), SchemaError> {
         return Err(SchemaError(format!("invalid name \"{fullname}\"{loc}")));
     }
     if PRIMITIVES.contains(&short) {
-        return Err(SchemaError(format!(
-            "a named type cannot be called \"{short}\"{loc}"
-        )));
+        return Err(SchemaError(format!("a named type cannot be called \"{short}\"{loc}")));
     }
     Ok(())
 }
@@ -506,33 +470,18 @@ fn type_word(json: &Json) -> &'static str {
 }
 
 const RECORD_KEYS: &[&str] = &["type", "name", "namespace", "doc", "aliases", "fields"];
-const ENUM_KEYS: &[&str] = &[
-    "type",
-    "name",
-    "namespace",
-    "doc",
-    "aliases",
-    "symbols",
-    "default",
-];
+const ENUM_KEYS: &[&str] = &["type", "name", "namespace", "doc", "aliases", "symbols", "default"];
 const FIXED_KEYS: &[&str] = &["type", "name", "namespace", "doc", "aliases", "size"];
 const FIELD_KEYS: &[&str] = &["name", "type", "default", "doc", "aliases"];
 
 /// The attributes of `obj` other than `own`.
 fn other_attributes(obj: &Map<String, Json>, own: &[&str]) -> Map<String, Json> {
-    obj.iter()
-        .filter(|(k, _)| !own.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    obj.iter().filter(|(k, _)| !own.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// The `aliases` of a named type whose namespace is `space` (as full names), or of a field
 /// (`space` is `None`).
-fn parse_aliases(
-    obj: &Map<String, Json>,
-    space: Option<&str>,
-    of: &str,
-) -> Result<Vec<String>, SchemaError> {
+fn parse_aliases(obj: &Map<String, Json>, space: Option<&str>, of: &str) -> Result<Vec<String>, SchemaError> {
     let list = match obj.get("aliases") {
         None | Some(Json::Null) => return Ok(Vec::new()),
         Some(Json::Array(list)) => list,
@@ -547,18 +496,11 @@ fn parse_aliases(
         .map(|alias| {
             let alias = match alias {
                 Json::String(a) => a.as_str(),
-                other => {
-                    return Err(SchemaError(format!(
-                        "an alias of {of} is {}, not a name",
-                        type_word(other)
-                    )))
-                }
+                other => return Err(SchemaError(format!("an alias of {of} is {}, not a name", type_word(other)))),
             };
             let (full, ok) = match space {
                 None => (alias.to_string(), valid_name(alias)),
-                Some(_) if alias.contains('.') => {
-                    (alias.to_string(), alias.split('.').all(valid_name))
-                }
+                Some(_) if alias.contains('.') => (alias.to_string(), alias.split('.').all(valid_name)),
                 Some("") => (alias.to_string(), valid_name(alias)),
                 Some(space) => (format!("{space}.{alias}"), valid_name(alias)),
             };
@@ -590,10 +532,9 @@ impl Parser {
             Json::String(name) => self.reference(name, ns, loc),
             Json::Array(branches) => self.parse_union(branches, ns, loc),
             Json::Object(obj) => self.parse_object(obj, ns, loc),
-            other => Err(SchemaError(format!(
-                "expected a type name, object or array{loc}, found {}",
-                type_word(other)
-            ))),
+            other => {
+                Err(SchemaError(format!("expected a type name, object or array{loc}, found {}", type_word(other))))
+            }
         }
     }
 
@@ -616,44 +557,26 @@ impl Parser {
         Err(SchemaError(format!("unknown type \"{name}\"{loc}")))
     }
 
-    fn parse_union(
-        &mut self,
-        branches: &[Json],
-        ns: &str,
-        loc: &str,
-    ) -> Result<AvroType, SchemaError> {
+    fn parse_union(&mut self, branches: &[Json], ns: &str, loc: &str) -> Result<AvroType, SchemaError> {
         let mut types = Vec::with_capacity(branches.len());
         let mut seen = HashSet::new();
         for b in branches {
             let ty = self.parse_type(b, ns, loc)?;
             let key = match strip_logical(&ty) {
-                AvroType::Union(_) => {
-                    return Err(SchemaError(format!(
-                        "a union{loc} directly contains another union"
-                    )))
-                }
+                AvroType::Union(_) => return Err(SchemaError(format!("a union{loc} directly contains another union"))),
                 AvroType::Array(_) => "array".to_string(),
                 AvroType::Map(_) => "map".to_string(),
-                other => other
-                    .name()
-                    .map_or_else(|| other.describe(), str::to_string),
+                other => other.name().map_or_else(|| other.describe(), str::to_string),
             };
             if !seen.insert(key.clone()) {
-                return Err(SchemaError(format!(
-                    "a union{loc} has two branches of type \"{key}\""
-                )));
+                return Err(SchemaError(format!("a union{loc} has two branches of type \"{key}\"")));
             }
             types.push(ty);
         }
         Ok(AvroType::Union(types))
     }
 
-    fn parse_object(
-        &mut self,
-        obj: &Map<String, Json>,
-        ns: &str,
-        loc: &str,
-    ) -> Result<AvroType, SchemaError> {
+    fn parse_object(&mut self, obj: &Map<String, Json>, ns: &str, loc: &str) -> Result<AvroType, SchemaError> {
         let Some(ty) = obj.get("type") else {
             return Err(SchemaError(format!("type object{loc} has no \"type\"")));
         };
@@ -666,16 +589,12 @@ impl Parser {
                 "enum" => (self.parse_enum(obj, ns, loc, logical)?, ENUM_KEYS),
                 "fixed" => (self.parse_fixed(obj, ns, loc, logical)?, FIXED_KEYS),
                 "array" => {
-                    let items = obj
-                        .get("items")
-                        .ok_or_else(|| SchemaError(format!("array{loc} has no \"items\"")))?;
+                    let items = obj.get("items").ok_or_else(|| SchemaError(format!("array{loc} has no \"items\"")))?;
                     let items = self.parse_type(items, ns, loc)?;
                     (AvroType::Array(Box::new(items)), &["type", "items"][..])
                 }
                 "map" => {
-                    let values = obj
-                        .get("values")
-                        .ok_or_else(|| SchemaError(format!("map{loc} has no \"values\"")))?;
+                    let values = obj.get("values").ok_or_else(|| SchemaError(format!("map{loc} has no \"values\"")))?;
                     let values = self.parse_type(values, ns, loc)?;
                     (AvroType::Map(Box::new(values)), &["type", "values"][..])
                 }
@@ -693,14 +612,8 @@ impl Parser {
             return Ok(base);
         }
         let attributes = other_attributes(obj, own_keys);
-        let defines = matches!(
-            base,
-            AvroType::Record(_) | AvroType::Enum(_) | AvroType::Fixed(_)
-        );
-        let logical = AvroType::Logical {
-            base: Box::new(base),
-            attributes,
-        };
+        let defines = matches!(base, AvroType::Record(_) | AvroType::Enum(_) | AvroType::Fixed(_));
+        let logical = AvroType::Logical { base: Box::new(base), attributes };
         if defines {
             // Store the wrapper so later references keep the logical type (a decimal fixed).
             let name = logical.name().unwrap_or_default().to_string();
@@ -711,19 +624,11 @@ impl Parser {
 
     /// Reads `name`/`namespace` of a named type definition and claims the full name. Returns
     /// the full name and the namespace its own nested types inherit.
-    fn define(
-        &mut self,
-        obj: &Map<String, Json>,
-        ns: &str,
-        loc: &str,
-    ) -> Result<(String, String), SchemaError> {
+    fn define(&mut self, obj: &Map<String, Json>, ns: &str, loc: &str) -> Result<(String, String), SchemaError> {
         let name = match obj.get("name") {
             Some(Json::String(n)) => n.as_str(),
             Some(other) => {
-                return Err(SchemaError(format!(
-                    "\"name\"{loc} must be a string, found {}",
-                    type_word(other)
-                )))
+                return Err(SchemaError(format!("\"name\"{loc} must be a string, found {}", type_word(other))))
             }
             None => return Err(SchemaError(format!("named type{loc} has no \"name\""))),
         };
@@ -764,11 +669,7 @@ impl Parser {
     ) -> Result<NamedExtras, SchemaError> {
         let doc = obj.get("doc").and_then(Json::as_str).map(str::to_string);
         let aliases = parse_aliases(obj, Some(space), &format!("\"{fullname}\""))?;
-        let attributes = if logical {
-            Map::new()
-        } else {
-            other_attributes(obj, own)
-        };
+        let attributes = if logical { Map::new() } else { other_attributes(obj, own) };
         Ok((doc, aliases, attributes))
     }
 
@@ -780,12 +681,9 @@ impl Parser {
         logical: bool,
     ) -> Result<AvroType, SchemaError> {
         let (fullname, space) = self.define(obj, ns, loc)?;
-        let (doc, aliases, attributes) =
-            Parser::named_extras(obj, &fullname, &space, RECORD_KEYS, logical)?;
+        let (doc, aliases, attributes) = Parser::named_extras(obj, &fullname, &space, RECORD_KEYS, logical)?;
         let Some(Json::Array(fields_json)) = obj.get("fields") else {
-            return Err(SchemaError(format!(
-                "record \"{fullname}\" needs a \"fields\" array"
-            )));
+            return Err(SchemaError(format!("record \"{fullname}\" needs a \"fields\" array")));
         };
         let mut fields = Vec::with_capacity(fields_json.len());
         let mut seen = HashSet::new();
@@ -799,25 +697,15 @@ impl Parser {
             let name = match fo.get("name") {
                 Some(Json::String(n)) if valid_name(n) => n.clone(),
                 Some(Json::String(n)) => {
-                    return Err(SchemaError(format!(
-                        "invalid field name \"{n}\" in record \"{fullname}\""
-                    )))
+                    return Err(SchemaError(format!("invalid field name \"{n}\" in record \"{fullname}\"")))
                 }
-                _ => {
-                    return Err(SchemaError(format!(
-                        "a field of record \"{fullname}\" has no \"name\" string"
-                    )))
-                }
+                _ => return Err(SchemaError(format!("a field of record \"{fullname}\" has no \"name\" string"))),
             };
             if !seen.insert(name.clone()) {
-                return Err(SchemaError(format!(
-                    "duplicate field \"{name}\" in record \"{fullname}\""
-                )));
+                return Err(SchemaError(format!("duplicate field \"{name}\" in record \"{fullname}\"")));
             }
             let floc = format!(" in field \"{fullname}.{name}\"");
-            let ty = fo
-                .get("type")
-                .ok_or_else(|| SchemaError(format!("no \"type\"{floc}")))?;
+            let ty = fo.get("type").ok_or_else(|| SchemaError(format!("no \"type\"{floc}")))?;
             let ty = self.parse_type(ty, &space, &floc)?;
             let doc = fo.get("doc").and_then(Json::as_str).map(str::to_string);
             let aliases = parse_aliases(fo, None, &format!("field \"{fullname}.{name}\""))?;
@@ -830,13 +718,8 @@ impl Parser {
                 attributes: other_attributes(fo, FIELD_KEYS),
             });
         }
-        let record = AvroType::Record(Arc::new(RecordType {
-            name: fullname.clone(),
-            aliases,
-            doc,
-            fields,
-            attributes,
-        }));
+        let record =
+            AvroType::Record(Arc::new(RecordType { name: fullname.clone(), aliases, doc, fields, attributes }));
         self.named.insert(fullname, record.clone());
         Ok(record)
     }
@@ -849,48 +732,31 @@ impl Parser {
         logical: bool,
     ) -> Result<AvroType, SchemaError> {
         let (fullname, space) = self.define(obj, ns, loc)?;
-        let (doc, aliases, attributes) =
-            Parser::named_extras(obj, &fullname, &space, ENUM_KEYS, logical)?;
+        let (doc, aliases, attributes) = Parser::named_extras(obj, &fullname, &space, ENUM_KEYS, logical)?;
         let Some(Json::Array(symbols_json)) = obj.get("symbols") else {
-            return Err(SchemaError(format!(
-                "enum \"{fullname}\" needs a \"symbols\" array"
-            )));
+            return Err(SchemaError(format!("enum \"{fullname}\" needs a \"symbols\" array")));
         };
         let mut symbols = Vec::with_capacity(symbols_json.len());
         for s in symbols_json {
             match s {
                 Json::String(s) if valid_name(s) => {
                     if symbols.contains(s) {
-                        return Err(SchemaError(format!(
-                            "enum \"{fullname}\" has symbol \"{s}\" twice"
-                        )));
+                        return Err(SchemaError(format!("enum \"{fullname}\" has symbol \"{s}\" twice")));
                     }
                     symbols.push(s.clone());
                 }
-                other => {
-                    return Err(SchemaError(format!(
-                        "enum \"{fullname}\" has an invalid symbol {other}"
-                    )))
-                }
+                other => return Err(SchemaError(format!("enum \"{fullname}\" has an invalid symbol {other}"))),
             }
         }
         let default = match obj.get("default") {
             None => None,
             Some(Json::String(d)) if symbols.contains(d) => Some(d.clone()),
             Some(other) => {
-                return Err(SchemaError(format!(
-                    "default {other} of enum \"{fullname}\" is not one of its symbols"
-                )))
+                return Err(SchemaError(format!("default {other} of enum \"{fullname}\" is not one of its symbols")))
             }
         };
-        let ty = AvroType::Enum(Arc::new(EnumType {
-            name: fullname.clone(),
-            aliases,
-            doc,
-            symbols,
-            default,
-            attributes,
-        }));
+        let ty =
+            AvroType::Enum(Arc::new(EnumType { name: fullname.clone(), aliases, doc, symbols, default, attributes }));
         self.named.insert(fullname, ty.clone());
         Ok(ty)
     }
@@ -903,24 +769,11 @@ impl Parser {
         logical: bool,
     ) -> Result<AvroType, SchemaError> {
         let (fullname, space) = self.define(obj, ns, loc)?;
-        let (doc, aliases, attributes) =
-            Parser::named_extras(obj, &fullname, &space, FIXED_KEYS, logical)?;
-        let size = obj
-            .get("size")
-            .and_then(Json::as_u64)
-            .and_then(|s| usize::try_from(s).ok())
-            .ok_or_else(|| {
-                SchemaError(format!(
-                    "fixed \"{fullname}\" needs a \"size\" that is a non-negative integer"
-                ))
-            })?;
-        let ty = AvroType::Fixed(Arc::new(FixedType {
-            name: fullname.clone(),
-            aliases,
-            doc,
-            size,
-            attributes,
-        }));
+        let (doc, aliases, attributes) = Parser::named_extras(obj, &fullname, &space, FIXED_KEYS, logical)?;
+        let size = obj.get("size").and_then(Json::as_u64).and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
+            SchemaError(format!("fixed \"{fullname}\" needs a \"size\" that is a non-negative integer"))
+        })?;
+        let ty = AvroType::Fixed(Arc::new(FixedType { name: fullname.clone(), aliases, doc, size, attributes }));
         self.named.insert(fullname, ty.clone());
         Ok(ty)
     }
@@ -972,10 +825,7 @@ impl Writer<'_> {
                             fo.insert("doc".into(), s(doc));
                         }
                         if !f.aliases.is_empty() {
-                            fo.insert(
-                                "aliases".into(),
-                                Json::Array(f.aliases.iter().map(|a| s(a)).collect()),
-                            );
+                            fo.insert("aliases".into(), Json::Array(f.aliases.iter().map(|a| s(a)).collect()));
                         }
                         add_attributes(&mut fo, &f.attributes);
                         Json::Object(fo)
@@ -990,10 +840,7 @@ impl Writer<'_> {
                     return s(&e.name);
                 }
                 let mut obj = self.header("enum", &e.name, ns, &e.aliases, &e.doc);
-                obj.insert(
-                    "symbols".into(),
-                    Json::Array(e.symbols.iter().map(|x| s(x)).collect()),
-                );
+                obj.insert("symbols".into(), Json::Array(e.symbols.iter().map(|x| s(x)).collect()));
                 if let Some(d) = &e.default {
                     obj.insert("default".into(), s(d));
                 }
@@ -1132,10 +979,7 @@ mod tests {
         ] {
             assert_eq!(parse(&format!("\"{name}\"")).root, ty);
             assert_eq!(parse(&format!("{{\"type\": \"{name}\"}}")).root, ty);
-            assert_eq!(
-                parse(&format!("{{\"type\": {{\"type\": \"{name}\"}}}}")).root,
-                ty
-            );
+            assert_eq!(parse(&format!("{{\"type\": {{\"type\": \"{name}\"}}}}")).root, ty);
             round_trip(&format!("\"{name}\""));
         }
     }
@@ -1165,21 +1009,13 @@ mod tests {
         assert_eq!(rec.fields[2].default, Some(Json::Null));
         assert_eq!(rec.fields[0].default, None);
         assert_eq!(rec.fields[4].ty, AvroType::Ref("actor".into()));
-        let AvroType::Record(actor) = s.resolve(&rec.fields[4].ty) else {
-            panic!()
-        };
+        let AvroType::Record(actor) = s.resolve(&rec.fields[4].ty) else { panic!() };
         assert_eq!(actor.fields[0].name, "name");
         assert_eq!(
             rec.fields[8].ty,
-            AvroType::Union(vec![
-                AvroType::Ref("md5".into()),
-                AvroType::Ref("Genre".into()),
-                AvroType::String
-            ])
+            AvroType::Union(vec![AvroType::Ref("md5".into()), AvroType::Ref("Genre".into()), AvroType::String])
         );
-        let AvroType::Enum(genre) = &rec.fields[6].ty else {
-            panic!()
-        };
+        let AvroType::Enum(genre) = &rec.fields[6].ty else { panic!() };
         assert_eq!(genre.default.as_deref(), Some("DRAMA"));
         assert_eq!(s.resolve(&AvroType::Int), &AvroType::Int);
         assert!(s.named_type("md5").is_some());
@@ -1188,9 +1024,7 @@ mod tests {
 
     #[test]
     fn error_is_a_record() {
-        let s = parse(
-            r#"{"type": "error", "name": "Oops", "fields": [{"name": "m", "type": "string"}]}"#,
-        );
+        let s = parse(r#"{"type": "error", "name": "Oops", "fields": [{"name": "m", "type": "string"}]}"#);
         assert_eq!(s.root_record().unwrap().name, "Oops");
         assert!(parse("\"int\"").root_record().is_none());
     }
@@ -1216,9 +1050,7 @@ mod tests {
         );
         let rec = s.root_record().unwrap();
         assert_eq!(rec.name, "com.example.Outer");
-        let AvroType::Record(inner) = &rec.fields[0].ty else {
-            panic!()
-        };
+        let AvroType::Record(inner) = &rec.fields[0].ty else { panic!() };
         assert_eq!(inner.name, "com.example.Inner");
         // The enum's dotted name sets its own namespace; the fixed inherits Inner's namespace.
         assert_eq!(inner.fields[0].ty.name(), Some("org.other.Color"));
@@ -1227,9 +1059,7 @@ mod tests {
         assert_eq!(rec.fields[1].ty, AvroType::Ref("com.example.Inner".into()));
         assert_eq!(rec.fields[2].ty, AvroType::Ref("com.example.Inner".into()));
         assert_eq!(rec.fields[4].ty, AvroType::Ref("Plain".into()));
-        let AvroType::Record(deep) = &rec.fields[5].ty else {
-            panic!()
-        };
+        let AvroType::Record(deep) = &rec.fields[5].ty else { panic!() };
         assert_eq!(deep.fields[0].ty, AvroType::Ref("org.other.Color".into()));
         assert_eq!(deep.fields[1].ty, AvroType::Ref("com.example.Id".into()));
     }
@@ -1244,14 +1074,8 @@ mod tests {
             ]}"#,
         );
         let rec = s.root_record().unwrap();
-        assert_eq!(
-            rec.fields[1].ty,
-            AvroType::Union(vec![AvroType::Null, AvroType::Ref("Node".into())])
-        );
-        assert!(matches!(
-            s.resolve(&AvroType::Ref("Node".into())),
-            AvroType::Record(_)
-        ));
+        assert_eq!(rec.fields[1].ty, AvroType::Union(vec![AvroType::Null, AvroType::Ref("Node".into())]));
+        assert!(matches!(s.resolve(&AvroType::Ref("Node".into())), AvroType::Record(_)));
     }
 
     #[test]
@@ -1268,17 +1092,13 @@ mod tests {
             ]}"#,
         );
         let rec = s.root_record().unwrap();
-        let AvroType::Logical { base, attributes } = &rec.fields[2].ty else {
-            panic!()
-        };
+        let AvroType::Logical { base, attributes } = &rec.fields[2].ty else { panic!() };
         assert_eq!(**base, AvroType::Bytes);
         assert_eq!(attributes["logicalType"], "decimal");
         assert_eq!(attributes["precision"], 9);
         assert_eq!(attributes["scale"], 2);
         assert_eq!(attributes.len(), 3);
-        let AvroType::Logical { base, attributes } = &rec.fields[3].ty else {
-            panic!()
-        };
+        let AvroType::Logical { base, attributes } = &rec.fields[3].ty else { panic!() };
         assert!(matches!(&**base, AvroType::Fixed(f) if f.size == 8 && f.name == "Money"));
         assert_eq!(attributes.len(), 3);
         // A reference to a logical named type keeps the logical type.
@@ -1289,13 +1109,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let e = parse_err(
-            r#"{"type": "record", "name": "movie", "fields": [{"name": "cast", "type": "Foo"}]}"#,
-        );
-        assert!(
-            e.contains(r#"unknown type "Foo" in field "movie.cast""#),
-            "{e}"
-        );
+        let e = parse_err(r#"{"type": "record", "name": "movie", "fields": [{"name": "cast", "type": "Foo"}]}"#);
+        assert!(e.contains(r#"unknown type "Foo" in field "movie.cast""#), "{e}");
         let e = parse_err(
             r#"{"type": "record", "name": "m", "fields": [{"name": "a", "type": "int"}, {"name": "a", "type": "long"}]}"#,
         );
@@ -1310,8 +1125,7 @@ mod tests {
         assert!(e.contains("directly contains another union"), "{e}");
         let e = parse_err(r#"["null", "int", "null"]"#);
         assert!(e.contains("two branches of type \"null\""), "{e}");
-        let e =
-            parse_err(r#"[{"type": "array", "items": "int"}, {"type": "array", "items": "long"}]"#);
+        let e = parse_err(r#"[{"type": "array", "items": "int"}, {"type": "array", "items": "long"}]"#);
         assert!(e.contains("two branches of type \"array\""), "{e}");
         let e = parse_err(r#"["int", {"type": "int", "logicalType": "date"}]"#);
         assert!(e.contains("two branches"), "{e}");
@@ -1325,9 +1139,8 @@ mod tests {
         assert!(e.contains("cannot be called \"int\""), "{e}");
         let e = parse_err(r#"{"type": "record", "name": "a-b", "fields": []}"#);
         assert!(e.contains("invalid name \"a-b\""), "{e}");
-        let e = parse_err(
-            r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "int", "default": "x"}]}"#,
-        );
+        let e =
+            parse_err(r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "int", "default": "x"}]}"#);
         assert!(e.contains("invalid default for field \"R.a\""), "{e}");
         let e = parse_err(r#"{"type": "array"}"#);
         assert!(e.contains("no \"items\""), "{e}");
@@ -1374,11 +1187,7 @@ mod tests {
         );
         let rec = input.root_record().unwrap();
         // Output order puts the reference before the definition it had in the input.
-        let fields = vec![
-            rec.fields[2].clone(),
-            rec.fields[1].clone(),
-            rec.fields[0].clone(),
-        ];
+        let fields = vec![rec.fields[2].clone(), rec.fields[1].clone(), rec.fields[0].clone()];
         let out = Schema::record("ns.movie", fields, &input).unwrap();
         let text = out.to_json();
         let again = Schema::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -1393,11 +1202,7 @@ mod tests {
         assert_eq!(Schema::parse(&again.to_json()).unwrap(), again);
 
         // Any root works, not only records.
-        let list = Schema::from_root(
-            AvroType::Array(Box::new(AvroType::Ref("ns.actor".into()))),
-            &input,
-        )
-        .unwrap();
+        let list = Schema::from_root(AvroType::Array(Box::new(AvroType::Ref("ns.actor".into()))), &input).unwrap();
         let again = Schema::parse(&list.to_json()).unwrap();
         assert!(
             matches!(&again.root, AvroType::Array(items) if matches!(&**items, AvroType::Record(a) if a.name == "ns.actor"))
@@ -1407,22 +1212,10 @@ mod tests {
         let out = Schema::record("small", vec![rec.fields[2].clone()], &input).unwrap();
         assert_eq!(out.named_types().count(), 1);
 
-        let e = Schema::record(
-            "x",
-            vec![Field::new("a", AvroType::Ref("nope".into()))],
-            &input,
-        )
-        .unwrap_err();
+        let e = Schema::record("x", vec![Field::new("a", AvroType::Ref("nope".into()))], &input).unwrap_err();
         assert!(e.to_string().contains("unknown type \"nope\""), "{e}");
-        let e = Schema::record(
-            "x",
-            vec![
-                Field::new("a", AvroType::Int),
-                Field::new("a", AvroType::Int),
-            ],
-            &input,
-        )
-        .unwrap_err();
+        let e = Schema::record("x", vec![Field::new("a", AvroType::Int), Field::new("a", AvroType::Int)], &input)
+            .unwrap_err();
         assert!(e.to_string().contains("duplicate field"), "{e}");
         assert!(Schema::record("bad name", vec![], &input).is_err());
     }
@@ -1454,46 +1247,29 @@ mod tests {
         assert!(!rec.fields[0].answers_to("other"));
         assert_eq!(rec.fields[0].attributes["order"], "descending");
         assert_eq!(rec.fields[0].attributes["x-pii"], false);
-        let AvroType::Enum(genre) = &rec.fields[1].ty else {
-            panic!()
-        };
+        let AvroType::Enum(genre) = &rec.fields[1].ty else { panic!() };
         assert_eq!(genre.aliases, ["films.Kind"]);
         assert_eq!(genre.doc.as_deref(), Some("kinds"));
         assert_eq!(genre.attributes["x-sort"], 1);
-        let AvroType::Fixed(md5) = &rec.fields[2].ty else {
-            panic!()
-        };
-        assert_eq!(
-            (md5.name.as_str(), md5.aliases.as_slice()),
-            ("Md5", &["Digest".to_string()][..])
-        );
+        let AvroType::Fixed(md5) = &rec.fields[2].ty else { panic!() };
+        assert_eq!((md5.name.as_str(), md5.aliases.as_slice()), ("Md5", &["Digest".to_string()][..]));
         assert_eq!(md5.doc.as_deref(), Some("sum"));
         assert_eq!(md5.attributes["x-algo"], "md5");
         assert_eq!(rec.fields[2].ty.aliases(), ["Digest"]);
         // With a logical type, the wrapper keeps the other attributes; the named type its aliases.
-        let AvroType::Logical { base, attributes } = &rec.fields[3].ty else {
-            panic!()
-        };
+        let AvroType::Logical { base, attributes } = &rec.fields[3].ty else { panic!() };
         assert_eq!(base.aliases(), ["films.Cash"]);
         assert_eq!(rec.fields[3].ty.aliases(), ["films.Cash"]);
         assert!(matches!(&**base, AvroType::Fixed(f) if f.attributes.is_empty()));
         assert_eq!(attributes.len(), 4, "{attributes:?}");
-        let AvroType::Logical { base, attributes } = &rec.fields[4].ty else {
-            panic!()
-        };
+        let AvroType::Logical { base, attributes } = &rec.fields[4].ty else { panic!() };
         assert_eq!(base.aliases(), ["films.Old"]);
         assert_eq!(attributes["x-a"], 1);
         assert_eq!(AvroType::Int.aliases(), &[] as &[String]);
         // Written back as full names, attributes after the type's own keys.
         let json = s.to_json_value();
-        assert_eq!(
-            json["aliases"],
-            serde_json::json!(["films.Film", "old.Picture"])
-        );
-        assert_eq!(
-            json["fields"][0]["aliases"],
-            serde_json::json!(["time", "day"])
-        );
+        assert_eq!(json["aliases"], serde_json::json!(["films.Film", "old.Picture"]));
+        assert_eq!(json["fields"][0]["aliases"], serde_json::json!(["time", "day"]));
         assert_eq!(json["fields"][0]["order"], "descending");
         assert_eq!(json["fields"][2]["type"]["x-algo"], "md5");
         // Hand-built attributes cannot overwrite what the type writes itself.
@@ -1501,10 +1277,7 @@ mod tests {
         record.attributes.insert("name".into(), "other".into());
         record.attributes.insert("x".into(), 1.into());
         let built = Schema::from_root(AvroType::Record(Arc::new(record)), &s).unwrap();
-        assert_eq!(
-            built.to_json(),
-            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}],"x":1}"#
-        );
+        assert_eq!(built.to_json(), r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}],"x":1}"#);
     }
 
     #[test]
@@ -1541,26 +1314,15 @@ mod tests {
             "n.Pair",
             vec![
                 Field::new("a", input.root.clone()),
-                Field::new(
-                    "b",
-                    AvroType::Union(vec![AvroType::Null, other_doc.root.clone()]),
-                ),
+                Field::new("b", AvroType::Union(vec![AvroType::Null, other_doc.root.clone()])),
             ],
             &input,
         )
         .unwrap();
         // Defined at its first use (the first definition, doc and all), named at the second.
         let text = both.to_json();
-        assert_eq!(
-            text.matches("\"type\":\"record\",\"name\":\"n.Movie\"")
-                .count(),
-            1,
-            "{text}"
-        );
-        assert!(
-            text.contains("\"doc\":\"one\"") && !text.contains("\"doc\":\"two\""),
-            "{text}"
-        );
+        assert_eq!(text.matches("\"type\":\"record\",\"name\":\"n.Movie\"").count(), 1, "{text}");
+        assert!(text.contains("\"doc\":\"one\"") && !text.contains("\"doc\":\"two\""), "{text}");
         let again = parse(&text);
         assert!(again.same_as(&both));
         apache_avro::Schema::parse_str(&text).unwrap();
@@ -1574,18 +1336,11 @@ mod tests {
         );
         let e = Schema::record(
             "n.Pair",
-            vec![
-                Field::new("a", input.root.clone()),
-                Field::new("b", different.root.clone()),
-            ],
+            vec![Field::new("a", input.root.clone()), Field::new("b", different.root.clone())],
             &input,
         )
         .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("type \"n.Genre\" is defined twice, differently"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("type \"n.Genre\" is defined twice, differently"), "{e}");
     }
 
     #[test]

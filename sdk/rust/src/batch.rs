@@ -123,8 +123,13 @@ impl Batch {
         let is_origin = |column: i64| column == i64::from(ORIGIN);
         Record {
             key: if is_origin(raw.key_lengths[index].into()) { origin.key() } else { own.key() }.map(<[u8]>::to_vec),
-            value: if is_origin(raw.value_lengths[index].into()) { origin.value() } else { own.value() }.map(<[u8]>::to_vec),
-            headers: if is_origin(raw.header_counts[index].into()) { origin.to_record().headers } else { own.to_record().headers },
+            value: if is_origin(raw.value_lengths[index].into()) { origin.value() } else { own.value() }
+                .map(<[u8]>::to_vec),
+            headers: if is_origin(raw.header_counts[index].into()) {
+                origin.to_record().headers
+            } else {
+                own.to_record().headers
+            },
             timestamp: if is_origin(raw.timestamps[index]) { origin.timestamp() } else { own.timestamp() },
         }
     }
@@ -182,7 +187,10 @@ impl<'a> RecordRef<'a> {
         Record {
             key: self.key().map(<[u8]>::to_vec),
             value: self.value().map(<[u8]>::to_vec),
-            headers: self.headers().map(|(key, value)| Header { key: key.to_string(), value: value.map(<[u8]>::to_vec) }).collect(),
+            headers: self
+                .headers()
+                .map(|(key, value)| Header { key: key.to_string(), value: value.map(<[u8]>::to_vec) })
+                .collect(),
             timestamp: self.timestamp(),
         }
     }
@@ -267,9 +275,19 @@ mod tests {
     fn records() -> Vec<Record> {
         let header = |key: &str, value: Option<&[u8]>| Header { key: key.into(), value: value.map(<[u8]>::to_vec) };
         vec![
-            Record { key: Some(b"k1".to_vec()), value: Some(b"v1".to_vec()), headers: vec![header("h", Some(b"x")), header("n", None)], timestamp: Some(5) },
+            Record {
+                key: Some(b"k1".to_vec()),
+                value: Some(b"v1".to_vec()),
+                headers: vec![header("h", Some(b"x")), header("n", None)],
+                timestamp: Some(5),
+            },
             Record { key: None, value: None, headers: vec![], timestamp: None },
-            Record { key: Some(vec![]), value: Some(vec![]), headers: vec![header("h", Some(b""))], timestamp: Some(0) },
+            Record {
+                key: Some(vec![]),
+                value: Some(vec![]),
+                headers: vec![header("h", Some(b""))],
+                timestamp: Some(0),
+            },
             Record::from_value(b"only".to_vec()),
         ]
     }
@@ -290,7 +308,8 @@ mod tests {
         out.pass(1, 0);
         out.emit_value(0, 0, Some(b"new"));
         out.emit_value(0, 2, None);
-        let own = Record { key: Some(b"other".to_vec()), value: Some(b"w".to_vec()), headers: vec![], timestamp: Some(9) };
+        let own =
+            Record { key: Some(b"other".to_vec()), value: Some(b"w".to_vec()), headers: vec![], timestamp: Some(9) };
         out.emit(2, 1, &own);
         let originals = records();
         assert_eq!(

@@ -96,7 +96,12 @@ impl Output {
     }
 
     fn into_result(self) -> BatchResult {
-        BatchResult { ports: self.ports, origins: self.origins, emitted: self.emitted.finish(), failures: self.failures }
+        BatchResult {
+            ports: self.ports,
+            origins: self.origins,
+            emitted: self.emitted.finish(),
+            failures: self.failures,
+        }
     }
 }
 
@@ -119,8 +124,7 @@ impl std::fmt::Display for ConfigError {
 
 /// Parse an input port's schema, or explain why the processor cannot use it.
 pub fn port_schema(port: &InputPort) -> Result<crate::avro::Schema, ConfigError> {
-    crate::avro::Schema::parse(&port.schema)
-        .map_err(|e| ConfigError::at("", format!("input {:?}: {e}", port.name)))
+    crate::avro::Schema::parse(&port.schema).map_err(|e| ConfigError::at("", format!("input {:?}: {e}", port.name)))
 }
 
 thread_local! {
@@ -143,10 +147,7 @@ pub fn process<P: Processor>(input: u32, batch: wit::Batch) -> BatchResult {
     let mut out = Output::default();
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let processor = slot
-            .as_mut()
-            .and_then(|p| p.downcast_mut::<P>())
-            .expect("the host calls init before process");
+        let processor = slot.as_mut().and_then(|p| p.downcast_mut::<P>()).expect("the host calls init before process");
         processor.process(input, &batch, &mut out);
     });
     out.into_result()

@@ -33,9 +33,9 @@ pub mod options;
 pub mod state;
 
 pub use batch::{Batch, Header, Record, RecordRef};
-pub use guest::{port_schema, Emitted, Output, Processor};
 pub use bindings::meshhost::processor::log::{log, Level};
 pub use bindings::meshhost::processor::types::{ConfigError, InputPort, OutputPort, ValueFormat};
+pub use guest::{port_schema, Emitted, Output, Processor};
 
 #[doc(hidden)]
 pub mod bindings {
@@ -77,7 +77,7 @@ macro_rules! export {
                 }
             }
 
-            $crate::bindings::__export_plugin!(MeshhostGuest with_types_in $crate::bindings);
+    $crate::bindings::__export_plugin!(MeshhostGuest with_types_in $crate::bindings);
         };
     };
 }

@@ -9,7 +9,12 @@ type Options = serde_json::Map<String, serde_json::Value>;
 
 /// The `with:` mapping (absent counts as empty), with an error pushed for every key not in
 /// `known`; `None` (and an error) when `with` is not a mapping.
-pub fn options<'a>(plugin: &str, config: &'a serde_json::Value, known: &[&str], errors: &mut Vec<ConfigError>) -> Option<&'a Options> {
+pub fn options<'a>(
+    plugin: &str,
+    config: &'a serde_json::Value,
+    known: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Option<&'a Options> {
     static EMPTY: LazyLock<Options> = LazyLock::new(Options::new);
     let options = match config {
         serde_json::Value::Object(options) => options,
@@ -35,7 +40,11 @@ pub fn record_input(plugin: &str, input: &InputPort) -> Result<(Schema, RecordTy
         }
         None => Err(ConfigError::at(
             "",
-            format!("input {:?}: {plugin} needs a record schema, got {}", input.name, schema.resolve(&schema.root).describe()),
+            format!(
+                "input {:?}: {plugin} needs a record schema, got {}",
+                input.name,
+                schema.resolve(&schema.root).describe()
+            ),
         )),
     }
 }

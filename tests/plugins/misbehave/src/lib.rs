@@ -26,7 +26,12 @@ impl Processor for Misbehave {
             Some("bad-origin") => Mode::BadOrigin,
             Some("nothing") => Mode::Nothing,
             Some("reject-odd") => Mode::RejectOdd,
-            _ => return Err(vec![ConfigError::at("mode", "one of two-ports, bad-port, bad-origin, nothing, reject-odd")]),
+            _ => {
+                return Err(vec![ConfigError::at(
+                    "mode",
+                    "one of two-ports, bad-port, bad-origin, nothing, reject-odd",
+                )])
+            }
         };
         let schema = inputs[0].schema.clone();
         let mut ports = vec![OutputPort { name: "all".into(), schema: schema.clone() }];
