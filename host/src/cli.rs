@@ -262,7 +262,7 @@ fn execute(command: Command) -> Result<(), CliError> {
                         println!("{} -> {} {}", processor.uses, resolved.label, resolved.locked.digest);
                         lock.plugins.push(resolved.locked);
                     }
-                    Err(message) => problems.push(&format!("processors.{id}.uses"), message),
+                    Err(error) => problems.push(&format!("processors.{id}.uses"), error.to_string()),
                 }
             }
             if !problems.is_empty() {
@@ -307,8 +307,8 @@ fn load_and_plan(
     }
     let plugins = match PluginResolver::for_pipeline(pipeline, config.registry.clone()) {
         Ok(plugins) => plugins,
-        Err(message) => {
-            problems.push("", message);
+        Err(error) => {
+            problems.push("", error.to_string());
             PluginResolver::unlocked(config.registry.clone())
         }
     };

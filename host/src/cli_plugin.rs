@@ -150,6 +150,6 @@ fn publish(registry: &Path, bytes: &[u8], manifest: Manifest) -> Result<(), CliE
     Ok(())
 }
 
-fn invalid(message: impl Into<String>) -> CliError {
-    CliError::Invalid(Problems::one("", message))
+fn invalid(message: impl ToString) -> CliError {
+    CliError::Invalid(Problems::one("", message.to_string()))
 }

@@ -41,24 +41,38 @@ pub fn partition_counts(
         .collect())
 }
 
+/// A topic that could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTopicError {
+    #[error("cannot create topic {topic}")]
+    Client {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot create topic {topic}: the broker answered {code}")]
+    Refused { topic: String, code: RDKafkaErrorCode },
+}
+
 /// Create `topic` with `partitions` partitions and the given topic configs, unless it exists.
 pub fn ensure_topic(
     bootstrap_servers: &str,
     topic: &str,
     partitions: i32,
     configs: &[(&str, &str)],
-) -> anyhow::Result<()> {
+) -> Result<(), CreateTopicError> {
+    let client_error = |source| CreateTopicError::Client { topic: topic.to_string(), source };
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
+        ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create().map_err(client_error)?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         new = new.set(key, value);
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in block_on(admin.create_topics([&new], &options))? {
+    for result in block_on(admin.create_topics([&new], &options)).map_err(client_error)? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => anyhow::bail!("cannot create topic {topic}: {code}"),
+            Err((topic, code)) => return Err(CreateTopicError::Refused { topic, code }),
         }
     }
     Ok(())

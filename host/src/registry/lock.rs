@@ -41,12 +41,14 @@ impl LockFile {
     }
 
     /// Read the lock file of `pipeline`, if there is one.
-    pub fn read_for(pipeline: &Path) -> Result<Option<LockFile>, String> {
+    pub fn read_for(pipeline: &Path) -> Result<Option<LockFile>, super::RegistryError> {
         let path = Self::path_for(pipeline);
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| super::RegistryError::BadFile { path, message: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(error) => Err(super::RegistryError::Read { path, error }),
         }
     }
 

@@ -34,6 +34,42 @@ const YANKED_FILE: &str = "yanked";
 /// Plugin names are checked where `uses:` is parsed; publishing checks them the same way.
 pub use crate::config::check_plugin_name as check_name;
 
+/// Why a registry operation or a plugin resolution failed. The messages are for people: they
+/// name the plugin, the version and the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A plugin name that is not `namespace/name`.
+    #[error("{0}")]
+    BadName(String),
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+    /// A manifest or lock file that cannot be parsed.
+    #[error("{}: {message}", path.display())]
+    BadFile { path: PathBuf, message: String },
+    #[error("bad version {version:?} in the manifest: {error}")]
+    BadVersion { version: String, error: semver::Error },
+    /// Bytes that are not a meshhost processor component.
+    #[error("{0}")]
+    NotAComponent(String),
+    #[error("{name}@{version} is corrupt: its recorded digest is {recorded} but {} has {actual}", path.display())]
+    Corrupt { name: String, version: Version, recorded: String, path: PathBuf, actual: String },
+    #[error("{name}@{version} is already published with digest {digest}; a published version never changes: publish a new version")]
+    VersionTaken { name: String, version: Version, digest: String },
+    #[error("{name}@{version} is not in the registry{available}")]
+    NoSuchVersion { name: String, version: Version, available: String },
+    #[error("no plugin named {name:?} in {place}; stock plugins are {stock}")]
+    NoSuchPlugin { name: String, place: String, stock: String },
+    #[error("no version of {name} matches {requirement}{available}")]
+    NoMatch { name: String, requirement: VersionReq, available: String },
+    /// The lock file does not fit the pipeline or the registry.
+    #[error("{0}")]
+    Lock(String),
+}
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
 /// `sha256:<hex>` of some bytes.
 pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", crate::plugin::hex(&Sha256::digest(bytes)))
@@ -56,18 +92,18 @@ pub struct PublishedVersion {
 
 impl PublishedVersion {
     /// The component's bytes, checked against the recorded digest.
-    pub fn read_component(&self) -> Result<Vec<u8>, String> {
+    pub fn read_component(&self) -> Result<Vec<u8>> {
         let path = self.dir.join(COMPONENT_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = std::fs::read(&path).map_err(|error| RegistryError::Read { path: path.clone(), error })?;
         let actual = digest(&bytes);
         if actual != self.manifest.digest {
-            return Err(format!(
-                "{}@{} is corrupt: its recorded digest is {} but {} has {actual}",
-                self.manifest.manifest.name,
-                self.version,
-                self.manifest.digest,
-                path.display()
-            ));
+            return Err(RegistryError::Corrupt {
+                name: self.manifest.manifest.name.clone(),
+                version: self.version.clone(),
+                recorded: self.manifest.digest.clone(),
+                path,
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -108,16 +144,17 @@ impl Registry {
 
     /// Every published version of `name`, oldest first. A version directory whose manifest
     /// cannot be read is reported as an error.
-    pub fn versions(&self, name: &str) -> Result<Vec<PublishedVersion>, String> {
-        check_name(name)?;
+    pub fn versions(&self, name: &str) -> Result<Vec<PublishedVersion>> {
+        check_name(name).map_err(RegistryError::BadName)?;
         let mut versions = Vec::new();
         for entry in read_dir_names(&self.root.join(name)) {
             let Ok(version) = Version::parse(&entry) else { continue };
             let dir = self.root.join(name).join(&entry);
             let manifest_path = dir.join(MANIFEST_FILE);
             let text = std::fs::read_to_string(&manifest_path)
-                .map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
-            let manifest = PublishedManifest::parse(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+                .map_err(|error| RegistryError::Read { path: manifest_path.clone(), error })?;
+            let manifest = PublishedManifest::parse(&text)
+                .map_err(|message| RegistryError::BadFile { path: manifest_path.clone(), message })?;
             let yanked = dir.join(YANKED_FILE).exists();
             versions.push(PublishedVersion { version, dir, manifest, yanked });
         }
@@ -126,23 +163,25 @@ impl Registry {
     }
 
     /// The highest non-yanked version of `name` matching `requirement`.
-    pub fn find(&self, name: &str, requirement: &VersionReq) -> Result<Option<PublishedVersion>, String> {
+    pub fn find(&self, name: &str, requirement: &VersionReq) -> Result<Option<PublishedVersion>> {
         Ok(self.versions(name)?.into_iter().rev().find(|v| !v.yanked && requirement.matches(&v.version)))
     }
 
     /// Exactly `name@version`, yanked or not.
-    pub fn exact(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>, String> {
+    pub fn exact(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
         Ok(self.versions(name)?.into_iter().find(|v| &v.version == version))
     }
 
     /// Publish a component under its manifest's name and version. The component must export
     /// the meshhost processor interface; the version directory is staged and renamed into
     /// place, so a killed publish leaves nothing half-written.
-    pub fn publish(&self, engine: &PluginEngine, component: &[u8], manifest: Manifest) -> Result<Published, String> {
-        check_name(&manifest.name)?;
+    pub fn publish(&self, engine: &PluginEngine, component: &[u8], manifest: Manifest) -> Result<Published> {
+        check_name(&manifest.name).map_err(RegistryError::BadName)?;
         let version = Version::parse(&manifest.version)
-            .map_err(|e| format!("bad version {:?} in the manifest: {e}", manifest.version))?;
-        let info = engine.describe(&format!("{}@{version}", manifest.name), component)?;
+            .map_err(|error| RegistryError::BadVersion { version: manifest.version.clone(), error })?;
+        let info = engine
+            .describe(&format!("{}@{version}", manifest.name), component)
+            .map_err(RegistryError::NotAComponent)?;
         let digest = digest(component);
 
         let final_dir = self.root.join(&manifest.name).join(version.to_string());
@@ -150,10 +189,7 @@ impl Registry {
             return if existing.manifest.digest == digest {
                 Ok(Published::AlreadyThere { digest })
             } else {
-                Err(format!(
-                    "{}@{version} is already published with digest {}; a published version never changes: publish a new version",
-                    manifest.name, existing.manifest.digest
-                ))
+                Err(RegistryError::VersionTaken { name: manifest.name, version, digest: existing.manifest.digest })
             };
         }
 
@@ -186,16 +222,18 @@ impl Registry {
                     return Ok(Published::AlreadyThere { digest });
                 }
             }
-            return Err(format!("cannot write {}: {error}", final_dir.display()));
+            return Err(RegistryError::Write { path: final_dir, error });
         }
         Ok(Published::New { digest })
     }
 
     /// Mark `name@version` yanked (or, with `undo`, not yanked).
-    pub fn yank(&self, name: &str, version: &Version, undo: bool) -> Result<(), String> {
-        let published = self
-            .exact(name, version)?
-            .ok_or_else(|| format!("{name}@{version} is not in the registry{}", self.available(name)))?;
+    pub fn yank(&self, name: &str, version: &Version, undo: bool) -> Result<()> {
+        let published = self.exact(name, version)?.ok_or_else(|| RegistryError::NoSuchVersion {
+            name: name.to_string(),
+            version: version.clone(),
+            available: self.available(name),
+        })?;
         let marker = published.dir.join(YANKED_FILE);
         let result = if undo {
             match std::fs::remove_file(&marker) {
@@ -205,11 +243,11 @@ impl Registry {
         } else {
             std::fs::write(&marker, b"")
         };
-        result.map_err(|e| format!("cannot update {}: {e}", marker.display()))
+        result.map_err(|error| RegistryError::Write { path: marker, error })
     }
 
-    /// Recompute every digest; one line per problem.
-    pub fn verify(&self) -> Vec<String> {
+    /// Recompute every digest; one problem per corrupt or unreadable version.
+    pub fn verify(&self) -> Vec<RegistryError> {
         let mut problems = Vec::new();
         for name in self.names() {
             match self.versions(&name) {
@@ -284,17 +322,20 @@ impl PluginResolver {
     }
 
     /// Resolve for the pipeline file at `pipeline`: through its lock file when there is one.
-    pub fn for_pipeline(pipeline: &Path, registry: Option<PathBuf>) -> Result<PluginResolver, String> {
+    pub fn for_pipeline(pipeline: &Path, registry: Option<PathBuf>) -> Result<PluginResolver> {
         Ok(PluginResolver { registry, lock: LockFile::read_for(pipeline)? })
     }
 
     /// Find the plugin `uses` names.
-    pub fn resolve(&self, uses: &PluginRef) -> Result<ResolvedPlugin, String> {
+    pub fn resolve(&self, uses: &PluginRef) -> Result<ResolvedPlugin> {
         let registry = self.registry.as_deref();
         match &self.lock {
             Some(lock) => {
                 let entry = lock.entry(&uses.text).ok_or_else(|| {
-                    format!("the lock file has no entry for {:?}; run `meshhost lock` to update it", uses.text)
+                    RegistryError::Lock(format!(
+                        "the lock file has no entry for {:?}; run `meshhost lock` to update it",
+                        uses.text
+                    ))
                 })?;
                 resolve_locked(entry, &uses.target, registry)
             }
@@ -303,10 +344,10 @@ impl PluginResolver {
     }
 }
 
-fn resolve_fresh(uses: &str, plugin: &PluginTarget, registry: Option<&Path>) -> Result<ResolvedPlugin, String> {
+fn resolve_fresh(uses: &str, plugin: &PluginTarget, registry: Option<&Path>) -> Result<ResolvedPlugin> {
     match plugin {
         PluginTarget::Path(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(|error| RegistryError::Read { path: path.clone(), error })?;
             let locked = LockedPlugin {
                 uses: uses.to_string(),
                 name: None,
@@ -336,24 +377,22 @@ fn resolve_fresh(uses: &str, plugin: &PluginTarget, registry: Option<&Path>) -> 
                     Some(root) => format!("registry {}", root.display()),
                     None => "the stock plugins (no registry configured)".to_string(),
                 };
-                Err(format!("no plugin named {name:?} in {place}; stock plugins are {}", stock.join(", ")))
+                Err(RegistryError::NoSuchPlugin { name: name.clone(), place, stock: stock.join(", ") })
             } else {
                 let stock = if stock_versions.is_empty() {
                     String::new()
                 } else {
                     format!("; stock: {}", stock_versions.join(", "))
                 };
-                Err(format!("no version of {name} matches {requirement}{available}{stock}"))
+                let available = format!("{available}{stock}");
+                Err(RegistryError::NoMatch { name: name.clone(), requirement: requirement.clone(), available })
             }
         }
     }
 }
 
-fn resolve_locked(
-    entry: &LockedPlugin,
-    plugin: &PluginTarget,
-    registry: Option<&Path>,
-) -> Result<ResolvedPlugin, String> {
+fn resolve_locked(entry: &LockedPlugin, plugin: &PluginTarget, registry: Option<&Path>) -> Result<ResolvedPlugin> {
+    let lock = |message: String| RegistryError::Lock(message);
     let resolved = match (entry.source.as_str(), plugin) {
         ("path", PluginTarget::Path(_)) => resolve_fresh(&entry.uses, plugin, registry)?,
         ("registry" | "stock", PluginTarget::Registry { name, .. }) => {
@@ -361,37 +400,42 @@ fn resolve_locked(
                 .version
                 .as_deref()
                 .and_then(|v| Version::parse(v).ok())
-                .ok_or_else(|| format!("the lock entry for {:?} has no valid version", entry.uses))?;
+                .ok_or_else(|| lock(format!("the lock entry for {:?} has no valid version", entry.uses)))?;
             if entry.source == "stock" {
                 let stock = crate::plugin::stock::ALL
                     .iter()
                     .find(|p| p.name == name && p.version == version.to_string())
                     .ok_or_else(|| {
-                        format!("the lock file wants stock plugin {name}@{version}, which this meshhost does not have")
+                        lock(format!(
+                            "the lock file wants stock plugin {name}@{version}, which this meshhost does not have"
+                        ))
                     })?;
                 from_stock(&entry.uses, stock)
             } else {
                 let root = registry.ok_or_else(|| {
-                    format!("the lock file wants {name}@{version} from a registry, but no registry is configured")
+                    lock(format!("the lock file wants {name}@{version} from a registry, but no registry is configured"))
                 })?;
                 // Locked versions load even when yanked: yanking only stops new resolutions.
                 let found = Registry::open(root).exact(name, &version)?.ok_or_else(|| {
-                    format!("the lock file wants {name}@{version}, which is not in registry {}", root.display())
+                    lock(format!("the lock file wants {name}@{version}, which is not in registry {}", root.display()))
                 })?;
                 let path = found.dir.join(COMPONENT_FILE);
-                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let bytes = std::fs::read(&path).map_err(|error| RegistryError::Read { path, error })?;
                 from_registry(&entry.uses, name, &version, bytes)
             }
         }
         _ => {
-            return Err(format!("the lock entry for {:?} does not match the pipeline; run `meshhost lock`", entry.uses))
+            return Err(lock(format!(
+                "the lock entry for {:?} does not match the pipeline; run `meshhost lock`",
+                entry.uses
+            )))
         }
     };
     if resolved.locked.digest != entry.digest {
-        return Err(format!(
+        return Err(lock(format!(
             "plugin {} does not match the lock file: expected digest {}, actual {}",
             resolved.label, entry.digest, resolved.locked.digest
-        ));
+        )));
     }
     Ok(resolved)
 }

@@ -42,12 +42,8 @@ pub enum ChangelogError {
     },
     #[error("changelog {topic}/{partition} stopped before its end offset {end}")]
     Stalled { topic: String, partition: i32, end: i64 },
-    #[error("cannot create changelog topic {topic}")]
-    Create {
-        topic: String,
-        #[source]
-        source: anyhow::Error,
-    },
+    #[error(transparent)]
+    Create(#[from] crate::kafka::CreateTopicError),
 }
 
 /// Open the local store at `store_path` and bring it up to date with `changelog` (created if
@@ -65,8 +61,7 @@ pub fn open_with_changelog(
         &changelog.topic,
         changelog.partitions,
         &[("cleanup.policy", "compact")],
-    )
-    .map_err(|source| ChangelogError::Create { topic: changelog.topic.clone(), source })?;
+    )?;
     let store = Arc::new(StateStore::open(store_path)?);
     let kafka = |what: &'static str| {
         let topic = changelog.topic.clone();

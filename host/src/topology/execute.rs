@@ -442,7 +442,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use meshhost_avro;
+    use meshhost_avro as avro;
 
     use super::*;
     use crate::plugin::bindings::InputPort;

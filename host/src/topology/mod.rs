@@ -161,6 +161,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
         }
         let plugin = plugins
             .resolve(&processor.uses)
+            .map_err(|e| e.to_string())
             .and_then(|resolved| engine.load(&resolved.label, &resolved.bytes).map_err(|e| format!("{e:#}")));
         let plugin = match plugin {
             Ok(plugin) => plugin,
