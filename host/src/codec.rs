@@ -12,8 +12,11 @@ use crate::config::Format;
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     /// Bytes that are not a datum of the schema.
-    #[error("not an Avro datum of the {which} schema: {error}")]
-    NotAvro { which: &'static str, error: DatumError },
+    #[error("not an Avro datum of the source schema: {0}")]
+    NotSourceDatum(DatumError),
+    /// A datum inside the pipeline that is not one of its edge's schema.
+    #[error("not an Avro datum of the schema: {0}")]
+    NotDatum(DatumError),
     /// Text that is not JSON.
     #[error("not JSON: {0}")]
     NotJson(serde_json::Error),
@@ -26,7 +29,7 @@ pub enum CodecError {
 pub fn decode(format: Format, schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
     match format {
         Format::Avro => {
-            avro::validate(schema, bytes).map_err(|error| CodecError::NotAvro { which: "source", error })?;
+            avro::validate(schema, bytes).map_err(CodecError::NotSourceDatum)?;
             Ok(bytes.to_vec())
         }
         Format::Json => json_to_avro(schema, bytes),
@@ -49,6 +52,6 @@ pub fn json_to_avro(schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, CodecError
 
 /// Avro datum → JSON text.
 pub fn avro_to_json(schema: &Schema, datum: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let json = avro::datum_to_json(schema, datum).map_err(|error| CodecError::NotAvro { which: "edge's", error })?;
+    let json = avro::datum_to_json(schema, datum).map_err(CodecError::NotDatum)?;
     Ok(serde_json::to_vec(&json).expect("JSON values always serialize"))
 }

@@ -6,8 +6,7 @@
 //! # fn main() -> anyhow::Result<()> {
 //! let config = meshhost::config::PipelineConfig::load("pipeline.yaml".as_ref())?;
 //! let engine = meshhost::plugin::PluginEngine::new()?;
-//! let plugins = meshhost::registry::PluginResolver::for_pipeline("pipeline.yaml".as_ref(), config.registry.clone())
-//!     .map_err(anyhow::Error::msg)?;
+//! let plugins = meshhost::registry::PluginResolver::for_pipeline("pipeline.yaml".as_ref(), config.registry.clone())?;
 //! let topology = meshhost::topology::plan(&config, &engine, &plugins)?;
 //! let settings = meshhost::cli::run_settings(&config, None);
 //! meshhost::topology::run::run(topology, &settings, &AtomicBool::new(false))?;

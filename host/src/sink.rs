@@ -38,11 +38,15 @@ pub struct OutgoingRecord<'a> {
     pub timestamp: Option<i64>,
 }
 
-/// A record the sink could not take.
+/// A record the sink could not take, or a flush that did not complete.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write to {topic}")]
-pub struct SinkError {
-    pub topic: String,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
+pub enum SinkError {
+    #[error("cannot write to {topic}")]
+    Send {
+        topic: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("could not flush the sink")]
+    Flush(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -5,8 +5,60 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
-use crate::topology::delivery::SourcePartition;
-use crate::topology::execute::InputRecord;
+use meshhost_sdk::{Header, Record};
+
+/// A partition of a pipeline source: (index in `Topology::sources`, partition).
+pub type SourcePartition = (usize, i32);
+
+/// A record as a source delivers it, read in place (the Kafka source hands over librdkafka's
+/// own buffers: nothing is copied until the executor needs it).
+pub trait InputRecord {
+    /// Index of the pipeline source it comes from, in [`Topology::sources`].
+    fn source(&self) -> usize;
+    /// Its partition at the source (0 for a source without partitions).
+    fn partition(&self) -> i32;
+    /// Its position within the partition: a Kafka offset, a database log position.
+    fn position(&self) -> i64;
+    fn key(&self) -> Option<&[u8]>;
+    /// The value as the source encodes it; `None` is a tombstone.
+    fn value(&self) -> Option<&[u8]>;
+    fn headers(&self) -> Vec<Header>;
+    /// Milliseconds since the Unix epoch.
+    fn timestamp(&self) -> Option<i64>;
+}
+
+/// An owned input record: for sources that build their records (and for tests and tools).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceRecord {
+    pub source: usize,
+    pub partition: i32,
+    pub position: i64,
+    pub record: Record,
+}
+
+impl InputRecord for SourceRecord {
+    fn source(&self) -> usize {
+        self.source
+    }
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+    fn position(&self) -> i64 {
+        self.position
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.record.key.as_deref()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.record.value.as_deref()
+    }
+    fn headers(&self) -> Vec<Header> {
+        self.record.headers.clone()
+    }
+    fn timestamp(&self) -> Option<i64> {
+        self.record.timestamp
+    }
+}
 
 /// A source of records for one pipeline, read in batches.
 ///
@@ -38,9 +90,6 @@ pub enum SourceError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Something the pipeline needs is not there (a topic, a table, a replication slot).
-    #[error("{0}")]
-    Missing(String),
     /// Any other failure of the source's client.
     #[error("{what}")]
     Client {

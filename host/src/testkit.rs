@@ -26,9 +26,10 @@ use serde::Deserialize;
 use crate::plugin::batch::Record;
 use crate::plugin::bindings::{InitResult, InputPort};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
+use crate::source::SourceRecord;
 use crate::state::StateWrites;
-use crate::topology::execute::{Effects, Executor, SourceRecord};
-use crate::topology::failure::{Failure, Stage};
+use crate::topology::execute::{Effects, Executor};
+use crate::topology::failure::{Cause, Failure};
 use crate::topology::{EdgeSchema, Topology};
 
 /// One check and its outcome.
@@ -251,9 +252,12 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
             return Err(format!("record {index}: {error}{cause}"));
         }
         for failure in collected.failures {
-            match failure.stage {
-                Stage::Process => failed.push(index),
-                Stage::Decode | Stage::Encode => return Err(format!("record {index}: {}", failure.error)),
+            // A fixture may expect the plugin to reject a record; any other failure is a bug.
+            match failure.cause {
+                Cause::Rejected => failed.push(index),
+                Cause::Data | Cause::Trapped | Cause::PluginBug => {
+                    return Err(format!("record {index}: {}", failure.error))
+                }
             }
         }
         for (sink, output) in collected.outputs {

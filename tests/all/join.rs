@@ -345,3 +345,74 @@ fn validate_refuses_bad_join_keys_and_mismatched_partitions() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("partition counts of stateful processors' inputs not checked"), "{stderr}");
 }
+
+/// A self-join: one topic read as two sources whose records share the named type `join.Movie`.
+/// Each movie joins with itself; a tombstone retracts it.
+#[test]
+fn a_self_join_reads_one_topic_as_both_inputs() {
+    let movies = unique("self-join-movies");
+    let output = unique("self-join-out");
+    create_topic(&movies, 3);
+    create_topic(&output, 3);
+    let mut records = Vec::new();
+    for k in 0..30 {
+        let id = format!("m-{k}");
+        records
+            .push((Some(id.clone().into_bytes()), Some(encode(MOVIE, movie_value(&id, &format!("Title {k}"), 1990)))));
+    }
+    for k in 0..10 {
+        let id = format!("m-{k}");
+        records
+            .push((Some(id.clone().into_bytes()), Some(encode(MOVIE, movie_value(&id, &format!("Sequel {k}"), 2000)))));
+    }
+    for k in 25..30 {
+        records.push((Some(format!("m-{k}").into_bytes()), None));
+    }
+    produce(&movies, &records);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("movie.avsc"), MOVIE).unwrap();
+    let name = unique("self-join");
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: {name}\nstate_dir: ./state\nsources:\n  movies:\n    topic: {movies}\n    format: avro\n    schema: movie.avsc\n  sequels:\n    topic: {movies}\n    format: avro\n    schema: movie.avsc\nprocessors:\n  pairs:\n    uses: mesh/join@0.1\n    inputs: [movies, sequels]\n    with:\n      left_key: id\n      right_key: id\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [pairs]\n"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("sequels: join.Movie or null"), "the second input refers to the shared type: {stdout}");
+
+    let run = start_run(&pipeline);
+    wait_for_commits(&format!("meshhost-{name}"), &[&movies]);
+    assert_clean_exit(&run.stop());
+
+    let schema = r#"{"type": "record", "name": "Joined", "fields": [
+      {"name": "movies", "type": {"type": "record", "name": "Movie", "namespace": "join", "fields": [
+        {"name": "id", "type": "string"}, {"name": "title", "type": "string"}, {"name": "year", "type": "int"}]}},
+      {"name": "sequels", "type": ["null", "join.Movie"]}]}"#;
+    let mut last = BTreeMap::new();
+    let mut records = read(&output, usize::MAX, Duration::from_secs(3));
+    records.sort_by_key(|r| r.partition); // offsets are in order within each partition already
+    for record in records {
+        let key = String::from_utf8(record.key.unwrap()).unwrap();
+        last.insert(key, record.value.map(|v| crate::movies::decode(schema, &v)));
+    }
+    let expected: BTreeMap<String, Option<Value>> = (0..30)
+        .map(|k| {
+            let id = format!("m-{k}");
+            let movie = match k {
+                0..10 => Some(movie_value(&id, &format!("Sequel {k}"), 2000)),
+                25..30 => None,
+                _ => Some(movie_value(&id, &format!("Title {k}"), 1990)),
+            };
+            let joined = movie.map(|m| {
+                Value::Record(vec![("movies".into(), m.clone()), ("sequels".into(), Value::Union(1, Box::new(m)))])
+            });
+            (id, joined)
+        })
+        .collect();
+    assert_join(&last, &expected);
+}

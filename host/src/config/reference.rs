@@ -84,7 +84,7 @@ impl PluginRef {
     }
 
     /// Make a relative component path relative to `base_dir` (the pipeline file's directory).
-    pub fn resolve_path(&mut self, base_dir: &Path) {
+    pub(super) fn resolve_path(&mut self, base_dir: &Path) {
         if let PluginTarget::Path(path) = &mut self.target {
             *path = base_dir.join(&*path);
         }

@@ -85,15 +85,13 @@ impl Sink for KafkaSink {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((error, _)) => {
-                    return Err(SinkError { topic: destination.topic.to_string(), source: Box::new(error) })
+                    return Err(SinkError::Send { topic: destination.topic.to_string(), source: Box::new(error) })
                 }
             }
         }
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer
-            .flush(timeout)
-            .map_err(|e| SinkError { topic: "the Kafka producer's queue".into(), source: Box::new(e) })
+        self.producer.flush(timeout).map_err(|e| SinkError::Flush(Box::new(e)))
     }
 }

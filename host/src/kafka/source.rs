@@ -10,12 +10,10 @@ use meshhost_sdk::Header;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::{BorrowedMessage, Headers, OwnedMessage};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::source::{Source, SourceError};
-use crate::topology::delivery::SourcePartition;
-use crate::topology::execute::InputRecord;
+use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 
 /// The pipeline's Kafka sources, read through one consumer.
 pub struct KafkaSource {
@@ -23,19 +21,38 @@ pub struct KafkaSource {
     /// Topic of each pipeline source, by source index.
     topics: Vec<String>,
     bootstrap_servers: String,
-    /// The offsets last committed, so an unchanged partition is not committed again.
-    committed: Mutex<HashMap<SourcePartition, i64>>,
+    /// The offsets last committed per (topic, partition), so an unchanged partition is not
+    /// committed again. Behind a lock because acknowledging takes `&self`: polled records
+    /// borrow the consumer meanwhile.
+    committed: Mutex<HashMap<(String, i32), i64>>,
 }
 
 /// A consumed record, as librdkafka holds it (not copied: dead letters send these bytes).
 pub struct KafkaRecord<'c> {
     source: usize,
-    message: BorrowedMessage<'c>,
+    message: Held<'c>,
+}
+
+/// A message as polled, or a copy of it for a second pipeline source on the same topic (a
+/// self-join reads one topic as two sources).
+enum Held<'c> {
+    Borrowed(BorrowedMessage<'c>),
+    Copied(OwnedMessage),
+}
+
+/// Evaluate `$body` with `$m` bound to the held message, whichever kind it is.
+macro_rules! with_message {
+    ($held:expr, $m:ident => $body:expr) => {
+        match $held {
+            Held::Borrowed($m) => $body,
+            Held::Copied($m) => $body,
+        }
+    };
 }
 
 impl KafkaRecord<'_> {
     pub fn topic(&self) -> &str {
-        self.message.topic()
+        with_message!(&self.message, m => m.topic())
     }
 }
 
@@ -45,32 +62,32 @@ impl InputRecord for KafkaRecord<'_> {
     }
 
     fn partition(&self) -> i32 {
-        self.message.partition()
+        with_message!(&self.message, m => m.partition())
     }
 
     fn position(&self) -> i64 {
-        self.message.offset()
+        with_message!(&self.message, m => m.offset())
     }
 
     fn key(&self) -> Option<&[u8]> {
-        self.message.key()
+        with_message!(&self.message, m => m.key())
     }
 
     fn value(&self) -> Option<&[u8]> {
-        self.message.payload()
+        with_message!(&self.message, m => m.payload())
     }
 
     fn headers(&self) -> Vec<Header> {
-        self.message
+        with_message!(&self.message, m => m
             .headers()
             .map(|headers| {
                 headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     fn timestamp(&self) -> Option<i64> {
-        self.message.timestamp().to_millis()
+        with_message!(&self.message, m => m.timestamp().to_millis())
     }
 }
 
@@ -131,8 +148,14 @@ impl Source for KafkaSource {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(message)) => {
-                    if let Some(source) = self.topics.iter().position(|topic| topic == message.topic()) {
-                        batch.push(KafkaRecord { source, message });
+                    let mut sources =
+                        self.topics.iter().enumerate().filter(|(_, topic)| *topic == message.topic()).map(|(i, _)| i);
+                    if let Some(first) = sources.next() {
+                        let copies: Vec<KafkaRecord<'a>> = sources
+                            .map(|source| KafkaRecord { source, message: Held::Copied(message.detach()) })
+                            .collect();
+                        batch.push(KafkaRecord { source: first, message: Held::Borrowed(message) });
+                        batch.extend(copies);
                     }
                     // Take what is already fetched without waiting again.
                     timeout = Duration::ZERO;
@@ -149,20 +172,26 @@ impl Source for KafkaSource {
 
     /// Commits the offset after each position (Kafka's committed offset is the next to read).
     fn acknowledge(&self, positions: &HashMap<SourcePartition, i64>, wait: bool) -> Result<(), SourceError> {
-        let mut committed = self.committed.lock().unwrap();
-        let mut list = TopicPartitionList::new();
+        // Two sources on one topic read the same records; a partition's offset is safe when it
+        // is safe for both.
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
         for (&(source, partition), &position) in positions {
-            if committed.get(&(source, partition)) != Some(&(position + 1)) {
-                list.add_partition_offset(&self.topics[source], partition, Offset::Offset(position + 1))
-                    .map_err(|e| client_error("cannot list offsets to commit", e))?;
-            }
+            let offset = next.entry((self.topics[source].clone(), partition)).or_insert(position + 1);
+            *offset = (*offset).min(position + 1);
         }
-        if list.count() == 0 {
+        let mut committed = self.committed.lock().unwrap();
+        next.retain(|partition, offset| committed.get(partition) != Some(offset));
+        if next.is_empty() {
             return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|e| client_error("cannot list offsets to commit", e))?;
         }
         let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
         match self.consumer.commit(&list, mode) {
-            Ok(()) => committed.extend(positions.iter().map(|(&partition, &position)| (partition, position + 1))),
+            Ok(()) => committed.extend(next),
             // After a rebalance a partition may belong to another member: it re-reads from the
             // last commit (at-least-once), so a failed commit loses nothing.
             Err(error) => tracing::warn!(%error, "offset commit failed"),

@@ -181,6 +181,11 @@ impl ProcessorInstance {
         })
     }
 
+    /// The id of the processor this instance runs.
+    pub fn processor_id(&self) -> &str {
+        &self.processor_id
+    }
+
     /// Whether the plugin keeps state (imports `state`).
     pub fn is_stateful(&self) -> bool {
         self.plugin.stateful

@@ -33,6 +33,23 @@ pub mod bindings {
     pub use self::meshhost::processor::types::{ConfigError, InitResult, InputPort, OutputPort, ValueFormat};
 }
 
+/// A component that cannot be loaded, or an engine that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot set up the Wasm engine: {0}")]
+    Engine(String),
+    #[error("not a valid component: {0}")]
+    Invalid(String),
+    /// Built for a WIT version this host does not run.
+    #[error("{label} {problem}")]
+    WrongWitVersion { label: String, problem: String },
+    /// It imports something the host does not provide.
+    #[error("{label} cannot be linked: {message}")]
+    Link { label: String, message: String },
+    #[error("{label} does not export the {PROCESSOR_INTERFACE} interface: {message}")]
+    NoProcessor { label: String, message: String },
+}
+
 /// How often the epoch advances: the granularity of the per-call CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -60,27 +77,31 @@ pub struct Plugin {
 impl PluginEngine {
     /// An engine with epoch interruption, and the on-disk compile cache in
     /// `$MESHHOST_CACHE_DIR` or `~/.cache/meshhost`.
-    pub fn new() -> anyhow::Result<Arc<PluginEngine>> {
+    pub fn new() -> Result<Arc<PluginEngine>, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(wasm_error)?;
+        let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let engine = Engine::new(&config).map_err(engine_error)?;
 
         let mut linker = Linker::new(&engine);
         // WASI with an empty context: Rust, Python and JavaScript components import parts of
         // it, but they get no files, environment, arguments or network.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_error)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wasm_error)?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_error)?;
 
         // The epoch ticker behind every CPU deadline; it lives as long as the process.
         let ticker = engine.weak();
-        std::thread::Builder::new().name("meshhost-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("meshhost-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
         let cache_dir = std::env::var_os("MESHHOST_CACHE_DIR")
             .map(PathBuf::from)
@@ -90,7 +111,7 @@ impl PluginEngine {
     }
 
     /// Compile (or fetch from cache) and link a component.
-    pub fn load(&self, label: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+    pub fn load(&self, label: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
         let digest = hex(&Sha256::digest(bytes));
         let component = self.compile(&digest, bytes)?;
         let stateful = component
@@ -101,16 +122,18 @@ impl PluginEngine {
         let exports =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect::<Vec<_>>();
         if let Some(problem) = other_wit_version(&exports) {
-            anyhow::bail!("{label} {problem}");
+            return Err(PluginError::WrongWitVersion { label: label.to_string(), problem });
         }
-        let pre =
-            self.linker.instantiate_pre(&component).map_err(|e| anyhow::anyhow!("{label} cannot be linked: {e:#}"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Link { label: label.to_string(), message: format!("{e:#}") })?;
         let pre = bindings::PluginPre::new(pre)
-            .map_err(|e| anyhow::anyhow!("{label} does not export the {PROCESSOR_INTERFACE} interface: {e:#}"))?;
+            .map_err(|e| PluginError::NoProcessor { label: label.to_string(), message: format!("{e:#}") })?;
         Ok(Plugin { label: label.to_string(), digest, stateful, pre })
     }
 
-    fn compile(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+    fn compile(&self, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
         if let Some(component) = self.compiled.lock().unwrap().get(digest) {
             return Ok(component.clone());
         }
@@ -128,15 +151,14 @@ impl PluginEngine {
         Ok(component)
     }
 
-    fn compile_fresh(&self, bytes: &[u8], cache_path: Option<&PathBuf>) -> anyhow::Result<Component> {
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+    fn compile_fresh(&self, bytes: &[u8], cache_path: Option<&PathBuf>) -> Result<Component, PluginError> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         if let Some(path) = cache_path {
             // Best effort: a cache that cannot be written only costs a compile next time.
-            let write = || -> anyhow::Result<()> {
+            let write = || -> Result<(), Box<dyn std::error::Error>> {
                 std::fs::create_dir_all(path.parent().unwrap())?;
                 let staging = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&staging, component.serialize().map_err(wasm_error)?)?;
+                std::fs::write(&staging, component.serialize().map_err(|e| format!("{e:#}"))?)?;
                 std::fs::rename(&staging, path)?;
                 Ok(())
             };
@@ -220,11 +242,6 @@ fn other_wit_version(exports: &[String]) -> Option<String> {
     Some(format!(
         "was built for {other}, but this meshhost runs {PROCESSOR_INTERFACE} plugins: rebuild it with the current meshhost SDK"
     ))
-}
-
-/// wasmtime has its own error type; the CLI reports `anyhow` chains.
-fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
-    anyhow::anyhow!("{error:#}")
 }
 
 /// Lowercase hex of bytes.

@@ -10,10 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::execute::InputRecord;
-
-/// A partition of a pipeline source: (index in `Topology::sources`, partition).
-pub type SourcePartition = (usize, i32);
+use crate::source::{InputRecord, SourcePartition};
 
 /// Identifies a batch to the sink, which reports its deliveries with it.
 pub type BatchId = u64;
@@ -144,7 +141,7 @@ impl DeliveryTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::execute::SourceRecord;
+    use crate::source::SourceRecord;
 
     fn record(source: usize, partition: i32, position: i64) -> SourceRecord {
         SourceRecord { source, partition, position, ..Default::default() }

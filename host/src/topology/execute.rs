@@ -9,64 +9,13 @@
 //! [`Effects`]. The Kafka run loop, `meshhost plugin test` and the stage benchmark all drive
 //! this one executor, so the rules are the same everywhere.
 
-use meshhost_sdk::Header;
-
 use super::failure::Failure;
-use super::{EdgeSchema, ProcessorNode, Target, Topology};
+use super::{ProcessorNode, Target, Topology};
 use crate::codec;
 use crate::plugin::batch::{Content, Processed, Record};
 use crate::plugin::bindings::ValueFormat;
+use crate::source::InputRecord;
 use crate::state::{StateError, StateWrites};
-
-/// A record as a source delivers it, read in place (the Kafka source hands over librdkafka's
-/// own buffers: nothing is copied until the executor needs it).
-pub trait InputRecord {
-    /// Index of the pipeline source it comes from, in [`Topology::sources`].
-    fn source(&self) -> usize;
-    /// Its partition at the source (0 for a source without partitions).
-    fn partition(&self) -> i32;
-    /// Its position within the partition: a Kafka offset, a database log position.
-    fn position(&self) -> i64;
-    fn key(&self) -> Option<&[u8]>;
-    /// The value as the source encodes it; `None` is a tombstone.
-    fn value(&self) -> Option<&[u8]>;
-    fn headers(&self) -> Vec<Header>;
-    /// Milliseconds since the Unix epoch.
-    fn timestamp(&self) -> Option<i64>;
-}
-
-/// An owned input record: for sources that build their records (and for tests and tools).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SourceRecord {
-    pub source: usize,
-    pub partition: i32,
-    pub position: i64,
-    pub record: Record,
-}
-
-impl InputRecord for SourceRecord {
-    fn source(&self) -> usize {
-        self.source
-    }
-    fn partition(&self) -> i32 {
-        self.partition
-    }
-    fn position(&self) -> i64 {
-        self.position
-    }
-    fn key(&self) -> Option<&[u8]> {
-        self.record.key.as_deref()
-    }
-    fn value(&self) -> Option<&[u8]> {
-        self.record.value.as_deref()
-    }
-    fn headers(&self) -> Vec<Header> {
-        self.record.headers.clone()
-    }
-    fn timestamp(&self) -> Option<i64> {
-        self.record.timestamp
-    }
-}
 
 /// What leaves the DAG while a batch runs. `origin` is always the index, in the batch, of the
 /// input record an output or failure derives from.
@@ -212,7 +161,7 @@ impl Executor {
                     match codec::encode(sink.format, &sink.schema.parsed, datum) {
                         Ok(value) => item.record.value = Some(value),
                         Err(error) => {
-                            let failure = Failure::encode(None, format!("sink {}: {error}", sink.id));
+                            let failure = Failure::encode(format!("sink {}: {error}", sink.id));
                             effects.dead_letter(item.origin, failure).map_err(ExecuteError::Effect)?;
                             continue;
                         }
@@ -245,7 +194,7 @@ impl Executor {
                         Ok(json) => record.value = Some(json),
                         Err(error) => {
                             effects
-                                .dead_letter(item.origin, Failure::process(&node.id, error.to_string()))
+                                .dead_letter(item.origin, Failure::transcode(&node.id, error.to_string()))
                                 .map_err(ExecuteError::Effect)?;
                             continue;
                         }
@@ -300,7 +249,7 @@ impl Executor {
             // The instance was replaced. Retry the records one by one, so that only the ones
             // that make the plugin trap fail.
             Err(trap) if records.len() == 1 => effects
-                .dead_letter(origins[0], Failure::process(&node.id, trap.to_string()))
+                .dead_letter(origins[0], Failure::trapped(&node.id, trap.to_string()))
                 .map_err(ExecuteError::Effect)?,
             Err(_) => {
                 for (i, record) in records.iter().enumerate() {
@@ -311,7 +260,7 @@ impl Executor {
                             results.push((i, 1, result));
                         }
                         Err(trap) => effects
-                            .dead_letter(origins[i], Failure::process(&node.id, trap.to_string()))
+                            .dead_letter(origins[i], Failure::trapped(&node.id, trap.to_string()))
                             .map_err(ExecuteError::Effect)?,
                     }
                 }
@@ -343,7 +292,7 @@ impl Executor {
             for failure in result.failures {
                 match origins.get(first + failure.index as usize).filter(|_| (failure.index as usize) < len) {
                     Some(&origin) => effects
-                        .dead_letter(origin, Failure::process(&node.id, failure.reason))
+                        .dead_letter(origin, Failure::rejected(&node.id, failure.reason))
                         .map_err(ExecuteError::Effect)?,
                     None => {
                         tracing::error!(processor = %node.id, index = failure.index, reason = %failure.reason, "plugin reported a failure for a record it was not given")
@@ -359,7 +308,7 @@ impl Executor {
                 let Some(port) = node.outputs.get(emit.port as usize) else {
                     let error =
                         format!("plugin emitted to output port {} but declared {}", emit.port, node.outputs.len());
-                    effects.dead_letter(origin, Failure::process(&node.id, error)).map_err(ExecuteError::Effect)?;
+                    effects.dead_letter(origin, Failure::misrouted(&node.id, error)).map_err(ExecuteError::Effect)?;
                     continue;
                 };
                 let unchanged = matches!(emit.content, Content::Origin);
@@ -386,7 +335,7 @@ impl Executor {
                             let error =
                                 format!("output on {:?} does not match its declared schema: {error}", port.name);
                             effects
-                                .dead_letter(origin, Failure::encode(Some(&node.id), error))
+                                .dead_letter(origin, Failure::invalid_output(&node.id, error))
                                 .map_err(ExecuteError::Effect)?;
                             continue;
                         }
@@ -429,24 +378,18 @@ fn route(targets: &[Target], item: Item, processor_inbox: &mut [Vec<Vec<Item>>],
     send(last, item);
 }
 
-impl EdgeSchema {
-    /// Whether two edges carry the same schema: the same Parsing Canonical Form, so a datum
-    /// valid on one is valid on the other (docs, aliases and attributes aside).
-    pub fn same_as(&self, other: &EdgeSchema) -> bool {
-        self.parsed.same_as(&other.parsed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
     use meshhost_avro as avro;
+    use meshhost_sdk::Header;
 
     use super::*;
     use crate::plugin::bindings::InputPort;
     use crate::plugin::{Limits, PluginEngine, ProcessorInstance};
+    use crate::source::SourceRecord;
     use crate::state::StateStore;
     use crate::topology::failure::Stage;
 
@@ -609,7 +552,7 @@ mod tests {
         let mut recorded = Recorded::default();
         executor.run(&[movie(0, 1, "Alien"), movie(1, 2, "Heat"), movie(2, 3, "Ran")], &mut recorded).unwrap();
         assert_eq!(titles(&executor, &recorded, 0), [(0, "Alien".to_string()), (2, "Ran".to_string())]);
-        assert_eq!(recorded.dead, [(1, Failure::process("p", "odd record"))]);
+        assert_eq!(recorded.dead, [(1, Failure::rejected("p", "odd record"))]);
     }
 
     #[test]

@@ -32,6 +32,21 @@ impl std::fmt::Display for Stage {
     }
 }
 
+/// What made a record fail. Dead letters treat every cause alike; `meshhost plugin test` does
+/// not: a fixture may expect a plugin to reject a record, never to trap on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The record does not fit its schema or format (at a source, a transcoding, a sink).
+    Data,
+    /// The plugin rejected it: its own per-record failure.
+    Rejected,
+    /// The plugin trapped on it: a panic, its CPU deadline, its memory cap.
+    Trapped,
+    /// The plugin broke the contract with it: an undeclared port, an output that does not
+    /// match its declared schema.
+    PluginBug,
+}
+
 /// A record's failure: it goes to dead letters (or stops the pipeline when there are none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -40,19 +55,48 @@ pub struct Failure {
     pub processor: Option<String>,
     /// What went wrong, for people.
     pub error: String,
+    pub cause: Cause,
 }
 
 impl Failure {
+    /// A source value that is not a datum of the source's schema.
     pub fn decode(error: impl Into<String>) -> Failure {
-        Failure { stage: Stage::Decode, processor: None, error: error.into() }
+        Failure { stage: Stage::Decode, processor: None, error: error.into(), cause: Cause::Data }
     }
 
-    pub fn process(processor: &str, error: impl Into<String>) -> Failure {
-        Failure { stage: Stage::Process, processor: Some(processor.to_string()), error: error.into() }
+    /// A record that could not be handed to `processor` in the form it asked for (JSON).
+    pub fn transcode(processor: &str, error: impl Into<String>) -> Failure {
+        Failure::process(processor, error, Cause::Data)
     }
 
-    pub fn encode(processor: Option<&str>, error: impl Into<String>) -> Failure {
-        Failure { stage: Stage::Encode, processor: processor.map(str::to_string), error: error.into() }
+    /// A record `processor` rejected.
+    pub fn rejected(processor: &str, error: impl Into<String>) -> Failure {
+        Failure::process(processor, error, Cause::Rejected)
+    }
+
+    /// A record `processor` trapped on.
+    pub fn trapped(processor: &str, error: impl Into<String>) -> Failure {
+        Failure::process(processor, error, Cause::Trapped)
+    }
+
+    /// A record `processor` emitted against the contract (to a port it did not declare).
+    pub fn misrouted(processor: &str, error: impl Into<String>) -> Failure {
+        Failure::process(processor, error, Cause::PluginBug)
+    }
+
+    /// An output of `processor` that does not match its port's schema.
+    pub fn invalid_output(processor: &str, error: impl Into<String>) -> Failure {
+        let processor = Some(processor.to_string());
+        Failure { stage: Stage::Encode, processor, error: error.into(), cause: Cause::PluginBug }
+    }
+
+    /// A record that cannot be written in its sink's format.
+    pub fn encode(error: impl Into<String>) -> Failure {
+        Failure { stage: Stage::Encode, processor: None, error: error.into(), cause: Cause::Data }
+    }
+
+    fn process(processor: &str, error: impl Into<String>, cause: Cause) -> Failure {
+        Failure { stage: Stage::Process, processor: Some(processor.to_string()), error: error.into(), cause }
     }
 
     /// The headers a dead letter carries besides the record's own: what failed, where, and where
@@ -96,7 +140,7 @@ mod tests {
 
     #[test]
     fn headers_spell_the_contract() {
-        let failure = Failure::process("recent", "bad year");
+        let failure = Failure::rejected("recent", "bad year");
         let headers = failure.dead_letter_headers("movies", 2, 41);
         let pairs: Vec<(&str, String)> =
             headers.iter().map(|h| (h.key.as_str(), String::from_utf8(h.value.clone().unwrap()).unwrap())).collect();

@@ -77,8 +77,8 @@ pub struct SinkNode {
 }
 
 impl Topology {
-    /// A topology of one processor: a source per input port (named after the port, Avro) and a
-    /// sink per output port (named after the port, Avro). For running one plugin on its own:
+    /// A topology of one processor (its id is the instance's): a source per input port (named
+    /// after the port, Avro) and a sink per output port (named after the port, Avro). For running one plugin on its own:
     /// `meshhost plugin test`, the stage benchmark, executor tests.
     pub fn single_processor(
         instance: ProcessorInstance,
@@ -109,7 +109,7 @@ impl Topology {
             })
             .collect();
         let processor = ProcessorNode {
-            id: "processor".into(),
+            id: instance.processor_id().to_string(),
             instance,
             source_topics: inputs.iter().map(|(name, _)| name.clone()).collect(),
             format: init.format,
@@ -121,6 +121,37 @@ impl Topology {
 }
 
 impl EdgeSchema {
+    /// Whether a datum of one is a datum of the other: the same Parsing Canonical Form (docs,
+    /// aliases, attributes and logical types aside). Enough to pass a record's bytes on
+    /// without checking them again.
+    pub fn same_as(&self, other: &EdgeSchema) -> bool {
+        self.parsed.same_as(&other.parsed)
+    }
+
+    /// Whether the two mean the same: the same canonical form and the same logical types,
+    /// defaults and other attributes; only docs and aliases may differ. What a sink needs of
+    /// all its inputs, since it writes them under one schema (a `decimal` of scale 2 and one of
+    /// scale 4 have one canonical form, but not one meaning).
+    pub fn same_meaning(&self, other: &EdgeSchema) -> bool {
+        fn strip_docs(json: &mut serde_json::Value) {
+            match json {
+                serde_json::Value::Object(map) => {
+                    map.remove("doc");
+                    map.remove("aliases");
+                    map.values_mut().for_each(strip_docs);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip_docs),
+                _ => {}
+            }
+        }
+        let meaning = |schema: &EdgeSchema| {
+            let mut json = schema.parsed.to_json_value();
+            strip_docs(&mut json);
+            json
+        };
+        self.same_as(other) && meaning(self) == meaning(other)
+    }
+
     /// Parse a schema's JSON text.
     pub fn parse(text: &str) -> Result<EdgeSchema, meshhost_avro::SchemaError> {
         Ok(EdgeSchema { text: text.to_string(), parsed: Arc::new(Schema::parse(text)?) })
@@ -248,7 +279,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
             match upstream_schema(&topology, input) {
                 Upstream::Found(found) => match &schema {
                     None => schema = Some(found),
-                    Some(first) if !first.same_as(&found) => problems.push(
+                    Some(first) if !first.same_meaning(&found) => problems.push(
                         &format!("sinks.{id}.inputs[{i}]"),
                         format!(
                             "its schema differs from that of {:?}; put a mesh/union before the sink",

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
-use super::execute::{Effects, ExecuteError, Executor, InputRecord};
+use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
 use super::Topology;
 use crate::config::Problems;
 use crate::kafka::{KafkaSink, KafkaSource};
 use crate::plugin::batch::Record;
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
-use crate::source::{Source, SourceError};
+use crate::source::{InputRecord, Source, SourceError};
 use crate::state::{Changelog, ChangelogError, StateWrites};
 
 /// Settings of one run.
@@ -38,7 +38,7 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
 }
 
-/// Batches delivered-but-not-committed at most; beyond it the loop waits for the producer.
+/// Batches not yet fully delivered at most; beyond it the loop waits for the producer.
 const MAX_BATCHES_IN_FLIGHT: usize = 32;
 
 /// Counts reported when the run ends.
@@ -161,6 +161,7 @@ fn check_topics(
     needed.extend(topology.sinks.iter().map(|s| s.topic.clone()));
     needed.extend(settings.dead_letter_topic.clone());
     let mut missing: Vec<String> = needed.into_iter().filter(|t| !counts.contains_key(t)).collect();
+    missing.sort();
     missing.dedup();
     if !missing.is_empty() {
         return Err(RunError::TopicsMissing { servers: settings.bootstrap_servers.clone(), topics: missing });
