@@ -175,6 +175,12 @@ pub enum CliError {
     Failed(#[from] anyhow::Error),
 }
 
+impl From<crate::plugin::PluginError> for CliError {
+    fn from(error: crate::plugin::PluginError) -> Self {
+        CliError::Failed(error.into())
+    }
+}
+
 /// Run the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -392,6 +392,7 @@ mod tests {
     use crate::source::SourceRecord;
     use crate::state::StateStore;
     use crate::topology::failure::Stage;
+    use crate::topology::EdgeSchema;
 
     const MOVIE: &str = r#"{"type": "record", "name": "Movie", "fields": [
         {"name": "id", "type": "long"}, {"name": "title", "type": "string"}]}"#;
@@ -501,7 +502,8 @@ mod tests {
         assert_eq!(recorded.dead.len(), 1);
         let (origin, failure) = &recorded.dead[0];
         assert_eq!((*origin, failure.stage, failure.processor.as_deref()), (1, Stage::Process, Some("p")));
-        assert!(failure.error.contains("poison record at index 1"), "{failure}");
+        // Retried alone, the poison record is index 0 of its call.
+        assert!(failure.error.contains("poison record at index 0"), "{failure}");
         // One call for the batch, then one per record.
         assert_eq!(executor.stats().calls, 4);
         // The rebuilt instance goes on working.
