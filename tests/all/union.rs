@@ -317,7 +317,7 @@ fn validate_names_both_inputs_and_the_field() {
     let (code, stdout, stderr) = validate(&path);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("all.out: "), "{stdout}");
-    assert!(stdout.contains(r#"all.out: {"type":"record","name":"demo.Movie","#), "{stdout}");
+    assert!(stdout.contains("all.out: record demo.Movie\n      id: long\n"), "{stdout}");
 
     // With the inputs the other way round, the legacy schema is the output, and a long `id`
     // cannot be read as its int.

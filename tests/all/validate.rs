@@ -22,7 +22,8 @@ fn a_valid_pipeline_passes_and_shows_each_edge_schema() {
     assert!(stdout.contains("slim.out: "), "{stdout}");
     // One field per line; the renamed field is in the output schema.
     assert!(
-        stdout.contains("slim.out: record demo.Movie\n      id: long\n      name: string\n      year: int\n"),
+        stdout
+            .contains("slim.out: record demo.Movie_projection\n      id: long\n      name: string\n      year: int\n"),
         "{stdout}"
     );
     assert!(stdout.contains("      director: demo.Person {name: string, born: int or null}\n"), "{stdout}");

@@ -134,7 +134,10 @@ impl KafkaSource {
 
     /// Join the consumer group on the source topics.
     pub fn subscribe(&self) -> Result<(), SourceError> {
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        // Two sources may read one topic (a self-join): subscribe to it once.
+        let mut topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        topics.sort();
+        topics.dedup();
         self.consumer.subscribe(&topics).map_err(|e| client_error("cannot subscribe to the source topics", e))
     }
 }
