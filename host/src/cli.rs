@@ -338,24 +338,24 @@ fn read_schema(path: &Path) -> Result<meshhost_avro::Schema, CliError> {
 /// records inline.
 fn schema_summary(schema: &meshhost_avro::Schema) -> String {
     use meshhost_avro::AvroType;
-    fn type_name(schema: &meshhost_avro::Schema, ty: &AvroType) -> String {
+    fn type_name(ty: &AvroType) -> String {
         match ty {
             AvroType::Union(branches) if branches.len() == 2 && branches.contains(&AvroType::Null) => {
                 let other = branches.iter().find(|b| **b != AvroType::Null).unwrap();
-                format!("{} or null", type_name(schema, other))
+                format!("{} or null", type_name(other))
             }
-            AvroType::Union(branches) => branches.iter().map(|b| type_name(schema, b)).collect::<Vec<_>>().join(" | "),
-            AvroType::Array(items) => format!("array of {}", type_name(schema, items)),
-            AvroType::Map(values) => format!("map of {}", type_name(schema, values)),
+            AvroType::Union(branches) => branches.iter().map(type_name).collect::<Vec<_>>().join(" | "),
+            AvroType::Array(items) => format!("array of {}", type_name(items)),
+            AvroType::Map(values) => format!("map of {}", type_name(values)),
             AvroType::Record(record) => {
                 let fields: Vec<String> =
-                    record.fields.iter().map(|f| format!("{}: {}", f.name, type_name(schema, &f.ty))).collect();
+                    record.fields.iter().map(|f| format!("{}: {}", f.name, type_name(&f.ty))).collect();
                 format!("{} {{{}}}", record.name, fields.join(", "))
             }
             AvroType::Enum(e) => format!("enum {} {{{}}}", e.name, e.symbols.join(", ")),
             AvroType::Logical { base, attributes } => match attributes.get("logicalType").and_then(|t| t.as_str()) {
-                Some(logical) => format!("{} ({logical})", type_name(schema, base)),
-                None => type_name(schema, base),
+                Some(logical) => format!("{} ({logical})", type_name(base)),
+                None => type_name(base),
             },
             AvroType::Ref(name) => name.clone(),
             other => other.describe(),
@@ -365,11 +365,11 @@ fn schema_summary(schema: &meshhost_avro::Schema) -> String {
         Some(record) => {
             let mut text = format!("record {}", record.name);
             for field in &record.fields {
-                text.push_str(&format!("\n      {}: {}", field.name, type_name(schema, &field.ty)));
+                text.push_str(&format!("\n      {}: {}", field.name, type_name(&field.ty)));
             }
             text
         }
-        None => type_name(schema, &schema.root),
+        None => type_name(&schema.root),
     }
 }
 

@@ -331,8 +331,7 @@ fn python_pii_mask_hashes_addresses_and_dead_letters_non_strings() {
     let topics = create_topics(&["pii-in", "pii-masked", "pii-auto", "pii-dlq"]);
     let (input, masked_topic, auto_topic, dlq) = (&topics[0], &topics[1], &topics[2], &topics[3]);
     let customers = customers(60);
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> =
-        customers.iter().map(|c| (Some(c.key()), Some(c.avro()))).collect();
+    let mut records: Vec<KeyValue> = customers.iter().map(|c| (Some(c.key()), Some(c.avro()))).collect();
     records.push((Some(b"customer-gone".to_vec()), None)); // a tombstone: forwarded as is
     produce(input, &records);
 
@@ -503,8 +502,7 @@ fn javascript_enricher_adds_the_decade_and_routes_to_two_outputs() {
     let topics = create_topics(&["enrich-in", "enrich-classic", "enrich-modern", "enrich-dlq"]);
     let (input, classic_topic, modern_topic, dlq) = (&topics[0], &topics[1], &topics[2], &topics[3]);
     let albums = albums(90);
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> =
-        albums.iter().map(|a| (Some(a.key()), Some(a.avro()))).collect();
+    let mut records: Vec<KeyValue> = albums.iter().map(|a| (Some(a.key()), Some(a.avro()))).collect();
     records.push((Some(b"album-gone".to_vec()), None)); // a tombstone: the enricher sends it to both outputs
     produce(input, &records);
 

@@ -113,7 +113,7 @@ fn malformed_values_go_to_dead_letters_and_nothing_is_lost() {
     let topics = topics("dlq");
     let movies = movies::movies(60);
     let truncated = movies[1].avro()[..5].to_vec();
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+    let mut records: Vec<KeyValue> = Vec::new();
     let mut bad = Vec::new();
     for (i, movie) in movies.iter().enumerate() {
         records.push((Some(movie.key()), Some(movie.avro())));

@@ -89,7 +89,10 @@ impl TestRecord {
 }
 
 /// Produce `(key, value)` pairs; the partition is the key's (murmur2, as meshhost's producer).
-pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+/// A record to produce: key and value (`None` value: a tombstone).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+pub fn produce(topic: &str, records: &[KeyValue]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("partitioner", "murmur2_random")

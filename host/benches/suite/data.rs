@@ -124,7 +124,7 @@ impl Generator {
             ("country".into(), Value::String(country.into())),
             (
                 "rating".into(),
-                if id % 5 == 0 {
+                if id.is_multiple_of(5) {
                     Value::Union(0, Box::new(Value::Null))
                 } else {
                     Value::Union(1, Box::new(Value::Double((id % 100) as f64 / 10.0)))
@@ -137,7 +137,7 @@ impl Generator {
                     ("name".into(), Value::String(format!("Director {}", id % 97))),
                     (
                         "born".into(),
-                        if id % 2 == 0 {
+                        if id.is_multiple_of(2) {
                             Value::Union(1, Box::new(Value::Int(1930 + (id % 60) as i32)))
                         } else {
                             Value::Union(0, Box::new(Value::Null))

@@ -54,11 +54,11 @@ pub enum RegistryError {
     #[error("{0}")]
     NotAComponent(String),
     #[error("{name}@{version} is corrupt: its recorded digest is {recorded} but {} has {actual}", path.display())]
-    Corrupt { name: String, version: Version, recorded: String, path: PathBuf, actual: String },
+    Corrupt { name: String, version: String, recorded: String, path: PathBuf, actual: String },
     #[error("{name}@{version} is already published with digest {digest}; a published version never changes: publish a new version")]
-    VersionTaken { name: String, version: Version, digest: String },
+    VersionTaken { name: String, version: String, digest: String },
     #[error("{name}@{version} is not in the registry{available}")]
-    NoSuchVersion { name: String, version: Version, available: String },
+    NoSuchVersion { name: String, version: String, available: String },
     #[error("no plugin named {name:?} in {place}; stock plugins are {stock}")]
     NoSuchPlugin { name: String, place: String, stock: String },
     #[error("no version of {name} matches {requirement}{available}")]
@@ -99,7 +99,7 @@ impl PublishedVersion {
         if actual != self.manifest.digest {
             return Err(RegistryError::Corrupt {
                 name: self.manifest.manifest.name.clone(),
-                version: self.version.clone(),
+                version: self.version.to_string(),
                 recorded: self.manifest.digest.clone(),
                 path,
                 actual,
@@ -189,7 +189,11 @@ impl Registry {
             return if existing.manifest.digest == digest {
                 Ok(Published::AlreadyThere { digest })
             } else {
-                Err(RegistryError::VersionTaken { name: manifest.name, version, digest: existing.manifest.digest })
+                Err(RegistryError::VersionTaken {
+                    name: manifest.name,
+                    version: version.to_string(),
+                    digest: existing.manifest.digest,
+                })
             };
         }
 
@@ -231,7 +235,7 @@ impl Registry {
     pub fn yank(&self, name: &str, version: &Version, undo: bool) -> Result<()> {
         let published = self.exact(name, version)?.ok_or_else(|| RegistryError::NoSuchVersion {
             name: name.to_string(),
-            version: version.clone(),
+            version: version.to_string(),
             available: self.available(name),
         })?;
         let marker = published.dir.join(YANKED_FILE);

@@ -21,6 +21,9 @@ const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 /// Per partition: the changelog end offset the entries matched at the last clean shutdown.
 const CLEAN_END: TableDefinition<u32, i64> = TableDefinition::new("clean_end");
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// The writes of one `process` call: `None` deletes.
 pub type StateWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -100,7 +103,7 @@ impl StateStore {
     }
 
     /// Entries of `partition` whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, partition: u32, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn scan_prefix(&self, partition: u32, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(ENTRIES).map_err(|e| self.error(e))?;
         let start = partition_key(partition, prefix);

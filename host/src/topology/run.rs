@@ -70,10 +70,17 @@ pub enum RunError {
     State {
         processor: String,
         #[source]
-        source: ChangelogError,
+        source: Box<ChangelogError>,
     },
+    /// A batch could not be carried out (boxed: errors stay small on the happy path).
     #[error(transparent)]
-    Batch(#[from] ExecuteError<OutboxError>),
+    Batch(Box<ExecuteError<OutboxError>>),
+}
+
+impl From<ExecuteError<OutboxError>> for RunError {
+    fn from(error: ExecuteError<OutboxError>) -> Self {
+        RunError::Batch(Box::new(error))
+    }
 }
 
 /// Run until `stop` is set, then drain, flush, commit and return.
@@ -136,7 +143,7 @@ pub fn run(topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Res
     for (node, changelog) in executor.topology().processors.iter().zip(&routes.changelogs) {
         if let (Some(store), Some(changelog)) = (node.instance.attached_state(), changelog) {
             crate::state::mark_clean(source.consumer(), store, changelog)
-                .map_err(|source| RunError::State { processor: node.id.clone(), source })?;
+                .map_err(|source| RunError::State { processor: node.id.clone(), source: Box::new(source) })?;
         }
     }
     tracing::info!(
@@ -193,7 +200,7 @@ fn open_state(
             &node.id,
             &changelog,
         )
-        .map_err(|source| RunError::State { processor: node.id.clone(), source })?;
+        .map_err(|source| RunError::State { processor: node.id.clone(), source: Box::new(source) })?;
         node.instance.attach_state(store);
         changelogs.push(Some(changelog));
     }
