@@ -19,8 +19,10 @@
 //! - `int` is promoted to `long`, `float` or `double`, `long` to `float` or `double`, `float`
 //!   to `double`; `string` and `bytes` read as each other (bytes read as a string must be
 //!   UTF-8);
-//! - an enum symbol the reader does not have becomes the reader enum's default, or, without
-//!   one, makes that datum fail to convert;
+//! - an enum symbol the reader does not have becomes the reader enum's `default` (never the
+//!   reader *field's* default); without an enum default, a writer enum with symbols the reader
+//!   lacks cannot be read (the spec's error; [`Resolver::new`] refuses the pair, as compatibility
+//!   checkers do, and [`Resolver::new_partial`] fails the datums that use such a symbol);
 //! - a writer union resolves the branch each datum uses; a reader union takes the first branch
 //!   of the same type (for a named type: of the same full name, then of the same unqualified
 //!   name, then one with the writer's full name among its aliases), else the first branch the
@@ -29,10 +31,12 @@
 //! - parts of the schemas that are identical are copied as bytes, and identical schemas copy
 //!   the whole datum.
 //!
-//! [`Resolver::new`] asks that *every* branch of a writer union be readable, as schema
-//! compatibility checkers do: then only an unknown enum symbol can make a valid datum fail.
-//! [`Resolver::new_partial`] accepts writer unions with some unreadable branches, as the spec
-//! allows: a datum that uses one fails to convert.
+//! [`Resolver::new`] asks that *every* value of the writer's schema be readable, as schema
+//! compatibility checkers do: every branch of a writer union, every symbol of a writer enum
+//! (unless the reader's enum has a default). Then only bytes that are not UTF-8 read as a
+//! string can make a valid datum fail. [`Resolver::new_partial`] applies the spec's rules per
+//! datum instead: it accepts writer unions with some unreadable branches and writer enums with
+//! symbols the reader lacks, and a datum that uses one fails to convert.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -168,14 +172,16 @@ const ZERO_SIZE_ALLOWANCE: usize = 1 << 16;
 
 impl Resolver {
     /// A resolver from `writer` to `reader`, checking that every value the writer schema
-    /// allows can be read (except enum symbols the reader lacks, which fail per datum).
+    /// allows can be read: a writer enum with symbols the reader's enum lacks needs a `default`
+    /// on the reader's enum.
     pub fn new(writer: &Schema, reader: &Schema) -> Result<Resolver, ResolveError> {
         Resolver::build(writer, reader, true)
     }
 
-    /// Like [`Resolver::new`], but a writer union may have branches the reader cannot read
-    /// (the spec's rule: it is an error only when a datum uses one); such a datum fails to
-    /// convert. At least one branch of each writer union must be readable.
+    /// Like [`Resolver::new`], but a writer union may have branches the reader cannot read,
+    /// and a writer enum symbols the reader's enum lacks with no default (the spec's rule: it
+    /// is an error only when a datum uses one); such a datum fails to convert. At least one
+    /// branch of each writer union must be readable.
     pub fn new_partial(writer: &Schema, reader: &Schema) -> Result<Resolver, ResolveError> {
         Resolver::build(writer, reader, false)
     }
@@ -502,7 +508,20 @@ impl<'a> Builder<'a> {
                 we.name, re.name
             )));
         }
+        // The reader enum's own default, never a field's default.
         let default = re.default.as_ref().and_then(|d| re.symbols.iter().position(|s| s == d));
+        if self.strict && default.is_none() {
+            let missing: Vec<&str> =
+                we.symbols.iter().filter(|s| !re.symbols.contains(s)).map(String::as_str).collect();
+            if !missing.is_empty() {
+                return Err(self.error(format!(
+                    "writer enum \"{}\" has symbols that reader enum \"{}\" lacks ({}), and the reader's enum has no default",
+                    we.name,
+                    re.name,
+                    missing.join(", ")
+                )));
+            }
+        }
         let map = we
             .symbols
             .iter()
@@ -1178,23 +1197,106 @@ mod tests {
         let reader =
             r#"{"type": "enum", "name": "Suit", "symbols": ["UNKNOWN", "HEARTS", "SPADES"], "default": "UNKNOWN"}"#;
         check(writer, reader);
-        // ... or, without one, fails that datum only.
-        let reader = r#"{"type": "enum", "name": "Suit", "symbols": ["HEARTS", "SPADES"]}"#;
         let resolver = Resolver::new(&parse(writer), &parse(reader)).unwrap();
+        assert_eq!(resolver.convert(&[4]).unwrap(), [0]);
+        // ... and without one, the pair is refused, naming the enums and the symbols.
+        let reader = r#"{"type": "enum", "name": "Suit", "symbols": ["HEARTS", "SPADES"]}"#;
+        assert_eq!(
+            error(writer, reader),
+            "writer enum \"a.Suit\" has symbols that reader enum \"Suit\" lacks (CLUBS), and the reader's enum has no default"
+        );
+        assert_eq!(
+            error(
+                r#"{"type": "enum", "name": "E", "symbols": ["A", "B", "C", "D"]}"#,
+                r#"{"type": "enum", "name": "E", "symbols": ["C", "A"]}"#
+            ),
+            "writer enum \"E\" has symbols that reader enum \"E\" lacks (B, D), and the reader's enum has no default"
+        );
+        // In a record, the error names the field.
+        let w = record("R", &format!(r#"{{"name": "suit", "type": {writer}}}"#));
+        let r = record("R", &format!(r#"{{"name": "suit", "type": {reader}}}"#));
+        let e = Resolver::new(&parse(&w), &parse(&r)).unwrap_err();
+        assert_eq!(e.path(), "suit");
+        assert!(e.message().contains("(CLUBS)"), "{e}");
+        // Partial resolution follows the spec per datum: only a datum with that symbol fails.
+        let resolver = Resolver::new_partial(&parse(writer), &parse(reader)).unwrap();
         assert_eq!(resolver.convert(&[0]).unwrap(), [2]);
         assert_eq!(resolver.convert(&[2]).unwrap(), [0]);
         let e = resolver.convert(&[4]).unwrap_err();
         assert_eq!(e.to_string(), "symbol \"CLUBS\" is not in reader enum \"Suit\", which has no default at byte 0");
         assert!(oracle(writer, reader, &parse(reader), &[4]).is_err());
-        // In a record, the error names the field.
-        let w = record("R", &format!(r#"{{"name": "suit", "type": {writer}}}"#));
-        let r = record("R", &format!(r#"{{"name": "suit", "type": {reader}}}"#));
-        let resolver = Resolver::new(&parse(&w), &parse(&r)).unwrap();
+        let resolver = Resolver::new_partial(&parse(&w), &parse(&r)).unwrap();
         assert!(resolver.convert(&[4]).unwrap_err().to_string().starts_with("field \"suit\": symbol \"CLUBS\""));
+        // A reader with every writer symbol needs no default.
+        check(r#"{"type": "enum", "name": "Suit", "symbols": ["HEARTS"]}"#, reader);
         assert_eq!(
             error(writer, r#"{"type": "enum", "name": "Colour", "symbols": ["HEARTS"]}"#),
             "writer enum \"a.Suit\" cannot be read as enum \"Colour\": the names differ"
         );
+    }
+
+    #[test]
+    fn a_field_default_is_no_enum_default() {
+        let writer = record("R", r#"{"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B", "C"]}}"#);
+        // The reader field's default is for a writer without the field, not for unknown symbols.
+        let reader = record(
+            "R",
+            r#"{"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}, "default": "A"}"#,
+        );
+        assert_eq!(
+            error(&writer, &reader),
+            "field \"e\": writer enum \"E\" has symbols that reader enum \"E\" lacks (C), and the reader's enum has no default"
+        );
+        let partial = Resolver::new_partial(&parse(&writer), &parse(&reader)).unwrap();
+        assert!(partial.convert(&[4]).unwrap_err().to_string().contains("symbol \"C\" is not in reader enum"));
+        assert_eq!(partial.convert(&[2]).unwrap(), [2]);
+        // With both, an unknown symbol takes the enum's default (B), not the field's (A).
+        let reader = record(
+            "R",
+            r#"{"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"], "default": "B"}, "default": "A"}"#,
+        );
+        let resolver = check(&writer, &reader);
+        assert_eq!(resolver.convert(&[4]).unwrap(), [2]);
+        assert_eq!(resolver.convert(&[0]).unwrap(), [0]);
+        // The enum default does not stand in for a field the writer lacks.
+        let missing = record(
+            "R",
+            r#"{"name": "f", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"], "default": "B"}}"#,
+        );
+        assert_eq!(
+            error(&writer, &missing),
+            "field \"f\": the writer schema has no such field, and the reader schema gives it no default"
+        );
+    }
+
+    #[test]
+    fn enums_in_unions() {
+        let writer = r#"{"type": "enum", "name": "E", "symbols": ["A", "B", "C"]}"#;
+        // A writer enum goes to the reader union's branch of its name; the symbols are checked
+        // there.
+        let lacking = r#"["null", {"type": "enum", "name": "E", "symbols": ["A", "B"]}]"#;
+        assert_eq!(
+            error(writer, lacking),
+            "writer enum \"E\" has symbols that reader enum \"E\" lacks (C), and the reader's enum has no default"
+        );
+        let defaulted = r#"["null", {"type": "enum", "name": "E", "symbols": ["A", "B"], "default": "A"}]"#;
+        let resolver = check(writer, defaulted);
+        assert_eq!(resolver.convert(&[4]).unwrap(), [2, 0]);
+        assert_eq!(resolver.convert(&[2]).unwrap(), [2, 2]);
+        // An enum of another name is no match, whatever its symbols.
+        assert_eq!(
+            error(writer, r#"["null", {"type": "enum", "name": "F", "symbols": ["A", "B", "C"]}]"#),
+            "writer type enum \"E\" matches no branch of reader union [null, enum \"F\"]"
+        );
+        // A writer union's enum branch is checked like any other branch ...
+        let writer_union = r#"["null", {"type": "enum", "name": "E", "symbols": ["A", "B", "C"]}]"#;
+        assert!(error(writer_union, lacking).contains("lacks (C)"));
+        check(writer_union, defaulted);
+        // ... and, resolved partially, fails only the datums with the unknown symbol.
+        let partial = Resolver::new_partial(&parse(writer_union), &parse(lacking)).unwrap();
+        assert_eq!(partial.convert(&[2, 2]).unwrap(), [2, 2]);
+        assert!(partial.convert(&[2, 4]).is_err());
+        assert_eq!(partial.convert(&[0]).unwrap(), [0]);
     }
 
     #[test]
