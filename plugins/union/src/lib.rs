@@ -14,12 +14,13 @@
 //! schema; the other inputs must resolve to it** by Avro schema resolution (the writer is the
 //! input, the reader the output): fields the output has and an input lacks take their
 //! defaults, fields the output lacks are dropped, types are promoted (`int` to `long` ...),
-//! enum symbols are matched by name. An input that cannot be resolved (a field with no
-//! default, a type that cannot be promoted ...) is an error at `init`, so `meshhost validate`
-//! reports it, naming both inputs and the field. Records of an input whose schema is the
-//! output's pass through; those of the others are converted, byte to byte. A value that does
-//! not convert (an enum symbol the output does not have and no enum default) fails, and the
-//! host sends it to the dead-letter topic.
+//! enum symbols are matched by name, and a symbol the output's enum lacks becomes that enum's
+//! `default`. An input that cannot be resolved (a field with no default, a type that cannot be
+//! promoted, an enum with symbols the output's enum lacks when it has no enum default ...) is
+//! an error at `init`, so `meshhost validate` reports it, naming both inputs and the field.
+//! Records of an input whose schema is the output's pass through; those of the others are
+//! converted, byte to byte. A value that does not convert (a malformed datum, bytes that are
+//! not UTF-8 read as a string) fails, and the host sends it to the dead-letter topic.
 //!
 //! With `tag_field`, the output record's field of that name (a `string`, or a union with a
 //! `string` branch) is set in every record to the id of the input it came from (its entry in
@@ -378,25 +379,38 @@ mod tests {
 
     #[test]
     fn a_value_that_does_not_convert_fails_alone() {
-        let b_strict = B.replace(r#", "default": "DRAMA""#, "");
-        let a_strict = A.replace(r#", "default": "DRAMA""#, "");
-        let (mut union, _) = build(json!({}), &[("a", &a_strict), ("b", &b_strict)]);
+        let (mut union, _) = build(json!({}), &[("a", A), ("b", B)]);
         let mut truncated = encode(B, &b_movie(5, "Up", 0));
         truncated.pop();
         let (emitted, failures) = run(
             &mut union,
             1,
-            vec![encode(B, &b_movie(2, "Heat", 0)), encode(B, &b_movie(3, "Shane", 1)), truncated],
-            &a_strict,
+            vec![encode(B, &b_movie(2, "Heat", 0)), truncated, encode(B, &b_movie(3, "Shane", 1))],
+            A,
         );
-        assert_eq!(emitted, [a_movie(2, "Heat", None, "", 1)]);
+        assert_eq!(emitted, [a_movie(2, "Heat", None, "", 1), a_movie(3, "Shane", None, "", 0)]);
         assert_eq!(
             failures,
-            [
-                (1, "value of input \"b\" cannot be converted to the output schema: field \"genre\": symbol \"WESTERN\" is not in reader enum \"eu.Genre\", which has no default at byte 17".to_string()),
-                (2, "value of input \"b\" cannot be converted to the output schema: field \"genre\": unexpected end of datum at byte 14".to_string()),
-            ]
+            [(1, "value of input \"b\" cannot be converted to the output schema: field \"genre\": unexpected end of datum at byte 14".to_string())]
         );
+    }
+
+    #[test]
+    fn an_enum_with_symbols_the_output_lacks_needs_an_enum_default() {
+        // B's WESTERN has nowhere to go in an output enum without a default: an init error.
+        let a_strict = A.replace(r#", "default": "DRAMA""#, "");
+        assert_eq!(
+            errors(json!({}), &[("a", &a_strict), ("b", B)]),
+            ["input \"b\" cannot be resolved to the schema of input \"a\": field \"genre\": writer enum \"us.Genre\" has symbols that reader enum \"eu.Genre\" lacks (WESTERN), and the reader's enum has no default"]
+        );
+        // A field default is no enum default.
+        let field_default = a_strict
+            .replace(r#""symbols": ["DRAMA", "COMEDY"]}}"#, r#""symbols": ["DRAMA", "COMEDY"]}, "default": "COMEDY"}"#);
+        assert_ne!(field_default, a_strict);
+        assert_eq!(errors(json!({}), &[("a", &field_default), ("b", B)]).len(), 1);
+        // An input whose symbols the output has resolves without one.
+        let b_known = B.replace(r#""COMEDY", "WESTERN", "DRAMA""#, r#""COMEDY", "DRAMA""#);
+        build(json!({}), &[("a", &a_strict), ("b", &b_known)]);
     }
 
     #[test]
