@@ -183,7 +183,11 @@ impl Source for KafkaSource {
             *offset = (*offset).min(position + 1);
         }
         let mut committed = self.committed.lock().unwrap();
-        next.retain(|partition, offset| committed.get(partition) != Some(offset));
+        // An asynchronous commit may have failed after it was counted here: the waiting one (at
+        // shutdown) commits every partition again.
+        if !wait {
+            next.retain(|partition, offset| committed.get(partition) != Some(offset));
+        }
         if next.is_empty() {
             return Ok(());
         }
