@@ -95,7 +95,7 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
         checks.push(Check { name: name.to_string(), outcome, skipped: false })
     };
 
-    if let Err(why) = engine.describe(&label, &bytes) {
+    if let Err(why) = engine.describe(&label, &bytes).map_err(|e| e.to_string()) {
         check("loads as a meshhost:processor@0.2 component", Err(why));
         return Ok(checks);
     }

@@ -40,6 +40,16 @@ pub enum PluginError {
     Engine(String),
     #[error("not a valid component: {0}")]
     Invalid(String),
+    #[error("{label} is a core Wasm module, not a component: build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    CoreModule { label: String },
+    #[error("{label} is not a WebAssembly component (it lacks the component header)")]
+    NotWasm { label: String },
+    /// Compiling failed; the label says which component (the cause is in the message, not a
+    /// `source`: the messages end up in plugin test reports and registry errors as they are).
+    #[error("{label}: {error}")]
+    Compile { label: String, error: Box<PluginError> },
+    #[error("{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.2.x); its exports are: {}", if exports.is_empty() { "none".to_string() } else { exports.join(", ") })]
+    NoProcessorExport { label: String, exports: Vec<String> },
     /// Built for a WIT version this host does not run.
     #[error("{label} {problem}")]
     WrongWitVersion { label: String, problem: String },
@@ -179,27 +189,23 @@ impl PluginEngine {
 
     /// Check that `bytes` are a component exporting a compatible meshhost processor interface
     /// whose imports meshhost provides, and list its exports. Compiles it (into the cache).
-    pub fn describe(&self, label: &str, bytes: &[u8]) -> Result<ComponentInfo, String> {
+    pub fn describe(&self, label: &str, bytes: &[u8]) -> Result<ComponentInfo, PluginError> {
+        let label_string = || label.to_string();
         match bytes.get(0..8) {
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(format!(
-                    "{label} is a core Wasm module, not a component: build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
-                ))
-            }
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(PluginError::CoreModule { label: label_string() }),
             Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
-            _ => return Err(format!("{label} is not a WebAssembly component (it lacks the component header)")),
+            _ => return Err(PluginError::NotWasm { label: label_string() }),
         }
         let digest = hex(&Sha256::digest(bytes));
-        let component = self.compile(&digest, bytes).map_err(|e| format!("{label}: {e:#}"))?;
+        let component = self
+            .compile(&digest, bytes)
+            .map_err(|e| PluginError::Compile { label: label_string(), error: Box::new(e) })?;
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let wit = exports.iter().find(|name| is_compatible_processor(name)).cloned().ok_or_else(|| {
-            format!(
-                "{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.2.x); its exports are: {}",
-                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
-            )
-        })?;
-        self.load(label, bytes).map_err(|e| format!("{e:#}"))?;
+        let Some(wit) = exports.iter().find(|name| is_compatible_processor(name)).cloned() else {
+            return Err(PluginError::NoProcessorExport { label: label_string(), exports });
+        };
+        self.load(label, bytes)?;
         Ok(ComponentInfo { wit, exports })
     }
 

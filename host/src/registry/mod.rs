@@ -51,8 +51,8 @@ pub enum RegistryError {
     #[error("bad version {version:?} in the manifest: {error}")]
     BadVersion { version: String, error: semver::Error },
     /// Bytes that are not a meshhost processor component.
-    #[error("{0}")]
-    NotAComponent(String),
+    #[error(transparent)]
+    NotAComponent(#[from] crate::plugin::PluginError),
     #[error("{name}@{version} is corrupt: its recorded digest is {recorded} but {} has {actual}", path.display())]
     Corrupt { name: String, version: String, recorded: String, path: PathBuf, actual: String },
     #[error("{name}@{version} is already published with digest {digest}; a published version never changes: publish a new version")]
@@ -179,9 +179,7 @@ impl Registry {
         check_name(&manifest.name).map_err(RegistryError::BadName)?;
         let version = Version::parse(&manifest.version)
             .map_err(|error| RegistryError::BadVersion { version: manifest.version.clone(), error })?;
-        let info = engine
-            .describe(&format!("{}@{version}", manifest.name), component)
-            .map_err(RegistryError::NotAComponent)?;
+        let info = engine.describe(&format!("{}@{version}", manifest.name), component)?;
         let digest = digest(component);
 
         let final_dir = self.root.join(&manifest.name).join(version.to_string());
