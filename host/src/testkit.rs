@@ -224,6 +224,7 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
 
     let mut actual = Vec::new();
     let mut failed = Vec::new();
+    let mut reasons = Vec::new();
     // One record per batch, in order, so stateful plugins see each record's effect in order.
     for (index, record) in fixture.records.iter().enumerate() {
         let (_, schema) =
@@ -253,7 +254,10 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
         for failure in collected.failures {
             // A fixture may expect the plugin to reject a record; any other failure is a bug.
             match failure.cause {
-                Cause::Rejected => failed.push(index),
+                Cause::Rejected => {
+                    failed.push(index);
+                    reasons.push(format!("record {index}: {}", failure.error));
+                }
                 Cause::Data | Cause::Trapped | Cause::PluginBug => {
                     return Err(format!("record {index}: {}", failure.error))
                 }
@@ -275,7 +279,8 @@ fn run_fixture(plugin: &crate::plugin::Plugin, fixture: &Fixture) -> Result<(), 
     let _ = std::fs::remove_dir_all(&state_dir);
     let mut problems = Vec::new();
     if failed != fixture.failures {
-        problems.push(format!("failed records: expected {:?}, got {:?}", fixture.failures, failed));
+        let why = if reasons.is_empty() { String::new() } else { format!("\n{}", reasons.join("\n")) };
+        problems.push(format!("failed records: expected {:?}, got {:?}{why}", fixture.failures, failed));
     }
     if actual != fixture.expected {
         problems.push(diff(&fixture.expected, &actual));

@@ -77,3 +77,21 @@ fn a_file_that_is_not_a_component_fails_the_first_check() {
     assert!(stdout.contains("FAIL  loads as a meshhost:processor@0.2 component\n      "), "{stdout}");
     assert!(stdout.contains("is a core Wasm module, not a component"), "{stdout}");
 }
+
+#[test]
+fn an_unexpected_rejection_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = serde_json::json!({
+        "config": {"condition": "100 / id > 1"},
+        "inputs": [{"name": "movies", "schema": {"type": "record", "name": "Movie", "fields": [{"name": "id", "type": "long"}]}}],
+        "records": [{"key": "a", "value": {"id": 0}}, {"key": "b", "value": {"id": 5}}],
+        "expected": [{"port": "out", "key": "b", "value": {"id": 5}}]
+    });
+    std::fs::write(dir.path().join("zero.json"), fixture.to_string()).unwrap();
+    let (code, stdout) = plugin_test(STOCK_FILTER_PLUGIN, Some(dir.path()));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("failed records: expected [], got [0]\n      record 0: condition failed: Division by zero"),
+        "{stdout}"
+    );
+}
