@@ -88,6 +88,17 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Draw a pipeline's DAG, each edge labelled with its schema's fields (offline, like validate).
+    Graph {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Plugin registry directory, overriding the file.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// text (default), dot (Graphviz: `| dot -Tsvg > dag.svg`) or mermaid.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::graph::GraphFormat,
+    },
     /// Check a pipeline offline: the file, every plugin and every edge's schema. Exit 2 if invalid.
     Validate {
         /// The pipeline file.
@@ -223,6 +234,12 @@ fn execute(command: Command) -> Result<(), CliError> {
                     println!("  {}.{}: {}", processor.id, output.name, schema_summary(&output.schema.parsed));
                 }
             }
+            Ok(())
+        }
+        Command::Graph { pipeline, registry, format } => {
+            let engine = PluginEngine::new()?;
+            let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            print!("{}", crate::graph::render(&config, &topology, format));
             Ok(())
         }
         Command::Produce { topic, bootstrap_servers, schema, key_field } => {

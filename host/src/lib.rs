@@ -27,6 +27,7 @@ pub mod cli;
 mod cli_plugin;
 pub mod codec;
 pub mod config;
+pub mod graph;
 pub mod kafka;
 pub mod plugin;
 pub mod registry;
