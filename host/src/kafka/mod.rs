@@ -32,13 +32,17 @@ pub fn partition_counts(
 ) -> Result<std::collections::HashMap<String, usize>, rdkafka::error::KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
-    let metadata = consumer.fetch_metadata(None, timeout)?;
-    Ok(metadata
+    Ok(topic_partitions(&consumer.fetch_metadata(None, timeout)?))
+}
+
+/// The partition count of every topic the metadata describes without an error.
+fn topic_partitions(metadata: &rdkafka::metadata::Metadata) -> std::collections::HashMap<String, usize> {
+    metadata
         .topics()
         .iter()
         .filter(|t| t.error().is_none())
         .map(|t| (t.name().to_string(), t.partitions().len()))
-        .collect())
+        .collect()
 }
 
 /// A topic that could not be created.

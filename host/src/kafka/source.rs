@@ -119,12 +119,7 @@ impl KafkaSource {
         let metadata = self.consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| {
             SourceError::Unreachable { what: format!("Kafka at {}", self.bootstrap_servers), source: Box::new(e) }
         })?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .map(|t| (t.name().to_string(), t.partitions().len()))
-            .collect())
+        Ok(super::topic_partitions(&metadata))
     }
 
     /// The changelog end offsets and such are read through this consumer's connection.
