@@ -20,11 +20,14 @@ pub struct KafkaSource {
     consumer: BaseConsumer,
     /// Topic of each pipeline source, by source index.
     topics: Vec<String>,
+    /// Per source index, the first source index reading the same topic: commits are per topic,
+    /// keyed by it (two sources may read one topic).
+    topic_key: Vec<usize>,
     bootstrap_servers: String,
-    /// The offsets last committed per (topic, partition), so an unchanged partition is not
+    /// The offsets last committed per (topic key, partition), so an unchanged partition is not
     /// committed again. Behind a lock because acknowledging takes `&self`: polled records
     /// borrow the consumer meanwhile.
-    committed: Mutex<HashMap<(String, i32), i64>>,
+    committed: Mutex<HashMap<SourcePartition, i64>>,
 }
 
 /// A consumed record, as librdkafka holds it (not copied: dead letters send these bytes).
@@ -48,12 +51,6 @@ macro_rules! with_message {
             Held::Copied($m) => $body,
         }
     };
-}
-
-impl KafkaRecord<'_> {
-    pub fn topic(&self) -> &str {
-        with_message!(&self.message, m => m.topic())
-    }
 }
 
 impl InputRecord for KafkaRecord<'_> {
@@ -111,7 +108,8 @@ impl KafkaSource {
             .create()
             .map_err(|e| client_error("cannot create the Kafka consumer", e))?;
         let bootstrap_servers = client.get("bootstrap.servers").unwrap_or_default().to_string();
-        Ok(KafkaSource { consumer, topics, bootstrap_servers, committed: Mutex::default() })
+        let topic_key = topics.iter().map(|topic| topics.iter().position(|t| t == topic).unwrap_or(0)).collect();
+        Ok(KafkaSource { consumer, topics, topic_key, bootstrap_servers, committed: Mutex::default() })
     }
 
     /// The partition count of every topic on the cluster.
@@ -172,9 +170,9 @@ impl Source for KafkaSource {
     fn acknowledge(&self, positions: &HashMap<SourcePartition, i64>, wait: bool) -> Result<(), SourceError> {
         // Two sources on one topic read the same records; a partition's offset is safe when it
         // is safe for both.
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        let mut next: HashMap<SourcePartition, i64> = HashMap::new();
         for (&(source, partition), &position) in positions {
-            let offset = next.entry((self.topics[source].clone(), partition)).or_insert(position + 1);
+            let offset = next.entry((self.topic_key[source], partition)).or_insert(position + 1);
             *offset = (*offset).min(position + 1);
         }
         let mut committed = self.committed.lock().unwrap();
@@ -187,8 +185,8 @@ impl Source for KafkaSource {
             return Ok(());
         }
         let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &next {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+        for (&(topic_key, partition), &offset) in &next {
+            list.add_partition_offset(&self.topics[topic_key], partition, Offset::Offset(offset))
                 .map_err(|e| client_error("cannot list offsets to commit", e))?;
         }
         let mode = if wait { CommitMode::Sync } else { CommitMode::Async };

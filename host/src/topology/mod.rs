@@ -230,12 +230,8 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
         let init = instance.init_result().clone();
         let mut outputs = Vec::new();
         for port in &init.outputs {
-            match Schema::parse(&port.schema) {
-                Ok(parsed) => outputs.push(OutputNode {
-                    name: port.name.clone(),
-                    schema: EdgeSchema { text: port.schema.clone(), parsed: Arc::new(parsed) },
-                    targets: Vec::new(),
-                }),
+            match EdgeSchema::parse(&port.schema) {
+                Ok(schema) => outputs.push(OutputNode { name: port.name.clone(), schema, targets: Vec::new() }),
                 Err(e) => problems.push(
                     &format!("processors.{id}"),
                     format!("{} declared an invalid schema for output {:?}: {e}", plugin.label, port.name),
@@ -395,6 +391,5 @@ fn limits(config: &LimitsConfig) -> Limits {
 
 fn read_schema(path: &std::path::Path) -> Result<EdgeSchema, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let parsed = Schema::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(EdgeSchema { text, parsed: Arc::new(parsed) })
+    EdgeSchema::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
