@@ -21,8 +21,11 @@
 //! - [`source`] and [`sink`]: the traits records come in and go out through; [`kafka`]
 //!   implements both.
 //! - [`state`]: processors' durable state and its changelog.
-//! - [`codec`]: record values at the pipeline's edges (Avro, JSON).
+//! - [`codec`]: record values at the pipeline's edges (Avro, Confluent-framed Avro, JSON).
+//! - [`schema_registry`]: the Confluent wire format and a client for any Schema Registry.
+//! - [`catalog`]: `meshhost catalog serve`, a Schema Registry kept in a Kafka topic.
 
+pub mod catalog;
 pub mod cli;
 mod cli_plugin;
 pub mod codec;
@@ -32,6 +35,7 @@ pub mod kafka;
 pub mod plugin;
 pub mod registry;
 pub mod scaffold;
+pub mod schema_registry;
 pub mod sink;
 pub mod source;
 pub mod state;

@@ -133,23 +133,7 @@ impl EdgeSchema {
     /// all its inputs, since it writes them under one schema (a `decimal` of scale 2 and one of
     /// scale 4 have one canonical form, but not one meaning).
     pub fn same_meaning(&self, other: &EdgeSchema) -> bool {
-        fn strip_docs(json: &mut serde_json::Value) {
-            match json {
-                serde_json::Value::Object(map) => {
-                    map.remove("doc");
-                    map.remove("aliases");
-                    map.values_mut().for_each(strip_docs);
-                }
-                serde_json::Value::Array(items) => items.iter_mut().for_each(strip_docs),
-                _ => {}
-            }
-        }
-        let meaning = |schema: &EdgeSchema| {
-            let mut json = schema.parsed.to_json_value();
-            strip_docs(&mut json);
-            json
-        };
-        self.same_as(other) && meaning(self) == meaning(other)
+        self.parsed.same_meaning(&other.parsed)
     }
 
     /// Parse a schema's JSON text.

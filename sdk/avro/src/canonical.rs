@@ -76,6 +76,32 @@ impl Schema {
     pub fn same_as(&self, other: &Schema) -> bool {
         self.canonical_form() == other.canonical_form()
     }
+
+    /// The schema's JSON as this crate writes it, without docs and aliases: two schemas with
+    /// the same meaning form read and write data alike — the same encoding *and* the same
+    /// defaults, logical types and other attributes, which the canonical form strips (a
+    /// `decimal` of scale 2 and one of scale 4 share a canonical form, not a meaning).
+    pub fn meaning_form(&self) -> String {
+        fn strip_docs(json: &mut serde_json::Value) {
+            match json {
+                serde_json::Value::Object(map) => {
+                    map.remove("doc");
+                    map.remove("aliases");
+                    map.values_mut().for_each(strip_docs);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip_docs),
+                _ => {}
+            }
+        }
+        let mut json = self.to_json_value();
+        strip_docs(&mut json);
+        json.to_string()
+    }
+
+    /// Whether the two schemas have the same [meaning form](Schema::meaning_form).
+    pub fn same_meaning(&self, other: &Schema) -> bool {
+        self.meaning_form() == other.meaning_form()
+    }
 }
 
 /// The canonical form of a named type definition with every named type it uses written by

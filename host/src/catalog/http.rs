@@ -1,0 +1,238 @@
+//! The Schema Registry REST API over a [`CatalogStore`]: the endpoints clients use, with
+//! Confluent's paths, query parameters, status codes, error bodies and media type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value as Json};
+
+use super::schemas::VersionSpec;
+use super::{CatalogError, CatalogStore, Compatibility};
+use crate::schema_registry::CONTENT_TYPE;
+
+type Store = State<Arc<CatalogStore>>;
+type Params = Query<HashMap<String, String>>;
+type Answer = Result<Response, CatalogError>;
+
+/// The API's routes.
+pub fn router(store: Arc<CatalogStore>) -> Router {
+    Router::new()
+        .route("/", get(|| async { ok(json!({})) }))
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route("/subjects/{subject}/versions/{version}", get(version).delete(delete_version))
+        .route("/subjects/{subject}/versions/{version}/schema", get(version_schema))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(schema_text_by_id))
+        .route("/schemas/ids/{id}/versions", get(schema_versions))
+        .route("/schemas/types", get(|| async { ok(json!(["AVRO"])) }))
+        .route("/config", get(global_config).put(set_global_config))
+        .route("/config/{subject}", get(subject_config).put(set_subject_config).delete(delete_subject_config))
+        .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found") })
+        .with_state(store)
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        error(status, self.code(), &self.to_string())
+    }
+}
+
+fn ok(body: Json) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+}
+
+fn error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = json!({"error_code": code, "message": message});
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+}
+
+/// A boolean query parameter (`true`, `True`, ... — clients spell it differently).
+fn flag(params: &HashMap<String, String>, name: &str) -> bool {
+    params.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The schema text of a register, lookup or compatibility request.
+fn schema_text(body: &[u8]) -> Result<String, CatalogError> {
+    let request: Json =
+        serde_json::from_slice(body).map_err(|e| CatalogError::InvalidSchema(format!("request body not JSON: {e}")))?;
+    if let Some(kind) = request.get("schemaType").and_then(Json::as_str) {
+        if kind != "AVRO" {
+            return Err(CatalogError::InvalidSchema(format!("schema type {kind} is not supported; only AVRO")));
+        }
+    }
+    if request.get("references").and_then(Json::as_array).is_some_and(|r| !r.is_empty()) {
+        return Err(CatalogError::InvalidSchema("schema references are not supported".to_string()));
+    }
+    let text = request
+        .get("schema")
+        .and_then(Json::as_str)
+        .ok_or_else(|| CatalogError::InvalidSchema("the request has no \"schema\" string".to_string()))?;
+    meshhost_avro::Schema::parse(text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    Ok(text.to_string())
+}
+
+async fn subjects(State(store): Store, Query(params): Params) -> Answer {
+    Ok(ok(json!(store.read().subjects(flag(&params, "deleted")))))
+}
+
+async fn versions(State(store): Store, Path(subject): Path<String>, Query(params): Params) -> Answer {
+    Ok(ok(json!(store.read().versions(&subject, flag(&params, "deleted"))?)))
+}
+
+async fn register(State(store): Store, Path(subject): Path<String>, body: Bytes) -> Answer {
+    let text = schema_text(&body)?;
+    let id = store.register(&subject, &text).await?;
+    Ok(ok(json!({"id": id})))
+}
+
+async fn lookup(State(store): Store, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
+    let text = schema_text(&body)?;
+    let schema = meshhost_avro::Schema::parse(&text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    let state = store.read();
+    let (version, entry) = state.find(&subject, &schema, flag(&params, "deleted"))?;
+    let stored = state.schema(entry.id)?;
+    Ok(ok(json!({"subject": subject, "version": version, "id": entry.id, "schema": stored.text})))
+}
+
+async fn version(
+    State(store): Store,
+    Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
+    let spec = VersionSpec::parse(&version)?;
+    let state = store.read();
+    let (version, entry) = state.version(&subject, spec, flag(&params, "deleted"))?;
+    let stored = state.schema(entry.id)?;
+    Ok(ok(json!({"subject": subject, "version": version, "id": entry.id, "schema": stored.text})))
+}
+
+async fn version_schema(State(store): Store, Path((subject, version)): Path<(String, String)>) -> Answer {
+    let spec = VersionSpec::parse(&version)?;
+    let state = store.read();
+    let (_, entry) = state.version(&subject, spec, false)?;
+    Ok(raw_schema(&state.schema(entry.id)?.text))
+}
+
+/// A schema's own JSON as the body.
+fn raw_schema(text: &str) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text.to_string()).into_response()
+}
+
+async fn delete_subject(State(store): Store, Path(subject): Path<String>, Query(params): Params) -> Answer {
+    Ok(ok(json!(store.delete(&subject, None, flag(&params, "permanent")).await?)))
+}
+
+async fn delete_version(
+    State(store): Store,
+    Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
+    let spec = VersionSpec::parse(&version)?;
+    let deleted = store.delete(&subject, Some(spec), flag(&params, "permanent")).await?;
+    Ok(ok(json!(deleted.first())))
+}
+
+fn parse_id(id: &str) -> Result<u32, CatalogError> {
+    id.parse().map_err(|_| CatalogError::SchemaNotFound(None))
+}
+
+async fn schema_by_id(State(store): Store, Path(id): Path<String>) -> Answer {
+    let id = parse_id(&id)?;
+    Ok(ok(json!({"schema": store.read().schema(id)?.text})))
+}
+
+async fn schema_text_by_id(State(store): Store, Path(id): Path<String>) -> Answer {
+    let id = parse_id(&id)?;
+    Ok(raw_schema(&store.read().schema(id)?.text))
+}
+
+async fn schema_versions(State(store): Store, Path(id): Path<String>, Query(params): Params) -> Answer {
+    let id = parse_id(&id)?;
+    let state = store.read();
+    state.schema(id)?;
+    let uses: Vec<Json> = state
+        .uses_of(id, flag(&params, "deleted"))
+        .into_iter()
+        .map(|(subject, version)| json!({"subject": subject, "version": version}))
+        .collect();
+    Ok(ok(json!(uses)))
+}
+
+/// The level of a config request body (`{"compatibility": "FULL"}`).
+fn level_of(body: &[u8]) -> Result<Compatibility, CatalogError> {
+    let request: Json = serde_json::from_slice(body)
+        .map_err(|e| CatalogError::InvalidCompatibility(format!("request body not JSON: {e}")))?;
+    let level = request
+        .get("compatibility")
+        .and_then(Json::as_str)
+        .ok_or_else(|| CatalogError::InvalidCompatibility("the request has no \"compatibility\" string".into()))?;
+    level.parse().map_err(CatalogError::InvalidCompatibility)
+}
+
+async fn global_config(State(store): Store) -> Answer {
+    Ok(ok(json!({"compatibilityLevel": store.read().level(None).as_str()})))
+}
+
+async fn set_global_config(State(store): Store, body: Bytes) -> Answer {
+    let level = level_of(&body)?;
+    store.set_level(None, Some(level)).await?;
+    Ok(ok(json!({"compatibility": level.as_str()})))
+}
+
+async fn subject_config(State(store): Store, Path(subject): Path<String>, Query(params): Params) -> Answer {
+    let state = store.read();
+    let level = match state.subject_level(&subject) {
+        Some(level) => level,
+        None if flag(&params, "defaultToGlobal") => state.level(None),
+        None => return Err(CatalogError::NoSubjectLevel(subject)),
+    };
+    Ok(ok(json!({"compatibilityLevel": level.as_str()})))
+}
+
+async fn set_subject_config(State(store): Store, Path(subject): Path<String>, body: Bytes) -> Answer {
+    let level = level_of(&body)?;
+    store.set_level(Some(&subject), Some(level)).await?;
+    Ok(ok(json!({"compatibility": level.as_str()})))
+}
+
+async fn delete_subject_config(State(store): Store, Path(subject): Path<String>) -> Answer {
+    let level = store.read().subject_level(&subject).ok_or_else(|| CatalogError::NoSubjectLevel(subject.clone()))?;
+    store.set_level(Some(&subject), None).await?;
+    Ok(ok(json!({"compatibilityLevel": level.as_str()})))
+}
+
+async fn compatibility(
+    State(store): Store,
+    Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
+    body: Bytes,
+) -> Answer {
+    let spec = VersionSpec::parse(&version)?;
+    let text = schema_text(&body)?;
+    let schema = meshhost_avro::Schema::parse(&text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    let reasons = store.read().incompatibilities(&subject, &schema, Some(spec))?;
+    let mut answer = json!({"is_compatible": reasons.is_empty()});
+    if flag(&params, "verbose") {
+        answer["messages"] = json!(reasons);
+    }
+    Ok(ok(answer))
+}
+
+/// Serve the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<CatalogStore>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store)).with_graceful_shutdown(shutdown).await
+}
