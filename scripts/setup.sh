@@ -11,3 +11,5 @@ fi
 scripts/broker.sh install
 # The build tools of the Python and JavaScript SDKs (componentize-py, componentize-js).
 sdk/install-tools.sh
+# The Python venv of the Schema Registry interop tests (confluent-kafka, fastavro).
+scripts/pyenv.sh >/dev/null

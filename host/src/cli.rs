@@ -42,6 +42,9 @@ pub enum Command {
         /// Where stateful processors keep local state, overriding the file's `state_dir`.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Schema Registry URL, overriding the file's `schema_registry.url`.
+        #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+        schema_registry: Option<String>,
     },
     /// Produce JSON lines from stdin to a topic, Avro-encoded when a schema is given.
     Produce {
@@ -103,6 +106,9 @@ pub enum Command {
         /// text (default), dot (Graphviz: `| dot -Tsvg > dag.svg`) or mermaid.
         #[arg(long, value_enum, default_value = "text")]
         format: crate::graph::GraphFormat,
+        /// Schema Registry URL, overriding the file's `schema_registry.url`.
+        #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+        schema_registry: Option<String>,
     },
     /// Check a pipeline offline: the file, every plugin and every edge's schema. Exit 2 if invalid.
     Validate {
@@ -115,6 +121,10 @@ pub enum Command {
         /// broker answers, the partition counts of stateful processors' inputs are checked too.
         #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS")]
         bootstrap_servers: Option<String>,
+        /// Schema Registry URL, overriding the file's `schema_registry.url`. When the registry
+        /// answers, `confluent-avro` sinks' schemas are checked against it (nothing registered).
+        #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+        schema_registry: Option<String>,
     },
 }
 
@@ -238,10 +248,12 @@ pub fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Validate { pipeline, registry, bootstrap_servers } => {
+        Command::Validate { pipeline, registry, bootstrap_servers, schema_registry } => {
             let engine = PluginEngine::new()?;
-            let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            let overrides = Overrides { registry, schema_registry, offline: true };
+            let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             check_partitions_online(&config, &topology, bootstrap_servers)?;
+            check_sink_schemas_online(&topology)?;
             println!(
                 "{}: valid ({} sources, {} processors, {} sinks)",
                 pipeline.display(),
@@ -256,9 +268,10 @@ fn execute(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Graph { pipeline, registry, format } => {
+        Command::Graph { pipeline, registry, format, schema_registry } => {
             let engine = PluginEngine::new()?;
-            let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            let overrides = Overrides { registry, schema_registry, offline: true };
+            let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             print!("{}", crate::graph::render(&config, &topology, format));
             Ok(())
         }
@@ -275,7 +288,8 @@ fn execute(command: Command) -> Result<(), CliError> {
                 (Some(path), _) => Some(read_schema(&path)?),
                 (None, Some(pipeline)) => {
                     let engine = PluginEngine::new()?;
-                    let (_, topology) = load_and_plan(&pipeline, None, &engine)?;
+                    let overrides = Overrides { offline: true, ..Overrides::default() };
+                    let (_, topology) = load_and_plan(&pipeline, overrides, &engine)?;
                     let sink =
                         topology.sinks.iter().find(|s| s.topic == topic).ok_or_else(|| {
                             anyhow::anyhow!("no sink of {} writes to topic {topic}", pipeline.display())
@@ -320,9 +334,10 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Catalog { command: CatalogCommand::Serve { listen, bootstrap_servers, topic } } => {
             serve_catalog(&listen, &bootstrap_servers, &topic)
         }
-        Command::Run { pipeline, bootstrap_servers, registry, state_dir } => {
+        Command::Run { pipeline, bootstrap_servers, registry, state_dir, schema_registry } => {
             let engine = PluginEngine::new()?;
-            let (config, topology) = load_and_plan(&pipeline, registry, &engine)?;
+            let overrides = Overrides { registry, schema_registry, offline: false };
+            let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             let mut settings = run_settings(&config, bootstrap_servers);
             if let Some(state_dir) = state_dir {
                 settings.state_dir = state_dir;
@@ -369,16 +384,40 @@ fn serve_catalog(listen: &str, bootstrap_servers: &str, topic: &str) -> Result<(
     Ok(())
 }
 
+/// Command-line settings that win over the pipeline file's.
+#[derive(Debug, Default)]
+struct Overrides {
+    /// The plugin registry directory.
+    registry: Option<PathBuf>,
+    /// The Schema Registry URL.
+    schema_registry: Option<String>,
+    /// A command that only looks at the pipeline (validate, graph): an unreachable Schema
+    /// Registry is retried for seconds, not the run's minute.
+    offline: bool,
+}
+
+/// How long commands that only look at a pipeline retry an unreachable Schema Registry.
+const OFFLINE_REGISTRY_RETRY_SECONDS: u64 = 5;
+
 /// Check the pipeline file and plan its topology, reporting the problems of both together.
 fn load_and_plan(
     pipeline: &Path,
-    registry: Option<PathBuf>,
+    overrides: Overrides,
     engine: &PluginEngine,
 ) -> Result<(PipelineConfig, Topology), CliError> {
     let (config, mut problems) = PipelineConfig::load_partial(pipeline);
     let Some(mut config) = config else { return Err(problems.into()) };
-    if registry.is_some() {
-        config.registry = registry;
+    if overrides.registry.is_some() {
+        config.registry = overrides.registry;
+    }
+    if let Some(url) = overrides.schema_registry {
+        match &mut config.schema_registry {
+            Some(section) => section.url = url,
+            None => config.schema_registry = Some(crate::config::SchemaRegistryConfig::with_url(url)),
+        }
+    }
+    if let (Some(section), true) = (&mut config.schema_registry, overrides.offline) {
+        section.retry_seconds = Some(section.retry_seconds.unwrap_or(u64::MAX).min(OFFLINE_REGISTRY_RETRY_SECONDS));
     }
     let plugins = match PluginResolver::for_pipeline(pipeline, config.registry.clone()) {
         Ok(plugins) => plugins,
@@ -453,6 +492,18 @@ pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) 
         properties: config.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         dead_letter_topic: config.dead_letter.as_ref().map(|d| d.topic.clone()),
         state_dir: config.state_dir(),
+    }
+}
+
+/// `validate` registers nothing, but when the Schema Registry answers it asks whether the
+/// `confluent-avro` sinks' schemas could be registered.
+fn check_sink_schemas_online(topology: &Topology) -> Result<(), CliError> {
+    match topology.check_sink_schemas() {
+        Ok(problems) => problems.into_result(()).map_err(CliError::Invalid),
+        Err(error) => {
+            eprintln!("note: the schemas of confluent-avro sinks not checked: {error}");
+            Ok(())
+        }
     }
 }
 

@@ -1,11 +1,19 @@
 //! Record values at the edges of the pipeline: decoding what sources read, encoding what sinks
 //! write, and transcoding for processors that work on JSON.
 //!
-//! Inside the pipeline every value is a binary Avro datum of its edge's schema.
+//! Inside the pipeline every value is a binary Avro datum of its edge's schema. A
+//! `confluent-avro` source meets many writer schemas (one per id in its values): each is fetched
+//! from the registry once, and a datum of a schema other than the source's is converted by Avro
+//! schema resolution; a datum of the source's own schema passes on as it is.
 
-use meshhost_avro::{self as avro, DatumError, JsonError, Schema};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use meshhost_avro::{self as avro, DatumError, JsonError, Resolver, Schema};
 
 use crate::config::Format;
+use crate::schema_registry::wire::{self, WireError};
+use crate::schema_registry::{RegistryClient, RegistryError};
 
 /// A value that is not what its edge's schema says. The cause is part of the message (not a
 /// `source`): dead-letter headers carry the message alone.
@@ -23,24 +31,161 @@ pub enum CodecError {
     /// JSON that does not fit the schema.
     #[error("does not fit the schema: {0}")]
     DoesNotFit(JsonError),
+    /// A `confluent-avro` value without the wire format's header.
+    #[error("{0}")]
+    Wire(WireError),
+    /// A `confluent-avro` value whose schema id cannot be used.
+    #[error("schema id {id}: {reason}")]
+    WriterSchema { id: u32, reason: String },
+    /// A `confluent-avro` datum that is not one of its writer schema.
+    #[error("not an Avro datum of writer schema {id}: {error}")]
+    NotWriterDatum { id: u32, error: DatumError },
+    /// A sink's schema was not registered before the first record (a bug of the caller).
+    #[error("the sink's schema is not registered with the schema registry")]
+    NotRegistered,
 }
 
-/// Turn a source value into an Avro datum of `schema`, or say why it cannot be.
-pub fn decode(format: Format, schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
-    match format {
-        Format::Avro => {
-            avro::validate(schema, bytes).map_err(CodecError::NotSourceDatum)?;
-            Ok(bytes.to_vec())
+/// Why a source value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// This record is bad: it goes to dead letters.
+    #[error(transparent)]
+    Record(#[from] CodecError),
+    /// The registry could not say what the record is: nothing can be decided, the run stops.
+    #[error(transparent)]
+    Registry(RegistryError),
+}
+
+/// How a source's values become datums of its schema.
+#[derive(Debug)]
+pub enum SourceDecoder {
+    Avro,
+    Json,
+    ConfluentAvro(ConfluentDecoder),
+}
+
+/// Writer schemas by id, each with how its datums become the reader's.
+#[derive(Debug)]
+pub struct ConfluentDecoder {
+    registry: Arc<RegistryClient>,
+    writers: HashMap<u32, Result<Writer, String>>,
+}
+
+#[derive(Debug)]
+enum Writer {
+    /// The reader's own schema: datums are checked and pass on as they are.
+    Same,
+    /// Another schema: datums are converted.
+    Resolved(Box<Resolver>),
+}
+
+impl SourceDecoder {
+    /// The decoder of `format`; `confluent-avro` needs the registry.
+    pub fn new(format: Format, registry: Option<Arc<RegistryClient>>) -> SourceDecoder {
+        match (format, registry) {
+            (Format::Avro, _) => SourceDecoder::Avro,
+            (Format::Json, _) => SourceDecoder::Json,
+            (Format::ConfluentAvro, Some(registry)) => {
+                SourceDecoder::ConfluentAvro(ConfluentDecoder { registry, writers: HashMap::new() })
+            }
+            (Format::ConfluentAvro, None) => panic!("a confluent-avro source needs a schema registry client"),
         }
-        Format::Json => json_to_avro(schema, bytes),
+    }
+
+    pub fn format(&self) -> Format {
+        match self {
+            SourceDecoder::Avro => Format::Avro,
+            SourceDecoder::Json => Format::Json,
+            SourceDecoder::ConfluentAvro(_) => Format::ConfluentAvro,
+        }
+    }
+
+    /// Turn a source value into an Avro datum of `schema`, or say why it cannot be.
+    pub fn decode(&mut self, schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        match self {
+            SourceDecoder::Avro => {
+                avro::validate(schema, bytes).map_err(CodecError::NotSourceDatum)?;
+                Ok(bytes.to_vec())
+            }
+            SourceDecoder::Json => Ok(json_to_avro(schema, bytes)?),
+            SourceDecoder::ConfluentAvro(decoder) => decoder.decode(schema, bytes),
+        }
     }
 }
 
-/// Turn an Avro datum of `schema` into a sink value.
-pub fn encode(format: Format, schema: &Schema, datum: Vec<u8>) -> Result<Vec<u8>, CodecError> {
-    match format {
-        Format::Avro => Ok(datum),
-        Format::Json => avro_to_json(schema, &datum),
+impl ConfluentDecoder {
+    fn decode(&mut self, reader: &Schema, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        let (id, datum) = wire::split(bytes).map_err(CodecError::Wire)?;
+        if !self.writers.contains_key(&id) {
+            match self.registry.schema_by_id(id) {
+                Ok(text) => {
+                    self.writers.insert(id, writer(&text, reader));
+                }
+                // Not cached: the id may be registered later (or on a registry that lags).
+                Err(error) if error.code() == Some(40403) => {
+                    let reason = "unknown to the schema registry".to_string();
+                    return Err(CodecError::WriterSchema { id, reason }.into());
+                }
+                Err(error @ RegistryError::BadAnswer { .. }) => {
+                    self.writers.insert(id, Err(error.to_string()));
+                }
+                Err(error) => return Err(DecodeError::Registry(error)),
+            }
+        }
+        match &self.writers[&id] {
+            Ok(Writer::Same) => {
+                avro::validate(reader, datum).map_err(|error| CodecError::NotWriterDatum { id, error })?;
+                Ok(datum.to_vec())
+            }
+            Ok(Writer::Resolved(resolver)) => {
+                Ok(resolver.convert(datum).map_err(|error| CodecError::NotWriterDatum { id, error })?)
+            }
+            Err(reason) => Err(CodecError::WriterSchema { id, reason: reason.clone() }.into()),
+        }
+    }
+}
+
+/// How datums of the writer schema `text` become datums of `reader`.
+fn writer(text: &str, reader: &Schema) -> Result<Writer, String> {
+    let schema = Schema::parse(text).map_err(|e| format!("the registry's schema is not valid Avro: {e}"))?;
+    if schema.same_as(reader) {
+        return Ok(Writer::Same);
+    }
+    Resolver::new_partial(&schema, reader)
+        .map(|resolver| Writer::Resolved(Box::new(resolver)))
+        .map_err(|e| format!("cannot be read as the source's schema: {e}"))
+}
+
+/// How a sink's values are written.
+#[derive(Debug)]
+pub enum SinkEncoder {
+    Avro,
+    Json,
+    ConfluentAvro {
+        registry: Arc<RegistryClient>,
+        subject: String,
+        /// The id the registry gave the sink's schema, once registered.
+        id: Option<u32>,
+    },
+}
+
+impl SinkEncoder {
+    pub fn format(&self) -> Format {
+        match self {
+            SinkEncoder::Avro => Format::Avro,
+            SinkEncoder::Json => Format::Json,
+            SinkEncoder::ConfluentAvro { .. } => Format::ConfluentAvro,
+        }
+    }
+
+    /// Turn an Avro datum of `schema` into a sink value.
+    pub fn encode(&self, schema: &Schema, datum: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        match self {
+            SinkEncoder::Avro => Ok(datum),
+            SinkEncoder::Json => avro_to_json(schema, &datum),
+            SinkEncoder::ConfluentAvro { id: Some(id), .. } => Ok(wire::frame(*id, &datum)),
+            SinkEncoder::ConfluentAvro { id: None, .. } => Err(CodecError::NotRegistered),
+        }
     }
 }
 

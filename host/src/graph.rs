@@ -51,10 +51,7 @@ pub fn render(config: &PipelineConfig, topology: &Topology, format: GraphFormat)
 }
 
 fn collect(config: &PipelineConfig, topology: &Topology) -> (Vec<Node>, Vec<Edge>) {
-    let format = |format: Format| match format {
-        Format::Avro => "avro",
-        Format::Json => "json",
-    };
+    let format = Format::as_str;
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
     let target_id = |target: &Target| match *target {
@@ -62,7 +59,7 @@ fn collect(config: &PipelineConfig, topology: &Topology) -> (Vec<Node>, Vec<Edge
         Target::Sink { index } => topology.sinks[index].id.clone(),
     };
     for source in &topology.sources {
-        let detail = format!("topic {} ({})", source.topic, format(source.format));
+        let detail = format!("topic {} ({})", source.topic, format(source.decoder.format()));
         nodes.push(Node { id: source.id.clone(), kind: NodeKind::Source, detail });
         for target in &source.targets {
             let fields = fields(&source.schema);
@@ -86,7 +83,7 @@ fn collect(config: &PipelineConfig, topology: &Topology) -> (Vec<Node>, Vec<Edge
         }
     }
     for sink in &topology.sinks {
-        let detail = format!("topic {} ({})", sink.topic, format(sink.format));
+        let detail = format!("topic {} ({})", sink.topic, format(sink.encoder.format()));
         nodes.push(Node { id: sink.id.clone(), kind: NodeKind::Sink, detail });
     }
     (nodes, edges)

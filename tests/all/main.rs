@@ -8,6 +8,7 @@ mod movies;
 mod pipeline;
 mod registry;
 mod scaffold;
+mod schema_registry;
 mod support;
 mod testkit;
 mod union;

@@ -295,6 +295,23 @@ impl Running {
         Stopped { status, log: self.log_text() }
     }
 
+    /// Wait for the run to end by itself.
+    pub fn wait_for_exit(mut self, timeout: Duration) -> Stopped {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("meshhost did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Stopped { status, log: self.log_text() }
+    }
+
     /// SIGKILL: no drain, no flush, no commit.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
@@ -322,3 +339,106 @@ pub fn assert_clean_exit(stopped: &Stopped) {
 }
 
 pub use meshhost::kafka::block_on;
+
+/// A `meshhost catalog serve` on its own topic and a free port, stopped when dropped.
+pub struct CatalogServer {
+    child: Child,
+    pub url: String,
+    pub topic: String,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl CatalogServer {
+    /// A server on a new catalog topic.
+    pub fn start() -> CatalogServer {
+        CatalogServer::start_on(&unique("catalog"))
+    }
+
+    /// A server on `topic` (another server's, to share its catalog).
+    pub fn start_on(topic: &str) -> CatalogServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        CatalogServer::start_at(topic, port)
+    }
+
+    fn start_at(topic: &str, port: u16) -> CatalogServer {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(MESHHOST)
+            .args(["catalog", "serve", "--listen", &listen, "--bootstrap-servers", broker(), "--topic", topic])
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("start meshhost catalog serve");
+        let server = CatalogServer { child, url: format!("http://{listen}"), topic: topic.to_string(), port, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "catalog server did not listen; log:\n{}",
+                std::fs::read_to_string(server.log.path()).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Stop this server and start another on the same topic and port.
+    pub fn restart(mut self) -> CatalogServer {
+        self.stop();
+        CatalogServer::start_at(&self.topic.clone(), self.port)
+    }
+
+    /// SIGTERM, and wait (nothing if it already stopped).
+    pub fn stop(&mut self) {
+        if self.child.try_wait().expect("wait").is_none() {
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+            self.child.wait().expect("wait");
+        }
+    }
+}
+
+impl Drop for CatalogServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `tests/interop/schema_registry.py ARGS...` with the venv's python (scripts/pyenv.sh);
+/// (exit code, stdout, stderr).
+pub fn python(args: &[&str]) -> (i32, String, String) {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    let python = PYTHON.get_or_init(|| {
+        let output = Command::new(workspace().join("scripts/pyenv.sh")).output().expect("run scripts/pyenv.sh");
+        assert!(output.status.success(), "scripts/pyenv.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    });
+    let output = Command::new(python)
+        .arg(workspace().join("tests/interop/schema_registry.py"))
+        .args(args)
+        .output()
+        .expect("run python");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// [`python`], which must succeed; its stdout as JSON.
+pub fn python_json(args: &[&str]) -> serde_json::Value {
+    let (code, stdout, stderr) = python(args);
+    assert_eq!(code, 0, "schema_registry.py {args:?} failed\nstdout: {stdout}\nstderr: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// [`python`], which must fail with a registry error; the error's JSON.
+pub fn python_error(args: &[&str]) -> serde_json::Value {
+    let (code, stdout, stderr) = python(args);
+    assert_eq!(
+        code, 3,
+        "schema_registry.py {args:?} should fail with a registry error\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}

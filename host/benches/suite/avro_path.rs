@@ -3,18 +3,18 @@
 //!
 //! Per record, both sides read `year` and `country` to decide, and for kept records produce the
 //! projected datum:
-//! - host: what meshhost does to that record — `codec::decode` at the source (full validation
+//! - host: what meshhost does to that record — the Avro source decoder at the source (full validation
 //!   and a copy), the filter's read of the two fields (skipping the others; it emits its input
 //!   record unchanged, which the host does not check again), the projection's `field_ranges` +
-//!   byte-range copy, the host's validation of the projection's output, `codec::encode` at the
-//!   sink;
+//!   byte-range copy, the host's validation of the projection's output, the sink's
+//!   encoder;
 //! - apache-avro: `from_avro_datum` into a `Value`, the fields read from it, a projected `Value`
 //!   built from the decoded one (moved, not cloned) and `to_avro_datum`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use meshhost::config::Format;
+use meshhost::codec::{SinkEncoder, SourceDecoder};
 use meshhost_avro::{self as avro, Reader, Schema, Value};
 
 use crate::data::{self, Generator};
@@ -41,7 +41,7 @@ impl Host {
 
     fn run(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
         // source: validate + own
-        let datum = meshhost::codec::decode(Format::Avro, &self.input, bytes).expect("valid");
+        let datum = SourceDecoder::Avro.decode(&self.input, bytes).expect("valid");
         // filter: decode the fields the condition names, skip the others before them
         let record = self.input.root_record().unwrap();
         let mut reader = Reader::new(&datum);
@@ -69,7 +69,7 @@ impl Host {
         }
         // host: the projection's output is checked; the sink writes it as is
         avro::validate(&self.output, &out).unwrap();
-        Some(meshhost::codec::encode(Format::Avro, &self.output, out).unwrap())
+        Some(SinkEncoder::Avro.encode(&self.output, out).unwrap())
     }
 }
 

@@ -142,7 +142,8 @@ impl Schemas {
 
     fn remove_version(&mut self, key: &SchemaKey) -> Applied {
         let Some(versions) = self.subjects.get_mut(&key.subject) else { return Applied::Conflict };
-        if versions.get(&key.version).is_none_or(|entry| entry.id != key.id) {
+        let held = versions.get(&key.version).filter(|entry| entry.id == key.id);
+        if held.is_none_or(|entry| fingerprint(&self.by_id[&entry.id].parsed) != key.fingerprint) {
             return Applied::Conflict; // a loser's tombstone, or a version already gone
         }
         versions.remove(&key.version);

@@ -36,6 +36,8 @@ pub struct PipelineConfig {
     pub dead_letter: Option<DeadLetterConfig>,
     /// Where stateful processors keep their local state, resolved against the file's directory.
     pub state_dir: Option<PathBuf>,
+    /// The Schema Registry `confluent-avro` sources and sinks use.
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// The directory of the pipeline file: relative paths in it are relative to this.
     pub base_dir: PathBuf,
     /// Ids whose settings could not be read (already reported): references to them are not
@@ -58,14 +60,72 @@ pub struct KafkaConfig {
     pub properties: IndexMap<String, String>,
 }
 
+/// The `schema_registry:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// Base URL of a Confluent-compatible registry; `--schema-registry` and
+    /// `MESHHOST_SCHEMA_REGISTRY_URL` override it.
+    pub url: String,
+    /// HTTP basic auth; `MESHHOST_SCHEMA_REGISTRY_USERNAME` and `..._PASSWORD` override it.
+    pub basic_auth: Option<BasicAuth>,
+    /// How long to retry a registry that does not answer before stopping (default 60).
+    pub retry_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl SchemaRegistryConfig {
+    /// A section with only a URL (from the command line or the environment).
+    pub fn with_url(url: String) -> SchemaRegistryConfig {
+        SchemaRegistryConfig { url, basic_auth: None, retry_seconds: None }
+    }
+
+    /// The client's settings, credentials from the environment winning over the file's.
+    pub fn settings(&self) -> crate::schema_registry::RegistrySettings {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let basic_auth =
+            match (from_env("MESHHOST_SCHEMA_REGISTRY_USERNAME"), from_env("MESHHOST_SCHEMA_REGISTRY_PASSWORD")) {
+                (Some(username), Some(password)) => Some((username, password)),
+                _ => self.basic_auth.as_ref().map(|auth| (auth.username.clone(), auth.password.clone())),
+            };
+        crate::schema_registry::RegistrySettings {
+            url: self.url.clone(),
+            basic_auth,
+            retry_for: self
+                .retry_seconds
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(crate::schema_registry::DEFAULT_RETRY),
+        }
+    }
+}
+
 /// Value encoding of a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Binary Avro datum, no header.
     Avro,
     /// JSON object, converted to and from Avro with the schema.
     Json,
+    /// The Confluent wire format: magic byte 0, a 4-byte schema id of a Schema Registry, then
+    /// the Avro datum.
+    ConfluentAvro,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Avro => "avro",
+            Format::Json => "json",
+            Format::ConfluentAvro => "confluent-avro",
+        }
+    }
 }
 
 /// One entry of `sources:`.
@@ -76,8 +136,12 @@ pub struct SourceConfig {
     pub topic: String,
     /// How the values are encoded.
     pub format: Format,
-    /// The Avro schema of the values (the writer schema), a path relative to the pipeline file.
+    /// The Avro schema of the values, a path relative to the pipeline file. For
+    /// `confluent-avro` it is the reader schema every writer version is resolved to (default:
+    /// the subject's latest version when the pipeline starts).
     pub schema: Option<PathBuf>,
+    /// `confluent-avro`: the registry subject (default `<topic>-value`).
+    pub subject: Option<String>,
 }
 
 /// One entry of `processors:`.
@@ -116,6 +180,23 @@ pub struct SinkConfig {
     pub format: Format,
     /// Upstream ids, as for processors; all must produce the same schema.
     pub inputs: Vec<InputRef>,
+    /// `confluent-avro`: the registry subject the schema is registered under (default
+    /// `<topic>-value`).
+    pub subject: Option<String>,
+}
+
+impl SourceConfig {
+    /// The registry subject of a `confluent-avro` source.
+    pub fn subject(&self) -> String {
+        self.subject.clone().unwrap_or_else(|| format!("{}-value", self.topic))
+    }
+}
+
+impl SinkConfig {
+    /// The registry subject of a `confluent-avro` sink.
+    pub fn subject(&self) -> String {
+        self.subject.clone().unwrap_or_else(|| format!("{}-value", self.topic))
+    }
 }
 
 /// The `dead_letter:` section.
@@ -186,6 +267,7 @@ impl PipelineConfig {
             sinks: IndexMap::new(),
             dead_letter: None,
             state_dir: None,
+            schema_registry: None,
             base_dir: base_dir.to_path_buf(),
             unreadable_ids: Vec::new(),
         };
@@ -226,13 +308,14 @@ impl PipelineConfig {
                 }
                 "sinks" => config.sinks = entities(&mut problems, &mut config.unreadable_ids, "sinks", value),
                 "dead_letter" => config.dead_letter = section(&mut problems, "dead_letter", value),
+                "schema_registry" => config.schema_registry = section(&mut problems, "schema_registry", value),
                 "state_dir" => match value.as_str() {
                     Some(dir) => config.state_dir = Some(base_dir.join(dir)),
                     None => problems.push("state_dir", "must be a directory path"),
                 },
                 _ => problems.push(
                     &key,
-                    "unknown key; expected one of version, name, kafka, registry, sources, processors, sinks, dead_letter, state_dir",
+                    "unknown key; expected one of version, name, kafka, registry, schema_registry, sources, processors, sinks, dead_letter, state_dir",
                 ),
             }
         }
@@ -256,6 +339,14 @@ impl PipelineConfig {
             }
             if source.schema.is_none() && source.format == Format::Json {
                 problems.push(&format!("sources.{id}.schema"), "required: processors need the schema of every input");
+            }
+            if source.subject.is_some() && source.format != Format::ConfluentAvro {
+                problems.push(&format!("sources.{id}.subject"), "only for format confluent-avro");
+            }
+        }
+        for (id, sink) in &self.sinks {
+            if sink.subject.is_some() && sink.format != Format::ConfluentAvro {
+                problems.push(&format!("sinks.{id}.subject"), "only for format confluent-avro");
             }
         }
         for id in self.processors.keys() {

@@ -11,7 +11,7 @@
 
 use super::failure::Failure;
 use super::{ProcessorNode, Target, Topology};
-use crate::codec;
+use crate::codec::{self, DecodeError};
 use crate::plugin::batch::{Content, Processed, Record};
 use crate::plugin::bindings::ValueFormat;
 use crate::source::InputRecord;
@@ -42,6 +42,13 @@ pub enum ExecuteError<E> {
     /// An effect failed.
     #[error(transparent)]
     Effect(E),
+    /// The schema registry could not say what a source's record is.
+    #[error("source {source_id}: cannot decode its records")]
+    SchemaRegistry {
+        source_id: String,
+        #[source]
+        source: crate::schema_registry::RegistryError,
+    },
     /// A processor's local state store failed.
     #[error("cannot write the state of processor {processor}")]
     State {
@@ -108,22 +115,24 @@ impl Executor {
         batch: &[R],
         effects: &mut E,
     ) -> Result<(), ExecuteError<E::Error>> {
-        let topology = &self.topology;
         let mut processor_inbox: Vec<Vec<Vec<Item>>> =
-            topology.processors.iter().map(|p| p.inputs.iter().map(|_| Vec::new()).collect()).collect();
-        let mut sink_inbox: Vec<Vec<Item>> = topology.sinks.iter().map(|_| Vec::new()).collect();
+            self.topology.processors.iter().map(|p| p.inputs.iter().map(|_| Vec::new()).collect()).collect();
+        let mut sink_inbox: Vec<Vec<Item>> = self.topology.sinks.iter().map(|_| Vec::new()).collect();
 
         for (origin, input) in batch.iter().enumerate() {
-            let source = &topology.sources[input.source()];
+            let source = &mut self.topology.sources[input.source()];
             let value = match input.value() {
                 None => None, // a tombstone flows as is
-                Some(bytes) => match codec::decode(source.format, &source.schema.parsed, bytes) {
+                Some(bytes) => match source.decoder.decode(&source.schema.parsed, bytes) {
                     Ok(datum) => Some(datum),
-                    Err(error) => {
+                    Err(DecodeError::Record(error)) => {
                         effects
                             .dead_letter(origin, Failure::decode(error.to_string()))
                             .map_err(ExecuteError::Effect)?;
                         continue;
+                    }
+                    Err(DecodeError::Registry(error)) => {
+                        return Err(ExecuteError::SchemaRegistry { source_id: source.id.clone(), source: error })
                     }
                 },
             };
@@ -158,7 +167,7 @@ impl Executor {
             let sink = &self.topology.sinks[index];
             for mut item in items {
                 if let Some(datum) = item.record.value.take() {
-                    match codec::encode(sink.format, &sink.schema.parsed, datum) {
+                    match sink.encoder.encode(&sink.schema.parsed, datum) {
                         Ok(value) => item.record.value = Some(value),
                         Err(error) => {
                             let failure = Failure::encode(format!("sink {}: {error}", sink.id));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use meshhost_avro::Schema;
 
+use crate::codec::{SinkEncoder, SourceDecoder};
 use crate::config::{Format, InputRef, LimitsConfig, PipelineConfig, Problems};
 use crate::plugin::bindings::{InputPort, ValueFormat};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
@@ -18,6 +19,7 @@ pub mod delivery;
 pub mod execute;
 pub mod failure;
 pub mod run;
+pub mod schema_registry;
 
 /// A pipeline ready to run.
 pub struct Topology {
@@ -46,7 +48,7 @@ pub enum Target {
 pub struct SourceNode {
     pub id: String,
     pub topic: String,
-    pub format: Format,
+    pub decoder: SourceDecoder,
     pub schema: EdgeSchema,
     pub targets: Vec<Target>,
 }
@@ -72,7 +74,7 @@ pub struct OutputNode {
 pub struct SinkNode {
     pub id: String,
     pub topic: String,
-    pub format: Format,
+    pub encoder: SinkEncoder,
     pub schema: EdgeSchema,
 }
 
@@ -92,7 +94,7 @@ impl Topology {
             sinks.push(SinkNode {
                 id: port.name.clone(),
                 topic: port.name.clone(),
-                format: Format::Avro,
+                encoder: SinkEncoder::Avro,
                 schema: schema.clone(),
             });
             outputs.push(OutputNode { name: port.name.clone(), schema, targets: vec![Target::Sink { index }] });
@@ -103,7 +105,7 @@ impl Topology {
             .map(|(input, (name, schema))| SourceNode {
                 id: name.clone(),
                 topic: name.clone(),
-                format: Format::Avro,
+                decoder: SourceDecoder::Avro,
                 schema: schema.clone(),
                 targets: vec![Target::Processor { index: 0, input: input as u32 }],
             })
@@ -147,17 +149,33 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
     let mut problems = Problems::default();
     let mut topology = Topology { sources: Vec::new(), processors: Vec::new(), sinks: Vec::new() };
 
+    let registry = schema_registry::client(config);
     for (id, source) in &config.sources {
-        let Some(schema_path) = &source.schema else { continue };
-        match read_schema(&config.base_dir.join(schema_path)) {
+        let path = format!("sources.{id}");
+        let confluent = source.format == Format::ConfluentAvro;
+        if confluent && registry.is_none() {
+            problems.push(&format!("{path}.format"), schema_registry::NO_REGISTRY);
+            continue;
+        }
+        let schema = match &source.schema {
+            Some(schema_path) => {
+                read_schema(&config.base_dir.join(schema_path)).map_err(|m| (format!("{path}.schema"), m))
+            }
+            None if confluent => {
+                schema_registry::latest_schema(registry.as_deref().expect("checked"), &source.subject())
+                    .map_err(|m| (path.clone(), m))
+            }
+            None => continue, // reported when the file was loaded
+        };
+        match schema {
             Ok(schema) => topology.sources.push(SourceNode {
                 id: id.clone(),
                 topic: source.topic.clone(),
-                format: source.format,
+                decoder: SourceDecoder::new(source.format, registry.clone()),
                 schema,
                 targets: Vec::new(),
             }),
-            Err(message) => problems.push(&format!("sources.{id}.schema"), message),
+            Err((path, message)) => problems.push(&path, message),
         }
     }
 
@@ -272,8 +290,19 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
                 Upstream::NoPort(message) => problems.push(&format!("sinks.{id}.inputs[{i}]"), message),
             }
         }
+        let encoder = match (sink.format, &registry) {
+            (Format::Avro, _) => SinkEncoder::Avro,
+            (Format::Json, _) => SinkEncoder::Json,
+            (Format::ConfluentAvro, Some(registry)) => {
+                SinkEncoder::ConfluentAvro { registry: registry.clone(), subject: sink.subject(), id: None }
+            }
+            (Format::ConfluentAvro, None) => {
+                problems.push(&format!("sinks.{id}.format"), schema_registry::NO_REGISTRY);
+                continue;
+            }
+        };
         if let (Some(schema), true) = (schema, complete) {
-            topology.sinks.push(SinkNode { id: id.clone(), topic: sink.topic.clone(), format: sink.format, schema });
+            topology.sinks.push(SinkNode { id: id.clone(), topic: sink.topic.clone(), encoder, schema });
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
+use super::schema_registry::SinkSchemaError;
 use super::Topology;
 use crate::config::Problems;
 use crate::kafka::{KafkaSink, KafkaSource};
@@ -65,6 +66,8 @@ pub enum RunError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
+    SinkSchema(SinkSchemaError),
+    #[error(transparent)]
     Delivery(#[from] DeliveryError),
     #[error("state of processor {processor}")]
     State {
@@ -84,7 +87,7 @@ impl From<ExecuteError<OutboxError>> for RunError {
 }
 
 /// Run until `stop` is set, then drain, flush, commit and return.
-pub fn run(topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Result<RunStats, RunError> {
+pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Result<RunStats, RunError> {
     let client = crate::kafka::client_config(&settings.bootstrap_servers, &settings.properties);
     let source_topics: Vec<String> = topology.sources.iter().map(|s| s.topic.clone()).collect();
     let source = KafkaSource::new(&client, &settings.group_id, source_topics.clone())?;
@@ -92,6 +95,11 @@ pub fn run(topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Res
     let sink = KafkaSink::new(&client, tracker.clone()).map_err(RunError::Producer)?;
 
     let partition_counts = check_topics(&source, &topology, settings)?;
+    match topology.register_sink_schemas() {
+        Ok(()) => {}
+        Err(SinkSchemaError::Refused(problems)) => return Err(RunError::Invalid(problems)),
+        Err(error) => return Err(RunError::SinkSchema(error)),
+    }
     if let Some(first) = topology.sinks.first() {
         sink.warm_up(&first.topic);
     }
@@ -226,6 +234,8 @@ pub enum OutboxError {
     NoDeadLetterTopic { topic: String, partition: i32, offset: i64, failure: Failure },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    SinkSchema(SinkSchemaError),
 }
 
 /// A batch's effects, handed to the sink and counted against the batch.
