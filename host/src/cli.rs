@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{PipelineConfig, Problems};
 use crate::plugin::PluginEngine;
 use crate::registry::PluginResolver;
+use crate::schema_registry::RegistryClient;
 use crate::topology::run::{RunError, RunSettings};
 use crate::topology::Topology;
 
@@ -58,6 +59,12 @@ pub enum Command {
         /// Use this field of each line as the record key.
         #[arg(long)]
         key_field: Option<String>,
+        /// With --schema: register it with this Schema Registry and write the Confluent wire format.
+        #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+        schema_registry: Option<String>,
+        /// The subject to register the schema under (default: TOPIC-value).
+        #[arg(long, requires = "schema_registry")]
+        subject: Option<String>,
     },
     /// Print a topic's records as JSON lines, decoding Avro with a schema.
     Consume {
@@ -77,6 +84,10 @@ pub enum Command {
         /// Stop when no record came for this many seconds.
         #[arg(long, default_value_t = 3.0)]
         idle_seconds: f64,
+        /// Values are in the Confluent wire format: decode each with its writer schema from this
+        /// Schema Registry (unless --schema or --pipeline says otherwise).
+        #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+        schema_registry: Option<String>,
     },
     /// Write PIPELINE.lock: the exact version and digest of every plugin the pipeline uses.
     Lock {
@@ -275,15 +286,37 @@ fn execute(command: Command) -> Result<(), CliError> {
             print!("{}", crate::graph::render(&config, &topology, format));
             Ok(())
         }
-        Command::Produce { topic, bootstrap_servers, schema, key_field } => {
+        Command::Produce { topic, bootstrap_servers, schema, key_field, schema_registry, subject } => {
+            use crate::topic_io::ValueEncoding;
             let schema = schema.map(|path| read_schema(&path)).transpose()?;
+            let registered = match (&schema, schema_registry) {
+                (Some(schema), Some(url)) => {
+                    let registry = RegistryClient::new(&crate::config::SchemaRegistryConfig::with_url(url).settings());
+                    let subject = subject.unwrap_or_else(|| format!("{topic}-value"));
+                    let id = registry
+                        .register(&subject, &schema.to_json())
+                        .with_context(|| format!("cannot register the schema under subject {subject:?}"))?;
+                    eprintln!("schema id {id} under subject {subject:?}");
+                    Some(id)
+                }
+                _ => None,
+            };
+            let encoding = match (&schema, registered) {
+                (Some(schema), Some(id)) => ValueEncoding::ConfluentAvro { schema, id },
+                (Some(schema), None) => ValueEncoding::Avro(schema),
+                (None, _) => ValueEncoding::Json,
+            };
             let stdin = std::io::stdin().lock();
-            let count =
-                crate::topic_io::produce(&bootstrap_servers, &topic, schema.as_ref(), key_field.as_deref(), stdin)?;
+            let count = crate::topic_io::produce(&bootstrap_servers, &topic, encoding, key_field.as_deref(), stdin)?;
             eprintln!("produced {count} records to {topic}");
             Ok(())
         }
-        Command::Consume { topic, bootstrap_servers, schema, pipeline, max, idle_seconds } => {
+        Command::Consume { topic, bootstrap_servers, schema, pipeline, max, idle_seconds, schema_registry } => {
+            use crate::topic_io::ValueDecoding;
+            // What the values are: a schema file, a pipeline's sink, or a registry's ids.
+            let mut registry = schema_registry.map(|url| {
+                Arc::new(RegistryClient::new(&crate::config::SchemaRegistryConfig::with_url(url).settings()))
+            });
             let schema = match (schema, pipeline) {
                 (Some(path), _) => Some(read_schema(&path)?),
                 (None, Some(pipeline)) => {
@@ -294,12 +327,23 @@ fn execute(command: Command) -> Result<(), CliError> {
                         topology.sinks.iter().find(|s| s.topic == topic).ok_or_else(|| {
                             anyhow::anyhow!("no sink of {} writes to topic {topic}", pipeline.display())
                         })?;
-                    Some((*sink.schema.parsed).clone())
+                    match &sink.encoder {
+                        crate::codec::SinkEncoder::ConfluentAvro { registry: sink_registry, .. } => {
+                            registry = Some(sink_registry.clone());
+                            None
+                        }
+                        _ => Some((*sink.schema.parsed).clone()),
+                    }
                 }
                 (None, None) => None,
             };
+            let decoding = match (&schema, &registry) {
+                (Some(schema), _) => ValueDecoding::Avro(schema),
+                (None, Some(registry)) => ValueDecoding::ConfluentAvro(registry),
+                (None, None) => ValueDecoding::Text,
+            };
             let idle = std::time::Duration::from_secs_f64(idle_seconds);
-            crate::topic_io::consume(&bootstrap_servers, &topic, schema.as_ref(), max, idle, std::io::stdout().lock())?;
+            crate::topic_io::consume(&bootstrap_servers, &topic, decoding, max, idle, std::io::stdout().lock())?;
             Ok(())
         }
         Command::Lock { pipeline, registry } => {

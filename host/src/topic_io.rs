@@ -1,6 +1,9 @@
 //! `meshhost produce` and `meshhost consume`: JSON lines into a topic (Avro-encoded with a
-//! schema when the topic holds Avro) and a topic's records out as JSON lines. For demos,
-//! debugging and scripts, in the spirit of `rpk topic produce/consume`.
+//! schema when the topic holds Avro, framed for a Schema Registry when it holds
+//! `confluent-avro`) and a topic's records out as JSON lines. For demos, debugging and scripts,
+//! in the spirit of `rpk topic produce/consume`.
+
+use std::collections::HashMap;
 
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -13,13 +16,34 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::codec;
+use crate::schema_registry::{wire, RegistryClient};
 
-/// Produce each JSON object line of `input` to `topic`: Avro-encoded against `schema` when given,
-/// else as JSON text; the key is the value of `key_field` when given. Returns the count.
+/// How `produce` writes values.
+pub enum ValueEncoding<'a> {
+    /// The JSON line as it is.
+    Json,
+    /// A binary Avro datum of the schema.
+    Avro(&'a Schema),
+    /// An Avro datum of the schema registered with `id`, in the Confluent wire format.
+    ConfluentAvro { schema: &'a Schema, id: u32 },
+}
+
+/// How `consume` reads values.
+pub enum ValueDecoding<'a> {
+    /// JSON when the value is JSON, else text.
+    Text,
+    /// Binary Avro datums of the schema.
+    Avro(&'a Schema),
+    /// The Confluent wire format: each value's writer schema fetched from the registry by id.
+    ConfluentAvro(&'a RegistryClient),
+}
+
+/// Produce each JSON object line of `input` to `topic`, encoded as `encoding` says; the key is
+/// the value of `key_field` when given. Returns the count.
 pub fn produce(
     bootstrap_servers: &str,
     topic: &str,
-    schema: Option<&Schema>,
+    encoding: ValueEncoding,
     key_field: Option<&str>,
     input: impl BufRead,
 ) -> anyhow::Result<u64> {
@@ -45,11 +69,13 @@ pub fn produce(
                 Some(other) => Some(other.to_string().into_bytes()),
             },
         };
-        let value = match schema {
-            Some(schema) => {
-                codec::json_to_avro(schema, line.as_bytes()).map_err(|e| anyhow::anyhow!("line {}: {e}", number + 1))?
-            }
-            None => line.into_bytes(),
+        let datum = |schema| {
+            codec::json_to_avro(schema, line.as_bytes()).map_err(|e| anyhow::anyhow!("line {}: {e}", number + 1))
+        };
+        let value = match encoding {
+            ValueEncoding::Json => line.clone().into_bytes(),
+            ValueEncoding::Avro(schema) => datum(schema)?,
+            ValueEncoding::ConfluentAvro { schema, id } => wire::frame(id, &datum(schema)?),
         };
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(&value);
         if let Some(key) = &key {
@@ -75,12 +101,12 @@ pub fn produce(
 }
 
 /// Print records of `topic` from the beginning as JSON lines `{"partition", "offset", "key",
-/// "value"}`, decoding Avro values with `schema` when given. Stops after `max` records, or when
-/// no record came for `idle`.
+/// "value"}` (and `"schema_id"` for the Confluent wire format), decoding values as `decoding`
+/// says. Stops after `max` records, or when no record came for `idle`.
 pub fn consume(
     bootstrap_servers: &str,
     topic: &str,
-    schema: Option<&Schema>,
+    decoding: ValueDecoding,
     max: Option<usize>,
     idle: Duration,
     mut out: impl Write,
@@ -100,17 +126,37 @@ pub fn consume(
         assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
+    let mut writers: HashMap<u32, Result<Schema, String>> = HashMap::new();
     let mut count = 0;
     let mut last = Instant::now();
     while max.is_none_or(|max| count < max) && last.elapsed() < idle {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
         let message = message?;
         last = Instant::now();
-        let value = match (message.payload(), schema) {
+        let undecodable = |reason: String| serde_json::json!({"undecodable": reason});
+        let mut schema_id = None;
+        let value = match (message.payload(), &decoding) {
             (None, _) => serde_json::Value::Null,
-            (Some(bytes), Some(schema)) => meshhost_avro::datum_to_json(schema, bytes)
-                .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()})),
-            (Some(bytes), None) => serde_json::from_slice(bytes)
+            (Some(bytes), ValueDecoding::Avro(schema)) => {
+                meshhost_avro::datum_to_json(schema, bytes).unwrap_or_else(|e| undecodable(e.to_string()))
+            }
+            (Some(bytes), ValueDecoding::ConfluentAvro(registry)) => match wire::split(bytes) {
+                Err(e) => undecodable(e.to_string()),
+                Ok((id, datum)) => {
+                    schema_id = Some(id);
+                    let writer = writers.entry(id).or_insert_with(|| {
+                        let text = registry.schema_by_id(id).map_err(|e| e.to_string())?;
+                        Schema::parse(&text).map_err(|e| format!("schema {id}: {e}"))
+                    });
+                    match writer {
+                        Ok(schema) => {
+                            meshhost_avro::datum_to_json(schema, datum).unwrap_or_else(|e| undecodable(e.to_string()))
+                        }
+                        Err(reason) => undecodable(reason.clone()),
+                    }
+                }
+            },
+            (Some(bytes), ValueDecoding::Text) => serde_json::from_slice(bytes)
                 .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())),
         };
         let mut line = serde_json::json!({
@@ -119,6 +165,9 @@ pub fn consume(
             "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             "value": value,
         });
+        if let Some(id) = schema_id {
+            line["schema_id"] = id.into();
+        }
         if let Some(headers) = message.headers() {
             use rdkafka::message::Headers as _;
             let headers: serde_json::Map<String, serde_json::Value> = headers
