@@ -1,7 +1,7 @@
 //! meshhost's benchmark suite: one run, one table of ratios measured in that run.
 //!
 //! ```text
-//! scripts/bench.sh [--quick] [--only avro,stage,load,startup,e2e] [--records N] [--records-2k N] [--rounds R]
+//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e] [--records N] [--records-2k N] [--rounds R]
 //! ```
 //!
 //! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
@@ -15,6 +15,7 @@ mod avro_path;
 mod data;
 mod e2e;
 mod kafka;
+mod source_decode;
 mod stage;
 
 use std::fmt::Write as _;
@@ -52,7 +53,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "stage", "load", "startup", "e2e"].map(String::from).to_vec(),
+        only: ["avro", "source", "stage", "load", "startup", "e2e"].map(String::from).to_vec(),
         records: 1_000_000,
         records_2k: 250_000,
         rounds: 9,
@@ -90,7 +91,7 @@ fn options() -> Options {
             }
             "--bench" => {} // passed by `cargo bench`
             "-h" | "--help" => {
-                eprintln!("usage: suite [--quick] [--only avro,stage,load,startup,e2e] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
+                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (see --help)"),
@@ -214,7 +215,8 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
 
     // Before any measurement: the broker may have to be installed and started.
-    let broker = if enabled("e2e") || enabled("startup") { broker(&options) } else { String::new() };
+    let broker =
+        if enabled("e2e") || enabled("startup") || enabled("source") { broker(&options) } else { String::new() };
 
     if enabled("avro") {
         for size in [200, 2048] {
@@ -229,6 +231,29 @@ fn main() {
                 Some(speedup >= 5.0),
             ));
         }
+    }
+
+    if enabled("source") {
+        let size = 200;
+        let r = source_decode::run(&broker, size, 10_000, rounds);
+        rows.push(Row::new(
+            format!("Source decode, {size} B records: confluent-avro (writer = reader schema) vs avro (records/s)"),
+            rate(1e9 / r.confluent_ns),
+            rate(1e9 / r.avro_ns),
+            r.avro_ns / r.confluent_ns,
+            "(reported)",
+            None,
+        ));
+        rows.push(Row::new(
+            format!(
+                "Source decode, {size} B records: confluent-avro, older writer version resolved vs avro (records/s)"
+            ),
+            rate(1e9 / r.resolved_ns),
+            rate(1e9 / r.avro_ns),
+            r.avro_ns / r.resolved_ns,
+            "(reported)",
+            None,
+        ));
     }
 
     if enabled("stage") {
