@@ -46,6 +46,9 @@ pub enum Command {
         /// Schema Registry URL, overriding the file's `schema_registry.url`.
         #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
         schema_registry: Option<String>,
+        /// Sources catalog URL, overriding the file's `catalog.url`.
+        #[arg(long, env = "MESHHOST_CATALOG_URL")]
+        catalog: Option<String>,
     },
     /// Produce JSON lines from stdin to a topic, Avro-encoded when a schema is given.
     Produce {
@@ -102,6 +105,14 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Publish, find and inspect the sources of the catalog (`meshhost catalog serve`).
+    Source {
+        /// The catalog server.
+        #[arg(long, global = true, env = "MESHHOST_CATALOG_URL", default_value = "http://127.0.0.1:8081")]
+        catalog: String,
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
     /// Publish, list, inspect, verify and yank plugins in a registry directory.
     Plugin {
         #[command(subcommand)]
@@ -120,6 +131,9 @@ pub enum Command {
         /// Schema Registry URL, overriding the file's `schema_registry.url`.
         #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
         schema_registry: Option<String>,
+        /// Sources catalog URL, overriding the file's `catalog.url`.
+        #[arg(long, env = "MESHHOST_CATALOG_URL")]
+        catalog: Option<String>,
     },
     /// Check a pipeline offline: the file, every plugin and every edge's schema. Exit 2 if invalid.
     Validate {
@@ -136,6 +150,9 @@ pub enum Command {
         /// answers, `confluent-avro` sinks' schemas are checked against it (nothing registered).
         #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
         schema_registry: Option<String>,
+        /// Sources catalog URL, overriding the file's `catalog.url`.
+        #[arg(long, env = "MESHHOST_CATALOG_URL")]
+        catalog: Option<String>,
     },
 }
 
@@ -151,6 +168,66 @@ pub enum CatalogCommand {
         /// The compacted topic the catalog lives in (created if missing).
         #[arg(long, default_value = crate::catalog::log::DEFAULT_TOPIC)]
         topic: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Publish a topic as a source (or change a published one).
+    Publish {
+        /// The source's name: letters, digits, '-' and '_'.
+        name: String,
+        #[arg(long)]
+        topic: String,
+        /// Its Avro schema: registered under the subject (default TOPIC-value).
+        #[arg(long, required_unless_present = "subject")]
+        schema: Option<PathBuf>,
+        /// The registry subject its schema versions live under (default TOPIC-value).
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, value_enum, default_value = "confluent-avro")]
+        format: crate::cli_source::SourceFormat,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        owner: Option<String>,
+        /// A tag (repeat for more).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Register the schema even if it would break a pipeline that reads the source.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every source.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One source: what it is, its schema (with field docs), versions, owner, who reads it,
+    /// where it comes from and what is derived from it.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sources whose name, description, owner, tags or field names contain TEXT.
+    Search {
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a source deprecated: pipelines that read it warn.
+    Deprecate {
+        name: String,
+        #[arg(long, default_value = "deprecated")]
+        reason: String,
+    },
+    /// The sources and pipelines upstream and downstream of a source.
+    Lineage {
+        name: String,
+        /// text (default) or dot (Graphviz).
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::cli_source::LineageFormat,
     },
 }
 
@@ -259,9 +336,9 @@ pub fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Validate { pipeline, registry, bootstrap_servers, schema_registry } => {
+        Command::Validate { pipeline, registry, bootstrap_servers, schema_registry, catalog } => {
             let engine = PluginEngine::new()?;
-            let overrides = Overrides { registry, schema_registry, offline: true };
+            let overrides = Overrides { registry, schema_registry, catalog, offline: true };
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             check_partitions_online(&config, &topology, bootstrap_servers)?;
             check_sink_schemas_online(&topology)?;
@@ -279,9 +356,9 @@ fn execute(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Graph { pipeline, registry, format, schema_registry } => {
+        Command::Graph { pipeline, registry, format, schema_registry, catalog } => {
             let engine = PluginEngine::new()?;
-            let overrides = Overrides { registry, schema_registry, offline: true };
+            let overrides = Overrides { registry, schema_registry, catalog, offline: true };
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             print!("{}", crate::graph::render(&config, &topology, format));
             Ok(())
@@ -375,12 +452,13 @@ fn execute(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin { command } => crate::cli_plugin::execute(command),
+        Command::Source { catalog, command } => crate::cli_source::execute(&catalog, command),
         Command::Catalog { command: CatalogCommand::Serve { listen, bootstrap_servers, topic } } => {
             serve_catalog(&listen, &bootstrap_servers, &topic)
         }
-        Command::Run { pipeline, bootstrap_servers, registry, state_dir, schema_registry } => {
+        Command::Run { pipeline, bootstrap_servers, registry, state_dir, schema_registry, catalog } => {
             let engine = PluginEngine::new()?;
-            let overrides = Overrides { registry, schema_registry, offline: false };
+            let overrides = Overrides { registry, schema_registry, catalog, offline: false };
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             let mut settings = run_settings(&config, bootstrap_servers);
             if let Some(state_dir) = state_dir {
@@ -435,6 +513,8 @@ struct Overrides {
     registry: Option<PathBuf>,
     /// The Schema Registry URL.
     schema_registry: Option<String>,
+    /// The sources catalog URL.
+    catalog: Option<String>,
     /// A command that only looks at the pipeline (validate, graph): an unreachable Schema
     /// Registry is retried for seconds, not the run's minute.
     offline: bool,
@@ -460,9 +540,13 @@ fn load_and_plan(
             None => config.schema_registry = Some(crate::config::SchemaRegistryConfig::with_url(url)),
         }
     }
+    if let Some(url) = overrides.catalog {
+        config.set_catalog(url);
+    }
     if let (Some(section), true) = (&mut config.schema_registry, overrides.offline) {
         section.retry_seconds = Some(section.retry_seconds.unwrap_or(u64::MAX).min(OFFLINE_REGISTRY_RETRY_SECONDS));
     }
+    config.resolve_catalog_sources(&mut problems);
     let plugins = match PluginResolver::for_pipeline(pipeline, config.registry.clone()) {
         Ok(plugins) => plugins,
         Err(error) => {

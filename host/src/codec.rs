@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use meshhost_avro::{self as avro, DatumError, JsonError, Resolver, Schema};
 
-use crate::config::Format;
+use crate::config::{Format, SchemaChangePolicy};
 use crate::schema_registry::wire::{self, WireError};
 use crate::schema_registry::{RegistryClient, RegistryError};
 
@@ -54,6 +54,10 @@ pub enum DecodeError {
     /// The registry could not say what the record is: nothing can be decided, the run stops.
     #[error(transparent)]
     Registry(RegistryError),
+    /// The record's writer schema cannot be read as the reader schema, and the source's
+    /// `on_schema_change` says stop.
+    #[error("{0}")]
+    SchemaChange(CodecError),
 }
 
 /// How a source's values become datums of its schema.
@@ -69,6 +73,7 @@ pub enum SourceDecoder {
 pub struct ConfluentDecoder {
     registry: Arc<RegistryClient>,
     writers: HashMap<u32, Result<Writer, String>>,
+    on_schema_change: SchemaChangePolicy,
 }
 
 #[derive(Debug)]
@@ -81,12 +86,16 @@ enum Writer {
 
 impl SourceDecoder {
     /// The decoder of `format`; `confluent-avro` needs the registry.
-    pub fn new(format: Format, registry: Option<Arc<RegistryClient>>) -> SourceDecoder {
+    pub fn new(
+        format: Format,
+        registry: Option<Arc<RegistryClient>>,
+        on_schema_change: SchemaChangePolicy,
+    ) -> SourceDecoder {
         match (format, registry) {
             (Format::Avro, _) => SourceDecoder::Avro,
             (Format::Json, _) => SourceDecoder::Json,
             (Format::ConfluentAvro, Some(registry)) => {
-                SourceDecoder::ConfluentAvro(ConfluentDecoder { registry, writers: HashMap::new() })
+                SourceDecoder::ConfluentAvro(ConfluentDecoder { registry, writers: HashMap::new(), on_schema_change })
             }
             (Format::ConfluentAvro, None) => panic!("a confluent-avro source needs a schema registry client"),
         }
@@ -140,7 +149,13 @@ impl ConfluentDecoder {
             Ok(Writer::Resolved(resolver)) => {
                 Ok(resolver.convert(datum).map_err(|error| CodecError::NotWriterDatum { id, error })?)
             }
-            Err(reason) => Err(CodecError::WriterSchema { id, reason: reason.clone() }.into()),
+            Err(reason) => {
+                let error = CodecError::WriterSchema { id, reason: reason.clone() };
+                match self.on_schema_change {
+                    SchemaChangePolicy::Stop => Err(DecodeError::SchemaChange(error)),
+                    SchemaChangePolicy::DeadLetter => Err(error.into()),
+                }
+            }
         }
     }
 }

@@ -28,6 +28,7 @@
 pub mod catalog;
 pub mod cli;
 mod cli_plugin;
+mod cli_source;
 pub mod codec;
 pub mod config;
 pub mod graph;

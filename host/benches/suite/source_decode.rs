@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshhost::codec::SourceDecoder;
-use meshhost::config::Format;
+use meshhost::config::{Format, SchemaChangePolicy};
 use meshhost::schema_registry::{wire, RegistryClient, RegistrySettings};
 use meshhost_avro::{Resolver, Schema};
 
@@ -77,9 +77,9 @@ pub fn run(broker: &str, size: usize, pool: usize, rounds: usize) -> DecodeResul
     let framed_older: Vec<Vec<u8>> =
         datums.iter().map(|d| wire::frame(older_id, &downgrade.convert(d).unwrap())).collect();
 
-    let mut avro = SourceDecoder::new(Format::Avro, None);
-    let mut confluent = SourceDecoder::new(Format::ConfluentAvro, Some(client.clone()));
-    let mut resolved = SourceDecoder::new(Format::ConfluentAvro, Some(client));
+    let mut avro = SourceDecoder::new(Format::Avro, None, SchemaChangePolicy::DeadLetter);
+    let mut confluent = SourceDecoder::new(Format::ConfluentAvro, Some(client.clone()), SchemaChangePolicy::DeadLetter);
+    let mut resolved = SourceDecoder::new(Format::ConfluentAvro, Some(client), SchemaChangePolicy::DeadLetter);
     // The reader's datum from all three (from the older writer: rating's default filled in).
     let upgrade = Resolver::new(&older, &reader).unwrap();
     for (i, datum) in datums.iter().enumerate().take(100) {

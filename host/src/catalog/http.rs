@@ -8,11 +8,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::{json, Value as Json};
 
 use super::schemas::VersionSpec;
+use super::sources::SourceEntry;
 use super::{CatalogError, CatalogStore, Compatibility};
 use crate::schema_registry::CONTENT_TYPE;
 
@@ -36,6 +37,10 @@ pub fn router(store: Arc<CatalogStore>) -> Router {
         .route("/config", get(global_config).put(set_global_config))
         .route("/config/{subject}", get(subject_config).put(set_subject_config).delete(delete_subject_config))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility))
+        .route("/catalog/sources", get(list_sources))
+        .route("/catalog/sources/{name}", get(show_source).put(put_source).delete(delete_source))
+        .route("/catalog/sources/{name}/deprecate", post(deprecate_source))
+        .route("/catalog/sources/{name}/consumers/{pipeline}", put(put_consumer))
         .fallback(|| async { error(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found") })
         .with_state(store)
 }
@@ -82,23 +87,24 @@ fn schema_text(body: &[u8]) -> Result<String, CatalogError> {
 }
 
 async fn subjects(State(store): Store, Query(params): Params) -> Answer {
-    Ok(ok(json!(store.read().subjects(flag(&params, "deleted")))))
+    Ok(ok(json!(store.read().schemas.subjects(flag(&params, "deleted")))))
 }
 
 async fn versions(State(store): Store, Path(subject): Path<String>, Query(params): Params) -> Answer {
-    Ok(ok(json!(store.read().versions(&subject, flag(&params, "deleted"))?)))
+    Ok(ok(json!(store.read().schemas.versions(&subject, flag(&params, "deleted"))?)))
 }
 
-async fn register(State(store): Store, Path(subject): Path<String>, body: Bytes) -> Answer {
+async fn register(State(store): Store, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
     let text = schema_text(&body)?;
-    let id = store.register(&subject, &text).await?;
+    let id = store.register(&subject, &text, flag(&params, "force")).await?;
     Ok(ok(json!({"id": id})))
 }
 
 async fn lookup(State(store): Store, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
     let text = schema_text(&body)?;
     let schema = meshhost_avro::Schema::parse(&text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
-    let state = store.read();
+    let guard = store.read();
+    let state = &guard.schemas;
     let (version, entry) = state.find(&subject, &schema, flag(&params, "deleted"))?;
     let stored = state.schema(entry.id)?;
     Ok(ok(json!({"subject": subject, "version": version, "id": entry.id, "schema": stored.text})))
@@ -110,7 +116,8 @@ async fn version(
     Query(params): Params,
 ) -> Answer {
     let spec = VersionSpec::parse(&version)?;
-    let state = store.read();
+    let guard = store.read();
+    let state = &guard.schemas;
     let (version, entry) = state.version(&subject, spec, flag(&params, "deleted"))?;
     let stored = state.schema(entry.id)?;
     Ok(ok(json!({"subject": subject, "version": version, "id": entry.id, "schema": stored.text})))
@@ -118,7 +125,8 @@ async fn version(
 
 async fn version_schema(State(store): Store, Path((subject, version)): Path<(String, String)>) -> Answer {
     let spec = VersionSpec::parse(&version)?;
-    let state = store.read();
+    let guard = store.read();
+    let state = &guard.schemas;
     let (_, entry) = state.version(&subject, spec, false)?;
     Ok(raw_schema(&state.schema(entry.id)?.text))
 }
@@ -148,17 +156,18 @@ fn parse_id(id: &str) -> Result<u32, CatalogError> {
 
 async fn schema_by_id(State(store): Store, Path(id): Path<String>) -> Answer {
     let id = parse_id(&id)?;
-    Ok(ok(json!({"schema": store.read().schema(id)?.text})))
+    Ok(ok(json!({"schema": store.read().schemas.schema(id)?.text})))
 }
 
 async fn schema_text_by_id(State(store): Store, Path(id): Path<String>) -> Answer {
     let id = parse_id(&id)?;
-    Ok(raw_schema(&store.read().schema(id)?.text))
+    Ok(raw_schema(&store.read().schemas.schema(id)?.text))
 }
 
 async fn schema_versions(State(store): Store, Path(id): Path<String>, Query(params): Params) -> Answer {
     let id = parse_id(&id)?;
-    let state = store.read();
+    let guard = store.read();
+    let state = &guard.schemas;
     state.schema(id)?;
     let uses: Vec<Json> = state
         .uses_of(id, flag(&params, "deleted"))
@@ -180,7 +189,7 @@ fn level_of(body: &[u8]) -> Result<Compatibility, CatalogError> {
 }
 
 async fn global_config(State(store): Store) -> Answer {
-    Ok(ok(json!({"compatibilityLevel": store.read().level(None).as_str()})))
+    Ok(ok(json!({"compatibilityLevel": store.read().schemas.level(None).as_str()})))
 }
 
 async fn set_global_config(State(store): Store, body: Bytes) -> Answer {
@@ -190,7 +199,8 @@ async fn set_global_config(State(store): Store, body: Bytes) -> Answer {
 }
 
 async fn subject_config(State(store): Store, Path(subject): Path<String>, Query(params): Params) -> Answer {
-    let state = store.read();
+    let guard = store.read();
+    let state = &guard.schemas;
     let level = match state.subject_level(&subject) {
         Some(level) => level,
         None if flag(&params, "defaultToGlobal") => state.level(None),
@@ -206,7 +216,8 @@ async fn set_subject_config(State(store): Store, Path(subject): Path<String>, bo
 }
 
 async fn delete_subject_config(State(store): Store, Path(subject): Path<String>) -> Answer {
-    let level = store.read().subject_level(&subject).ok_or_else(|| CatalogError::NoSubjectLevel(subject.clone()))?;
+    let level =
+        store.read().schemas.subject_level(&subject).ok_or_else(|| CatalogError::NoSubjectLevel(subject.clone()))?;
     store.set_level(Some(&subject), None).await?;
     Ok(ok(json!({"compatibilityLevel": level.as_str()})))
 }
@@ -220,12 +231,71 @@ async fn compatibility(
     let spec = VersionSpec::parse(&version)?;
     let text = schema_text(&body)?;
     let schema = meshhost_avro::Schema::parse(&text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
-    let reasons = store.read().incompatibilities(&subject, &schema, Some(spec))?;
+    let reasons = store.read().schemas.incompatibilities(&subject, &schema, Some(spec))?;
     let mut answer = json!({"is_compatible": reasons.is_empty()});
     if flag(&params, "verbose") {
         answer["messages"] = json!(reasons);
     }
     Ok(ok(answer))
+}
+
+/// `GET /catalog/sources[?q=TEXT]`: every source, or those matching TEXT.
+async fn list_sources(State(store): Store, Query(params): Params) -> Answer {
+    let state = store.read();
+    let views = match params.get("q") {
+        Some(text) => state.sources.search(text, |subject| {
+            let (_, entry) = state.schemas.version(subject, VersionSpec::Latest, false).ok()?;
+            state.schemas.schema(entry.id).ok().map(|stored| stored.parsed.as_ref())
+        }),
+        None => state.sources.all(),
+    };
+    Ok(ok(json!(views)))
+}
+
+/// `GET /catalog/sources/{name}`: the source, its consumers and its latest schema version.
+async fn show_source(State(store): Store, Path(name): Path<String>) -> Answer {
+    let state = store.read();
+    let view = state.sources.get(&name).ok_or(CatalogError::SourceNotFound(name))?;
+    let mut answer = json!(view);
+    if let Ok((version, entry)) = state.schemas.version(&view.entry.subject, VersionSpec::Latest, false) {
+        let stored = state.schemas.schema(entry.id)?;
+        answer["schema"] = json!({"version": version, "id": entry.id, "schema": stored.text});
+        answer["versions"] = json!(state.schemas.versions(&view.entry.subject, false)?);
+    }
+    Ok(ok(answer))
+}
+
+/// `PUT /catalog/sources/{name}`: publish or replace.
+async fn put_source(State(store): Store, Path(name): Path<String>, body: Bytes) -> Answer {
+    let mut entry: SourceEntry =
+        serde_json::from_slice(&body).map_err(|e| CatalogError::InvalidSource(format!("request body: {e}")))?;
+    entry.name = name;
+    store.put_source(entry.clone()).await?;
+    Ok(ok(json!(entry)))
+}
+
+async fn delete_source(State(store): Store, Path(name): Path<String>) -> Answer {
+    store.delete_source(&name).await?;
+    Ok(ok(json!({"deleted": name})))
+}
+
+/// `POST /catalog/sources/{name}/deprecate` with `{"reason": ...}`.
+async fn deprecate_source(State(store): Store, Path(name): Path<String>, body: Bytes) -> Answer {
+    let request: Json = serde_json::from_slice(&body).unwrap_or_default();
+    let reason = request.get("reason").and_then(Json::as_str).unwrap_or("deprecated").to_string();
+    Ok(ok(json!(store.deprecate_source(&name, reason).await?)))
+}
+
+/// `PUT /catalog/sources/{name}/consumers/{pipeline}` with `{"version": N}`.
+async fn put_consumer(State(store): Store, Path((name, pipeline)): Path<(String, String)>, body: Bytes) -> Answer {
+    let request: Json = serde_json::from_slice(&body).map_err(|e| CatalogError::InvalidSource(e.to_string()))?;
+    let version = request
+        .get("version")
+        .and_then(Json::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| CatalogError::InvalidSource("the request has no \"version\" number".to_string()))?;
+    store.put_consumer(&name, &pipeline, version).await?;
+    Ok(ok(json!({"source": name, "pipeline": pipeline, "version": version})))
 }
 
 /// Serve the API on `listener` until `shutdown` completes.

@@ -10,13 +10,17 @@
 //!   can tombstone its own record. A tombstone is a permanent delete.
 //! - `{"type":"config","subject":S|null}` → `{"compatibility":LEVEL}`: the compatibility level of a
 //!   subject, or the global one; a tombstone removes a subject's own level.
+//! - `{"type":"source","name":N}` → a [`SourceEntry`]: a source of the catalog; a tombstone
+//!   removes it.
+//! - `{"type":"consumer","source":N,"pipeline":P}` → a [`ConsumerEntry`]: pipeline `P` reads
+//!   source `N` (its own record, so that pipelines registering never overwrite the source's).
 //!
-//! Record types a newer meshhost writes (the sources catalog will add its own) are skipped by
-//! older servers, not fatal.
+//! Record types a newer meshhost writes are skipped by older servers, not fatal.
 
 use serde::{Deserialize, Serialize};
 
 use super::compatibility::Compatibility;
+use super::sources::{ConsumerEntry, SourceEntry};
 
 /// The default catalog topic.
 pub const DEFAULT_TOPIC: &str = "_meshhost_catalog";
@@ -27,6 +31,8 @@ pub const DEFAULT_TOPIC: &str = "_meshhost_catalog";
 pub enum CatalogKey {
     Schema(SchemaKey),
     Config { subject: Option<String> },
+    Source { name: String },
+    Consumer { source: String, pipeline: String },
 }
 
 /// One version of one subject.
@@ -58,6 +64,10 @@ pub enum CatalogRecord {
     Schema { key: SchemaKey, value: Option<SchemaValue> },
     /// A compatibility level set or, with no value, removed.
     Config { subject: Option<String>, value: Option<ConfigValue> },
+    /// A source published (or changed) or, with no value, removed.
+    Source { name: String, value: Option<SourceEntry> },
+    /// A pipeline registered as a consumer of a source or, with no value, gone.
+    Consumer { source: String, pipeline: String, value: Option<ConsumerEntry> },
 }
 
 impl CatalogKey {
@@ -81,6 +91,15 @@ impl CatalogRecord {
                 subject,
                 value: value.map(serde_json::from_slice).transpose().map_err(value_error)?,
             },
+            CatalogKey::Source { name } => CatalogRecord::Source {
+                name,
+                value: value.map(serde_json::from_slice).transpose().map_err(value_error)?,
+            },
+            CatalogKey::Consumer { source, pipeline } => CatalogRecord::Consumer {
+                source,
+                pipeline,
+                value: value.map(serde_json::from_slice).transpose().map_err(value_error)?,
+            },
         })
     }
 
@@ -96,6 +115,13 @@ impl CatalogRecord {
             CatalogRecord::Config { subject, value } => {
                 (CatalogKey::Config { subject: subject.clone() }.to_bytes(), value.as_ref().map(json))
             }
+            CatalogRecord::Source { name, value } => {
+                (CatalogKey::Source { name: name.clone() }.to_bytes(), value.as_ref().map(json))
+            }
+            CatalogRecord::Consumer { source, pipeline, value } => (
+                CatalogKey::Consumer { source: source.clone(), pipeline: pipeline.clone() }.to_bytes(),
+                value.as_ref().map(json),
+            ),
         }
     }
 }
@@ -125,7 +151,7 @@ mod tests {
 
     #[test]
     fn unknown_record_types_are_refused_not_fatal() {
-        assert!(CatalogRecord::decode(Some(br#"{"type":"source","name":"movies"}"#), Some(b"{}")).is_err());
+        assert!(CatalogRecord::decode(Some(br#"{"type":"dataset","name":"movies"}"#), Some(b"{}")).is_err());
         assert!(CatalogRecord::decode(None, Some(b"{}")).is_err());
     }
 }

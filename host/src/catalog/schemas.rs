@@ -103,6 +103,8 @@ impl Schemas {
             }
             CatalogRecord::Schema { key, value: None } => self.remove_version(&key),
             CatalogRecord::Schema { key, value: Some(value) } => self.put_version(key, value),
+            // The sources catalog's records (see `CatalogState`).
+            CatalogRecord::Source { .. } | CatalogRecord::Consumer { .. } => Applied::Done,
         }
     }
 

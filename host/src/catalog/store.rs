@@ -18,8 +18,9 @@ use tokio::sync::watch;
 
 use super::compatibility::Compatibility;
 use super::log::{CatalogRecord, ConfigValue, SchemaValue};
-use super::schemas::{Applied, Registration, Schemas, VersionSpec};
-use super::CatalogError;
+use super::schemas::{Applied, Registration, VersionSpec};
+use super::sources::{ConsumerEntry, SourceEntry};
+use super::{CatalogError, CatalogState};
 use crate::kafka::{client_config, ensure_topic, CreateTopicError};
 
 /// How long a write waits to read its own record back.
@@ -42,7 +43,7 @@ pub enum StoreError {
 
 pub struct CatalogStore {
     topic: String,
-    state: Arc<RwLock<Schemas>>,
+    state: Arc<RwLock<CatalogState>>,
     /// The next offset the reader will apply.
     applied: watch::Receiver<i64>,
     producer: FutureProducer,
@@ -76,7 +77,7 @@ impl CatalogStore {
             .create()
             .map_err(kafka)?;
 
-        let state = Arc::new(RwLock::new(Schemas::default()));
+        let state = Arc::new(RwLock::new(CatalogState::default()));
         let (applied_tx, applied) = watch::channel(0i64);
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_state, thread_stop) = (state.clone(), stop.clone());
@@ -103,23 +104,30 @@ impl CatalogStore {
     }
 
     /// The state as of the last record read.
-    pub fn read(&self) -> RwLockReadGuard<'_, Schemas> {
+    pub fn read(&self) -> RwLockReadGuard<'_, CatalogState> {
         self.state.read().expect("the catalog reader never panics holding the lock")
     }
 
-    /// Register `text` under `subject`; its id.
-    pub async fn register(&self, subject: &str, text: &str) -> Result<u32, CatalogError> {
+    /// Register `text` under `subject`; its id. Refused when it would break a pipeline that
+    /// reads a source on that subject, unless `force`.
+    pub async fn register(&self, subject: &str, text: &str, force: bool) -> Result<u32, CatalogError> {
         let schema = Schema::parse(text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
         let _write = self.write_lock.lock().await;
         for _ in 0..REGISTER_ATTEMPTS {
             self.catch_up().await?;
-            let plan = self.read().plan_registration(subject, text, &schema)?;
+            let plan = self.read().schemas.plan_registration(subject, text, &schema)?;
             let (key, value) = match plan {
                 Registration::Existing { id, .. } => return Ok(id),
                 Registration::New { key, value } => (key, value),
             };
+            let broken = if force { Vec::new() } else { self.read().broken_consumers(subject, &schema) };
+            if !broken.is_empty() {
+                return Err(CatalogError::BreaksConsumers { subject: subject.to_string(), reasons: broken });
+            }
             self.append(CatalogRecord::Schema { key: key.clone(), value: Some(value) }).await?;
-            if self.read().version(subject, VersionSpec::Number(key.version), true).map(|(_, e)| e.id) == Ok(key.id) {
+            let written =
+                self.read().schemas.version(subject, VersionSpec::Number(key.version), true).map(|(_, e)| e.id);
+            if written == Ok(key.id) {
                 return Ok(key.id);
             }
             // Another server's record came first: take ours back out of the log and retry.
@@ -147,7 +155,7 @@ impl CatalogStore {
         let _write = self.write_lock.lock().await;
         self.catch_up().await?;
         let records: Vec<(u32, CatalogRecord)> = {
-            let state = self.read();
+            let state = &self.read().schemas;
             let only = match version {
                 None => {
                     state.versions(subject, true)?;
@@ -185,6 +193,56 @@ impl CatalogStore {
             deleted.push(version);
         }
         Ok(deleted)
+    }
+
+    /// Publish (or replace) a source. Its schema subject must have a version.
+    pub async fn put_source(&self, entry: SourceEntry) -> Result<(), CatalogError> {
+        if !crate::config::valid_id(&entry.name) {
+            return Err(CatalogError::InvalidSource(format!(
+                "bad name {:?}: use letters, digits, '-' and '_'",
+                entry.name
+            )));
+        }
+        if entry.topic.is_empty() {
+            return Err(CatalogError::InvalidSource("no topic".to_string()));
+        }
+        let _write = self.write_lock.lock().await;
+        self.catch_up().await?;
+        self.read().schemas.version(&entry.subject, VersionSpec::Latest, false)?;
+        self.append(CatalogRecord::Source { name: entry.name.clone(), value: Some(entry) }).await
+    }
+
+    /// Remove a source (its consumers' records stay, for the record).
+    pub async fn delete_source(&self, name: &str) -> Result<(), CatalogError> {
+        let _write = self.write_lock.lock().await;
+        self.catch_up().await?;
+        self.read().sources.get(name).ok_or_else(|| CatalogError::SourceNotFound(name.to_string()))?;
+        self.append(CatalogRecord::Source { name: name.to_string(), value: None }).await
+    }
+
+    /// Mark a source deprecated, with why.
+    pub async fn deprecate_source(&self, name: &str, reason: String) -> Result<SourceEntry, CatalogError> {
+        let _write = self.write_lock.lock().await;
+        self.catch_up().await?;
+        let mut entry =
+            self.read().sources.get(name).ok_or_else(|| CatalogError::SourceNotFound(name.to_string()))?.entry;
+        entry.deprecated = Some(reason);
+        self.append(CatalogRecord::Source { name: name.to_string(), value: Some(entry.clone()) }).await?;
+        Ok(entry)
+    }
+
+    /// Record that `pipeline` reads source `source` with version `version` of its subject.
+    pub async fn put_consumer(&self, source: &str, pipeline: &str, version: u32) -> Result<(), CatalogError> {
+        let _write = self.write_lock.lock().await;
+        self.catch_up().await?;
+        self.read().sources.get(source).ok_or_else(|| CatalogError::SourceNotFound(source.to_string()))?;
+        let value = ConsumerEntry { pipeline: pipeline.to_string(), version };
+        self.append(CatalogRecord::Consumer {
+            source: source.to_string(),
+            pipeline: pipeline.to_string(),
+            value: Some(value),
+        })
+        .await
     }
 
     /// Wait until every record written before now has been applied.
@@ -238,7 +296,12 @@ impl Drop for CatalogStore {
 }
 
 /// The reader thread: apply every record in log order, publishing the next offset.
-fn read_log(reader: BaseConsumer, state: Arc<RwLock<Schemas>>, applied: watch::Sender<i64>, stop: Arc<AtomicBool>) {
+fn read_log(
+    reader: BaseConsumer,
+    state: Arc<RwLock<CatalogState>>,
+    applied: watch::Sender<i64>,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
         match reader.poll(Duration::from_millis(100)) {
             None => {}

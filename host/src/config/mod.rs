@@ -38,6 +38,8 @@ pub struct PipelineConfig {
     pub state_dir: Option<PathBuf>,
     /// The Schema Registry `confluent-avro` sources and sinks use.
     pub schema_registry: Option<SchemaRegistryConfig>,
+    /// The sources catalog.
+    pub catalog: Option<CatalogConfig>,
     /// The directory of the pipeline file: relative paths in it are relative to this.
     pub base_dir: PathBuf,
     /// Ids whose settings could not be read (already reported): references to them are not
@@ -106,7 +108,7 @@ impl SchemaRegistryConfig {
 }
 
 /// Value encoding of a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Binary Avro datum, no header.
@@ -132,16 +134,55 @@ impl Format {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// A source of the catalog, by name: topic, format and subject come from there (filled in by
+    /// [`PipelineConfig::resolve_catalog_sources`]).
+    pub source: Option<String>,
     /// The Kafka topic to consume.
+    #[serde(default)]
     pub topic: String,
     /// How the values are encoded.
-    pub format: Format,
+    pub format: Option<Format>,
     /// The Avro schema of the values, a path relative to the pipeline file. For
     /// `confluent-avro` it is the reader schema every writer version is resolved to (default:
     /// the subject's latest version when the pipeline starts).
     pub schema: Option<PathBuf>,
     /// `confluent-avro`: the registry subject (default `<topic>-value`).
     pub subject: Option<String>,
+    /// `confluent-avro`: what a record whose writer schema cannot be read as the reader schema
+    /// does (default: `stop` for a catalog source, `dead_letter` otherwise).
+    pub on_schema_change: Option<SchemaChangePolicy>,
+}
+
+/// What a `confluent-avro` record whose writer schema cannot be resolved to the reader's does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChangePolicy {
+    /// The run stops (exit 1), committing nothing past the record: nothing is lost, and a
+    /// breaking upstream change does not corrupt downstream data.
+    Stop,
+    /// The record goes to dead letters and the run goes on.
+    DeadLetter,
+}
+
+/// The `catalog:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The catalog server (`meshhost catalog serve`); `--catalog` and `MESHHOST_CATALOG_URL`
+    /// override it. It is the Schema Registry too when `schema_registry:` is not given.
+    pub url: String,
+}
+
+/// A sink's `publish:`: its topic becomes a source of the catalog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// One entry of `processors:`.
@@ -183,12 +224,28 @@ pub struct SinkConfig {
     /// `confluent-avro`: the registry subject the schema is registered under (default
     /// `<topic>-value`).
     pub subject: Option<String>,
+    /// Publish the topic as a source of the catalog, with this pipeline as its lineage.
+    pub publish: Option<PublishConfig>,
 }
 
 impl SourceConfig {
     /// The registry subject of a `confluent-avro` source.
     pub fn subject(&self) -> String {
         self.subject.clone().unwrap_or_else(|| format!("{}-value", self.topic))
+    }
+
+    /// How the values are encoded (checked present when the file was loaded).
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or(Format::Avro)
+    }
+
+    /// What an unresolvable writer schema does.
+    pub fn on_schema_change(&self) -> SchemaChangePolicy {
+        self.on_schema_change.unwrap_or(if self.source.is_some() {
+            SchemaChangePolicy::Stop
+        } else {
+            SchemaChangePolicy::DeadLetter
+        })
     }
 }
 
@@ -208,6 +265,60 @@ pub struct DeadLetterConfig {
 }
 
 impl PipelineConfig {
+    /// Use the catalog at `url`. Without a `schema_registry:`, the catalog (which serves the
+    /// Schema Registry API) is the Schema Registry too.
+    pub fn set_catalog(&mut self, url: String) {
+        if self.schema_registry.is_none() {
+            self.schema_registry = Some(SchemaRegistryConfig::with_url(url.clone()));
+        }
+        self.catalog = Some(CatalogConfig { url });
+    }
+
+    /// Fill in the topic, format and subject of every `source: NAME` from the catalog.
+    pub fn resolve_catalog_sources(&mut self, problems: &mut Problems) {
+        if self.sources.values().all(|s| s.source.is_none()) {
+            return;
+        }
+        let Some(client) = self.catalog_client() else {
+            for (id, _) in self.sources.iter().filter(|(_, s)| s.source.is_some()) {
+                problems.push(
+                    &format!("sources.{id}.source"),
+                    "needs a catalog: set catalog.url, --catalog or MESHHOST_CATALOG_URL",
+                );
+            }
+            return;
+        };
+        for (id, source) in self.sources.iter_mut() {
+            let Some(name) = &source.source else { continue };
+            match client.source(name) {
+                Ok(details) => {
+                    let entry = details.view.entry;
+                    if let Some(reason) = &entry.deprecated {
+                        tracing::warn!("sources.{id}: source {name} is deprecated: {reason}");
+                    }
+                    source.topic = entry.topic;
+                    source.format = Some(entry.format);
+                    source.subject = Some(entry.subject);
+                }
+                Err(error) => problems.push(
+                    &format!("sources.{id}.source"),
+                    format!("cannot read source {name:?} from the catalog at {}: {error}", client.registry().url()),
+                ),
+            }
+        }
+    }
+
+    /// A client of the catalog, when the pipeline names one.
+    pub fn catalog_client(&self) -> Option<crate::catalog::client::CatalogClient> {
+        let catalog = self.catalog.as_ref()?;
+        let mut settings =
+            self.schema_registry.clone().unwrap_or_else(|| SchemaRegistryConfig::with_url(catalog.url.clone()));
+        settings.url = catalog.url.clone();
+        Some(crate::catalog::client::CatalogClient::new(crate::schema_registry::RegistryClient::new(
+            &settings.settings(),
+        )))
+    }
+
     /// Where stateful processors keep local state: `state_dir`, else `.meshhost/<name>` beside
     /// the pipeline file.
     pub fn state_dir(&self) -> PathBuf {
@@ -268,6 +379,7 @@ impl PipelineConfig {
             dead_letter: None,
             state_dir: None,
             schema_registry: None,
+            catalog: None,
             base_dir: base_dir.to_path_buf(),
             unreadable_ids: Vec::new(),
         };
@@ -309,15 +421,19 @@ impl PipelineConfig {
                 "sinks" => config.sinks = entities(&mut problems, &mut config.unreadable_ids, "sinks", value),
                 "dead_letter" => config.dead_letter = section(&mut problems, "dead_letter", value),
                 "schema_registry" => config.schema_registry = section(&mut problems, "schema_registry", value),
+                "catalog" => config.catalog = section(&mut problems, "catalog", value),
                 "state_dir" => match value.as_str() {
                     Some(dir) => config.state_dir = Some(base_dir.join(dir)),
                     None => problems.push("state_dir", "must be a directory path"),
                 },
                 _ => problems.push(
                     &key,
-                    "unknown key; expected one of version, name, kafka, registry, schema_registry, sources, processors, sinks, dead_letter, state_dir",
+                    "unknown key; expected one of version, name, kafka, registry, schema_registry, catalog, sources, processors, sinks, dead_letter, state_dir",
                 ),
             }
+        }
+        if let Some(catalog) = config.catalog.take() {
+            config.set_catalog(catalog.url);
         }
         if !saw_name && !problems.mentions("name") {
             problems.push("name", "missing: every pipeline needs a name");
@@ -334,19 +450,52 @@ impl PipelineConfig {
             problems.push("sinks", "a pipeline needs at least one sink");
         }
         for (id, source) in &self.sources {
-            if source.format == Format::Avro && source.schema.is_none() {
+            if source.source.is_some() {
+                for (key, given) in [
+                    ("topic", !source.topic.is_empty()),
+                    ("format", source.format.is_some()),
+                    ("subject", source.subject.is_some()),
+                ] {
+                    if given {
+                        problems.push(&format!("sources.{id}.{key}"), "comes from the catalog source; remove it");
+                    }
+                }
+                continue; // the catalog URL may still come from --catalog: checked when resolved
+            }
+            if source.topic.is_empty() {
+                problems.push(&format!("sources.{id}.topic"), "required (or source: NAME, a source of the catalog)");
+            }
+            let Some(format) = source.format else {
+                problems.push(&format!("sources.{id}.format"), "required: avro, confluent-avro or json");
+                continue;
+            };
+            if format == Format::Avro && source.schema.is_none() {
                 problems.push(&format!("sources.{id}.schema"), "required for format avro");
             }
-            if source.schema.is_none() && source.format == Format::Json {
+            if source.schema.is_none() && format == Format::Json {
                 problems.push(&format!("sources.{id}.schema"), "required: processors need the schema of every input");
             }
-            if source.subject.is_some() && source.format != Format::ConfluentAvro {
+            if source.subject.is_some() && format != Format::ConfluentAvro {
                 problems.push(&format!("sources.{id}.subject"), "only for format confluent-avro");
+            }
+            if source.on_schema_change.is_some() && format != Format::ConfluentAvro {
+                problems.push(&format!("sources.{id}.on_schema_change"), "only for format confluent-avro");
             }
         }
         for (id, sink) in &self.sinks {
             if sink.subject.is_some() && sink.format != Format::ConfluentAvro {
                 problems.push(&format!("sinks.{id}.subject"), "only for format confluent-avro");
+            }
+            if let Some(publish) = &sink.publish {
+                if sink.format != Format::ConfluentAvro {
+                    problems.push(
+                        &format!("sinks.{id}.publish"),
+                        "only for format confluent-avro: a source's schema lives in the registry",
+                    );
+                }
+                if !valid_id(&publish.name) {
+                    problems.push(&format!("sinks.{id}.publish.name"), "must be an id: letters, digits, '-' and '_'");
+                }
             }
         }
         for id in self.processors.keys() {

@@ -75,9 +75,12 @@ pub struct RegistryClient {
     retry_for: Duration,
 }
 
-enum Method {
+/// An HTTP request of the API.
+pub enum Method {
     Get,
     Post(Json),
+    Put(Json),
+    Delete,
 }
 
 /// Why one attempt failed: worth retrying or not.
@@ -133,7 +136,14 @@ impl RegistryClient {
     /// Register `schema` under `subject` (the registry checks compatibility; a schema it
     /// already holds keeps its id) and return its id.
     pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let request = format!("/subjects/{}/versions", encode_path(subject));
+        self.register_with(subject, schema, false)
+    }
+
+    /// [`register`](Self::register); with `force`, meshhost's catalog registers a version even
+    /// when it would break a pipeline that reads a source on the subject.
+    pub fn register_with(&self, subject: &str, schema: &str, force: bool) -> Result<u32, RegistryError> {
+        let force = if force { "?force=true" } else { "" };
+        let request = format!("/subjects/{}/versions{force}", encode_path(subject));
         let answer = self.call(&request, Method::Post(json!({"schema": schema, "schemaType": "AVRO"})))?;
         id_field(&answer, "id", &request)
     }
@@ -165,7 +175,7 @@ impl RegistryClient {
     }
 
     /// One request, retried with backoff while the registry does not answer.
-    fn call(&self, path: &str, method: Method) -> Result<Json, RegistryError> {
+    pub fn call(&self, path: &str, method: Method) -> Result<Json, RegistryError> {
         let deadline = Instant::now() + self.retry_for;
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -186,21 +196,24 @@ impl RegistryClient {
 
     fn attempt(&self, path: &str, method: &Method) -> Result<Json, Attempt> {
         let url = format!("{}{path}", self.url);
+        let authorized = |request: ureq::RequestBuilder<_>| match &self.authorization {
+            Some(authorization) => request.header("Authorization", authorization),
+            None => request,
+        };
+        let with_body = |request: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &Json| {
+            match &self.authorization {
+                Some(authorization) => request.header("Authorization", authorization),
+                None => request,
+            }
+            .header("Accept", ACCEPT)
+            .header("Content-Type", CONTENT_TYPE)
+            .send(body.to_string())
+        };
         let result = match method {
-            Method::Get => {
-                let mut request = self.agent.get(&url).header("Accept", ACCEPT);
-                if let Some(authorization) = &self.authorization {
-                    request = request.header("Authorization", authorization);
-                }
-                request.call()
-            }
-            Method::Post(body) => {
-                let mut request = self.agent.post(&url).header("Accept", ACCEPT).header("Content-Type", CONTENT_TYPE);
-                if let Some(authorization) = &self.authorization {
-                    request = request.header("Authorization", authorization);
-                }
-                request.send(body.to_string())
-            }
+            Method::Get => authorized(self.agent.get(&url)).header("Accept", ACCEPT).call(),
+            Method::Delete => authorized(self.agent.delete(&url)).header("Accept", ACCEPT).call(),
+            Method::Post(body) => with_body(self.agent.post(&url), body),
+            Method::Put(body) => with_body(self.agent.put(&url), body),
         };
         let mut response = result.map_err(|e| Attempt::Retry(e.to_string()))?;
         let status = response.status().as_u16();
@@ -226,7 +239,7 @@ impl RegistryClient {
 }
 
 /// A subject name as one path segment (RFC 3986 unreserved characters stay as they are).
-fn encode_path(segment: &str) -> String {
+pub fn encode_path(segment: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
     percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()

@@ -49,6 +49,12 @@ pub enum ExecuteError<E> {
         #[source]
         source: crate::schema_registry::RegistryError,
     },
+    /// A source's record has a writer schema its reader schema cannot read, and the source
+    /// says stop (`on_schema_change: stop`).
+    #[error(
+        "source {source_id}: a breaking schema change upstream: {error}; stopped before it (on_schema_change: stop)"
+    )]
+    SchemaChange { source_id: String, error: crate::codec::CodecError },
     /// A processor's local state store failed.
     #[error("cannot write the state of processor {processor}")]
     State {
@@ -133,6 +139,9 @@ impl Executor {
                     }
                     Err(DecodeError::Registry(error)) => {
                         return Err(ExecuteError::SchemaRegistry { source_id: source.id.clone(), source: error })
+                    }
+                    Err(DecodeError::SchemaChange(error)) => {
+                        return Err(ExecuteError::SchemaChange { source_id: source.id.clone(), error })
                     }
                 },
             };

@@ -27,6 +27,8 @@ pub struct Topology {
     /// In processing order: every processor after the processors it reads from.
     pub processors: Vec<ProcessorNode>,
     pub sinks: Vec<SinkNode>,
+    /// What the pipeline tells the sources catalog when it runs, if it has one.
+    pub catalog: Option<schema_registry::CatalogBinding>,
 }
 
 /// An Avro schema with its JSON text (what plugins receive).
@@ -63,6 +65,9 @@ pub struct ProcessorNode {
     /// The schema of each input port, in `inputs:` order.
     pub inputs: Vec<EdgeSchema>,
     pub outputs: Vec<OutputNode>,
+    /// The plugin as a lock file records it (name, version, digest); `None` for a processor
+    /// built outside a pipeline file.
+    pub plugin: Option<crate::registry::lock::LockedPlugin>,
 }
 
 pub struct OutputNode {
@@ -117,8 +122,9 @@ impl Topology {
             format: init.format,
             inputs: inputs.into_iter().map(|(_, schema)| schema).collect(),
             outputs,
+            plugin: None,
         };
-        Ok(Topology { sources, processors: vec![processor], sinks })
+        Ok(Topology { sources, processors: vec![processor], sinks, catalog: None })
     }
 }
 
@@ -147,31 +153,38 @@ impl EdgeSchema {
 /// Build the topology, reporting every problem with its path in the pipeline file.
 pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginResolver) -> Result<Topology, Problems> {
     let mut problems = Problems::default();
-    let mut topology = Topology { sources: Vec::new(), processors: Vec::new(), sinks: Vec::new() };
+    let mut topology = Topology { sources: Vec::new(), processors: Vec::new(), sinks: Vec::new(), catalog: None };
+    let mut reads = Vec::new();
 
     let registry = schema_registry::client(config);
     for (id, source) in &config.sources {
         let path = format!("sources.{id}");
-        let confluent = source.format == Format::ConfluentAvro;
+        let confluent = source.format() == Format::ConfluentAvro;
         if confluent && registry.is_none() {
             problems.push(&format!("{path}.format"), schema_registry::NO_REGISTRY);
             continue;
         }
-        let schema = match &source.schema {
+        let reader = match &source.schema {
             Some(schema_path) => {
                 read_schema(&config.base_dir.join(schema_path)).map_err(|m| (format!("{path}.schema"), m))
             }
             None if confluent => {
                 schema_registry::latest_schema(registry.as_deref().expect("checked"), &source.subject())
+                    .map(|(schema, version)| {
+                        if let Some(name) = &source.source {
+                            reads.push((name.clone(), version));
+                        }
+                        schema
+                    })
                     .map_err(|m| (path.clone(), m))
             }
             None => continue, // reported when the file was loaded
         };
-        match schema {
+        match reader {
             Ok(schema) => topology.sources.push(SourceNode {
                 id: id.clone(),
                 topic: source.topic.clone(),
-                decoder: SourceDecoder::new(source.format, registry.clone()),
+                decoder: SourceDecoder::new(source.format(), registry.clone(), source.on_schema_change()),
                 schema,
                 targets: Vec::new(),
             }),
@@ -192,10 +205,11 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
         if inputs.len() != processor.inputs.len() {
             continue; // an upstream failed and was reported; checking this one would only echo it
         }
-        let plugin = plugins
-            .resolve(&processor.uses)
-            .map_err(|e| e.to_string())
-            .and_then(|resolved| engine.load(&resolved.label, &resolved.bytes).map_err(|e| format!("{e:#}")));
+        let mut locked = None;
+        let plugin = plugins.resolve(&processor.uses).map_err(|e| e.to_string()).and_then(|resolved| {
+            locked = Some(resolved.locked.clone());
+            engine.load(&resolved.label, &resolved.bytes).map_err(|e| format!("{e:#}"))
+        });
         let plugin = match plugin {
             Ok(plugin) => plugin,
             Err(message) => {
@@ -267,6 +281,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
             format: init.format,
             inputs,
             outputs,
+            plugin: locked,
         });
     }
 
@@ -306,6 +321,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
         }
     }
 
+    topology.catalog = schema_registry::catalog_binding(config, &topology, reads, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -67,6 +67,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     SinkSchema(SinkSchemaError),
+    #[error("cannot tell the sources catalog what this pipeline reads and publishes")]
+    Catalog(#[source] crate::schema_registry::RegistryError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
     #[error("state of processor {processor}")]
@@ -100,6 +102,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         Err(SinkSchemaError::Refused(problems)) => return Err(RunError::Invalid(problems)),
         Err(error) => return Err(RunError::SinkSchema(error)),
     }
+    topology.register_with_catalog().map_err(RunError::Catalog)?;
     if let Some(first) = topology.sinks.first() {
         sink.warm_up(&first.topic);
     }
@@ -236,6 +239,8 @@ pub enum OutboxError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     SinkSchema(SinkSchemaError),
+    #[error("cannot tell the sources catalog what this pipeline reads and publishes")]
+    Catalog(#[source] crate::schema_registry::RegistryError),
 }
 
 /// A batch's effects, handed to the sink and counted against the batch.

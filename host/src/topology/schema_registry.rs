@@ -1,11 +1,15 @@
-//! A pipeline and its Schema Registry: the reader schemas of `confluent-avro` sources (when
-//! the file gives none: the subject's latest version, read when the pipeline is planned), and
-//! the schemas of `confluent-avro` sinks — registered when a run starts (the registry's
-//! compatibility check decides), checked read-only by `validate`.
+//! A pipeline and its Schema Registry and sources catalog: the reader schemas of
+//! `confluent-avro` sources (when the file gives none: the subject's latest version, read when
+//! the pipeline is planned), the schemas of `confluent-avro` sinks — registered when a run
+//! starts (the registry's compatibility check decides), checked read-only by `validate` — and
+//! what a run tells the catalog: the sources it reads (with the version it reads them as) and
+//! the sinks it publishes as derived sources, with their lineage.
 
 use std::sync::Arc;
 
 use super::{EdgeSchema, Topology};
+use crate::catalog::client::CatalogClient;
+use crate::catalog::sources::{Origin, ProcessorLineage, SourceEntry};
 use crate::codec::SinkEncoder;
 use crate::config::{PipelineConfig, Problems};
 use crate::schema_registry::{RegistryClient, RegistryError};
@@ -18,14 +22,84 @@ pub fn client(config: &PipelineConfig) -> Option<Arc<RegistryClient>> {
     config.schema_registry.as_ref().map(|registry| Arc::new(RegistryClient::new(&registry.settings())))
 }
 
-/// The latest version of `subject`, as a source's reader schema.
-pub fn latest_schema(registry: &RegistryClient, subject: &str) -> Result<EdgeSchema, String> {
+/// The latest version of `subject`, as a source's reader schema, with its version number.
+pub fn latest_schema(registry: &RegistryClient, subject: &str) -> Result<(EdgeSchema, u32), String> {
     let latest = registry.latest(subject).map_err(|e| {
         format!("no schema: none in the file, and the latest version of subject {subject:?} could not be read: {e}")
     })?;
-    EdgeSchema::parse(&latest.schema).map_err(|e| {
+    let schema = EdgeSchema::parse(&latest.schema).map_err(|e| {
         format!("version {} of subject {subject:?} (id {}) is not a valid Avro schema: {e}", latest.version, latest.id)
-    })
+    })?;
+    Ok((schema, latest.version))
+}
+
+/// What a running pipeline tells the sources catalog.
+#[derive(Debug)]
+pub struct CatalogBinding {
+    pub client: CatalogClient,
+    pub pipeline: String,
+    /// The catalog sources it reads, each with the subject version of its reader schema.
+    pub reads: Vec<(String, u32)>,
+    /// Sinks published as sources (lineage filled in).
+    pub publishes: Vec<SourceEntry>,
+}
+
+/// The binding of a planned pipeline, if it reads or publishes catalog sources.
+pub fn catalog_binding(
+    config: &PipelineConfig,
+    topology: &Topology,
+    reads: Vec<(String, u32)>,
+    problems: &mut Problems,
+) -> Option<CatalogBinding> {
+    let publishing: Vec<_> = config.sinks.iter().filter(|(_, sink)| sink.publish.is_some()).collect();
+    if reads.is_empty() && publishing.is_empty() {
+        return None;
+    }
+    let Some(client) = config.catalog_client() else {
+        for (id, _) in publishing {
+            problems.push(
+                &format!("sinks.{id}.publish"),
+                "needs a catalog: set catalog.url, --catalog or MESHHOST_CATALOG_URL",
+            );
+        }
+        return None;
+    };
+    let inputs: Vec<String> =
+        config.sources.values().map(|s| s.source.clone().unwrap_or_else(|| format!("topic:{}", s.topic))).collect();
+    let processors: Vec<ProcessorLineage> = topology
+        .processors
+        .iter()
+        .map(|p| ProcessorLineage {
+            id: p.id.clone(),
+            plugin: p.plugin.as_ref().map_or_else(String::new, |locked| match (&locked.name, &locked.version) {
+                (Some(name), Some(version)) => format!("{name}@{version}"),
+                _ => locked.uses.clone(),
+            }),
+            digest: p.plugin.as_ref().map_or_else(String::new, |locked| locked.digest.clone()),
+        })
+        .collect();
+    let publishes = publishing
+        .into_iter()
+        .map(|(_, sink)| {
+            let publish = sink.publish.as_ref().expect("filtered");
+            SourceEntry {
+                name: publish.name.clone(),
+                description: publish.description.clone(),
+                owner: publish.owner.clone(),
+                tags: publish.tags.clone(),
+                topic: sink.topic.clone(),
+                format: sink.format,
+                subject: sink.subject(),
+                origin: Origin::Pipeline {
+                    pipeline: config.name.clone(),
+                    inputs: inputs.clone(),
+                    processors: processors.clone(),
+                },
+                deprecated: None,
+            }
+        })
+        .collect();
+    Some(CatalogBinding { client, pipeline: config.name.clone(), reads, publishes })
 }
 
 /// Why a run cannot write its `confluent-avro` sinks.
@@ -70,6 +144,21 @@ impl Topology {
             }
         }
         problems.into_result(()).map_err(SinkSchemaError::Refused)
+    }
+
+    /// Tell the catalog what this run reads (so `source show` answers "who reads this?" and a
+    /// breaking new version is refused) and publish its derived sources. After
+    /// [`register_sink_schemas`](Self::register_sink_schemas): a source needs its schema.
+    pub fn register_with_catalog(&self) -> Result<(), RegistryError> {
+        let Some(catalog) = &self.catalog else { return Ok(()) };
+        for (source, version) in &catalog.reads {
+            catalog.client.add_consumer(source, &catalog.pipeline, *version)?;
+        }
+        for entry in &catalog.publishes {
+            catalog.client.publish(entry)?;
+            tracing::info!("published source {} (topic {})", entry.name, entry.topic);
+        }
+        Ok(())
     }
 
     /// What registering the sinks' schemas would meet, without registering: the registry's
