@@ -1,6 +1,7 @@
 //! meshhost's integration tests: the real `meshhost` binary against the real broker started by
 //! `scripts/broker.sh` (see `support::broker`). One test binary, to link once.
 
+mod catalog;
 mod graph;
 mod join;
 mod languages;
