@@ -35,6 +35,10 @@ echo "== producing $(wc -l < demo/movies.jsonl) movies (Confluent wire format) a
 meshhost produce movies --bootstrap-servers "$BROKER" --schema demo/movie.avsc --schema-registry "$REGISTRY" --key-field id < demo/movies.jsonl
 echo '{"not": "avro"}' | meshhost produce movies --bootstrap-servers "$BROKER"
 
+echo "== meshhost source publish movies: the topic as a source of the catalog"
+meshhost source publish movies --catalog "$REGISTRY" --topic movies --subject movies-value \
+    --description "Every film in the demo catalog" --owner content-team --tag movies
+
 echo "== meshhost validate demo/pipeline.yaml"
 meshhost validate demo/pipeline.yaml
 
@@ -46,6 +50,10 @@ echo "== movies-us (US movies since 2000, projected; each value's schema fetched
 meshhost consume movies-us --bootstrap-servers "$BROKER" --schema-registry "$REGISTRY" --max 4 --idle-seconds 30
 echo "== subjects in the registry:"
 curl -s "$REGISTRY/subjects"; echo
+echo "== meshhost source show movies"
+meshhost source show movies --catalog "$REGISTRY"
+echo "== meshhost source lineage us-movies"
+meshhost source lineage us-movies --catalog "$REGISTRY"
 echo "== us-movies-dlq (the malformed record, with its meshhost.error header):"
 meshhost consume us-movies-dlq --bootstrap-servers "$BROKER" --max 1 --idle-seconds 30
 kill -TERM "$RUN_PID"

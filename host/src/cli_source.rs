@@ -171,8 +171,15 @@ fn show(details: &SourceDetails, derived: &[String]) -> String {
             }
         }
     }
-    let readers: Vec<String> =
-        details.view.consumers.iter().map(|c| format!("{} (version {})", c.pipeline, c.version)).collect();
+    let readers: Vec<String> = details
+        .view
+        .consumers
+        .iter()
+        .map(|c| match c.version {
+            0 => format!("{} (a reader schema of its own)", c.pipeline),
+            version => format!("{} (version {version})", c.pipeline),
+        })
+        .collect();
     let _ = writeln!(out, "  read by:  {}", if readers.is_empty() { "-".to_string() } else { readers.join(", ") });
     let _ = writeln!(out, "  derived:  {}", if derived.is_empty() { "-".to_string() } else { derived.join(", ") });
     out

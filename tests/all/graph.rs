@@ -1,4 +1,4 @@
-//! `meshhost graph`: the demo and join pipelines drawn in each format, compared with the
+//! `meshhost graph`: the quick-start (as tests/snapshots/graph/movies.yaml) and join pipelines drawn in each format, compared with the
 //! snapshots in tests/snapshots/graph (MESHHOST_UPDATE_SNAPSHOTS=1 rewrites them; review the diff).
 
 use crate::support::*;
@@ -16,10 +16,10 @@ fn check(pipeline: &str, snapshot: &str, format: &str) {
 }
 
 #[test]
-fn the_demo_pipeline_in_every_format() {
-    check("demo/pipeline.yaml", "demo.txt", "text");
-    check("demo/pipeline.yaml", "demo.dot", "dot");
-    check("demo/pipeline.yaml", "demo.mmd", "mermaid");
+fn the_quick_start_pipeline_in_every_format() {
+    check("tests/snapshots/graph/movies.yaml", "movies.txt", "text");
+    check("tests/snapshots/graph/movies.yaml", "movies.dot", "dot");
+    check("tests/snapshots/graph/movies.yaml", "movies.mmd", "mermaid");
 }
 
 #[test]

@@ -133,6 +133,16 @@ impl RegistryClient {
         subject_version(&answer, &request)
     }
 
+    /// The version of `subject` that is `schema`, if it is one.
+    pub fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
+        let request = format!("/subjects/{}", encode_path(subject));
+        match self.call(&request, Method::Post(json!({"schema": schema, "schemaType": "AVRO"}))) {
+            Ok(answer) => subject_version(&answer, &request).map(Some),
+            Err(error) if matches!(error.code(), Some(40401 | 40403)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Register `schema` under `subject` (the registry checks compatibility; a schema it
     /// already holds keeps its id) and return its id.
     pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {

@@ -164,30 +164,34 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
             problems.push(&format!("{path}.format"), schema_registry::NO_REGISTRY);
             continue;
         }
+        // The reader schema, and which version of the subject it is (when known).
         let reader = match &source.schema {
-            Some(schema_path) => {
-                read_schema(&config.base_dir.join(schema_path)).map_err(|m| (format!("{path}.schema"), m))
-            }
+            Some(schema_path) => read_schema(&config.base_dir.join(schema_path))
+                .map(|schema| (schema, None))
+                .map_err(|m| (format!("{path}.schema"), m)),
             None if confluent => {
                 schema_registry::latest_schema(registry.as_deref().expect("checked"), &source.subject())
-                    .map(|(schema, version)| {
-                        if let Some(name) = &source.source {
-                            reads.push((name.clone(), version));
-                        }
-                        schema
-                    })
+                    .map(|(schema, version)| (schema, Some(version)))
                     .map_err(|m| (path.clone(), m))
             }
             None => continue, // reported when the file was loaded
         };
         match reader {
-            Ok(schema) => topology.sources.push(SourceNode {
-                id: id.clone(),
-                topic: source.topic.clone(),
-                decoder: SourceDecoder::new(source.format(), registry.clone(), source.on_schema_change()),
-                schema,
-                targets: Vec::new(),
-            }),
+            Ok((schema, version)) => {
+                if let (Some(name), Some(registry)) = (&source.source, &registry) {
+                    let version = version.unwrap_or_else(|| {
+                        schema_registry::version_of(registry, &source.subject(), &schema.text).unwrap_or(0)
+                    });
+                    reads.push((name.clone(), version));
+                }
+                topology.sources.push(SourceNode {
+                    id: id.clone(),
+                    topic: source.topic.clone(),
+                    decoder: SourceDecoder::new(source.format(), registry.clone(), source.on_schema_change()),
+                    schema,
+                    targets: Vec::new(),
+                })
+            }
             Err((path, message)) => problems.push(&path, message),
         }
     }

@@ -33,12 +33,18 @@ pub fn latest_schema(registry: &RegistryClient, subject: &str) -> Result<(EdgeSc
     Ok((schema, latest.version))
 }
 
+/// Which version of `subject` the schema `text` is, if it is one.
+pub fn version_of(registry: &RegistryClient, subject: &str, text: &str) -> Option<u32> {
+    registry.lookup(subject, text).ok().flatten().map(|found| found.version)
+}
+
 /// What a running pipeline tells the sources catalog.
 #[derive(Debug)]
 pub struct CatalogBinding {
     pub client: CatalogClient,
     pub pipeline: String,
-    /// The catalog sources it reads, each with the subject version of its reader schema.
+    /// The catalog sources it reads, each with the subject version of its reader schema (0: a
+    /// schema of its own that is no version of the subject).
     pub reads: Vec<(String, u32)>,
     /// Sinks published as sources (lineage filled in).
     pub publishes: Vec<SourceEntry>,
