@@ -99,6 +99,16 @@ pub enum Command {
         /// Plugin registry directory, overriding the file.
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// Move every source's pinned schema to its subject's latest version, printing what
+        /// changes on each edge and sink.
+        #[arg(long)]
+        update: bool,
+        /// Schema Registry URL, overriding the file's `schema_registry.url`.
+        #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+        schema_registry: Option<String>,
+        /// Sources catalog URL, overriding the file's `catalog.url`.
+        #[arg(long, env = "MESHHOST_CATALOG_URL")]
+        catalog: Option<String>,
     },
     /// The catalog: meshhost's Schema Registry (the Confluent REST API), kept in a Kafka topic.
     Catalog {
@@ -351,7 +361,12 @@ fn execute(command: Command) -> Result<(), CliError> {
             );
             for processor in &topology.processors {
                 for output in &processor.outputs {
-                    println!("  {}.{}: {}", processor.id, output.name, schema_summary(&output.schema.parsed));
+                    println!(
+                        "  {}.{}: {}",
+                        processor.id,
+                        output.name,
+                        crate::schema_text::summary(&output.schema.parsed)
+                    );
                 }
             }
             Ok(())
@@ -423,33 +438,9 @@ fn execute(command: Command) -> Result<(), CliError> {
             crate::topic_io::consume(&bootstrap_servers, &topic, decoding, max, idle, std::io::stdout().lock())?;
             Ok(())
         }
-        Command::Lock { pipeline, registry } => {
-            let mut config = PipelineConfig::load(&pipeline)?;
-            if registry.is_some() {
-                config.registry = registry;
-            }
-            let mut lock = crate::registry::LockFile { version: 1, plugins: Vec::new() };
-            let mut problems = Problems::default();
-            let plugins = crate::registry::PluginResolver::unlocked(config.registry.clone());
-            for (id, processor) in &config.processors {
-                if lock.entry(&processor.uses.text).is_some() {
-                    continue;
-                }
-                match plugins.resolve(&processor.uses) {
-                    Ok(resolved) => {
-                        println!("{} -> {} {}", processor.uses, resolved.label, resolved.locked.digest);
-                        lock.plugins.push(resolved.locked);
-                    }
-                    Err(error) => problems.push(&format!("processors.{id}.uses"), error.to_string()),
-                }
-            }
-            if !problems.is_empty() {
-                return Err(problems.into());
-            }
-            let path = crate::registry::LockFile::path_for(&pipeline);
-            std::fs::write(&path, lock.to_toml()).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {}", path.display());
-            Ok(())
+        Command::Lock { pipeline, registry, update, schema_registry, catalog } => {
+            let overrides = Overrides { registry, schema_registry, catalog, offline: false };
+            crate::cli_lock::lock(&pipeline, overrides, update)
         }
         Command::Plugin { command } => crate::cli_plugin::execute(command),
         Command::Source { catalog, command } => crate::cli_source::execute(&catalog, command),
@@ -508,16 +499,16 @@ fn serve_catalog(listen: &str, bootstrap_servers: &str, topic: &str) -> Result<(
 
 /// Command-line settings that win over the pipeline file's.
 #[derive(Debug, Default)]
-struct Overrides {
+pub(crate) struct Overrides {
     /// The plugin registry directory.
-    registry: Option<PathBuf>,
+    pub registry: Option<PathBuf>,
     /// The Schema Registry URL.
-    schema_registry: Option<String>,
+    pub schema_registry: Option<String>,
     /// The sources catalog URL.
-    catalog: Option<String>,
+    pub catalog: Option<String>,
     /// A command that only looks at the pipeline (validate, graph): an unreachable Schema
     /// Registry is retried for seconds, not the run's minute.
-    offline: bool,
+    pub offline: bool,
 }
 
 /// How long commands that only look at a pipeline retry an unreachable Schema Registry.
@@ -529,6 +520,27 @@ fn load_and_plan(
     overrides: Overrides,
     engine: &PluginEngine,
 ) -> Result<(PipelineConfig, Topology), CliError> {
+    let (config, mut problems) = configure(pipeline, overrides)?;
+    let plugins = match PluginResolver::for_pipeline(pipeline, config.registry.clone()) {
+        Ok(plugins) => plugins,
+        Err(error) => {
+            problems.push("", error.to_string());
+            PluginResolver::unlocked(config.registry.clone())
+        }
+    };
+    match crate::topology::plan(&config, engine, &plugins) {
+        Ok(topology) if problems.is_empty() => Ok((config, topology)),
+        Ok(_) => Err(problems.into()),
+        Err(more) => {
+            problems.0.extend(more.0);
+            Err(problems.into())
+        }
+    }
+}
+
+/// Read the pipeline file, apply the command line's overrides and fill in catalog sources: the
+/// config and the problems found so far (`Err` when the file cannot be read at all).
+pub(crate) fn configure(pipeline: &Path, overrides: Overrides) -> Result<(PipelineConfig, Problems), CliError> {
     let (config, mut problems) = PipelineConfig::load_partial(pipeline);
     let Some(mut config) = config else { return Err(problems.into()) };
     if overrides.registry.is_some() {
@@ -547,66 +559,13 @@ fn load_and_plan(
         section.retry_seconds = Some(section.retry_seconds.unwrap_or(u64::MAX).min(OFFLINE_REGISTRY_RETRY_SECONDS));
     }
     config.resolve_catalog_sources(&mut problems);
-    let plugins = match PluginResolver::for_pipeline(pipeline, config.registry.clone()) {
-        Ok(plugins) => plugins,
-        Err(error) => {
-            problems.push("", error.to_string());
-            PluginResolver::unlocked(config.registry.clone())
-        }
-    };
-    match crate::topology::plan(&config, engine, &plugins) {
-        Ok(topology) if problems.is_empty() => Ok((config, topology)),
-        Ok(_) => Err(problems.into()),
-        Err(more) => {
-            problems.0.extend(more.0);
-            Err(problems.into())
-        }
-    }
+    Ok((config, problems))
 }
 
 fn read_schema(path: &Path) -> Result<meshhost_avro::Schema, CliError> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     meshhost_avro::Schema::parse(&text)
         .map_err(|e| CliError::Invalid(Problems::one("", format!("{}: {e}", path.display()))))
-}
-
-/// A schema for people: a record's name, then one line per field (`    year: int`), nested
-/// records inline.
-fn schema_summary(schema: &meshhost_avro::Schema) -> String {
-    use meshhost_avro::AvroType;
-    fn type_name(ty: &AvroType) -> String {
-        match ty {
-            AvroType::Union(branches) if branches.len() == 2 && branches.contains(&AvroType::Null) => {
-                let other = branches.iter().find(|b| **b != AvroType::Null).unwrap();
-                format!("{} or null", type_name(other))
-            }
-            AvroType::Union(branches) => branches.iter().map(type_name).collect::<Vec<_>>().join(" | "),
-            AvroType::Array(items) => format!("array of {}", type_name(items)),
-            AvroType::Map(values) => format!("map of {}", type_name(values)),
-            AvroType::Record(record) => {
-                let fields: Vec<String> =
-                    record.fields.iter().map(|f| format!("{}: {}", f.name, type_name(&f.ty))).collect();
-                format!("{} {{{}}}", record.name, fields.join(", "))
-            }
-            AvroType::Enum(e) => format!("enum {} {{{}}}", e.name, e.symbols.join(", ")),
-            AvroType::Logical { base, attributes } => match attributes.get("logicalType").and_then(|t| t.as_str()) {
-                Some(logical) => format!("{} ({logical})", type_name(base)),
-                None => type_name(base),
-            },
-            AvroType::Ref(name) => name.clone(),
-            other => other.describe(),
-        }
-    }
-    match schema.root_record() {
-        Some(record) => {
-            let mut text = format!("record {}", record.name);
-            for field in &record.fields {
-                text.push_str(&format!("\n      {}: {}", field.name, type_name(&field.ty)));
-            }
-            text
-        }
-        None => type_name(&schema.root),
-    }
 }
 
 /// Kafka settings of a run: the flag (or environment) wins over the file.
@@ -664,24 +623,6 @@ fn check_partitions_online(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schemas_print_one_field_per_line() {
-        let schema = meshhost_avro::Schema::parse(
-            r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
-                {"name": "id", "type": "long"},
-                {"name": "title", "type": ["null", "string"]},
-                {"name": "released", "type": {"type": "int", "logicalType": "date"}},
-                {"name": "cast", "type": {"type": "array", "items": {"type": "record", "name": "Actor", "fields": [{"name": "name", "type": "string"}]}}},
-                {"name": "genre", "type": {"type": "enum", "name": "Genre", "symbols": ["DRAMA", "HEIST"]}},
-                {"name": "lead", "type": ["null", "Actor"]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            schema_summary(&schema),
-            "record demo.Movie\n      id: long\n      title: string or null\n      released: int (date)\n      cast: array of demo.Actor {name: string}\n      genre: enum demo.Genre {DRAMA, HEIST}\n      lead: demo.Actor or null"
-        );
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

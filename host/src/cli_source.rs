@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use meshhost_avro::{AvroType, Schema};
+use meshhost_avro::Schema;
 
 use crate::catalog::client::{CatalogClient, SourceDetails};
 use crate::catalog::sources::{Origin, SourceEntry, SourceView};
@@ -165,7 +165,7 @@ fn show(details: &SourceDetails, derived: &[String]) -> String {
     if let Some(schema) = &details.schema {
         let _ = writeln!(out, "  schema:   version {} (id {})", schema.version, schema.id);
         match Schema::parse(&schema.schema) {
-            Ok(parsed) => out.push_str(&fields(&parsed)),
+            Ok(parsed) => out.push_str(&crate::schema_text::fields(&parsed)),
             Err(e) => {
                 let _ = writeln!(out, "    (not readable: {e})");
             }
@@ -195,57 +195,6 @@ fn origin(origin: &Origin) -> String {
                 .collect();
             format!("pipeline {pipeline} reading {} through {}", inputs.join(", "), steps.join("; "))
         }
-    }
-}
-
-/// One line per field (nested records indented), with its doc.
-fn fields(schema: &Schema) -> String {
-    fn walk(schema: &Schema, ty: &AvroType, depth: usize, out: &mut String, seen: &mut BTreeSet<String>) {
-        let ty = schema.resolve(ty);
-        let AvroType::Record(record) = ty else { return };
-        if !seen.insert(record.name.clone()) {
-            return;
-        }
-        for field in &record.fields {
-            let doc = field.doc.as_deref().map(|d| format!("  — {d}")).unwrap_or_default();
-            let _ = writeln!(out, "{}{}: {}{doc}", "    ".repeat(depth + 1), field.name, describe(schema, &field.ty));
-            for inner in nested(schema, &field.ty) {
-                walk(schema, inner, depth + 1, out, seen);
-            }
-        }
-    }
-    let mut out = String::new();
-    walk(schema, &schema.root, 0, &mut out, &mut BTreeSet::new());
-    out
-}
-
-/// The record types a field's type holds (directly, in a union, array or map).
-fn nested<'a>(schema: &'a Schema, ty: &'a AvroType) -> Vec<&'a AvroType> {
-    match schema.resolve(ty) {
-        record @ AvroType::Record(_) => vec![record],
-        AvroType::Union(branches) => branches.iter().flat_map(|b| nested(schema, b)).collect(),
-        AvroType::Array(items) => nested(schema, items),
-        AvroType::Map(values) => nested(schema, values),
-        _ => Vec::new(),
-    }
-}
-
-fn describe(schema: &Schema, ty: &AvroType) -> String {
-    match ty {
-        AvroType::Union(branches) if branches.len() == 2 && branches.contains(&AvroType::Null) => {
-            let other = branches.iter().find(|b| **b != AvroType::Null).expect("two branches");
-            format!("{} or null", describe(schema, other))
-        }
-        AvroType::Union(branches) => branches.iter().map(|b| describe(schema, b)).collect::<Vec<_>>().join(" | "),
-        AvroType::Array(items) => format!("array of {}", describe(schema, items)),
-        AvroType::Map(values) => format!("map of {}", describe(schema, values)),
-        AvroType::Record(record) => format!("record {}", record.name),
-        AvroType::Enum(e) => format!("enum {}", e.name),
-        AvroType::Ref(name) => match schema.resolve(ty) {
-            AvroType::Record(_) => format!("record {name}"),
-            _ => name.clone(),
-        },
-        other => other.describe(),
     }
 }
 

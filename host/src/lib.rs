@@ -27,6 +27,7 @@
 
 pub mod catalog;
 pub mod cli;
+mod cli_lock;
 mod cli_plugin;
 mod cli_source;
 pub mod codec;
@@ -37,6 +38,7 @@ pub mod plugin;
 pub mod registry;
 pub mod scaffold;
 pub mod schema_registry;
+pub mod schema_text;
 pub mod sink;
 pub mod source;
 pub mod state;

@@ -269,3 +269,43 @@ fn upstream_evolution_goes_on_when_compatible_and_stops_when_breaking() {
         dead[0].header("meshhost.error")
     );
 }
+
+#[test]
+fn the_lock_file_pins_reader_versions_and_update_shows_the_edge_diff() {
+    let server = CatalogServer::start();
+    let url = server.url.as_str();
+    let dir = PipelineDir::new();
+    let (movies, out) = (unique("lock-movies"), unique("lock-out"));
+    let (v1, v2) = (dir.write("v1.avsc", MOVIE_V1), dir.write("v2.avsc", MOVIE_V2));
+    source_ok(url, &["publish", "movies", "--topic", &movies, "--schema", v1.to_str().unwrap()]);
+    // recent passes every field on; slim keeps id and title.
+    let pipeline = pipeline_by_name(&dir, "p.yaml", &unique("lock"), "    source: movies", &out, "", url);
+    let lock_path = pipeline.with_extension("lock");
+    let (code, stdout, stderr) = meshhost(&["lock", pipeline.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("sources.movies -> {movies}-value version 1")), "{stdout}");
+    let locked = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(locked.contains("[[schema]]") && locked.contains("version = 1"), "{locked}");
+
+    // A new upstream version does not move the pipeline: validate plans against version 1.
+    source_ok(url, &["publish", "movies", "--topic", &movies, "--schema", v2.to_str().unwrap()]);
+    let (code, stdout, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("country"), "still read as version 1:\n{stdout}");
+    let (code, stdout, _) = meshhost(&["lock", pipeline.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("version 1"), "lock without --update keeps the pin: {stdout}");
+
+    // --update moves it and says what changes where.
+    let (code, stdout, stderr) = meshhost(&["lock", pipeline.to_str().unwrap(), "--update"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("sources.movies -> {movies}-value version 2")), "{stdout}");
+    assert!(stdout.contains("sources.movies: + country: string"), "{stdout}");
+    assert!(stdout.contains("processors.recent.out: + country: string"), "{stdout}");
+    assert!(
+        !stdout.contains("processors.slim") && !stdout.contains("sinks.out"),
+        "unchanged edges are not listed: {stdout}"
+    );
+    let (_, stdout, _) = validate(&pipeline);
+    assert!(stdout.contains("country: string"), "{stdout}");
+}

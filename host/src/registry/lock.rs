@@ -1,5 +1,7 @@
 //! The lock file: the exact plugin, version and digest behind each `uses:` of a pipeline, so a
-//! pipeline runs the same bytes wherever and whenever it runs (like `Cargo.lock`).
+//! pipeline runs the same bytes wherever and whenever it runs (like `Cargo.lock`) — and the
+//! schema version each `confluent-avro` source is read as, so that upstream evolution never
+//! changes the pipeline's outputs until `meshhost lock --update` says so.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,21 @@ pub struct LockFile {
     /// One entry per distinct `uses:`.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<LockedPlugin>,
+    /// One entry per `confluent-avro` source without a `schema:` file.
+    #[serde(default, rename = "schema", skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<LockedSchema>,
+}
+
+/// The reader schema of one source: a version of its registry subject.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSchema {
+    /// The source's id in the pipeline.
+    pub source: String,
+    pub subject: String,
+    pub version: u32,
+    /// The schema's id in the registry (for people; the version decides).
+    pub id: u32,
 }
 
 /// One locked `uses:`.
@@ -56,9 +73,14 @@ impl LockFile {
         self.plugins.iter().find(|p| p.uses == uses)
     }
 
+    /// The pinned reader schema of source `source` on `subject`, if any.
+    pub fn schema(&self, source: &str, subject: &str) -> Option<&LockedSchema> {
+        self.schemas.iter().find(|s| s.source == source && s.subject == subject)
+    }
+
     pub fn to_toml(&self) -> String {
         format!(
-            "# Written by `meshhost lock`: the exact plugin behind each `uses:`. Commit it; do not edit.\n{}",
+            "# Written by `meshhost lock`: the exact plugin behind each `uses:` and the schema version each\n# confluent-avro source is read as. Commit it; do not edit (`meshhost lock --update` moves it).\n{}",
             toml::to_string(self).expect("lock files always serialize")
         )
     }

@@ -328,6 +328,16 @@ impl PluginResolver {
         Ok(PluginResolver { registry, lock: LockFile::read_for(pipeline)? })
     }
 
+    /// A resolver that reads `lock` rather than the pipeline's lock file.
+    pub fn locked(registry: Option<PathBuf>, lock: LockFile) -> PluginResolver {
+        PluginResolver { registry, lock: Some(lock) }
+    }
+
+    /// The pipeline's lock file, if it has one.
+    pub fn lock_file(&self) -> Option<&LockFile> {
+        self.lock.as_ref()
+    }
+
     /// Find the plugin `uses` names.
     pub fn resolve(&self, uses: &PluginRef) -> Result<ResolvedPlugin> {
         let registry = self.registry.as_deref();

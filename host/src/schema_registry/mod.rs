@@ -133,6 +133,14 @@ impl RegistryClient {
         subject_version(&answer, &request)
     }
 
+    /// Version `version` of `subject` (soft-deleted ones too: a pipeline pinned to it still
+    /// reads with it).
+    pub fn version(&self, subject: &str, version: u32) -> Result<SubjectVersion, RegistryError> {
+        let request = format!("/subjects/{}/versions/{version}?deleted=true", encode_path(subject));
+        let answer = self.call(&request, Method::Get)?;
+        subject_version(&answer, &request)
+    }
+
     /// The version of `subject` that is `schema`, if it is one.
     pub fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
         let request = format!("/subjects/{}", encode_path(subject));

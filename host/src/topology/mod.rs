@@ -16,6 +16,7 @@ use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 use crate::registry::PluginResolver;
 
 pub mod delivery;
+pub mod diff;
 pub mod execute;
 pub mod failure;
 pub mod run;
@@ -170,7 +171,8 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
                 .map(|schema| (schema, None))
                 .map_err(|m| (format!("{path}.schema"), m)),
             None if confluent => {
-                schema_registry::latest_schema(registry.as_deref().expect("checked"), &source.subject())
+                let pinned = plugins.lock_file().and_then(|lock| lock.schema(id, &source.subject()));
+                schema_registry::reader_schema(registry.as_deref().expect("checked"), &source.subject(), pinned)
                     .map(|(schema, version)| (schema, Some(version)))
                     .map_err(|m| (path.clone(), m))
             }

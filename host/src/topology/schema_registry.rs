@@ -12,6 +12,7 @@ use crate::catalog::client::CatalogClient;
 use crate::catalog::sources::{Origin, ProcessorLineage, SourceEntry};
 use crate::codec::SinkEncoder;
 use crate::config::{PipelineConfig, Problems};
+use crate::registry::lock::LockedSchema;
 use crate::schema_registry::{RegistryClient, RegistryError};
 
 /// The problem reported for a `confluent-avro` source or sink without a registry.
@@ -22,15 +23,25 @@ pub fn client(config: &PipelineConfig) -> Option<Arc<RegistryClient>> {
     config.schema_registry.as_ref().map(|registry| Arc::new(RegistryClient::new(&registry.settings())))
 }
 
-/// The latest version of `subject`, as a source's reader schema, with its version number.
-pub fn latest_schema(registry: &RegistryClient, subject: &str) -> Result<(EdgeSchema, u32), String> {
-    let latest = registry.latest(subject).map_err(|e| {
-        format!("no schema: none in the file, and the latest version of subject {subject:?} could not be read: {e}")
+/// A source's reader schema, with its version number: the version the lock file pins, else the
+/// subject's latest.
+pub fn reader_schema(
+    registry: &RegistryClient,
+    subject: &str,
+    pinned: Option<&LockedSchema>,
+) -> Result<(EdgeSchema, u32), String> {
+    let found = match pinned {
+        Some(pin) => registry.version(subject, pin.version).map_err(|e| {
+            format!("the lock file pins version {} of subject {subject:?}, which could not be read: {e}", pin.version)
+        })?,
+        None => registry.latest(subject).map_err(|e| {
+            format!("no schema: none in the file, and the latest version of subject {subject:?} could not be read: {e}")
+        })?,
+    };
+    let schema = EdgeSchema::parse(&found.schema).map_err(|e| {
+        format!("version {} of subject {subject:?} (id {}) is not a valid Avro schema: {e}", found.version, found.id)
     })?;
-    let schema = EdgeSchema::parse(&latest.schema).map_err(|e| {
-        format!("version {} of subject {subject:?} (id {}) is not a valid Avro schema: {e}", latest.version, latest.id)
-    })?;
-    Ok((schema, latest.version))
+    Ok((schema, found.version))
 }
 
 /// Which version of `subject` the schema `text` is, if it is one.
