@@ -13,3 +13,5 @@ scripts/broker.sh install
 sdk/install-tools.sh
 # The Python venv of the Schema Registry interop tests (confluent-kafka, fastavro).
 scripts/pyenv.sh >/dev/null
+# Prometheus, which the observability tests start to scrape a running pipeline.
+scripts/prometheus.sh install

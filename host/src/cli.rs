@@ -49,6 +49,10 @@ pub enum Command {
         /// Sources catalog URL, overriding the file's `catalog.url`.
         #[arg(long, env = "MESHHOST_CATALOG_URL")]
         catalog: Option<String>,
+        /// Serve Prometheus metrics (/metrics) and health (/healthz, /ready) on this address,
+        /// overriding the file's `observability.metrics_listen`.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Produce JSON lines from stdin to a topic, Avro-encoded when a schema is given.
     Produce {
@@ -447,13 +451,16 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Catalog { command: CatalogCommand::Serve { listen, bootstrap_servers, topic } } => {
             serve_catalog(&listen, &bootstrap_servers, &topic)
         }
-        Command::Run { pipeline, bootstrap_servers, registry, state_dir, schema_registry, catalog } => {
+        Command::Run { pipeline, bootstrap_servers, registry, state_dir, schema_registry, catalog, metrics_listen } => {
             let engine = PluginEngine::new()?;
             let overrides = Overrides { registry, schema_registry, catalog, offline: false };
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             let mut settings = run_settings(&config, bootstrap_servers);
             if let Some(state_dir) = state_dir {
                 settings.state_dir = state_dir;
+            }
+            if metrics_listen.is_some() {
+                settings.metrics_listen = metrics_listen;
             }
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -571,6 +578,8 @@ fn read_schema(path: &Path) -> Result<meshhost_avro::Schema, CliError> {
 /// Kafka settings of a run: the flag (or environment) wins over the file.
 pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) -> RunSettings {
     RunSettings {
+        pipeline: config.name.clone(),
+        metrics_listen: config.observability.as_ref().and_then(|o| o.metrics_listen.clone()),
         bootstrap_servers: bootstrap_servers
             .or_else(|| config.kafka.bootstrap_servers.clone())
             .unwrap_or_else(|| "127.0.0.1:9092".to_string()),

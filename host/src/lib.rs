@@ -34,6 +34,7 @@ pub mod codec;
 pub mod config;
 pub mod graph;
 pub mod kafka;
+pub mod observe;
 pub mod plugin;
 pub mod registry;
 pub mod scaffold;

@@ -6,6 +6,7 @@ mod graph;
 mod join;
 mod languages;
 mod movies;
+mod observe;
 mod pipeline;
 mod registry;
 mod scaffold;

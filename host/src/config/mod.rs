@@ -40,6 +40,8 @@ pub struct PipelineConfig {
     pub schema_registry: Option<SchemaRegistryConfig>,
     /// The sources catalog.
     pub catalog: Option<CatalogConfig>,
+    /// Metrics and health endpoints.
+    pub observability: Option<ObservabilityConfig>,
     /// The directory of the pipeline file: relative paths in it are relative to this.
     pub base_dir: PathBuf,
     /// Ids whose settings could not be read (already reported): references to them are not
@@ -162,6 +164,14 @@ pub enum SchemaChangePolicy {
     Stop,
     /// The record goes to dead letters and the run goes on.
     DeadLetter,
+}
+
+/// The `observability:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Serve `/metrics`, `/healthz` and `/ready` on this address (`--metrics-listen` overrides it).
+    pub metrics_listen: Option<String>,
 }
 
 /// The `catalog:` section.
@@ -380,6 +390,7 @@ impl PipelineConfig {
             state_dir: None,
             schema_registry: None,
             catalog: None,
+            observability: None,
             base_dir: base_dir.to_path_buf(),
             unreadable_ids: Vec::new(),
         };
@@ -422,13 +433,14 @@ impl PipelineConfig {
                 "dead_letter" => config.dead_letter = section(&mut problems, "dead_letter", value),
                 "schema_registry" => config.schema_registry = section(&mut problems, "schema_registry", value),
                 "catalog" => config.catalog = section(&mut problems, "catalog", value),
+                "observability" => config.observability = section(&mut problems, "observability", value),
                 "state_dir" => match value.as_str() {
                     Some(dir) => config.state_dir = Some(base_dir.join(dir)),
                     None => problems.push("state_dir", "must be a directory path"),
                 },
                 _ => problems.push(
                     &key,
-                    "unknown key; expected one of version, name, kafka, registry, schema_registry, catalog, sources, processors, sinks, dead_letter, state_dir",
+                    "unknown key; expected one of version, name, kafka, registry, schema_registry, catalog, observability, sources, processors, sinks, dead_letter, state_dir",
                 ),
             }
         }

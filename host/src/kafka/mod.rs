@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 mod sink;
 mod source;
 
-pub use sink::KafkaSink;
+pub use sink::{DeliveredCounts, KafkaSink};
 pub use source::{KafkaRecord, KafkaSource};
 
 /// A client configuration for `bootstrap_servers` with the user's extra librdkafka `properties`.

@@ -1,6 +1,7 @@
 //! The Kafka sink: one idempotent producer for sink topics, dead letters and state changelogs,
 //! reporting every delivery to the run's [`DeliveryTracker`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Message};
 
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 use crate::topology::delivery::{BatchId, DeliveryTracker};
@@ -18,9 +19,35 @@ pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryReports>,
 }
 
+/// Records the broker acknowledged, per topic of interest (the sinks'), for metrics.
+#[derive(Debug, Default)]
+pub struct DeliveredCounts {
+    topics: Vec<(String, AtomicU64)>,
+}
+
+impl DeliveredCounts {
+    /// Count the deliveries to these topics (a handful: a linear scan per delivery is cheaper
+    /// than hashing the topic name).
+    pub fn for_topics(topics: impl IntoIterator<Item = String>) -> DeliveredCounts {
+        DeliveredCounts { topics: topics.into_iter().map(|t| (t, AtomicU64::new(0))).collect() }
+    }
+
+    fn count(&self, topic: &str) {
+        if let Some((_, count)) = self.topics.iter().find(|(t, _)| t == topic) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Deliveries so far to the `index`th topic.
+    pub fn get(&self, index: usize) -> u64 {
+        self.topics.get(index).map_or(0, |(_, count)| count.load(Ordering::Relaxed))
+    }
+}
+
 /// Producer context that reports each delivery to the tracker.
 struct DeliveryReports {
     tracker: Arc<DeliveryTracker>,
+    delivered: Arc<DeliveredCounts>,
 }
 
 impl ClientContext for DeliveryReports {}
@@ -29,20 +56,31 @@ impl ProducerContext for DeliveryReports {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: usize) {
-        let error = result.as_ref().err().map(|(error, _)| error.to_string());
+        let error = match result {
+            Ok(message) => {
+                self.delivered.count(message.topic());
+                None
+            }
+            Err((error, _)) => Some(error.to_string()),
+        };
         self.tracker.delivered(batch as BatchId, error);
     }
 }
 
 impl KafkaSink {
     /// An idempotent producer; `client` holds the bootstrap servers and the user's properties.
-    pub fn new(client: &ClientConfig, tracker: Arc<DeliveryTracker>) -> Result<KafkaSink, KafkaError> {
+    /// Deliveries to the topics of `delivered` are counted there.
+    pub fn new(
+        client: &ClientConfig,
+        tracker: Arc<DeliveryTracker>,
+        delivered: Arc<DeliveredCounts>,
+    ) -> Result<KafkaSink, KafkaError> {
         let producer = client
             .clone()
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("partitioner", "murmur2_random")
-            .create_with_context(DeliveryReports { tracker })?;
+            .create_with_context(DeliveryReports { tracker, delivered })?;
         Ok(KafkaSink { producer })
     }
 

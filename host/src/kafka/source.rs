@@ -121,6 +121,27 @@ impl KafkaSource {
     }
 
     /// The changelog end offsets and such are read through this consumer's connection.
+    /// Per assigned partition: how many records lie between the group's position and its end.
+    /// Asks the broker (cached watermarks would go stale), so call it now and then.
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        let Ok(positions) = self.consumer.position() else { return Vec::new() };
+        positions
+            .elements()
+            .iter()
+            .filter_map(|element| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(element.topic(), element.partition(), std::time::Duration::from_secs(1))
+                    .ok()?;
+                let position = match element.offset() {
+                    rdkafka::Offset::Offset(offset) => offset,
+                    _ => return Some((element.topic().to_string(), element.partition(), high.max(0))),
+                };
+                Some((element.topic().to_string(), element.partition(), (high - position).max(0)))
+            })
+            .collect()
+    }
+
     pub fn consumer(&self) -> &BaseConsumer {
         &self.consumer
     }

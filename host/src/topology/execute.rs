@@ -75,10 +75,30 @@ pub struct ExecutorStats {
     pub calls: u64,
 }
 
+/// Records counted per node since the executor was built (what `/metrics` reports).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExecutorCounts {
+    /// Per source: records read (tombstones included).
+    pub source_received: Vec<u64>,
+    /// Per processor, per input port: records handed to it.
+    pub processor_received: Vec<Vec<u64>>,
+    /// Per processor, per output port: records it emitted that passed the output checks.
+    pub processor_sent: Vec<Vec<u64>>,
+    /// Per processor: input records it neither emitted from nor failed (a filter's drops).
+    pub processor_discarded: Vec<u64>,
+    /// Per processor: calls that trapped (each rebuilds the instance).
+    pub processor_traps: Vec<u64>,
+    /// Per processor: seconds spent in `process` calls.
+    pub processor_call_seconds: Vec<f64>,
+    /// Per sink: records handed to it, encoded.
+    pub sink_received: Vec<u64>,
+}
+
 /// Runs batches through a planned topology.
 pub struct Executor {
     topology: Topology,
     stats: ExecutorStats,
+    counts: ExecutorCounts,
     /// Per processor, per input port, per output port: whether that output's schema is the
     /// input's (a record passed through unchanged needs no new check).
     same_schema: Vec<Vec<Vec<bool>>>,
@@ -99,7 +119,21 @@ impl Executor {
                 p.inputs.iter().map(|input| p.outputs.iter().map(|port| port.schema.same_as(input)).collect()).collect()
             })
             .collect();
-        Executor { topology, stats: ExecutorStats::default(), same_schema }
+        let counts = ExecutorCounts {
+            source_received: vec![0; topology.sources.len()],
+            processor_received: topology.processors.iter().map(|p| vec![0; p.inputs.len()]).collect(),
+            processor_sent: topology.processors.iter().map(|p| vec![0; p.outputs.len()]).collect(),
+            processor_discarded: vec![0; topology.processors.len()],
+            processor_traps: vec![0; topology.processors.len()],
+            processor_call_seconds: vec![0.0; topology.processors.len()],
+            sink_received: vec![0; topology.sinks.len()],
+        };
+        Executor { topology, stats: ExecutorStats::default(), counts, same_schema }
+    }
+
+    /// Records counted per node so far.
+    pub fn counts(&self) -> &ExecutorCounts {
+        &self.counts
     }
 
     pub fn topology(&self) -> &Topology {
@@ -126,6 +160,7 @@ impl Executor {
         let mut sink_inbox: Vec<Vec<Item>> = self.topology.sinks.iter().map(|_| Vec::new()).collect();
 
         for (origin, input) in batch.iter().enumerate() {
+            self.counts.source_received[input.source()] += 1;
             let source = &mut self.topology.sources[input.source()];
             let value = match input.value() {
                 None => None, // a tombstone flows as is
@@ -160,8 +195,10 @@ impl Executor {
                 if items.is_empty() {
                     continue;
                 }
+                self.counts.processor_received[index][input] += items.len() as u64;
                 let emitted = self.run_processor(index, input as u32, items, batch, effects)?;
                 for (port, item) in emitted {
+                    self.counts.processor_sent[index][port] += 1;
                     route(
                         &self.topology.processors[index].outputs[port].targets,
                         item,
@@ -173,6 +210,7 @@ impl Executor {
         }
 
         for (index, items) in sink_inbox.into_iter().enumerate() {
+            self.counts.sink_received[index] += items.len() as u64;
             let sink = &self.topology.sinks[index];
             for mut item in items {
                 if let Some(datum) = item.record.value.take() {
@@ -259,7 +297,13 @@ impl Executor {
         // (index in `records` of the call's first record, how many it had, what it returned)
         let mut results: Vec<(usize, usize, Processed)> = Vec::new();
         self.stats.calls += 1;
-        match node.instance.process(partition, input, &records) {
+        let started = std::time::Instant::now();
+        let outcome = node.instance.process(partition, input, &records);
+        self.counts.processor_call_seconds[index] += started.elapsed().as_secs_f64();
+        if outcome.is_err() {
+            self.counts.processor_traps[index] += 1;
+        }
+        match outcome {
             Ok((result, writes)) => {
                 persist_state(node, index, partition, writes, effects)?;
                 results.push((0, records.len(), result));
@@ -272,7 +316,13 @@ impl Executor {
             Err(_) => {
                 for (i, record) in records.iter().enumerate() {
                     self.stats.calls += 1;
-                    match node.instance.process(partition, input, std::slice::from_ref(record)) {
+                    let started = std::time::Instant::now();
+                    let outcome = node.instance.process(partition, input, std::slice::from_ref(record));
+                    self.counts.processor_call_seconds[index] += started.elapsed().as_secs_f64();
+                    if outcome.is_err() {
+                        self.counts.processor_traps[index] += 1;
+                    }
+                    match outcome {
                         Ok((result, writes)) => {
                             persist_state(node, index, partition, writes, effects)?;
                             results.push((i, 1, result));
@@ -284,6 +334,19 @@ impl Executor {
                 }
             }
         }
+
+        // Records of a successful call that nothing was emitted from and nothing failed: dropped
+        // on purpose (a filter's).
+        let mut answered = vec![false; records.len()];
+        for (first, len, result) in &results {
+            let indices = result.emitted.iter().map(|e| e.origin).chain(result.failures.iter().map(|f| f.index));
+            for i in indices.filter(|i| (*i as usize) < *len) {
+                answered[first + i as usize] = true;
+            }
+        }
+        let called: usize = results.iter().map(|(_, len, _)| len).sum();
+        let answered_count = answered.iter().filter(|a| **a).count();
+        self.counts.processor_discarded[index] += called.saturating_sub(answered_count) as u64;
 
         // An emit that reuses its origin takes the input record; only an origin used more than
         // once (one record out on two ports) is copied.

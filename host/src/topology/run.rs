@@ -19,7 +19,8 @@ use super::failure::Failure;
 use super::schema_registry::SinkSchemaError;
 use super::Topology;
 use crate::config::Problems;
-use crate::kafka::{KafkaSink, KafkaSource};
+use crate::kafka::{DeliveredCounts, KafkaSink, KafkaSource};
+use crate::observe::PipelineMetrics;
 use crate::plugin::batch::Record;
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 use crate::source::{InputRecord, Source, SourceError};
@@ -28,6 +29,10 @@ use crate::state::{Changelog, ChangelogError, StateWrites};
 /// Settings of one run.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
+    /// The pipeline's name (a label of its metrics).
+    pub pipeline: String,
+    /// Serve `/metrics`, `/healthz` and `/ready` on this address.
+    pub metrics_listen: Option<String>,
     pub bootstrap_servers: String,
     pub group_id: String,
     /// Most records per batch.
@@ -38,6 +43,9 @@ pub struct RunSettings {
     /// Where stateful processors keep their local stores.
     pub state_dir: PathBuf,
 }
+
+/// How often the run loop asks the broker for partition ends, for the lag metric.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Batches not yet fully delivered at most; beyond it the loop waits for the producer.
 const MAX_BATCHES_IN_FLIGHT: usize = 32;
@@ -69,6 +77,12 @@ pub enum RunError {
     SinkSchema(SinkSchemaError),
     #[error("cannot tell the sources catalog what this pipeline reads and publishes")]
     Catalog(#[source] crate::schema_registry::RegistryError),
+    #[error("cannot serve metrics on {listen}")]
+    Metrics {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
     #[error("state of processor {processor}")]
@@ -94,7 +108,12 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let source_topics: Vec<String> = topology.sources.iter().map(|s| s.topic.clone()).collect();
     let source = KafkaSource::new(&client, &settings.group_id, source_topics.clone())?;
     let tracker = Arc::new(DeliveryTracker::default());
-    let sink = KafkaSink::new(&client, tracker.clone()).map_err(RunError::Producer)?;
+    let sink_topics: Vec<String> = topology.sinks.iter().map(|s| s.topic.clone()).collect();
+    let sink_deliveries = Arc::new(match settings.metrics_listen {
+        Some(_) => DeliveredCounts::for_topics(sink_topics.clone()),
+        None => DeliveredCounts::default(),
+    });
+    let sink = KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?;
 
     let partition_counts = check_topics(&source, &topology, settings)?;
     match topology.register_sink_schemas() {
@@ -103,6 +122,16 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         Err(error) => return Err(RunError::SinkSchema(error)),
     }
     topology.register_with_catalog().map_err(RunError::Catalog)?;
+    let metrics = match &settings.metrics_listen {
+        Some(listen) => {
+            let metrics = Arc::new(PipelineMetrics::new(&settings.pipeline, &topology));
+            let address = crate::observe::serve(listen, metrics.clone())
+                .map_err(|source| RunError::Metrics { listen: listen.clone(), source })?;
+            tracing::info!("metrics on http://{address}/metrics (health: /healthz, /ready)");
+            Some(metrics)
+        }
+        None => None,
+    };
     if let Some(first) = topology.sinks.first() {
         sink.warm_up(&first.topic);
     }
@@ -113,6 +142,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let mut executor = Executor::new(topology);
     let changelogs = open_state(&mut executor, settings, &partition_counts)?;
     let routes = Routes {
+        source_ids: executor.topology().sources.iter().map(|s| s.id.clone()).collect(),
         source_topics,
         sink_topics: executor.topology().sinks.iter().map(|s| s.topic.clone()).collect(),
         dead_letter_topic: settings.dead_letter_topic.clone(),
@@ -120,6 +150,11 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     };
     source.subscribe()?;
     tracing::info!(group = %settings.group_id, topics = ?routes.source_topics, "pipeline running");
+    if let Some(metrics) = &metrics {
+        metrics.set_ready(true);
+    }
+    let mut sink_delivered = vec![0u64; sink_topics.len()];
+    let mut last_lag_check = std::time::Instant::now() - LAG_INTERVAL;
 
     let mut stats = RunStats::default();
     let mut delivered: HashMap<(usize, i32), i64> = HashMap::new();
@@ -129,8 +164,16 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         if !batch.is_empty() {
             stats.consumed += batch.len() as u64;
             let id = tracker.begin(last_positions(&batch));
-            let mut outbox =
-                Outbox { sink: &sink, routes: &routes, batch: &batch, id, produced: 0, dead_lettered: 0, sent: 0 };
+            let mut outbox = Outbox {
+                sink: &sink,
+                routes: &routes,
+                batch: &batch,
+                id,
+                produced: 0,
+                dead_lettered: 0,
+                sent: 0,
+                metrics: metrics.as_deref(),
+            };
             let result = executor.run(&batch, &mut outbox);
             if let Err(ExecuteError::Effect(OutboxError::Sink(error))) = &result {
                 tracker.fail(error.to_string());
@@ -138,12 +181,31 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             result?;
             stats.produced += outbox.produced;
             stats.dead_lettered += outbox.dead_lettered;
+            if let Some(metrics) = &metrics {
+                metrics.publish(executor.counts(), batch.len());
+            }
             tracker.seal(id, outbox.sent);
             batch.clear();
             tracker.wait_for_room(MAX_BATCHES_IN_FLIGHT);
         }
         tracker.collect_completed(&mut delivered)?;
         source.acknowledge(&delivered, false)?;
+        if let Some(metrics) = &metrics {
+            for (index, published) in sink_delivered.iter_mut().enumerate() {
+                let now = sink_deliveries.get(index);
+                metrics.sink_sent(index, now - *published);
+                *published = now;
+            }
+            for ((source, partition), offset) in &delivered {
+                metrics.set_committed(&routes.source_topics[*source], *partition, offset + 1);
+            }
+            if last_lag_check.elapsed() >= LAG_INTERVAL {
+                last_lag_check = std::time::Instant::now();
+                for (topic, partition, lag) in source.lag() {
+                    metrics.set_lag(&topic, partition, lag);
+                }
+            }
+        }
     }
 
     tracing::info!("stopping: draining in-flight records");
@@ -220,6 +282,8 @@ fn open_state(
 
 /// Where the effects of a batch go, by index.
 struct Routes {
+    /// Id of each source (for metrics).
+    source_ids: Vec<String>,
     /// Topic of each source (for dead-letter headers).
     source_topics: Vec<String>,
     sink_topics: Vec<String>,
@@ -237,10 +301,6 @@ pub enum OutboxError {
     NoDeadLetterTopic { topic: String, partition: i32, offset: i64, failure: Failure },
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error(transparent)]
-    SinkSchema(SinkSchemaError),
-    #[error("cannot tell the sources catalog what this pipeline reads and publishes")]
-    Catalog(#[source] crate::schema_registry::RegistryError),
 }
 
 /// A batch's effects, handed to the sink and counted against the batch.
@@ -254,6 +314,7 @@ struct Outbox<'a, S: Sink, R: InputRecord> {
     dead_lettered: u64,
     /// Records handed to the sink, of every kind: the deliveries the batch waits for.
     sent: u64,
+    metrics: Option<&'a PipelineMetrics>,
 }
 
 impl<S: Sink, R: InputRecord> Outbox<'_, S, R> {
@@ -302,6 +363,10 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
         };
         self.send_to(Destination { topic: dead_letter_topic, partition: None }, record)?;
         self.dead_lettered += 1;
+        if let Some(metrics) = self.metrics {
+            let component = failure.processor.as_deref().unwrap_or(&self.routes.source_ids[consumed.source()]);
+            metrics.dead_lettered(component, failure.stage);
+        }
         Ok(())
     }
 

@@ -1,0 +1,140 @@
+//! Watching a running pipeline: a real Prometheus scrapes `meshhost run --metrics-listen`, and
+//! PromQL through its HTTP API returns the exact counts of a known run.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::movies::{self, FILTER_AND_PROJECTION};
+use crate::support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(mut response) => (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// A Prometheus server scraping `target` every second, stopped when dropped.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let status = Command::new(workspace().join("scripts/prometheus.sh")).arg("install").status().unwrap();
+        assert!(status.success(), "scripts/prometheus.sh install failed");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: meshhost\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .unwrap();
+        let listen = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={listen}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let url = format!("http://{listen}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&format!("{url}/-/ready")).0 != 200 {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Prometheus { child, url, _dir: dir }
+    }
+
+    /// The value of a PromQL query that returns one sample (None: no sample).
+    fn query(&self, promql: &str) -> Option<f64> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let (_, body) = get(&format!("{}/api/v1/query?query={encoded}", self.url));
+        let answer: Json = serde_json::from_str(&body).ok()?;
+        let result = answer["data"]["result"].as_array()?;
+        result.first()?["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Wait until `promql` gives `expected` (Prometheus scrapes every second).
+    fn wait_for(&self, promql: &str, expected: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.query(promql);
+            if value == Some(expected) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{promql} = {value:?}, expected {expected}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_exact_counts_of_a_known_run() {
+    let (input, output, dead_letter) = (unique("obs-in"), unique("obs-out"), unique("obs-dlq"));
+    create_topic(&input, 2);
+    create_topic(&output, 2);
+    create_topic(&dead_letter, 1);
+    let movies = movies::movies(40);
+    let kept = movies.iter().filter(|m| m.is_recent_us()).count();
+    assert!(kept > 0 && kept < movies.len());
+    let mut records: Vec<KeyValue> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
+    records.push((Some(b"bad".to_vec()), Some(b"not avro".to_vec())));
+    produce(&input, &records);
+
+    let dir = PipelineDir::new();
+    let name = unique("obs");
+    let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str(&format!("observability:\n  metrics_listen: {metrics}\n"));
+    std::fs::write(&pipeline, text).unwrap();
+
+    let run = start_run(&pipeline);
+    assert_eq!(read(&output, kept, Duration::from_secs(60)).len(), kept);
+    assert_eq!(get(&format!("http://{metrics}/healthz")).0, 200);
+    assert_eq!(get(&format!("http://{metrics}/ready")).0, 200);
+    let prometheus = Prometheus::start(&metrics);
+    let q = |metric: &str, labels: &str| format!("sum(meshhost_{metric}{{pipeline=\"{name}\",{labels}}})");
+    let total = movies.len() as f64 + 1.0;
+    prometheus.wait_for(&q("component_received_records_total", "component_id=\"movies\""), total);
+    prometheus.wait_for(&q("dead_lettered_records_total", "component_id=\"movies\",stage=\"decode\""), 1.0);
+    prometheus.wait_for(&q("component_received_records_total", "component_id=\"recent\""), movies.len() as f64);
+    prometheus
+        .wait_for(&q("component_discarded_records_total", "component_id=\"recent\""), (movies.len() - kept) as f64);
+    prometheus.wait_for(&q("component_sent_records_total", "component_id=\"recent\",port=\"out\""), kept as f64);
+    prometheus.wait_for(&q("component_received_records_total", "component_id=\"slim\""), kept as f64);
+    prometheus
+        .wait_for(&q("component_sent_records_total", "component_id=\"out\",component_kind=\"sink\""), kept as f64);
+    prometheus.wait_for(&q("consumer_lag_records", &format!("topic=\"{input}\"")), 0.0);
+    prometheus.wait_for(&q("committed_offset", &format!("topic=\"{input}\"")), total);
+    let traps = prometheus.query(&q("processor_traps_total", "component_id=\"recent\""));
+    assert!(matches!(traps, None | Some(0.0)), "no trap, so no trap counted: {traps:?}");
+    assert!(prometheus.query(&q("processor_call_seconds_total", "component_id=\"recent\"")).is_some_and(|s| s > 0.0));
+    assert_clean_exit(&run.stop());
+}
