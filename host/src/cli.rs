@@ -114,6 +114,23 @@ pub enum Command {
         #[arg(long, env = "MESHHOST_CATALOG_URL")]
         catalog: Option<String>,
     },
+    /// Move a pipeline's committed offsets (replay, backfill, skip), while no instance runs.
+    Reset {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// earliest, latest, a time (2026-11-29T12:00:00Z) or TOPIC:PARTITION:OFFSET.
+        #[arg(long)]
+        to: crate::reset::ResetTarget,
+        /// Also delete stateful processors' local stores and changelog topics: the next run
+        /// rebuilds their state from the replayed records alone.
+        #[arg(long)]
+        wipe_state: bool,
+        #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: Option<String>,
+        /// Sources catalog URL, overriding the file's `catalog.url`.
+        #[arg(long, env = "MESHHOST_CATALOG_URL")]
+        catalog: Option<String>,
+    },
     /// The catalog: meshhost's Schema Registry (the Confluent REST API), kept in a Kafka topic.
     Catalog {
         #[command(subcommand)]
@@ -445,6 +462,26 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Lock { pipeline, registry, update, schema_registry, catalog } => {
             let overrides = Overrides { registry, schema_registry, catalog, offline: false };
             crate::cli_lock::lock(&pipeline, overrides, update)
+        }
+        Command::Reset { pipeline, to, wipe_state, bootstrap_servers, catalog } => {
+            let overrides = Overrides { catalog, offline: true, ..Overrides::default() };
+            let (config, problems) = configure(&pipeline, overrides)?;
+            problems.into_result(()).map_err(CliError::Invalid)?;
+            let servers = run_settings(&config, bootstrap_servers).bootstrap_servers;
+            let moved = crate::reset::reset(&config, &servers, &to, wipe_state).map_err(|error| match error {
+                crate::reset::ResetError::Kafka { .. } | crate::reset::ResetError::Wipe { .. } => {
+                    CliError::Failed(error.into())
+                }
+                error => CliError::Invalid(Problems::one("", error.to_string())),
+            })?;
+            for (topic, partition, before, after) in moved {
+                let before = before.map_or_else(|| "none".to_string(), |o| o.to_string());
+                println!("{topic}/{partition}: {before} -> {after}");
+            }
+            if wipe_state {
+                println!("state wiped: the next run rebuilds it from the records it reads");
+            }
+            Ok(())
         }
         Command::Plugin { command } => crate::cli_plugin::execute(command),
         Command::Source { catalog, command } => crate::cli_source::execute(&catalog, command),

@@ -37,6 +37,7 @@ pub mod kafka;
 pub mod observe;
 pub mod plugin;
 pub mod registry;
+pub mod reset;
 pub mod scaffold;
 pub mod schema_registry;
 pub mod schema_text;

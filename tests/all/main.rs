@@ -9,6 +9,7 @@ mod movies;
 mod observe;
 mod pipeline;
 mod registry;
+mod reset;
 mod scaffold;
 mod schema_registry;
 mod support;
