@@ -138,3 +138,18 @@ fn prometheus_scrapes_the_exact_counts_of_a_known_run() {
     assert!(prometheus.query(&q("processor_call_seconds_total", "component_id=\"recent\"")).is_some_and(|s| s > 0.0));
     assert_clean_exit(&run.stop());
 }
+
+#[test]
+fn a_broker_that_is_down_is_reported_in_a_few_lines_then_one_clear_error() {
+    let dir = PipelineDir::new();
+    let pipeline = movies::pipeline(&dir, &unique("down"), "in", FILTER_AND_PROJECTION, "slim", "out", "dlq");
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let (code, _, stderr) = meshhost(&["run", pipeline.to_str().unwrap(), "--bootstrap-servers", &nobody]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "it gives up");
+    let lines: Vec<&str> = stderr.lines().collect();
+    // librdkafka alone used to print about 200 lines in these 10 s.
+    assert!(lines.len() <= 6, "{} lines:\n{stderr}", lines.len());
+    assert!(lines.last().unwrap().starts_with(&format!("error: cannot reach Kafka at {nobody}")), "{stderr}");
+}

@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
+mod quiet;
 mod sink;
 mod source;
+
+pub use quiet::QuietContext;
 
 pub use sink::{DeliveredCounts, KafkaSink};
 pub use source::{KafkaRecord, KafkaSource};
@@ -31,7 +33,8 @@ pub fn partition_counts(
     timeout: Duration,
 ) -> Result<std::collections::HashMap<String, usize>, rdkafka::error::KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create()?;
+    let consumer: BaseConsumer<QuietContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create_with_context(QuietContext::default())?;
     Ok(topic_partitions(&consumer.fetch_metadata(None, timeout)?))
 }
 
@@ -66,8 +69,10 @@ pub fn ensure_topic(
     configs: &[(&str, &str)],
 ) -> Result<(), CreateTopicError> {
     let client_error = |source| CreateTopicError::Client { topic: topic.to_string(), source };
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create().map_err(client_error)?;
+    let admin: AdminClient<QuietContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .create_with_context(QuietContext::default())
+        .map_err(client_error)?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         new = new.set(key, value);

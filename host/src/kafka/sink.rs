@@ -48,9 +48,18 @@ impl DeliveredCounts {
 struct DeliveryReports {
     tracker: Arc<DeliveryTracker>,
     delivered: Arc<DeliveredCounts>,
+    quiet: super::QuietContext,
 }
 
-impl ClientContext for DeliveryReports {}
+impl ClientContext for DeliveryReports {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.quiet.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet.error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryReports {
     type DeliveryOpaque = usize;
@@ -80,7 +89,7 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("partitioner", "murmur2_random")
-            .create_with_context(DeliveryReports { tracker, delivered })?;
+            .create_with_context(DeliveryReports { tracker, delivered, quiet: super::QuietContext::default() })?;
         Ok(KafkaSink { producer })
     }
 

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use meshhost_sdk::Header;
+
+use super::QuietContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -17,7 +19,7 @@ use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 
 /// The pipeline's Kafka sources, read through one consumer.
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietContext>,
     /// Topic of each pipeline source, by source index.
     topics: Vec<String>,
     /// Per source index, the first source index reading the same topic: commits are per topic,
@@ -100,12 +102,12 @@ impl KafkaSource {
             // 2.4-2.9x throughput at 10 ms (scripts/bench.sh).
             config.set("fetch.queue.backoff.ms", "10");
         }
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<QuietContext> = config
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .create_with_context(QuietContext::default())
             .map_err(|e| client_error("cannot create the Kafka consumer", e))?;
         let bootstrap_servers = client.get("bootstrap.servers").unwrap_or_default().to_string();
         let topic_key = topics.iter().map(|topic| topics.iter().position(|t| t == topic).unwrap_or(0)).collect();
@@ -142,7 +144,7 @@ impl KafkaSource {
             .collect()
     }
 
-    pub fn consumer(&self) -> &BaseConsumer {
+    pub fn consumer(&self) -> &BaseConsumer<QuietContext> {
         &self.consumer
     }
 

@@ -151,7 +151,11 @@ fn restore_partition(
 
 /// After a clean shutdown: record that the local store matches the changelog's end. `consumer`
 /// is any connected consumer (for the end offsets).
-pub fn mark_clean(consumer: &BaseConsumer, store: &StateStore, changelog: &Changelog) -> Result<(), ChangelogError> {
+pub fn mark_clean<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    store: &StateStore,
+    changelog: &Changelog,
+) -> Result<(), ChangelogError> {
     let mut ends = Vec::new();
     for partition in 0..changelog.partitions {
         let (_, high) =
