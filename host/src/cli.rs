@@ -114,6 +114,23 @@ pub enum Command {
         #[arg(long, env = "MESHHOST_CATALOG_URL")]
         catalog: Option<String>,
     },
+    /// Print a live sample of the records on an edge of a running pipeline (needs its metrics
+    /// listener): JSON lines, decoded with the edge's schema.
+    Tap {
+        /// The pipeline file (its `observability.metrics_listen` says where it listens).
+        pipeline: PathBuf,
+        /// A source id, a processor id (its first output), or `processor.port`.
+        edge: String,
+        /// Stop after this many records.
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// The run's metrics listener, overriding the file (`--metrics-listen` of `run`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Move a pipeline's committed offsets (replay, backfill, skip), while no instance runs.
     Reset {
         /// The pipeline file.
@@ -462,6 +479,31 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Lock { pipeline, registry, update, schema_registry, catalog } => {
             let overrides = Overrides { registry, schema_registry, catalog, offline: false };
             crate::cli_lock::lock(&pipeline, overrides, update)
+        }
+        Command::Tap { pipeline, edge, max, seconds, listen } => {
+            let config = PipelineConfig::load(&pipeline)?;
+            let listen = listen.or_else(|| config.observability.and_then(|o| o.metrics_listen)).ok_or_else(|| {
+                CliError::Invalid(Problems::one(
+                    "",
+                    "the pipeline has no metrics listener: give --listen, or set observability.metrics_listen",
+                ))
+            })?;
+            let url = format!(
+                "http://{listen}/tap/{}?max={max}&seconds={seconds}",
+                crate::schema_registry::encode_path(&edge)
+            );
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(std::time::Duration::from_secs_f64(seconds + 10.0)))
+                .build()
+                .into();
+            let mut response = agent.get(&url).call().with_context(|| format!("is the pipeline running? {url}"))?;
+            let body = response.body_mut().read_to_string().context("cannot read the tap")?;
+            if response.status().as_u16() == 404 {
+                return Err(CliError::Invalid(Problems::one("", body.trim().to_string())));
+            }
+            print!("{body}");
+            Ok(())
         }
         Command::Reset { pipeline, to, wipe_state, bootstrap_servers, catalog } => {
             let overrides = Overrides { catalog, offline: true, ..Overrides::default() };

@@ -153,3 +153,64 @@ fn a_broker_that_is_down_is_reported_in_a_few_lines_then_one_clear_error() {
     assert!(lines.len() <= 6, "{} lines:\n{stderr}", lines.len());
     assert!(lines.last().unwrap().starts_with(&format!("error: cannot reach Kafka at {nobody}")), "{stderr}");
 }
+
+#[test]
+fn tap_shows_live_records_of_two_edges_with_their_schemas() {
+    let (input, output, dead_letter) = (unique("tap-in"), unique("tap-out"), unique("tap-dlq"));
+    create_topic(&input, 1);
+    create_topic(&output, 1);
+    create_topic(&dead_letter, 1);
+    let dir = PipelineDir::new();
+    let name = unique("tap");
+    let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
+    std::fs::write(&pipeline, text).unwrap();
+    let run = start_run(&pipeline);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("http://{listen}/ready")).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tap = |edge: &str| {
+        Command::new(MESHHOST)
+            .args(["tap", pipeline.to_str().unwrap(), edge, "--max", "3", "--seconds", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (movies_tap, slim_tap) = (tap("movies"), tap("slim"));
+    std::thread::sleep(Duration::from_secs(2)); // both taps subscribed
+    let movies = movies::movies(40);
+    produce(&input, &movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect::<Vec<_>>());
+    let lines = |child: Child| {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (sources, slims) = (lines(movies_tap), lines(slim_tap));
+    // An edge that does not exist is named with the ones that do.
+    let (code, _, stderr) = meshhost(&["tap", pipeline.to_str().unwrap(), "nope", "--listen", &listen]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no edge \"nope\"; the edges are: movies, recent, recent.out, slim, slim.out"), "{stderr}");
+    assert_clean_exit(&run.stop());
+    assert_eq!(sources.len(), 3);
+    assert_eq!(slims.len(), 3);
+    for (line, movie) in sources.iter().zip(&movies) {
+        assert_eq!(line["edge"], "movies");
+        assert_eq!(line["key"], Json::String(String::from_utf8(movie.key()).unwrap()));
+        assert!(line["value"]["country"].is_string() && line["value"]["genre"].is_string(), "{line}");
+    }
+    let kept: Vec<&movies::Movie> = movies.iter().filter(|m| m.is_recent_us()).collect();
+    for (line, movie) in slims.iter().zip(kept) {
+        assert_eq!(line["edge"], "slim");
+        assert_eq!(line["value"]["name"], Json::String(movie.title.clone()), "{line}");
+        assert!(line["value"].get("country").is_none(), "the projection's schema: {line}");
+    }
+}

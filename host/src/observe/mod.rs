@@ -2,22 +2,27 @@
 //! over HTTP ([`serve`]) when `--metrics-listen` (or `observability.metrics_listen`) asks for it.
 
 pub mod metrics;
+pub mod tap;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::extract::{Path, Query};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
 pub use metrics::PipelineMetrics;
+pub use tap::Taps;
 
 /// The OpenMetrics text format's media type (Prometheus scrapes it).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serve `/metrics`, `/healthz` and `/ready` on `listen` from a thread of its own, until the
-/// process exits. Returns the address it listens on.
-pub fn serve(listen: &str, metrics: Arc<PipelineMetrics>) -> std::io::Result<std::net::SocketAddr> {
+/// Serve `/metrics`, `/healthz`, `/ready` and `/tap/{edge}?max=N&seconds=S` on `listen` from a
+/// thread of its own, until the process exits. Returns the address it listens on.
+pub fn serve(listen: &str, metrics: Arc<PipelineMetrics>, taps: Arc<Taps>) -> std::io::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
@@ -31,6 +36,34 @@ pub fn serve(listen: &str, metrics: Arc<PipelineMetrics>) -> std::io::Result<std
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/tap/{edge}",
+            get(move |Path(edge): Path<String>, Query(params): Query<HashMap<String, String>>| async move {
+                let max = params.get("max").and_then(|m| m.parse().ok()).unwrap_or(10usize);
+                let seconds = params.get("seconds").and_then(|s| s.parse().ok()).unwrap_or(10.0f64);
+                let receiver = match taps.subscribe(&edge) {
+                    Ok(receiver) => receiver,
+                    Err(message) => return (StatusCode::NOT_FOUND, format!("{message}\n")).into_response(),
+                };
+                let lines = tokio::task::spawn_blocking(move || {
+                    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+                    let mut lines = String::new();
+                    for _ in 0..max {
+                        match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                            Ok(line) => {
+                                lines.push_str(&line);
+                                lines.push('\n');
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    lines
+                })
+                .await
+                .unwrap_or_default();
+                ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
+            }),
+        )
         .route(
             "/ready",
             get(move || async move {

@@ -75,6 +75,15 @@ pub struct ExecutorStats {
     pub calls: u64,
 }
 
+/// Watches records cross the DAG's edges (`meshhost tap`, `--dry-run`). Edges are numbered as
+/// [`Topology::edges`] lists them; values are Avro datums of the edge's schema.
+pub trait EdgeObserver: Send + Sync {
+    /// Whether records of `edge` are wanted now (asked per record: keep it cheap).
+    fn wants(&self, edge: usize) -> bool;
+    /// One record crossing `edge`.
+    fn record(&self, edge: usize, record: &Record);
+}
+
 /// Records counted per node since the executor was built (what `/metrics` reports).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExecutorCounts {
@@ -99,6 +108,9 @@ pub struct Executor {
     topology: Topology,
     stats: ExecutorStats,
     counts: ExecutorCounts,
+    observer: Option<std::sync::Arc<dyn EdgeObserver>>,
+    /// Per processor: the edge number of its first output port.
+    first_output_edge: Vec<usize>,
     /// Per processor, per input port, per output port: whether that output's schema is the
     /// input's (a record passed through unchanged needs no new check).
     same_schema: Vec<Vec<Vec<bool>>>,
@@ -128,7 +140,26 @@ impl Executor {
             processor_call_seconds: vec![0.0; topology.processors.len()],
             sink_received: vec![0; topology.sinks.len()],
         };
-        Executor { topology, stats: ExecutorStats::default(), counts, same_schema }
+        let mut first_output_edge = Vec::new();
+        let mut next = topology.sources.len();
+        for processor in &topology.processors {
+            first_output_edge.push(next);
+            next += processor.outputs.len();
+        }
+        Executor { topology, stats: ExecutorStats::default(), counts, observer: None, first_output_edge, same_schema }
+    }
+
+    /// Show the records crossing edges to `observer`.
+    pub fn observe_edges(&mut self, observer: std::sync::Arc<dyn EdgeObserver>) {
+        self.observer = Some(observer);
+    }
+
+    fn observe(&self, edge: usize, record: &Record) {
+        if let Some(observer) = &self.observer {
+            if observer.wants(edge) {
+                observer.record(edge, record);
+            }
+        }
     }
 
     /// Records counted per node so far.
@@ -186,7 +217,9 @@ impl Executor {
                 headers: input.headers(),
                 timestamp: input.timestamp(),
             };
-            route(&source.targets, Item { origin, record }, &mut processor_inbox, &mut sink_inbox);
+            self.observe(input.source(), &record);
+            let targets = &self.topology.sources[input.source()].targets;
+            route(targets, Item { origin, record }, &mut processor_inbox, &mut sink_inbox);
         }
 
         for index in 0..self.topology.processors.len() {
@@ -199,6 +232,7 @@ impl Executor {
                 let emitted = self.run_processor(index, input as u32, items, batch, effects)?;
                 for (port, item) in emitted {
                     self.counts.processor_sent[index][port] += 1;
+                    self.observe(self.first_output_edge[index] + port, &item.record);
                     route(
                         &self.topology.processors[index].outputs[port].targets,
                         item,

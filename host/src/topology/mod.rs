@@ -129,6 +129,33 @@ impl Topology {
     }
 }
 
+/// One edge of the DAG: a source's records, or a processor's output port.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// `movies` (a source), `recent` and `recent.out` (a processor's first port), `enrich.matched`.
+    pub names: Vec<String>,
+    pub schema: EdgeSchema,
+}
+
+impl Topology {
+    /// Every edge: the sources in order, then each processor's output ports in order (the
+    /// numbering [`execute::EdgeObserver`] uses).
+    pub fn edges(&self) -> Vec<Edge> {
+        let mut edges: Vec<Edge> =
+            self.sources.iter().map(|s| Edge { names: vec![s.id.clone()], schema: s.schema.clone() }).collect();
+        for processor in &self.processors {
+            for (port, output) in processor.outputs.iter().enumerate() {
+                let mut names = vec![format!("{}.{}", processor.id, output.name)];
+                if port == 0 {
+                    names.insert(0, processor.id.clone());
+                }
+                edges.push(Edge { names, schema: output.schema.clone() });
+            }
+        }
+        edges
+    }
+}
+
 impl EdgeSchema {
     /// Whether a datum of one is a datum of the other: the same Parsing Canonical Form (docs,
     /// aliases, attributes and logical types aside). Enough to pass a record's bytes on

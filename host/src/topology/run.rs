@@ -122,10 +122,13 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         Err(error) => return Err(RunError::SinkSchema(error)),
     }
     topology.register_with_catalog().map_err(RunError::Catalog)?;
+    let mut taps = None;
     let metrics = match &settings.metrics_listen {
         Some(listen) => {
             let metrics = Arc::new(PipelineMetrics::new(&settings.pipeline, &topology));
-            let address = crate::observe::serve(listen, metrics.clone())
+            let tap = Arc::new(crate::observe::Taps::new(topology.edges()));
+            taps = Some(tap.clone());
+            let address = crate::observe::serve(listen, metrics.clone(), tap)
                 .map_err(|source| RunError::Metrics { listen: listen.clone(), source })?;
             tracing::info!("metrics on http://{address}/metrics (health: /healthz, /ready)");
             Some(metrics)
@@ -140,6 +143,9 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         return Err(RunError::Invalid(problems));
     }
     let mut executor = Executor::new(topology);
+    if let Some(taps) = taps {
+        executor.observe_edges(taps);
+    }
     let changelogs = open_state(&mut executor, settings, &partition_counts)?;
     let routes = Routes {
         source_ids: executor.topology().sources.iter().map(|s| s.id.clone()).collect(),
