@@ -53,6 +53,14 @@ pub enum Command {
         /// overriding the file's `observability.metrics_listen`.
         #[arg(long)]
         metrics_listen: Option<String>,
+        /// Run the last records of each source partition (--from-end) through the pipeline and
+        /// print what every edge and sink would get, and the dead letters; produce and commit
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: how many records per partition, from the end.
+        #[arg(long, default_value_t = 10, requires = "dry_run")]
+        from_end: i64,
     },
     /// Produce JSON lines from stdin to a topic, Avro-encoded when a schema is given.
     Produce {
@@ -530,7 +538,17 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Catalog { command: CatalogCommand::Serve { listen, bootstrap_servers, topic } } => {
             serve_catalog(&listen, &bootstrap_servers, &topic)
         }
-        Command::Run { pipeline, bootstrap_servers, registry, state_dir, schema_registry, catalog, metrics_listen } => {
+        Command::Run {
+            pipeline,
+            bootstrap_servers,
+            registry,
+            state_dir,
+            schema_registry,
+            catalog,
+            metrics_listen,
+            dry_run,
+            from_end,
+        } => {
             let engine = PluginEngine::new()?;
             let overrides = Overrides { registry, schema_registry, catalog, offline: false };
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
@@ -540,6 +558,22 @@ fn execute(command: Command) -> Result<(), CliError> {
             }
             if metrics_listen.is_some() {
                 settings.metrics_listen = metrics_listen;
+            }
+            if dry_run {
+                let mut out = std::io::stdout().lock();
+                let summary =
+                    crate::topology::dry_run::dry_run(topology, &settings.bootstrap_servers, from_end, &mut out)
+                        .context("dry run")?;
+                let edges: Vec<String> = summary.edges.iter().map(|(e, n)| format!("{e} {n}")).collect();
+                let sinks: Vec<String> = summary.sinks.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                eprintln!(
+                    "dry run: {} records read (the last {from_end} of each partition); edges: {}; sinks: {}; dead letters: {}; nothing produced or committed",
+                    summary.read,
+                    edges.join(", "),
+                    sinks.join(", "),
+                    summary.dead_letters
+                );
+                return Ok(());
             }
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -214,3 +214,42 @@ fn tap_shows_live_records_of_two_edges_with_their_schemas() {
         assert!(line["value"].get("country").is_none(), "the projection's schema: {line}");
     }
 }
+
+#[test]
+fn dry_run_prints_every_edge_sink_and_dead_letter_and_commits_nothing() {
+    let (input, output, dead_letter) = (unique("dry-in"), unique("dry-out"), unique("dry-dlq"));
+    create_topic(&input, 1);
+    create_topic(&output, 1);
+    create_topic(&dead_letter, 1);
+    let movies = movies::movies(20);
+    let mut records: Vec<KeyValue> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
+    records.push((Some(b"bad".to_vec()), Some(b"not avro".to_vec())));
+    produce(&input, &records);
+    let dir = PipelineDir::new();
+    let name = unique("dry");
+    let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    let (code, stdout, stderr) =
+        meshhost(&["run", pipeline.to_str().unwrap(), "--dry-run", "--from-end", "6", "--bootstrap-servers", broker()]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<Json> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last_five = &movies[15..];
+    let kept: Vec<&movies::Movie> = last_five.iter().filter(|m| m.is_recent_us()).collect();
+    let on = |field: &str, name: &str| lines.iter().filter(|l| l[field] == name).collect::<Vec<_>>();
+    let keys = |lines: &[&Json]| lines.iter().map(|l| l["key"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let key_of = |m: &movies::Movie| String::from_utf8(m.key()).unwrap();
+    assert_eq!(keys(&on("edge", "movies")), last_five.iter().map(key_of).collect::<Vec<_>>());
+    assert_eq!(keys(&on("edge", "recent")), kept.iter().map(|m| key_of(m)).collect::<Vec<_>>());
+    let slim = on("edge", "slim");
+    assert_eq!(
+        slim.iter().map(|l| l["value"]["name"].as_str().unwrap()).collect::<Vec<_>>(),
+        kept.iter().map(|m| m.title.as_str()).collect::<Vec<_>>()
+    );
+    assert_eq!(keys(&on("sink", "out")), kept.iter().map(|m| key_of(m)).collect::<Vec<_>>());
+    let dead: Vec<&Json> = lines.iter().filter(|l| l.get("dead_letter").is_some()).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["dead_letter"]["stage"], "decode");
+    assert_eq!(dead[0]["dead_letter"]["offset"], 20);
+    assert!(stderr.contains("dry run: 6 records read") && stderr.contains("nothing produced or committed"), "{stderr}");
+    assert!(read(&output, 1, Duration::from_secs(2)).is_empty(), "nothing produced");
+    assert!(committed_offsets(&format!("meshhost-{name}"), &input).values().all(|o| *o < 0), "nothing committed");
+}

@@ -15,7 +15,7 @@ mod source;
 pub use quiet::QuietContext;
 
 pub use sink::{DeliveredCounts, KafkaSink};
-pub use source::{KafkaRecord, KafkaSource};
+pub use source::{owned_record, KafkaRecord, KafkaSource};
 
 /// A client configuration for `bootstrap_servers` with the user's extra librdkafka `properties`.
 pub fn client_config(bootstrap_servers: &str, properties: &[(String, String)]) -> ClientConfig {

@@ -226,3 +226,24 @@ impl Source for KafkaSource {
 fn client_error(what: &str, error: KafkaError) -> SourceError {
     SourceError::Client { what: what.to_string(), source: Box::new(error) }
 }
+
+/// An owned copy of a consumed message, as the input record of source `source`.
+pub fn owned_record(source: usize, message: &BorrowedMessage<'_>) -> crate::source::SourceRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
+        })
+        .unwrap_or_default();
+    crate::source::SourceRecord {
+        source,
+        partition: message.partition(),
+        position: message.offset(),
+        record: crate::plugin::batch::Record {
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: message.timestamp().to_millis(),
+        },
+    }
+}

@@ -17,6 +17,7 @@ use crate::registry::PluginResolver;
 
 pub mod delivery;
 pub mod diff;
+pub mod dry_run;
 pub mod execute;
 pub mod failure;
 pub mod run;
