@@ -110,8 +110,14 @@ fn spawn(pipeline: &Path, broker: &str, cache: &Path, log: &Path) -> Child {
         }
         None => Command::new(MESHHOST),
     };
+    // MESHHOST_BENCH_RUN_ARGS: extra `meshhost run` arguments (the metrics phase turns the
+    // metrics listener on with it).
+    let extra: Vec<String> = std::env::var("MESHHOST_BENCH_RUN_ARGS")
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
     command
         .args(["run", pipeline.to_str().unwrap(), "--bootstrap-servers", broker])
+        .args(&extra)
         .env("MESHHOST_CACHE_DIR", cache)
         .env("MESHHOST_LOG", "warn")
         .stdout(Stdio::null())

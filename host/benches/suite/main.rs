@@ -1,7 +1,7 @@
 //! meshhost's benchmark suite: one run, one table of ratios measured in that run.
 //!
 //! ```text
-//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e] [--records N] [--records-2k N] [--rounds R]
+//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics] [--records N] [--records-2k N] [--rounds R]
 //! ```
 //!
 //! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
@@ -53,7 +53,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "source", "stage", "load", "startup", "e2e"].map(String::from).to_vec(),
+        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics"].map(String::from).to_vec(),
         records: 1_000_000,
         records_2k: 250_000,
         rounds: 9,
@@ -91,7 +91,7 @@ fn options() -> Options {
             }
             "--bench" => {} // passed by `cargo bench`
             "-h" | "--help" => {
-                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
+                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (see --help)"),
@@ -215,8 +215,11 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
 
     // Before any measurement: the broker may have to be installed and started.
-    let broker =
-        if enabled("e2e") || enabled("startup") || enabled("source") { broker(&options) } else { String::new() };
+    let broker = if ["e2e", "startup", "source", "metrics"].iter().any(|p| enabled(p)) {
+        broker(&options)
+    } else {
+        String::new()
+    };
 
     if enabled("avro") {
         for size in [200, 2048] {
@@ -321,6 +324,37 @@ fn main() {
             format!("{:.0} ms", r.warm_ms),
             format!("{:.0} ms", r.passthrough_ms),
             r.warm_ms / r.passthrough_ms,
+            "(reported)",
+            None,
+        ));
+    }
+
+    if enabled("metrics") {
+        // The same E2E run with the metrics listener (and tap hook) on and off, interleaved.
+        let (size, records) = (200, (options.records / 2).max(10_000));
+        let input = kafka::unique("bench-in-metrics");
+        kafka::create_topics(&broker, &[&input]);
+        let expected = kafka::produce(&broker, &input, size, records);
+        let dir = tempfile::tempdir_in(&scratch).unwrap();
+        e2e::validate(&e2e::write_pipeline(dir.path(), "warmup", &broker, &input, "x", "y"), &cache);
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..options.e2e_rounds {
+            std::env::remove_var("MESHHOST_BENCH_RUN_ARGS");
+            off.push(e2e::meshhost(&broker, &scratch, &cache, &input, records, expected).timed.steady_rate());
+            std::env::set_var("MESHHOST_BENCH_RUN_ARGS", "--metrics-listen 127.0.0.1:0");
+            on.push(e2e::meshhost(&broker, &scratch, &cache, &input, records, expected).timed.steady_rate());
+        }
+        std::env::remove_var("MESHHOST_BENCH_RUN_ARGS");
+        let fastest = |rates: Vec<f64>| rates.into_iter().fold(0.0, f64::max);
+        let (on, off) = (fastest(on), fastest(off));
+        rows.push(Row::new(
+            format!(
+                "E2E {size} B records, {}: metrics listener on vs off (input rec/s, first → last output)",
+                count(records)
+            ),
+            rate(on),
+            rate(off),
+            on / off,
             "(reported)",
             None,
         ));

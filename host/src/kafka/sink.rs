@@ -93,6 +93,11 @@ impl KafkaSink {
         Ok(KafkaSink { producer })
     }
 
+    /// Records handed to the producer and not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
     /// Ask for `topic`'s metadata now: this also gets the idempotent producer id, instead of
     /// holding the first records back on a 500 ms timer.
     pub fn warm_up(&self, topic: &str) {

@@ -144,6 +144,11 @@ impl KafkaSource {
             .collect()
     }
 
+    /// Whether the group has given this instance partitions.
+    pub fn is_assigned(&self) -> bool {
+        self.consumer.assignment().is_ok_and(|assignment| assignment.count() > 0)
+    }
+
     pub fn consumer(&self) -> &BaseConsumer<QuietContext> {
         &self.consumer
     }

@@ -55,6 +55,7 @@ pub struct PipelineMetrics {
     batch_records: Histogram,
     lag: Family<Partition, Gauge>,
     committed: Family<Partition, Gauge>,
+    producer_queue: Gauge,
     ready: AtomicBool,
     /// Component labels in [`ExecutorCounts`] order.
     labels: Labels,
@@ -133,6 +134,12 @@ impl PipelineMetrics {
         );
         let committed = Family::default();
         registry.register("committed_offset", "The offset the group committed last, per partition", committed.clone());
+        let producer_queue = Gauge::default();
+        registry.register(
+            "producer_queue_records",
+            "Records handed to the producer and not yet acknowledged by the broker",
+            producer_queue.clone(),
+        );
         PipelineMetrics {
             pipeline: pipeline.to_string(),
             registry,
@@ -145,6 +152,7 @@ impl PipelineMetrics {
             batch_records,
             lag,
             committed,
+            producer_queue,
             ready: AtomicBool::new(false),
             published: Mutex::new(ExecutorCounts::default()),
             labels,
@@ -225,6 +233,10 @@ impl PipelineMetrics {
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         let labels = Partition { pipeline: self.pipeline.clone(), topic: topic.to_string(), partition };
         self.lag.get_or_create(&labels).set(lag);
+    }
+
+    pub fn set_producer_queue(&self, records: i32) {
+        self.producer_queue.set(records.into());
     }
 
     pub fn set_committed(&self, topic: &str, partition: i32, offset: i64) {

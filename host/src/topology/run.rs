@@ -44,6 +44,41 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
 }
 
+/// A line every [`SUMMARY_INTERVAL`] of what the run did since the last one, so that a log says
+/// the pipeline is alive and how fast it goes without a metrics server.
+struct Summary {
+    last: std::time::Instant,
+    at_last: RunStats,
+}
+
+/// How often the run logs its summary line.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
+
+impl Summary {
+    fn new() -> Summary {
+        Summary { last: std::time::Instant::now(), at_last: RunStats::default() }
+    }
+
+    fn tick(&mut self, stats: &RunStats) {
+        let elapsed = self.last.elapsed();
+        if elapsed < SUMMARY_INTERVAL {
+            return;
+        }
+        let rate = |now: u64, then: u64| (now - then) as f64 / elapsed.as_secs_f64();
+        tracing::info!(
+            consumed = stats.consumed,
+            produced = stats.produced,
+            dead_lettered = stats.dead_lettered,
+            "progress: {:.0} records/s in, {:.0}/s out, {:.1}/s to dead letters",
+            rate(stats.consumed, self.at_last.consumed),
+            rate(stats.produced, self.at_last.produced),
+            rate(stats.dead_lettered, self.at_last.dead_lettered)
+        );
+        self.last = std::time::Instant::now();
+        self.at_last = *stats;
+    }
+}
+
 /// How often the run loop asks the broker for partition ends, for the lag metric.
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -156,9 +191,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     };
     source.subscribe()?;
     tracing::info!(group = %settings.group_id, topics = ?routes.source_topics, "pipeline running");
-    if let Some(metrics) = &metrics {
-        metrics.set_ready(true);
-    }
+    let mut ready = false;
+    let mut summary = Summary::new();
     let mut sink_delivered = vec![0u64; sink_topics.len()];
     let mut last_lag_check = std::time::Instant::now() - LAG_INTERVAL;
 
@@ -196,7 +230,14 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         }
         tracker.collect_completed(&mut delivered)?;
         source.acknowledge(&delivered, false)?;
+        summary.tick(&stats);
         if let Some(metrics) = &metrics {
+            // Ready: state restored (before the loop), partitions assigned, producing.
+            if !ready && source.is_assigned() {
+                ready = true;
+                metrics.set_ready(true);
+            }
+            metrics.set_producer_queue(sink.in_flight());
             for (index, published) in sink_delivered.iter_mut().enumerate() {
                 let now = sink_deliveries.get(index);
                 metrics.sink_sent(index, now - *published);
