@@ -144,6 +144,11 @@ impl KafkaSource {
             .collect()
     }
 
+    /// Partition assignments and revocations so far.
+    pub fn rebalances(&self) -> u64 {
+        self.consumer.context().rebalances()
+    }
+
     /// Whether the group has given this instance partitions.
     pub fn is_assigned(&self) -> bool {
         self.consumer.assignment().is_ok_and(|assignment| assignment.count() > 0)

@@ -56,6 +56,7 @@ pub struct PipelineMetrics {
     lag: Family<Partition, Gauge>,
     committed: Family<Partition, Gauge>,
     producer_queue: Gauge,
+    rebalances: Counter,
     ready: AtomicBool,
     /// Component labels in [`ExecutorCounts`] order.
     labels: Labels,
@@ -140,7 +141,14 @@ impl PipelineMetrics {
             "Records handed to the producer and not yet acknowledged by the broker",
             producer_queue.clone(),
         );
+        let rebalances = Counter::default();
+        registry.register(
+            "rebalances",
+            "Partition assignments and revocations this instance went through",
+            rebalances.clone(),
+        );
         PipelineMetrics {
+            rebalances,
             pipeline: pipeline.to_string(),
             registry,
             received,
@@ -233,6 +241,14 @@ impl PipelineMetrics {
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         let labels = Partition { pipeline: self.pipeline.clone(), topic: topic.to_string(), partition };
         self.lag.get_or_create(&labels).set(lag);
+    }
+
+    /// The consumer's rebalance count, now `total`.
+    pub fn set_rebalances(&self, total: u64) {
+        let known = self.rebalances.get();
+        if total > known {
+            self.rebalances.inc_by(total - known);
+        }
     }
 
     pub fn set_producer_queue(&self, records: i32) {

@@ -238,6 +238,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
                 metrics.set_ready(true);
             }
             metrics.set_producer_queue(sink.in_flight());
+            metrics.set_rebalances(source.rebalances());
             for (index, published) in sink_delivered.iter_mut().enumerate() {
                 let now = sink_deliveries.get(index);
                 metrics.sink_sent(index, now - *published);
