@@ -241,8 +241,28 @@ fn assert_join(actual: &BTreeMap<String, Option<Value>>, expected: &BTreeMap<Str
 fn run_join(kind: Kind) {
     let events = events(120);
     let setup = setup(&events, kind);
+    let listen =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let mut text = std::fs::read_to_string(&setup.pipeline).unwrap();
+    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
+    std::fs::write(&setup.pipeline, text).unwrap();
     let run = start_run(&setup.pipeline);
     wait_for_commits(&setup.group, &[&setup.movies, &setup.talents]);
+    // The join's store is reported (every 2 s) with its key count.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics =
+            ureq::get(&format!("http://{listen}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+        let keys = metrics
+            .lines()
+            .find(|l| l.starts_with("meshhost_state_keys{") && l.contains("component_id=\"enriched\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+        if keys.is_some_and(|k| k > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no state_keys for the join:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     assert_clean_exit(&run.stop());
     assert_join(&changelog(&setup.output), &reference(&events, kind));
 }

@@ -57,6 +57,7 @@ pub struct PipelineMetrics {
     committed: Family<Partition, Gauge>,
     producer_queue: Gauge,
     rebalances: Counter,
+    state_keys: Family<Component, Gauge>,
     ready: AtomicBool,
     /// Component labels in [`ExecutorCounts`] order.
     labels: Labels,
@@ -141,6 +142,12 @@ impl PipelineMetrics {
             "Records handed to the producer and not yet acknowledged by the broker",
             producer_queue.clone(),
         );
+        let state_keys = Family::default();
+        registry.register(
+            "state_keys",
+            "Keys in a stateful processor's local store, all partitions",
+            state_keys.clone(),
+        );
         let rebalances = Counter::default();
         registry.register(
             "rebalances",
@@ -149,6 +156,7 @@ impl PipelineMetrics {
         );
         PipelineMetrics {
             rebalances,
+            state_keys,
             pipeline: pipeline.to_string(),
             registry,
             received,
@@ -241,6 +249,11 @@ impl PipelineMetrics {
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         let labels = Partition { pipeline: self.pipeline.clone(), topic: topic.to_string(), partition };
         self.lag.get_or_create(&labels).set(lag);
+    }
+
+    /// The keys in processor `index`'s store.
+    pub fn set_state_keys(&self, index: usize, keys: u64) {
+        self.state_keys.get_or_create(&self.labels.processors[index]).set(keys as i64);
     }
 
     /// The consumer's rebalance count, now `total`.

@@ -156,6 +156,14 @@ impl StateStore {
         })
     }
 
+    /// The number of entries in every partition (kept by the store: no scan).
+    pub fn key_count(&self) -> Result<u64, StateError> {
+        use redb::ReadableTableMetadata as _;
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        table.len().map_err(|e| self.error(e))
+    }
+
     /// The number of entries in `partition`.
     pub fn len(&self, partition: u32) -> Result<usize, StateError> {
         Ok(self.scan_prefix(partition, &[])?.len())
@@ -203,6 +211,7 @@ mod tests {
         let mut delete = StateWrites::new();
         delete.insert(b"Lb".to_vec(), None);
         store.apply(1, &delete).unwrap();
+        assert_eq!(store.key_count().unwrap(), 5, "3 in partition 0, 2 in partition 1");
 
         assert_eq!(store.get(0, b"Lb").unwrap(), Some(b"2".to_vec()));
         assert_eq!(store.get(1, b"Lb").unwrap(), None);
@@ -213,6 +222,7 @@ mod tests {
         assert_eq!(store.scan_prefix(1, b"R").unwrap(), vec![(b"R\xff".to_vec(), b"3".to_vec())]);
         store.clear(0).unwrap();
         assert_eq!(store.len(0).unwrap(), 0);
+        assert_eq!(store.key_count().unwrap(), 2);
         assert_eq!(store.len(1).unwrap(), 2);
 
         assert_eq!(store.clean_end(1).unwrap(), None);

@@ -252,6 +252,11 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
                 for (topic, partition, lag) in source.lag() {
                     metrics.set_lag(&topic, partition, lag);
                 }
+                for (index, node) in executor.topology().processors.iter().enumerate() {
+                    if let Some(keys) = node.instance.attached_state().and_then(|store| store.key_count().ok()) {
+                        metrics.set_state_keys(index, keys);
+                    }
+                }
             }
         }
     }
