@@ -290,11 +290,36 @@ fn state_survives_sigkill_and_the_loss_of_the_local_store() {
     assert!(state_dir.exists(), "the first run kept local state in {}", state_dir.display());
     std::fs::remove_dir_all(state_dir).unwrap();
 
+    let listen =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let mut text = std::fs::read_to_string(&setup.pipeline).unwrap();
+    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
+    std::fs::write(&setup.pipeline, text).unwrap();
     let run = start_run(&setup.pipeline);
+    // Ready only once the state is restored (and partitions assigned).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("http://{listen}/ready")).call().map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = ureq::get(&format!("http://{listen}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
     wait_for_commits(&setup.group, &[&setup.movies, &setup.talents]);
     let stopped = run.stop();
     assert_clean_exit(&stopped);
     assert!(stopped.log.contains("restored state from the changelog"), "log:\n{}", stopped.log);
+    // The restore is reported in /metrics with the records the log counts.
+    let logged: u64 = stopped
+        .log
+        .lines()
+        .filter(|l| l.contains("restored state from the changelog"))
+        .filter_map(|l| l.split("changelog_records=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    let reported = metrics
+        .lines()
+        .find(|l| l.starts_with("meshhost_state_restored_records{") && l.contains("component_id=\"enriched\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(logged > 0);
+    assert_eq!(reported, Some(logged), "{metrics}\nlog:\n{}", stopped.log);
     let restored_keys: usize = stopped
         .log
         .lines()

@@ -58,6 +58,7 @@ pub struct PipelineMetrics {
     producer_queue: Gauge,
     rebalances: Counter,
     state_keys: Family<Component, Gauge>,
+    state_restored: Family<Component, Gauge>,
     ready: AtomicBool,
     /// Component labels in [`ExecutorCounts`] order.
     labels: Labels,
@@ -148,6 +149,12 @@ impl PipelineMetrics {
             "Keys in a stateful processor's local store, all partitions",
             state_keys.clone(),
         );
+        let state_restored = Family::default();
+        registry.register(
+            "state_restored_records",
+            "Changelog records replayed into a stateful processor's store when the run started (grows during the restore)",
+            state_restored.clone(),
+        );
         let rebalances = Counter::default();
         registry.register(
             "rebalances",
@@ -157,6 +164,7 @@ impl PipelineMetrics {
         PipelineMetrics {
             rebalances,
             state_keys,
+            state_restored,
             pipeline: pipeline.to_string(),
             registry,
             received,
@@ -254,6 +262,11 @@ impl PipelineMetrics {
     /// The keys in processor `index`'s store.
     pub fn set_state_keys(&self, index: usize, keys: u64) {
         self.state_keys.get_or_create(&self.labels.processors[index]).set(keys as i64);
+    }
+
+    /// Changelog records replayed so far into processor `index`'s store.
+    pub fn set_restored(&self, index: usize, records: u64) {
+        self.state_restored.get_or_create(&self.labels.processors[index]).set(records as i64);
     }
 
     /// The consumer's rebalance count, now `total`.

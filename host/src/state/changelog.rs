@@ -55,6 +55,7 @@ pub fn open_with_changelog(
     store_path: &Path,
     processor: &str,
     changelog: &Changelog,
+    restored: &dyn Fn(u64),
 ) -> Result<Arc<StateStore>, ChangelogError> {
     crate::kafka::ensure_topic(
         bootstrap_servers,
@@ -72,6 +73,7 @@ pub fn open_with_changelog(
         .set("enable.auto.commit", "false")
         .create()
         .map_err(kafka("cannot create a reader"))?;
+    let mut restored_before = 0;
     for partition in 0..changelog.partitions {
         let (low, high) = reader
             .fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10))
@@ -87,7 +89,10 @@ pub fn open_with_changelog(
         }
         let started = Instant::now();
         store.clear(partition as u32)?;
-        let records = restore_partition(&reader, &store, &changelog.topic, partition, low, high)?;
+        let records = restore_partition(&reader, &store, &changelog.topic, partition, low, high, &|n| {
+            restored(restored_before + n)
+        })?;
+        restored_before += records;
         tracing::info!(
             processor,
             partition,
@@ -111,6 +116,7 @@ fn restore_partition(
     partition: i32,
     low: i64,
     high: i64,
+    restored: &dyn Fn(u64),
 ) -> Result<u64, ChangelogError> {
     if high <= low {
         return Ok(0);
@@ -132,6 +138,7 @@ fn restore_partition(
                 }
                 if writes.len() >= 10_000 {
                     store.apply(partition as u32, &std::mem::take(&mut writes))?;
+                    restored(records);
                 }
                 if message.offset() >= high - 1 {
                     break;
@@ -145,6 +152,7 @@ fn restore_partition(
         }
     }
     store.apply(partition as u32, &writes)?;
+    restored(records);
     reader.unassign().map_err(kafka("cannot unassign"))?;
     Ok(records)
 }

@@ -181,7 +181,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     if let Some(taps) = taps {
         executor.observe_edges(taps);
     }
-    let changelogs = open_state(&mut executor, settings, &partition_counts)?;
+    let changelogs = open_state(&mut executor, settings, &partition_counts, metrics.as_deref())?;
     let routes = Routes {
         source_ids: executor.topology().sources.iter().map(|s| s.id.clone()).collect(),
         source_topics,
@@ -308,9 +308,10 @@ fn open_state(
     executor: &mut Executor,
     settings: &RunSettings,
     partition_counts: &HashMap<String, usize>,
+    metrics: Option<&PipelineMetrics>,
 ) -> Result<Vec<Option<Changelog>>, RunError> {
     let mut changelogs = Vec::new();
-    for node in &mut executor.topology_mut().processors {
+    for (index, node) in executor.topology_mut().processors.iter_mut().enumerate() {
         if !node.instance.is_stateful() {
             changelogs.push(None);
             continue;
@@ -325,6 +326,11 @@ fn open_state(
             &store_path,
             &node.id,
             &changelog,
+            &|records| {
+                if let Some(metrics) = metrics {
+                    metrics.set_restored(index, records);
+                }
+            },
         )
         .map_err(|source| RunError::State { processor: node.id.clone(), source: Box::new(source) })?;
         node.instance.attach_state(store);
