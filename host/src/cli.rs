@@ -366,16 +366,23 @@ impl From<crate::plugin::PluginError> for CliError {
     }
 }
 
+/// Whether logs are JSON lines (`MESHHOST_LOG_FORMAT=json`).
+fn json_logs() -> bool {
+    std::env::var("MESHHOST_LOG_FORMAT").is_ok_and(|f| f == "json")
+}
+
 /// Run the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHHOST_LOG").unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
     // MESHHOST_LOG_FORMAT=json: one JSON object per line, for log collectors.
-    if std::env::var("MESHHOST_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        logs.json().init();
+    if json_logs() {
+        logs.with_writer(std::io::stderr).json().init();
     } else {
-        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        // Log lines scroll above `run`'s status line on a terminal.
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        logs.with_writer(|| crate::observe::status::LogWriter).with_ansi(terminal).init();
     }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -578,6 +585,7 @@ fn execute(command: Command) -> Result<(), CliError> {
                 );
                 return Ok(());
             }
+            settings.status_line = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !json_logs();
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
@@ -695,6 +703,7 @@ fn read_schema(path: &Path) -> Result<meshhost_avro::Schema, CliError> {
 pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) -> RunSettings {
     RunSettings {
         pipeline: config.name.clone(),
+        status_line: false,
         metrics_listen: config.observability.as_ref().and_then(|o| o.metrics_listen.clone()),
         bootstrap_servers: bootstrap_servers
             .or_else(|| config.kafka.bootstrap_servers.clone())

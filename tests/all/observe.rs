@@ -255,3 +255,26 @@ fn dry_run_prints_every_edge_sink_and_dead_letter_and_commits_nothing() {
     assert!(read(&output, 1, Duration::from_secs(2)).is_empty(), "nothing produced");
     assert!(committed_offsets(&format!("meshhost-{name}"), &input).values().all(|o| *o < 0), "nothing committed");
 }
+
+#[test]
+fn on_a_terminal_run_keeps_a_live_status_line() {
+    let (input, output, dead_letter) = (unique("tty-in"), unique("tty-out"), unique("tty-dlq"));
+    create_topic(&input, 1);
+    create_topic(&output, 1);
+    create_topic(&dead_letter, 1);
+    let movies = movies::movies(50);
+    produce(&input, &movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect::<Vec<_>>());
+    let dir = PipelineDir::new();
+    let pipeline = movies::pipeline(&dir, &unique("tty"), &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    // `script` gives the run a terminal; `timeout` sends SIGTERM after 5 s (a clean stop).
+    let command = format!(
+        "timeout --preserve-status -s TERM 5 {MESHHOST} run {} --bootstrap-servers {}",
+        pipeline.display(),
+        broker()
+    );
+    let output = Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("run script");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("\r\x1b[2K▶ ") && text.contains("records/s in") && text.contains("lag "), "{text}");
+    assert!(text.contains("pipeline stopped"), "log lines still come through: {text}");
+}

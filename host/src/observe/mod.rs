@@ -2,6 +2,7 @@
 //! over HTTP ([`serve`]) when `--metrics-listen` (or `observability.metrics_listen`) asks for it.
 
 pub mod metrics;
+pub mod status;
 pub mod tap;
 
 use std::collections::HashMap;

@@ -33,6 +33,8 @@ pub struct RunSettings {
     pub pipeline: String,
     /// Serve `/metrics`, `/healthz` and `/ready` on this address.
     pub metrics_listen: Option<String>,
+    /// Keep a live status line on stderr (a terminal) instead of logging progress every 30 s.
+    pub status_line: bool,
     pub bootstrap_servers: String,
     pub group_id: String,
     /// Most records per batch.
@@ -44,36 +46,47 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
 }
 
-/// A line every [`SUMMARY_INTERVAL`] of what the run did since the last one, so that a log says
-/// the pipeline is alive and how fast it goes without a metrics server.
+/// What the run did lately, for people: a log line every [`SUMMARY_INTERVAL`] (so a log says
+/// the pipeline is alive and how fast it goes), or, on a terminal, a status line redrawn every
+/// [`STATUS_INTERVAL`].
 struct Summary {
+    live: bool,
     last: std::time::Instant,
     at_last: RunStats,
 }
 
-/// How often the run logs its summary line.
+/// How often the run logs its progress line.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the terminal's status line is redrawn.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Summary {
-    fn new() -> Summary {
-        Summary { last: std::time::Instant::now(), at_last: RunStats::default() }
+    fn new(live: bool) -> Summary {
+        Summary { live, last: std::time::Instant::now(), at_last: RunStats::default() }
     }
 
-    fn tick(&mut self, stats: &RunStats) {
+    /// `lag`: the total lag when known (measured with metrics on).
+    fn tick(&mut self, stats: &RunStats, lag: Option<i64>) {
         let elapsed = self.last.elapsed();
-        if elapsed < SUMMARY_INTERVAL {
+        if elapsed < if self.live { STATUS_INTERVAL } else { SUMMARY_INTERVAL } {
             return;
         }
         let rate = |now: u64, then: u64| (now - then) as f64 / elapsed.as_secs_f64();
-        tracing::info!(
-            consumed = stats.consumed,
-            produced = stats.produced,
-            dead_lettered = stats.dead_lettered,
-            "progress: {:.0} records/s in, {:.0}/s out, {:.1}/s to dead letters",
+        let (rate_in, rate_out, rate_dead) = (
             rate(stats.consumed, self.at_last.consumed),
             rate(stats.produced, self.at_last.produced),
-            rate(stats.dead_lettered, self.at_last.dead_lettered)
+            rate(stats.dead_lettered, self.at_last.dead_lettered),
         );
+        if self.live {
+            crate::observe::status::show(crate::observe::status::format(rate_in, rate_out, rate_dead, lag));
+        } else {
+            tracing::info!(
+                consumed = stats.consumed,
+                produced = stats.produced,
+                dead_lettered = stats.dead_lettered,
+                "progress: {rate_in:.0} records/s in, {rate_out:.0}/s out, {rate_dead:.1}/s to dead letters"
+            );
+        }
         self.last = std::time::Instant::now();
         self.at_last = *stats;
     }
@@ -192,7 +205,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     source.subscribe()?;
     tracing::info!(group = %settings.group_id, topics = ?routes.source_topics, "pipeline running");
     let mut ready = false;
-    let mut summary = Summary::new();
+    let mut summary = Summary::new(settings.status_line);
+    let mut total_lag: Option<i64> = None;
     let mut sink_delivered = vec![0u64; sink_topics.len()];
     let mut last_lag_check = std::time::Instant::now() - LAG_INTERVAL;
 
@@ -230,7 +244,11 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         }
         tracker.collect_completed(&mut delivered)?;
         source.acknowledge(&delivered, false)?;
-        summary.tick(&stats);
+        if settings.status_line && metrics.is_none() && last_lag_check.elapsed() >= LAG_INTERVAL {
+            last_lag_check = std::time::Instant::now();
+            total_lag = Some(source.lag().iter().map(|(_, _, lag)| lag).sum());
+        }
+        summary.tick(&stats, total_lag);
         if let Some(metrics) = &metrics {
             // Ready: state restored (before the loop), partitions assigned, producing.
             if !ready && source.is_assigned() {
@@ -249,7 +267,9 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             }
             if last_lag_check.elapsed() >= LAG_INTERVAL {
                 last_lag_check = std::time::Instant::now();
-                for (topic, partition, lag) in source.lag() {
+                let lags = source.lag();
+                total_lag = Some(lags.iter().map(|(_, _, lag)| lag).sum());
+                for (topic, partition, lag) in lags {
                     metrics.set_lag(&topic, partition, lag);
                 }
                 for (index, node) in executor.topology().processors.iter().enumerate() {
@@ -261,6 +281,9 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         }
     }
 
+    if settings.status_line {
+        crate::observe::status::clear();
+    }
     tracing::info!("stopping: draining in-flight records");
     sink.flush(Duration::from_secs(60))?;
     tracker.wait_for_room(1);
