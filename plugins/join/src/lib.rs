@@ -24,7 +24,9 @@
 //! once in the output schema when both definitions are the same (equal canonical forms);
 //! different definitions under one name are refused. Every record that changes a side emits, keyed by the join key, the joined
 //! record of its key if there is one now (inner: both rows exist; left: the left row exists), or
-//! a tombstone if there was one before and there is none now, or nothing. The joined value is
+//! a tombstone if there was one before and there is none now, or nothing. A delete (a tombstone
+//! input) always emits the key's tombstone when no joined record remains, so that replaying it
+//! — after a crash, with its state change already restored — gives the same output. The joined value is
 //! composed from the stored bytes: left datum, then `0x00` (null) or `0x02` and the right datum.
 
 use std::ops::Range;
@@ -313,7 +315,10 @@ impl Join {
         };
         let before = self.exists(left_old, right_old);
         let after = self.joined(left_new, right_new);
-        if after.is_none() && !before {
+        // A delete always ends in the key's tombstone when no join remains, even when there was
+        // none before: a delete replayed after a crash (its state change already restored from
+        // the changelog, its tombstone not yet written) must not be lost.
+        if after.is_none() && !before && value.is_some() {
             return Ok(None);
         }
         Ok(Some(Record { key: Some(join_key), value: after, headers, timestamp }))

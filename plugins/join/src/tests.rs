@@ -285,11 +285,15 @@ fn inner_join_tombstones() {
     let mut state = MemoryState::default();
     ok(&mut join, &schema, &mut state, 0, vec![keyed("1", Some(movie(1, "A"))), keyed("2", Some(movie(2, "B")))]);
     ok(&mut join, &schema, &mut state, 1, vec![keyed("1", Some(talent(1, "a"))), keyed("2", Some(talent(2, "b")))]);
-    // A left delete retracts the joined record, once.
-    assert_eq!(ok(&mut join, &schema, &mut state, 0, vec![keyed("1", None), keyed("1", None)]), [tombstone(0, "1")]);
+    // A left delete retracts the joined record; deleting again says so again (deletes are
+    // idempotent, so a replayed one still ends in the tombstone).
+    assert_eq!(
+        ok(&mut join, &schema, &mut state, 0, vec![keyed("1", None), keyed("1", None)]),
+        [tombstone(0, "1"), tombstone(1, "1")]
+    );
     // So does a right delete.
     assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]), [tombstone(0, "2")]);
-    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]), []);
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("2", None)]), [tombstone(0, "2")]);
     // Only the rows of the other side remain.
     let keys: Vec<&[u8]> = state.entries.keys().map(Vec::as_slice).collect();
     assert_eq!(keys, [&b"L2"[..], &b"R1"[..]]);
@@ -343,22 +347,33 @@ fn left_join() {
         ok(&mut join, &schema, &mut state, 0, vec![keyed("8", None), keyed("7", None)]),
         [tombstone(0, "8"), tombstone(1, "7")]
     );
-    // A right row without a left one, then its delete: nothing.
-    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("8", None)]), []);
+    // A right row without a left one, then its delete: the key's tombstone (there is no join).
+    assert_eq!(ok(&mut join, &schema, &mut state, 1, vec![keyed("8", None)]), [tombstone(0, "8")]);
     assert!(state.entries.is_empty(), "{:?}", state.entries);
 }
 
 #[test]
-fn rows_never_matched_then_deleted_emit_nothing() {
+fn rows_never_matched_then_deleted_emit_only_the_tombstone() {
     let (mut inner, schema) = join("inner");
     let mut state = MemoryState::default();
-    assert_eq!(ok(&mut inner, &schema, &mut state, 0, vec![keyed("1", Some(movie(1, "A"))), keyed("1", None)]), []);
-    assert_eq!(ok(&mut inner, &schema, &mut state, 1, vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]), []);
-    // Deleting what never existed: nothing, and no state write.
-    assert_eq!(ok(&mut inner, &schema, &mut state, 0, vec![keyed("3", None)]), []);
+    // Inserts that match nothing emit nothing; their deletes emit the key's tombstone (deletes
+    // are idempotent: a replayed one must still end in it).
+    assert_eq!(
+        ok(&mut inner, &schema, &mut state, 0, vec![keyed("1", Some(movie(1, "A"))), keyed("1", None)]),
+        [tombstone(1, "1")]
+    );
+    assert_eq!(
+        ok(&mut inner, &schema, &mut state, 1, vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]),
+        [tombstone(1, "2")]
+    );
+    // Deleting what never existed: the tombstone, and no state write.
+    assert_eq!(ok(&mut inner, &schema, &mut state, 0, vec![keyed("3", None)]), [tombstone(0, "3")]);
     assert!(state.entries.is_empty());
     let (mut left, schema) = join("left");
-    assert_eq!(ok(&mut left, &schema, &mut state, 1, vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]), []);
+    assert_eq!(
+        ok(&mut left, &schema, &mut state, 1, vec![keyed("2", Some(talent(2, "b"))), keyed("2", None)]),
+        [tombstone(1, "2")]
+    );
     assert!(state.entries.is_empty());
 }
 
