@@ -6,6 +6,7 @@
 //! from the registry once, and a datum of a schema other than the source's is converted by Avro
 //! schema resolution; a datum of the source's own schema passes on as it is.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -125,23 +126,20 @@ impl SourceDecoder {
 impl ConfluentDecoder {
     fn decode(&mut self, reader: &Schema, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let (id, datum) = wire::split(bytes).map_err(CodecError::Wire)?;
-        if !self.writers.contains_key(&id) {
-            match self.registry.schema_by_id(id) {
-                Ok(text) => {
-                    self.writers.insert(id, writer(&text, reader));
-                }
+        let writer = match self.writers.entry(id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => match self.registry.schema_by_id(id) {
+                Ok(text) => slot.insert(writer_of(&text, reader)),
                 // Not cached: the id may be registered later (or on a registry that lags).
                 Err(error) if error.code() == Some(40403) => {
                     let reason = "unknown to the schema registry".to_string();
                     return Err(CodecError::WriterSchema { id, reason }.into());
                 }
-                Err(error @ RegistryError::BadAnswer { .. }) => {
-                    self.writers.insert(id, Err(error.to_string()));
-                }
+                Err(error @ RegistryError::BadAnswer { .. }) => slot.insert(Err(error.to_string())),
                 Err(error) => return Err(DecodeError::Registry(error)),
-            }
-        }
-        match &self.writers[&id] {
+            },
+        };
+        match writer {
             Ok(Writer::Same) => {
                 avro::validate(reader, datum).map_err(|error| CodecError::NotWriterDatum { id, error })?;
                 Ok(datum.to_vec())
@@ -161,7 +159,7 @@ impl ConfluentDecoder {
 }
 
 /// How datums of the writer schema `text` become datums of `reader`.
-fn writer(text: &str, reader: &Schema) -> Result<Writer, String> {
+fn writer_of(text: &str, reader: &Schema) -> Result<Writer, String> {
     let schema = Schema::parse(text).map_err(|e| format!("the registry's schema is not valid Avro: {e}"))?;
     if schema.same_as(reader) {
         return Ok(Writer::Same);
