@@ -244,10 +244,15 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         }
         tracker.collect_completed(&mut delivered)?;
         source.acknowledge(&delivered, false)?;
-        if settings.status_line && metrics.is_none() && last_lag_check.elapsed() >= LAG_INTERVAL {
+        // Lag asks the broker: now and then, and only when someone looks (metrics, status line).
+        let lags = if (metrics.is_some() || settings.status_line) && last_lag_check.elapsed() >= LAG_INTERVAL {
             last_lag_check = std::time::Instant::now();
-            total_lag = Some(source.lag().iter().map(|(_, _, lag)| lag).sum());
-        }
+            let lags = source.lag();
+            total_lag = Some(lags.iter().map(|(_, _, lag)| lag).sum());
+            Some(lags)
+        } else {
+            None
+        };
         summary.tick(&stats, total_lag);
         if let Some(metrics) = &metrics {
             // Ready: state restored (before the loop), partitions assigned, producing.
@@ -265,10 +270,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             for ((source, partition), offset) in &delivered {
                 metrics.set_committed(&routes.source_topics[*source], *partition, offset + 1);
             }
-            if last_lag_check.elapsed() >= LAG_INTERVAL {
-                last_lag_check = std::time::Instant::now();
-                let lags = source.lag();
-                total_lag = Some(lags.iter().map(|(_, _, lag)| lag).sum());
+            if let Some(lags) = lags {
                 for (topic, partition, lag) in lags {
                     metrics.set_lag(&topic, partition, lag);
                 }
