@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use meshhost_avro::Schema;
 use serde_json::{json, Value as Json};
 
 use super::schemas::VersionSpec;
@@ -66,8 +67,8 @@ fn flag(params: &HashMap<String, String>, name: &str) -> bool {
     params.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// The schema text of a register, lookup or compatibility request.
-fn schema_text(body: &[u8]) -> Result<String, CatalogError> {
+/// The schema of a register, lookup or compatibility request: its text and parsed form.
+fn requested_schema(body: &[u8]) -> Result<(String, Schema), CatalogError> {
     let request: Json =
         serde_json::from_slice(body).map_err(|e| CatalogError::InvalidSchema(format!("request body not JSON: {e}")))?;
     if let Some(kind) = request.get("schemaType").and_then(Json::as_str) {
@@ -82,8 +83,8 @@ fn schema_text(body: &[u8]) -> Result<String, CatalogError> {
         .get("schema")
         .and_then(Json::as_str)
         .ok_or_else(|| CatalogError::InvalidSchema("the request has no \"schema\" string".to_string()))?;
-    meshhost_avro::Schema::parse(text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
-    Ok(text.to_string())
+    let schema = Schema::parse(text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    Ok((text.to_string(), schema))
 }
 
 async fn subjects(State(store): Store, Query(params): Params) -> Answer {
@@ -95,14 +96,13 @@ async fn versions(State(store): Store, Path(subject): Path<String>, Query(params
 }
 
 async fn register(State(store): Store, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
-    let text = schema_text(&body)?;
-    let id = store.register(&subject, &text, flag(&params, "force")).await?;
+    let (text, schema) = requested_schema(&body)?;
+    let id = store.register(&subject, &text, &schema, flag(&params, "force")).await?;
     Ok(ok(json!({"id": id})))
 }
 
 async fn lookup(State(store): Store, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
-    let text = schema_text(&body)?;
-    let schema = meshhost_avro::Schema::parse(&text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    let (_, schema) = requested_schema(&body)?;
     let guard = store.read();
     let state = &guard.schemas;
     let (version, entry) = state.find(&subject, &schema, flag(&params, "deleted"))?;
@@ -229,8 +229,7 @@ async fn compatibility(
     body: Bytes,
 ) -> Answer {
     let spec = VersionSpec::parse(&version)?;
-    let text = schema_text(&body)?;
-    let schema = meshhost_avro::Schema::parse(&text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    let (_, schema) = requested_schema(&body)?;
     let reasons = store.read().schemas.incompatibilities(&subject, &schema, Some(spec))?;
     let mut answer = json!({"is_compatible": reasons.is_empty()});
     if flag(&params, "verbose") {

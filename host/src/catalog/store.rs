@@ -95,7 +95,7 @@ impl CatalogStore {
             write_lock: tokio::sync::Mutex::new(()),
             stop,
         };
-        let end = store.end_offset_blocking().map_err(kafka)?;
+        let end = end_offset(&store.watermarks, topic).map_err(kafka)?;
         let mut applied = store.applied.clone();
         while *applied.borrow_and_update() < end {
             std::thread::sleep(Duration::from_millis(20));
@@ -108,19 +108,18 @@ impl CatalogStore {
         self.state.read().expect("the catalog reader never panics holding the lock")
     }
 
-    /// Register `text` under `subject`; its id. Refused when it would break a pipeline that
-    /// reads a source on that subject, unless `force`.
-    pub async fn register(&self, subject: &str, text: &str, force: bool) -> Result<u32, CatalogError> {
-        let schema = Schema::parse(text).map_err(|e| CatalogError::InvalidSchema(e.to_string()))?;
+    /// Register `text` (parsed: `schema`) under `subject`; its id. Refused when it would break a
+    /// pipeline that reads a source on that subject, unless `force`.
+    pub async fn register(&self, subject: &str, text: &str, schema: &Schema, force: bool) -> Result<u32, CatalogError> {
         let _write = self.write_lock.lock().await;
         for _ in 0..REGISTER_ATTEMPTS {
             self.catch_up().await?;
-            let plan = self.read().schemas.plan_registration(subject, text, &schema)?;
+            let plan = self.read().schemas.plan_registration(subject, text, schema)?;
             let (key, value) = match plan {
                 Registration::Existing { id, .. } => return Ok(id),
                 Registration::New { key, value } => (key, value),
             };
-            let broken = if force { Vec::new() } else { self.read().broken_consumers(subject, &schema) };
+            let broken = if force { Vec::new() } else { self.read().broken_consumers(subject, schema) };
             if !broken.is_empty() {
                 return Err(CatalogError::BreaksConsumers { subject: subject.to_string(), reasons: broken });
             }
@@ -247,14 +246,11 @@ impl CatalogStore {
 
     /// Wait until every record written before now has been applied.
     async fn catch_up(&self) -> Result<(), CatalogError> {
-        let watermarks = self.watermarks.clone();
-        let topic = self.topic.clone();
-        let end = tokio::task::spawn_blocking(move || {
-            watermarks.fetch_watermarks(&topic, 0, Duration::from_secs(10)).map(|(_, high)| high)
-        })
-        .await
-        .map_err(|e| CatalogError::Store(e.to_string()))?
-        .map_err(|e| CatalogError::Store(format!("cannot read the end of {}: {e}", self.topic)))?;
+        let (watermarks, topic) = (self.watermarks.clone(), self.topic.clone());
+        let end = tokio::task::spawn_blocking(move || end_offset(&watermarks, &topic))
+            .await
+            .map_err(|e| CatalogError::Store(e.to_string()))?
+            .map_err(|e| CatalogError::Store(format!("cannot read the end of {}: {e}", self.topic)))?;
         self.applied_past(end - 1).await
     }
 
@@ -283,16 +279,17 @@ impl CatalogStore {
             Err(_) => Err(CatalogError::Timeout(format!("offset {offset} of {} not read back", self.topic))),
         }
     }
-
-    fn end_offset_blocking(&self) -> Result<i64, rdkafka::error::KafkaError> {
-        self.watermarks.fetch_watermarks(&self.topic, 0, Duration::from_secs(10)).map(|(_, high)| high)
-    }
 }
 
 impl Drop for CatalogStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The offset after the catalog topic's last record.
+fn end_offset(consumer: &BaseConsumer, topic: &str) -> Result<i64, rdkafka::error::KafkaError> {
+    consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).map(|(_, high)| high)
 }
 
 /// The reader thread: apply every record in log order, publishing the next offset.
