@@ -439,7 +439,7 @@ fn execute(command: Command) -> Result<(), CliError> {
             let schema = schema.map(|path| read_schema(&path)).transpose()?;
             let registered = match (&schema, schema_registry) {
                 (Some(schema), Some(url)) => {
-                    let registry = RegistryClient::new(&crate::config::SchemaRegistryConfig::with_url(url).settings());
+                    let registry = RegistryClient::for_url(&url);
                     let subject = subject.unwrap_or_else(|| format!("{topic}-value"));
                     let id = registry
                         .register(&subject, &schema.to_json())
@@ -462,9 +462,7 @@ fn execute(command: Command) -> Result<(), CliError> {
         Command::Consume { topic, bootstrap_servers, schema, pipeline, max, idle_seconds, schema_registry } => {
             use crate::topic_io::ValueDecoding;
             // What the values are: a schema file, a pipeline's sink, or a registry's ids.
-            let mut registry = schema_registry.map(|url| {
-                Arc::new(RegistryClient::new(&crate::config::SchemaRegistryConfig::with_url(url).settings()))
-            });
+            let mut registry = schema_registry.map(|url| Arc::new(RegistryClient::for_url(&url)));
             let schema = match (schema, pipeline) {
                 (Some(path), _) => Some(read_schema(&path)?),
                 (None, Some(pipeline)) => {

@@ -10,7 +10,7 @@ use meshhost_avro::Schema;
 use crate::catalog::client::{CatalogClient, SourceDetails};
 use crate::catalog::sources::{Origin, SourceEntry, SourceView};
 use crate::cli::{CliError, SourceCommand};
-use crate::config::{Format, Problems, SchemaRegistryConfig};
+use crate::config::{Format, Problems};
 use crate::schema_registry::RegistryClient;
 
 /// The formats a published source may have (a source's schema lives in the registry).
@@ -28,7 +28,7 @@ pub enum LineageFormat {
 }
 
 pub fn execute(url: &str, command: SourceCommand) -> Result<(), CliError> {
-    let catalog = CatalogClient::new(RegistryClient::new(&SchemaRegistryConfig::with_url(url.to_string()).settings()));
+    let catalog = CatalogClient::new(RegistryClient::for_url(url));
     match command {
         SourceCommand::Publish { name, topic, schema, subject, format, description, owner, tags, force } => {
             let subject = subject.unwrap_or_else(|| format!("{topic}-value"));

@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::PipelineConfig;
+use crate::kafka::QuietContext;
 
 /// Where to move the offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,10 +91,10 @@ pub fn reset(
         let what = what.to_string();
         move |source| ResetError::Kafka { what, source }
     };
-    let consumer: BaseConsumer = crate::kafka::client_config(bootstrap_servers, &[])
+    let consumer: BaseConsumer<QuietContext> = crate::kafka::client_config(bootstrap_servers, &[])
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(QuietContext::default())
         .map_err(kafka("cannot create a consumer"))?;
     let timeout = Duration::from_secs(10);
     let groups = consumer.fetch_group_list(Some(&group), timeout).map_err(kafka("cannot describe the group"))?;
@@ -180,10 +181,9 @@ fn wipe(config: &PipelineConfig, bootstrap_servers: &str) -> Result<(), ResetErr
     let group = config.group_id();
     let names: Vec<String> =
         config.processors.keys().map(|id| crate::state::Changelog::new(&group, id, 1).topic).collect();
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        crate::kafka::client_config(bootstrap_servers, &[])
-            .create()
-            .map_err(|source| ResetError::Kafka { what: "cannot create an admin client".into(), source })?;
+    let admin: rdkafka::admin::AdminClient<QuietContext> = crate::kafka::client_config(bootstrap_servers, &[])
+        .create_with_context(QuietContext::default())
+        .map_err(|source| ResetError::Kafka { what: "cannot create an admin client".into(), source })?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))

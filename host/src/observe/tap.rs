@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use crate::plugin::batch::Record;
 use crate::topology::execute::EdgeObserver;
-use crate::topology::Edge;
+use crate::topology::{Edge, EdgeSchema};
 
 /// Records a tap may have waiting before newer ones are dropped.
 const TAP_BUFFER: usize = 1024;
@@ -52,7 +52,8 @@ impl EdgeObserver for Taps {
     }
 
     fn record(&self, edge: usize, record: &Record) {
-        let line = json_line(&self.edges[edge], record);
+        let edge_of = &self.edges[edge];
+        let line = json_line("edge", &edge_of.names[0], &edge_of.schema, record);
         let mut subscribers = self.subscribers.lock().expect("never poisoned");
         subscribers.retain(|(e, sender)| {
             *e != edge || !matches!(sender.try_send(line.clone()), Err(TrySendError::Disconnected(_)))
@@ -61,19 +62,18 @@ impl EdgeObserver for Taps {
     }
 }
 
-/// `{"edge": ..., "key": ..., "value": ..., "timestamp": ...}`, the value decoded with the edge's
-/// schema.
-pub fn json_line(edge: &Edge, record: &Record) -> String {
+/// `{"<what>": name, "key": ..., "value": ..., "timestamp": ...}` (what: `edge`, `sink`), the
+/// value decoded with `schema`.
+pub fn json_line(what: &str, name: &str, schema: &EdgeSchema, record: &Record) -> String {
     let value = match &record.value {
         None => serde_json::Value::Null,
-        Some(datum) => meshhost_avro::datum_to_json(&edge.schema.parsed, datum)
+        Some(datum) => meshhost_avro::datum_to_json(&schema.parsed, datum)
             .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()})),
     };
-    serde_json::json!({
-        "edge": edge.names[0],
-        "key": record.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
-        "value": value,
-        "timestamp": record.timestamp,
-    })
-    .to_string()
+    let mut line = serde_json::Map::new();
+    line.insert(what.to_string(), name.into());
+    line.insert("key".into(), record.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).into());
+    line.insert("value".into(), value);
+    line.insert("timestamp".into(), record.timestamp.into());
+    serde_json::Value::Object(line).to_string()
 }

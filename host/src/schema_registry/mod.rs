@@ -107,6 +107,11 @@ impl RegistryClient {
         }
     }
 
+    /// A client of the registry at `url`, without credentials, with the default retry period.
+    pub fn for_url(url: &str) -> RegistryClient {
+        RegistryClient::new(&RegistrySettings { url: url.to_string(), basic_auth: None, retry_for: DEFAULT_RETRY })
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -176,7 +176,9 @@ impl EdgeObserver for Seen {
     }
 
     fn record(&self, edge: usize, record: &Record) {
-        self.lines.lock().expect("never poisoned").push(crate::observe::tap::json_line(&self.edges[edge], record));
+        let edge_of = &self.edges[edge];
+        let line = crate::observe::tap::json_line("edge", &edge_of.names[0], &edge_of.schema, record);
+        self.lines.lock().expect("never poisoned").push(line);
         self.counts.lock().expect("never poisoned")[edge] += 1;
     }
 }
@@ -196,9 +198,7 @@ impl Effects for DryEffects<'_> {
 
     fn send(&mut self, sink: usize, _origin: usize, record: Record) -> Result<(), Self::Error> {
         let (id, schema) = &self.sinks[sink];
-        let edge = Edge { names: vec![id.clone()], schema: schema.clone() };
-        let line = crate::observe::tap::json_line(&edge, &record).replacen("\"edge\"", "\"sink\"", 1);
-        self.lines.push(line);
+        self.lines.push(crate::observe::tap::json_line("sink", id, schema, &record));
         self.sink_counts[sink] += 1;
         Ok(())
     }
