@@ -8,18 +8,6 @@ use serde_json::{json, Value as Json};
 
 use crate::support::*;
 
-const MOVIE_V1: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
-  {"name": "id", "type": "long", "doc": "the catalog id"},
-  {"name": "title", "type": "string"},
-  {"name": "year", "type": "int"}]}"#;
-
-/// v1 plus a field with a default.
-const MOVIE_V2: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
-  {"name": "id", "type": "long", "doc": "the catalog id"},
-  {"name": "title", "type": "string"},
-  {"name": "year", "type": "int"},
-  {"name": "country", "type": "string", "default": "US"}]}"#;
-
 /// v2 without `year`: it reads v2 data (BACKWARD holds), but a v1 reader cannot read its data.
 const MOVIE_NO_YEAR: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
   {"name": "id", "type": "long"},
@@ -37,15 +25,6 @@ fn source_ok(url: &str, args: &[&str]) -> String {
     let (code, stdout, stderr) = source_cli(url, args);
     assert_eq!(code, 0, "meshhost source {args:?}\n{stdout}{stderr}");
     stdout
-}
-
-fn lines(stdout: &str) -> Vec<Json> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn jsonl(dir: &PipelineDir, name: &str, records: &[Json]) -> String {
-    let text: Vec<String> = records.iter().map(Json::to_string).collect();
-    dir.write(name, &text.join("\n")).to_str().unwrap().to_string()
 }
 
 /// A pipeline reading catalog source `source`: recent movies, id and title only.

@@ -241,11 +241,7 @@ fn assert_join(actual: &BTreeMap<String, Option<Value>>, expected: &BTreeMap<Str
 fn run_join(kind: Kind) {
     let events = events(120);
     let setup = setup(&events, kind);
-    let listen =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let mut text = std::fs::read_to_string(&setup.pipeline).unwrap();
-    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
-    std::fs::write(&setup.pipeline, text).unwrap();
+    let listen = add_metrics_listener(&setup.pipeline);
     let run = start_run(&setup.pipeline);
     wait_for_commits(&setup.group, &[&setup.movies, &setup.talents]);
     // The join's store is reported (every 2 s) with its key count.
@@ -290,11 +286,7 @@ fn state_survives_sigkill_and_the_loss_of_the_local_store() {
     assert!(state_dir.exists(), "the first run kept local state in {}", state_dir.display());
     std::fs::remove_dir_all(state_dir).unwrap();
 
-    let listen =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let mut text = std::fs::read_to_string(&setup.pipeline).unwrap();
-    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
-    std::fs::write(&setup.pipeline, text).unwrap();
+    let listen = add_metrics_listener(&setup.pipeline);
     let run = start_run(&setup.pipeline);
     // Ready only once the state is restored (and partitions assigned).
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,10 +9,6 @@ use serde_json::Value as Json;
 use crate::movies::{self, FILTER_AND_PROJECTION};
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn get(url: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -110,10 +106,7 @@ fn prometheus_scrapes_the_exact_counts_of_a_known_run() {
     let dir = PipelineDir::new();
     let name = unique("obs");
     let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str(&format!("observability:\n  metrics_listen: {metrics}\n"));
-    std::fs::write(&pipeline, text).unwrap();
+    let metrics = add_metrics_listener(&pipeline);
 
     let run = start_run(&pipeline);
     assert_eq!(read(&output, kept, Duration::from_secs(60)).len(), kept);
@@ -165,10 +158,7 @@ fn tap_shows_live_records_of_two_edges_with_their_schemas() {
     let dir = PipelineDir::new();
     let name = unique("tap");
     let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
-    std::fs::write(&pipeline, text).unwrap();
+    let listen = add_metrics_listener(&pipeline);
     let run = start_run(&pipeline);
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(&format!("http://{listen}/ready")).0 != 200 {

@@ -9,18 +9,6 @@ use serde_json::{json, Value as Json};
 
 use crate::support::*;
 
-const MOVIE_V1: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
-  {"name": "id", "type": "long"},
-  {"name": "title", "type": "string"},
-  {"name": "year", "type": "int"}]}"#;
-
-/// v1 plus a field with a default: BACKWARD compatible.
-const MOVIE_V2: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
-  {"name": "id", "type": "long"},
-  {"name": "title", "type": "string"},
-  {"name": "year", "type": "int"},
-  {"name": "country", "type": "string", "default": "US"}]}"#;
-
 /// v1 with `id` a string: neither reads the other.
 const MOVIE_STRING_ID: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
   {"name": "id", "type": "string"},
@@ -230,16 +218,6 @@ dead_letter:
             name = unique("sr"),
         ),
     )
-}
-
-fn jsonl(dir: &PipelineDir, name: &str, records: &[Json]) -> String {
-    let text: Vec<String> = records.iter().map(Json::to_string).collect();
-    dir.write(name, &text.join("\n")).to_str().unwrap().to_string()
-}
-
-/// Parse `consume`'s JSON lines.
-fn lines(stdout: &str) -> Vec<Json> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]

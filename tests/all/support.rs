@@ -357,8 +357,7 @@ impl CatalogServer {
 
     /// A server on `topic` (another server's, to share its catalog).
     pub fn start_on(topic: &str) -> CatalogServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        CatalogServer::start_at(topic, port)
+        CatalogServer::start_at(topic, free_port())
     }
 
     fn start_at(topic: &str, port: u16) -> CatalogServer {
@@ -441,4 +440,42 @@ pub fn python_error(args: &[&str]) -> serde_json::Value {
         "schema_registry.py {args:?} should fail with a registry error\nstdout: {stdout}\nstderr: {stderr}"
     );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// A movie schema, version 1, for the Schema Registry and catalog tests.
+pub const MOVIE_V1: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
+  {"name": "id", "type": "long", "doc": "the catalog id"},
+  {"name": "title", "type": "string"},
+  {"name": "year", "type": "int"}]}"#;
+
+/// Version 2: v1 plus a field with a default (BACKWARD compatible).
+pub const MOVIE_V2: &str = r#"{"type": "record", "name": "Movie", "namespace": "demo", "fields": [
+  {"name": "id", "type": "long", "doc": "the catalog id"},
+  {"name": "title", "type": "string"},
+  {"name": "year", "type": "int"},
+  {"name": "country", "type": "string", "default": "US"}]}"#;
+
+/// Write JSON values to `name` in `dir`, one per line; the file's path.
+pub fn jsonl(dir: &PipelineDir, name: &str, records: &[serde_json::Value]) -> String {
+    let text: Vec<String> = records.iter().map(serde_json::Value::to_string).collect();
+    dir.write(name, &text.join("\n")).to_str().unwrap().to_string()
+}
+
+/// Parse JSON lines (what `consume` and `tap` print).
+pub fn lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Give a pipeline file a metrics listener on a free port; its address.
+pub fn add_metrics_listener(pipeline: &Path) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut text = std::fs::read_to_string(pipeline).unwrap();
+    text.push_str(&format!("observability:\n  metrics_listen: {listen}\n"));
+    std::fs::write(pipeline, text).unwrap();
+    listen
 }
