@@ -1,5 +1,6 @@
 //! A fast path for the usual shape of condition: top-level fields compared with literals
-//! (`year >= 2000 && country == 'US'`), joined by `&&`, `||` and `!`. Such a condition is
+//! (`year >= 2000 && country == 'US'`, `updated > timestamp('2026-01-01T00:00:00Z')`), joined by
+//! `&&`, `||` and `!`. Such a condition is
 //! evaluated on the datum's bytes with no allocation. Anything else — another shape, or a record
 //! where a field does not hold a value of its literal's kind (a null branch, an int compared with
 //! a double) — is left undecided for the CEL interpreter, so results and errors stay exactly CEL's.
@@ -8,6 +9,8 @@ use std::ops::Range;
 
 use cel::common::ast::{operators, Expr, IdedExpr, LiteralValue};
 use meshhost_sdk::avro::{self, AvroType, Field, Reader, Schema};
+
+use crate::values::{self, Logical};
 
 /// A condition compiled for the fast path.
 #[derive(Debug)]
@@ -39,6 +42,8 @@ pub enum Literal {
     Int(i64),
     Double(f64),
     String(String),
+    /// `timestamp('...')`, in nanoseconds since the epoch.
+    Timestamp(i128),
 }
 
 /// A field's value as the fast path reads it; strings stay in the datum.
@@ -51,6 +56,8 @@ pub enum Scalar {
     Str(Range<usize>),
     /// An enum symbol: the index into its type's symbols.
     Symbol(usize),
+    /// A timestamp (or date) in CEL's range, in nanoseconds since the epoch.
+    Timestamp(i128),
     /// Null, or a value the fast path does not compare.
     Other,
 }
@@ -80,19 +87,26 @@ impl Condition {
                 };
                 // `field op literal`, or `literal op field` turned around.
                 let (field, op, literal) = match (&a.expr, &b.expr) {
-                    (Expr::Ident(name), Expr::Literal(literal)) => (name, op, literal),
-                    (Expr::Literal(literal), Expr::Ident(name)) => (name, op.flipped(), literal),
+                    (Expr::Ident(name), _) => (name, op, b),
+                    (_, Expr::Ident(name)) => (name, op.flipped(), a),
                     _ => return None,
                 };
                 let field = fields.iter().position(|f| &f.name == field)?;
                 if !is_scalar(schema, &fields[field].ty) {
                     return None;
                 }
-                let literal = match literal {
-                    LiteralValue::Boolean(b) if matches!(op, Op::Eq | Op::Ne) => Literal::Bool(**b),
-                    LiteralValue::Int(i) => Literal::Int(**i),
-                    LiteralValue::Double(d) => Literal::Double(**d),
-                    LiteralValue::String(s) => Literal::String(s.inner().to_string()),
+                let literal = match &literal.expr {
+                    Expr::Literal(LiteralValue::Boolean(b)) if matches!(op, Op::Eq | Op::Ne) => Literal::Bool(**b),
+                    Expr::Literal(LiteralValue::Int(i)) => Literal::Int(**i),
+                    Expr::Literal(LiteralValue::Double(d)) => Literal::Double(**d),
+                    Expr::Literal(LiteralValue::String(s)) => Literal::String(s.inner().to_string()),
+                    Expr::Call(call) if is_timestamp_literal(call) => {
+                        // CEL itself reads the text, so the fast path cannot read it differently.
+                        match cel::Value::resolve(literal, &cel::Context::default()) {
+                            Ok(cel::Value::Timestamp(t)) => Literal::Timestamp(values::nanos(&t)),
+                            _ => return None,
+                        }
+                    }
                     _ => return None,
                 };
                 Some(Condition::Compare { field, op, literal })
@@ -131,6 +145,7 @@ impl Condition {
                         ordering => ordering,
                     },
                     (Scalar::Str(range), Literal::String(l)) => value[range.clone()].partial_cmp(l.as_bytes()),
+                    (Scalar::Timestamp(v), Literal::Timestamp(l)) => v.partial_cmp(l),
                     (Scalar::Symbol(i), Literal::String(l)) => {
                         symbol(schema, &fields[*field].ty, *i)?.as_bytes().partial_cmp(l.as_bytes())
                     }
@@ -163,8 +178,16 @@ impl Op {
     }
 }
 
+/// `timestamp('...')`: a call of CEL's `timestamp` on a string literal.
+fn is_timestamp_literal(call: &cel::common::ast::CallExpr) -> bool {
+    call.func_name == "timestamp"
+        && call.target.is_none()
+        && matches!(&call.args[..], [arg] if matches!(arg.expr, Expr::Literal(LiteralValue::String(_))))
+}
+
 /// Whether the fast path can read a field of type `ty`: boolean, int, long, double, string,
-/// enum, a logical type over one of them, or a union of those and null.
+/// enum, a timestamp or date, a logical type CEL sees as its base type (`uuid` on a string), or
+/// a union of those and null.
 fn is_scalar(schema: &Schema, ty: &AvroType) -> bool {
     match schema.resolve(ty) {
         AvroType::Boolean
@@ -173,7 +196,11 @@ fn is_scalar(schema: &Schema, ty: &AvroType) -> bool {
         | AvroType::Double
         | AvroType::String
         | AvroType::Enum(_) => true,
-        AvroType::Logical { base, .. } => is_scalar(schema, base),
+        AvroType::Logical { base, attributes } => match Logical::of(attributes) {
+            Some(Logical::Timestamp { .. }) => true,
+            Some(Logical::TimeOfDay { .. } | Logical::Decimal { .. }) => false,
+            Some(Logical::Uuid) | None => is_scalar(schema, base),
+        },
         AvroType::Union(branches) => {
             branches.iter().all(|b| matches!(schema.resolve(b), AvroType::Null) || is_scalar(schema, b))
         }
@@ -195,7 +222,19 @@ pub fn read(schema: &Schema, ty: &AvroType, reader: &mut Reader) -> Result<Scala
             Scalar::Str(end - text.len()..end)
         }
         AvroType::Enum(e) => Scalar::Symbol(reader.read_enum_index(e.symbols.len())?),
-        AvroType::Logical { base, .. } => read(schema, base, reader)?,
+        AvroType::Logical { base, attributes } => match (Logical::of(attributes), read(schema, base, reader)?) {
+            // Outside CEL's range, the value is CEL's to refuse.
+            (Some(Logical::Timestamp { nanos_per_unit }), Scalar::Int(n)) => {
+                let nanos = i128::from(n) * i128::from(nanos_per_unit);
+                if values::in_range(nanos) {
+                    Scalar::Timestamp(nanos)
+                } else {
+                    Scalar::Other
+                }
+            }
+            (Some(Logical::Timestamp { .. }), _) => Scalar::Other,
+            (_, scalar) => scalar,
+        },
         AvroType::Union(branches) => {
             let branch = &branches[reader.read_union_index(branches.len())?];
             match schema.resolve(branch) {

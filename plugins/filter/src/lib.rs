@@ -8,31 +8,26 @@
 //! The condition's variables are the top-level fields of the input record. Per record only the
 //! fields the condition names are decoded (the others are skipped), and a kept record goes out
 //! untouched: same key, value bytes, headers and timestamp, on port `out`, whose schema is the
-//! input schema.
-//!
-//! Avro values reach CEL as: null → `null`, boolean → `bool`, int and long → `int`, float and
-//! double → `double`, string → `string`, bytes and fixed → `bytes`, enum → its symbol (a
-//! `string`), array → `list`, map → `map`, record → `map` keyed by field name, union → its
-//! branch's value, a logical type → its base value (`timestamp-millis` is an `int`).
+//! input schema. How Avro values appear in CEL, logical types included, is in [`values`].
 //!
 //! Conditions that only compare top-level fields with literals (`year >= 2000 && country ==
-//! 'US'`) take a fast path on the datum's bytes ([`fast`]); every other condition, and every
-//! record the fast path cannot decide, goes through the CEL interpreter.
+//! 'US'`, `updated > timestamp('2026-01-01T00:00:00Z')`) take a fast path on the datum's bytes
+//! ([`fast`]); every other condition, and every record the fast path cannot decide, goes through
+//! the CEL interpreter.
 //!
 //! A result other than `true` or `false`, or an evaluation error (a missing map key, a type
 //! mismatch), sends the record to the dead-letter topic with the reason, as does a value that
 //! does not decode.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+mod escaped;
 pub mod fast;
+pub mod values;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::common::types::{CelBool, CelBytes, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString};
-use cel::common::value::Val;
-use cel::{Context, Env, Program};
-use meshhost_sdk::avro::{self, Reader, Schema, Value};
+use cel::{Context, Env};
+use meshhost_sdk::avro::{self, Reader, Schema};
 use meshhost_sdk::options::{self, field_names, json_kind};
 use meshhost_sdk::{Batch, ConfigError, InputPort, Output, OutputPort, Processor};
 
@@ -44,7 +39,7 @@ const NAMESPACES: &[&str] = &["optional", "math", "lists", "strings"];
 
 /// The filter of one processor instance.
 pub struct Filter {
-    program: Program,
+    condition: IdedExpr,
     schema: Schema,
     /// The top-level fields of the input record, in schema order.
     fields: Vec<avro::Field>,
@@ -80,7 +75,7 @@ impl Filter {
         };
 
         let env = Arc::new(environment());
-        let program = match options.map(|o| o.get("condition")) {
+        let condition = match options.map(|o| o.get("condition")) {
             None => None, // `with` itself is wrong
             Some(None) => {
                 errors.push(ConfigError::at(
@@ -89,16 +84,9 @@ impl Filter {
                 ));
                 None
             }
-            Some(Some(serde_json::Value::String(source))) => match env.compile(source) {
-                Ok(program) => Some(program),
-                Err(e) => {
-                    let mut message = format!("not a valid CEL expression: {e}");
-                    if message.contains("invalid argument to has() macro") {
-                        message.push_str(
-                            "\n(has() tests a field of a record or a key of a map, as in `has(director.born)`; \
-                             compare a top-level field with null instead: `<field> != null`)",
-                        );
-                    }
+            Some(Some(serde_json::Value::String(source))) => match parse(&env, source) {
+                Ok(condition) => Some(condition),
+                Err(message) => {
                     errors.push(ConfigError::at("condition", message));
                     None
                 }
@@ -112,13 +100,23 @@ impl Filter {
             }
         };
 
-        let (Some((input, schema, fields)), Some(program)) = (input, program) else {
+        let (Some((input, schema, fields)), Some(condition)) = (input, condition) else {
             return Err(errors);
         };
 
         // Bind every free variable of the condition to a field of the input record.
         let mut needed = vec![false; fields.len()];
-        let references = References::of(program.expression());
+        let references = References::of(&condition);
+        if let Some(name) = &references.two_variable_comprehension {
+            errors.push(ConfigError::at(
+                "condition",
+                format!(
+                    "{name}(x, y, ...): two-variable comprehensions are not supported (the cel crate mesh/filter \
+                     runs on does not evaluate them); use the one-variable form, e.g. `m.all(k, m[k] > 0)`"
+                ),
+            ));
+            return Err(errors);
+        }
         for name in &references.variables {
             if let Some(i) = fields.iter().position(|f| &f.name == name) {
                 needed[i] = true;
@@ -138,9 +136,9 @@ impl Filter {
         let read = needed.iter().rposition(|&n| n).map_or(0, |i| i + 1);
         let outputs = vec![OutputPort { name: "out".into(), schema: input.schema.clone() }];
         let context = Context::with_env(env);
-        let fast = fast::Condition::compile(program.expression(), &schema, &fields);
+        let fast = fast::Condition::compile(&condition, &schema, &fields);
         let scalars = vec![fast::Scalar::Other; fields.len()];
-        Ok((Filter { program, schema, fields, needed, read, context, fast, scalars }, outputs))
+        Ok((Filter { condition, schema, fields, needed, read, context, fast, scalars }, outputs))
     }
 
     /// Whether the record with this value is kept; `Err` says why it cannot be decided.
@@ -153,12 +151,14 @@ impl Filter {
             if needed {
                 let value =
                     avro::decode(&self.schema, &field.ty, &mut reader).map_err(|e| undecodable(&field.name, &e))?;
-                self.context.add_variable_as_val(field.name.clone(), to_cel(value));
+                let value = values::to_cel(&self.schema, &field.ty, value)
+                    .map_err(|e| format!("field \"{}\" has no CEL value: {e}", field.name))?;
+                self.context.add_variable_as_val(field.name.clone(), value);
             } else {
                 avro::skip(&self.schema, &field.ty, &mut reader).map_err(|e| undecodable(&field.name, &e))?;
             }
         }
-        match self.program.execute(&self.context) {
+        match cel::Value::resolve(&self.condition, &self.context) {
             Ok(cel::Value::Bool(keep)) => Ok(keep),
             Ok(other) => Err(format!("condition evaluated to {} {other:?}, not a bool", other.type_of())),
             Err(e) => Err(format!("condition failed: {e}")),
@@ -212,12 +212,37 @@ impl Processor for Filter {
 #[cfg(target_arch = "wasm32")]
 meshhost_sdk::export!(Filter);
 
+/// Parse a condition: CEL, with quoted field names (`` m.`content-type` ``, see [`escaped`]).
+fn parse(env: &Env, source: &str) -> Result<IdedExpr, String> {
+    let invalid = |e: &dyn std::fmt::Display| format!("not a valid CEL expression: {e}");
+    let (text, quoted) = escaped::hide(source).map_err(|e| invalid(&e))?;
+    let mut condition = env.parser().parse(&text).map_err(|e| {
+        let mut message = invalid(&e);
+        if message.contains("invalid argument to has() macro") {
+            message.push_str(
+                "\n(has() tests a field of a record or a key of a map, as in `has(director.born)`; \
+                 compare a top-level field with null instead: `<field> != null`)",
+            );
+        }
+        message
+    })?;
+    escaped::restore(&mut condition, &quoted).map_err(|e| invalid(&e))?;
+    Ok(condition)
+}
+
+/// The comprehensions over two variables (key and value, index and element), which the cel crate
+/// parses as plain calls and cannot evaluate.
+const TWO_VARIABLE_MACROS: &[&str] = &["all", "exists", "existsOne", "exists_one"];
+const TWO_VARIABLE_FUNCTIONS: &[&str] = &["transformList", "transformMap", "transformMapEntry"];
+
 /// What a condition refers to: the variables it reads that no comprehension binds, and the
 /// functions it calls by name (`size`, `startsWith`, `math.greatest`), in order of first use.
 #[derive(Debug, Default, PartialEq)]
 struct References {
     variables: Vec<String>,
     functions: Vec<String>,
+    /// The first two-variable comprehension, if the condition has one.
+    two_variable_comprehension: Option<String>,
 }
 
 impl References {
@@ -238,6 +263,12 @@ impl References {
             }
             Expr::Select(select) => self.walk(&select.operand, bound),
             Expr::Call(call) => {
+                let name = call.func_name.as_str();
+                let two_variable = (TWO_VARIABLE_MACROS.contains(&name) && call.args.len() == 3)
+                    || TWO_VARIABLE_FUNCTIONS.contains(&name);
+                if call.target.is_some() && two_variable && self.two_variable_comprehension.is_none() {
+                    self.two_variable_comprehension = Some(call.func_name.clone());
+                }
                 let namespace = call.target.as_deref().and_then(|target| match &target.expr {
                     Expr::Ident(name) if NAMESPACES.contains(&name.as_str()) && !bound.contains(name) => Some(name),
                     _ => None,
@@ -322,27 +353,6 @@ fn declares(env: &Arc<Env>, name: &str) -> bool {
     Context::with_env(Arc::clone(env)).add_function(name, || 0i64).is_err()
 }
 
-/// A decoded Avro value as a CEL value.
-fn to_cel(value: Value) -> Box<dyn Val> {
-    match value {
-        Value::Null => Box::new(CelNull),
-        Value::Boolean(b) => Box::new(CelBool::from(b)),
-        Value::Int(i) => Box::new(CelInt::from(i64::from(i))),
-        Value::Long(l) => Box::new(CelInt::from(l)),
-        // The double nearest the float's shortest decimal form, so `rating == 0.1` holds for a
-        // float written as 0.1 (widening 0.1f32 would give 0.10000000149011612).
-        Value::Float(f) => Box::new(CelDouble::from(f.to_string().parse::<f64>().unwrap_or(f64::from(f)))),
-        Value::Double(d) => Box::new(CelDouble::from(d)),
-        Value::Bytes(b) | Value::Fixed(b) => Box::new(CelBytes::from(b)),
-        Value::String(s) | Value::Enum(_, s) => Box::new(CelString::from(s)),
-        Value::Array(items) => Box::new(CelList::from(items.into_iter().map(to_cel).collect::<Vec<_>>())),
-        Value::Map(entries) | Value::Record(entries) => Box::new(CelMap::from(
-            entries.into_iter().map(|(k, v)| (CelMapKey::from(k), to_cel(v))).collect::<HashMap<_, _>>(),
-        )),
-        Value::Union(_, value) => to_cel(*value),
-    }
-}
-
 /// Why a value does not decode, at the top-level field `field`.
 fn undecodable(field: &str, e: &avro::DatumError) -> String {
     let inner = e.path();
@@ -354,6 +364,7 @@ fn undecodable(field: &str, e: &avro::DatumError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshhost_sdk::avro::Value;
     use meshhost_sdk::{Header, Record};
     use serde_json::json;
 
@@ -508,12 +519,159 @@ mod tests {
     }
 
     #[test]
-    fn float_and_logical_conditions() {
+    fn float_conditions() {
+        // A float is widened exactly, as CEL widens a proto float: 0.1f32 is not the double 0.1.
         let alien = movie(&[("rating", Value::Float(0.1))]);
-        assert!(keeps("rating == 0.1", &alien), "a float compares as the decimal it was written as");
+        assert!(!keeps("rating == 0.1", &alien));
+        assert!(keeps("rating == 0.10000000149011612", &alien));
         assert!(keeps("rating < 0.5", &alien));
         assert!(keeps("rating > 8.0", &movie(&[])));
-        assert!(keeps("updated > 1600000000000", &movie(&[])), "timestamp-millis is its long");
+        // -2^63 as a float equals the int -2^63 (the spec's numeric comparison; it was `<` before).
+        let edge = movie(&[("rating", Value::Float(-9_223_372_036_854_775_808.0))]);
+        assert!(!keeps("-9223372036854775808 < rating", &edge));
+        assert!(keeps("-9223372036854775808 <= rating && rating == -9223372036854775808", &edge));
+    }
+
+    #[test]
+    fn timestamp_conditions() {
+        // `updated` is timestamp-millis 1_700_000_000_000: 2023-11-14T22:13:20Z.
+        let alien = movie(&[]);
+        assert!(keeps("updated > timestamp('2023-01-01T00:00:00Z')", &alien));
+        assert!(!keeps("updated < timestamp('2023-11-14T22:13:20Z')", &alien));
+        assert!(keeps("updated == timestamp('2023-11-14T23:13:20+01:00')", &alien));
+        assert!(keeps("updated.getFullYear() == 2023 && updated.getMonth() == 10 && updated.getHours() == 22", &alien));
+        assert!(keeps("int(updated) == 1700000000", &alien));
+        assert!(keeps("timestamp('2023-11-15T00:00:00Z') - updated < duration('2h')", &alien));
+        assert!(keeps("string(updated - timestamp('2023-11-14T22:00:00Z')) == '800s'", &alien));
+        // A timestamp is not its long.
+        assert_eq!(
+            run("updated > 1600000000000", &alien),
+            Err("condition failed: found no matching overload for '_>_' applied to '(google.protobuf.Timestamp, int)'"
+                .into())
+        );
+    }
+
+    /// A record of every logical type CEL sees as something else than its base value.
+    const LOGICAL: &str = r#"{"type": "record", "name": "L", "fields": [
+        {"name": "at_micros", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "at_nanos", "type": {"type": "long", "logicalType": "timestamp-nanos"}},
+        {"name": "local", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "alarm", "type": {"type": "int", "logicalType": "time-millis"}},
+        {"name": "alarm_micros", "type": {"type": "long", "logicalType": "time-micros"}},
+        {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "key", "type": {"type": "fixed", "name": "K", "size": 16, "logicalType": "uuid"}},
+        {"name": "maybe", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+        {"name": "history", "type": {"type": "array", "items": {"type": "int", "logicalType": "date"}}}
+    ]}"#;
+
+    fn logical_record(maybe: Option<i64>, day: i32) -> Vec<u8> {
+        let schema = Schema::parse(LOGICAL).unwrap();
+        let value = Value::Record(vec![
+            ("at_micros".into(), Value::Long(1_700_000_000_123_456)),
+            ("at_nanos".into(), Value::Long(-1)),
+            ("local".into(), Value::Long(0)),
+            ("day".into(), Value::Int(day)),
+            ("alarm".into(), Value::Int(27_000_000)),
+            ("alarm_micros".into(), Value::Long(1_500)),
+            ("price".into(), Value::Bytes(vec![0x30, 0x39])),
+            ("id".into(), Value::String("123e4567-e89b-12d3-a456-426614174000".into())),
+            ("key".into(), Value::Fixed((0..16).collect())),
+            (
+                "maybe".into(),
+                maybe.map_or(Value::Union(0, Box::new(Value::Null)), |m| Value::Union(1, Box::new(Value::Long(m)))),
+            ),
+            ("history".into(), Value::Array(vec![Value::Int(0), Value::Int(1)])),
+        ]);
+        let mut out = Vec::new();
+        avro::encode(&schema, &schema.root, &value, &mut out).unwrap();
+        out
+    }
+
+    fn logical_filter(condition: &str) -> Filter {
+        let inputs = [InputPort { name: "l".into(), schema: LOGICAL.into() }];
+        Filter::new(&json!({ "condition": condition }), &inputs).map(|(f, _)| f).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn logical_types_are_cel_types() {
+        let record = logical_record(Some(86_400_000), 19_000);
+        for condition in [
+            "at_micros == timestamp('2023-11-14T22:13:20.123456Z')",
+            "at_nanos == timestamp('1969-12-31T23:59:59.999999999Z')",
+            "local == timestamp('1970-01-01T00:00:00Z')",
+            "day == timestamp('2022-01-08T00:00:00Z') && day.getDayOfWeek() == 6",
+            "alarm == duration('7h30m') && alarm_micros == duration('1500us')",
+            "price == 123.45 && price > 100 && price < 123.46",
+            "id == '123e4567-e89b-12d3-a456-426614174000'",
+            "key == '00010203-0405-0607-0809-0a0b0c0d0e0f'",
+            "maybe == timestamp('1970-01-02T00:00:00Z')",
+            "history[1] - history[0] == duration('24h')",
+        ] {
+            assert_eq!(logical_filter(condition).keep(&record), Ok(true), "{condition}");
+        }
+        assert_eq!(logical_filter("maybe == null").keep(&logical_record(None, 0)), Ok(true));
+        // A date beyond year 9999 has no CEL timestamp: the record fails, saying why.
+        let reason = logical_filter("day > timestamp('2000-01-01T00:00:00Z')").keep(&logical_record(None, 3_000_000));
+        assert_eq!(
+            reason,
+            Err("field \"day\" has no CEL value: 259200000000000000000 ns since the epoch is outside CEL's timestamp \
+                 range (years 1 to 9999)"
+                .into())
+        );
+    }
+
+    #[test]
+    fn timestamp_comparisons_take_the_fast_path_and_agree_with_cel() {
+        let records: Vec<Vec<u8>> =
+            [(Some(0), 0), (Some(86_400_000), 19_000), (None, -1), (Some(-1), 2_932_896), (Some(1), 2_932_897)]
+                .into_iter()
+                .map(|(maybe, day)| logical_record(maybe, day))
+                .collect();
+        for condition in [
+            "maybe > timestamp('1970-01-01T00:00:00Z')",
+            "timestamp('1970-01-02T00:00:00Z') == maybe",
+            "day >= timestamp('2022-01-08T00:00:00Z') || maybe != timestamp('1970-01-01T00:00:00.001Z')",
+            "at_micros < timestamp('2023-11-14T22:13:20.123457Z') && day <= timestamp('9999-12-31T00:00:00Z')",
+        ] {
+            let (mut fast, mut cel_only) = (logical_filter(condition), logical_filter(condition));
+            assert!(fast.is_fast(), "{condition}");
+            cel_only.fast = None;
+            for record in &records {
+                assert_eq!(fast.keep(record), cel_only.keep(record), "{condition}");
+            }
+        }
+        assert!(!logical_filter("day > timestamp('not a time')").is_fast());
+        assert!(!logical_filter("alarm > duration('1h')").is_fast());
+        assert!(!logical_filter("price > 1.0").is_fast());
+    }
+
+    #[test]
+    fn quoted_names_select_map_keys() {
+        let alien = movie(&[(
+            "scores",
+            Value::Map(vec![("content-type".into(), Value::Double(1.0)), ("a b/c.d".into(), Value::Double(2.0))]),
+        )]);
+        assert!(keeps("scores.`content-type` == 1.0 && scores.`a b/c.d` == 2.0", &alien));
+        assert!(keeps("has(scores.`content-type`) && !has(scores.`content_type`)", &alien));
+        assert!(keeps("director.`name` == 'Ridley Scott' && 'x`y' == 'x' + '`y'", &alien));
+        assert_eq!(
+            init_errors(json!({ "condition": "`year` > 1" }), vec![input(SCHEMA)]),
+            ["condition: not a valid CEL expression: `year`: a quoted name selects a field or key, as in m.`year`; \
+              it cannot stand alone"]
+        );
+    }
+
+    #[test]
+    fn two_variable_comprehensions_are_refused_with_the_one_variable_form() {
+        for condition in
+            ["scores.all(k, v, v > 1.0)", "tags.exists(i, t, t == 'space')", "scores.transformMap(k, v, v)"]
+        {
+            let errors = init_errors(json!({ "condition": condition }), vec![input(SCHEMA)]);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains("two-variable comprehensions are not supported"), "{}", errors[0]);
+        }
     }
 
     #[test]
