@@ -579,6 +579,7 @@ mod tests {
         assert!(keeps("updated == timestamp('2023-11-14T23:13:20+01:00')", &alien));
         assert!(keeps("updated.getFullYear() == 2023 && updated.getMonth() == 10 && updated.getHours() == 22", &alien));
         assert!(keeps("int(updated) == 1700000000", &alien));
+        assert!(keeps("updated.getHours('Europe/Paris') == 23 && updated.getDayOfWeek('Asia/Tokyo') == 3", &alien));
         assert!(keeps("timestamp('2023-11-15T00:00:00Z') - updated < duration('2h')", &alien));
         assert!(keeps("string(updated - timestamp('2023-11-14T22:00:00Z')) == '800s'", &alien));
         // A timestamp is not its long.
