@@ -710,6 +710,8 @@ pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) 
         batch_size: config.kafka.batch_size.unwrap_or(1024).max(1),
         properties: config.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         dead_letter_topic: config.dead_letter.as_ref().map(|d| d.topic.clone()),
+        // Checked when the file was loaded.
+        failure_rate_limit: config.dead_letter.as_ref().and_then(|d| d.failure_rate_limit().ok().flatten()),
         state_dir: config.state_dir(),
     }
 }

@@ -291,3 +291,57 @@ fn sigterm_mid_stream_then_rerun_gives_every_record_exactly_once() {
     let output = read_all(&topics.output, expected.len(), Duration::from_secs(10));
     assert_same(&by_key(&output, SLIM_SCHEMA), &expected);
 }
+
+#[test]
+fn too_many_failures_stop_the_run_with_the_window_uncommitted() {
+    // One partition: the window is the last records in offset order.
+    let (input, output, dead_letter) = (unique("breaker-in"), unique("breaker-out"), unique("breaker-dlq"));
+    for topic in [&input, &output, &dead_letter] {
+        create_topic(topic, 1);
+    }
+    let movies = movies::movies(100);
+    let mut records: Vec<KeyValue> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
+    // Then a broken writer: 100 values that are not Avro datums of the schema (offsets 100..200).
+    records.extend((0..100).map(|i| (Some(format!("bad-{i}").into_bytes()), Some(vec![0xff; 11]))));
+    produce(&input, &records);
+    let dir = PipelineDir::new();
+    let name = unique("breaker");
+    let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, format!("{text}  max_ratio: 0.5\n  window: 40\n")).unwrap();
+
+    let stopped = start_run(&pipeline).wait_for_exit(Duration::from_secs(60));
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
+    // At offset 120 the window (offsets 81..=120) holds 21 failures: more than half of 40.
+    assert!(
+        stopped.log.contains("21 of the last 40 records failed, more than dead_letter.max_ratio 0.5 allows"),
+        "{}",
+        stopped.log
+    );
+    assert!(stopped.log.contains("not an Avro datum"), "the last failure's reason: {}", stopped.log);
+    let group = format!("meshhost-{name}");
+    assert_eq!(committed_offsets(&group, &input).get(&0), Some(&81), "committed up to the window, not into it");
+    let expected = expected_slim(&movies);
+    let output_records = read(&output, expected.len(), Duration::from_secs(30));
+    assert_same(&by_key(&output_records, SLIM_SCHEMA), &expected);
+    let dead = read_all(&dead_letter, 21, Duration::from_secs(10));
+    assert!(dead.len() >= 21 && dead.iter().all(|r| r.key.as_deref().is_some_and(|k| k.starts_with(b"bad-"))));
+
+    // Without the limit (the deploy "fixed"), the next run reads from the window on: every bad
+    // record ends in dead letters, every good one in the output (81..100 twice), nothing lost.
+    std::fs::write(&pipeline, &text).unwrap();
+    let run = start_run(&pipeline);
+    wait_for_commits(&group, &input);
+    assert_clean_exit(&run.stop());
+    let dead = read_all(&dead_letter, 200, Duration::from_secs(5));
+    let dead_keys: std::collections::BTreeSet<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(dead_keys.len(), 100, "every bad record dead-lettered");
+    let output_records = read_all(&output, 200, Duration::from_secs(5));
+    let mut latest = BTreeMap::new();
+    for record in &output_records {
+        latest.insert(record.key.clone().unwrap(), decode(SLIM_SCHEMA, record.value.as_deref().unwrap()));
+    }
+    assert_same(&latest, &expected);
+    let window_outputs = movies[81..].iter().filter(|m| m.is_recent_us()).count();
+    assert_eq!(output_records.len() - latest.len(), window_outputs, "only the window's outputs come twice");
+}

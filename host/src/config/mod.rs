@@ -272,6 +272,50 @@ impl SinkConfig {
 pub struct DeadLetterConfig {
     /// The topic failed records go to, with their original bytes and `meshhost.*` headers.
     pub topic: String,
+    /// Stop the run when more than this share of the last `window` records failed.
+    pub max_ratio: Option<f64>,
+    /// How many of the last records `max_ratio` looks at (default 1000).
+    pub window: Option<usize>,
+}
+
+/// `dead_letter: {max_ratio, window}`: the share of the last records that may fail before the
+/// run stops (see `topology::breaker`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailureRateLimit {
+    pub max_ratio: f64,
+    pub window: usize,
+}
+
+impl FailureRateLimit {
+    /// The most failures the window may hold: one more stops the run.
+    pub fn allowed_failures(&self) -> usize {
+        (self.max_ratio * self.window as f64).floor() as usize
+    }
+}
+
+/// The window of `dead_letter.max_ratio` when the file gives none.
+const DEFAULT_FAILURE_WINDOW: usize = 1000;
+
+impl DeadLetterConfig {
+    /// The failure-rate limit, if one is set; `Err` says what is wrong with it.
+    pub fn failure_rate_limit(&self) -> Result<Option<FailureRateLimit>, (&'static str, String)> {
+        let Some(max_ratio) = self.max_ratio else {
+            return match self.window {
+                Some(_) => {
+                    Err(("dead_letter.window", "needs max_ratio (the share of failures that stops the run)".into()))
+                }
+                None => Ok(None),
+            };
+        };
+        if !(max_ratio > 0.0 && max_ratio < 1.0) {
+            return Err(("dead_letter.max_ratio", format!("must be more than 0 and less than 1, got {max_ratio}")));
+        }
+        let window = self.window.unwrap_or(DEFAULT_FAILURE_WINDOW);
+        if window == 0 {
+            return Err(("dead_letter.window", "must be at least 1".into()));
+        }
+        Ok(Some(FailureRateLimit { max_ratio, window }))
+    }
 }
 
 impl PipelineConfig {
@@ -455,6 +499,9 @@ impl PipelineConfig {
     }
 
     fn check(&self, problems: &mut Problems) {
+        if let Some(Err((path, message))) = self.dead_letter.as_ref().map(DeadLetterConfig::failure_rate_limit) {
+            problems.push(path, message);
+        }
         if self.sources.is_empty() && self.unreadable_ids.is_empty() {
             problems.push("sources", "a pipeline needs at least one source");
         }
@@ -691,6 +738,27 @@ dead_letter:
         assert_eq!(config.processors.keys().collect::<Vec<_>>(), ["recent", "slim"]);
         assert_eq!(config.processors["slim"].options, Some(serde_json::json!({"fields": ["id", "title", "year"]})));
         assert_eq!(config.dead_letter.unwrap().topic, "us-movies-dlq");
+    }
+
+    #[test]
+    fn the_failure_rate_limit_is_checked() {
+        let limit = |extra: &str| PipelineConfig::parse(&format!("{EXAMPLE}{extra}"), Path::new("/p"));
+        let config = limit("  max_ratio: 0.25\n").unwrap();
+        let expected = FailureRateLimit { max_ratio: 0.25, window: 1000 };
+        assert_eq!(config.dead_letter.unwrap().failure_rate_limit(), Ok(Some(expected)));
+        assert_eq!(expected.allowed_failures(), 250);
+        let config = limit("  max_ratio: 0.5\n  window: 40\n").unwrap();
+        let expected = FailureRateLimit { max_ratio: 0.5, window: 40 };
+        assert_eq!(config.dead_letter.unwrap().failure_rate_limit(), Ok(Some(expected)));
+        assert_eq!(limit("").unwrap().dead_letter.unwrap().failure_rate_limit(), Ok(None));
+        for (extra, problem) in [
+            ("  max_ratio: 1.5\n", "dead_letter.max_ratio: must be more than 0 and less than 1, got 1.5"),
+            ("  max_ratio: 0\n", "dead_letter.max_ratio: must be more than 0 and less than 1, got 0"),
+            ("  max_ratio: 0.5\n  window: 0\n", "dead_letter.window: must be at least 1"),
+            ("  window: 10\n", "dead_letter.window: needs max_ratio (the share of failures that stops the run)"),
+        ] {
+            assert_eq!(limit(extra).unwrap_err().to_string(), problem, "{extra}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::plugin::bindings::{InputPort, ValueFormat};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 use crate::registry::PluginResolver;
 
+pub mod breaker;
 pub mod delivery;
 pub mod diff;
 pub mod dry_run;

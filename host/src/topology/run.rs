@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::breaker::{Breaker, FailureRateLimit};
 use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
@@ -42,6 +43,8 @@ pub struct RunSettings {
     /// Extra librdkafka properties.
     pub properties: Vec<(String, String)>,
     pub dead_letter_topic: Option<String>,
+    /// Stop when too many of the last records failed (`dead_letter.max_ratio`).
+    pub failure_rate_limit: Option<FailureRateLimit>,
     /// Where stateful processors keep their local stores.
     pub state_dir: PathBuf,
 }
@@ -139,6 +142,11 @@ pub enum RunError {
         #[source]
         source: Box<ChangelogError>,
     },
+    #[error(
+        "{failed} of the last {window} records failed, more than dead_letter.max_ratio {max_ratio} allows; \
+         stopped, with those records not committed, so a fixed pipeline reads them again. Last failure: {last}"
+    )]
+    TooManyFailures { failed: usize, window: usize, max_ratio: f64, last: String },
     /// A batch could not be carried out (boxed: errors stay small on the happy path).
     #[error(transparent)]
     Batch(Box<ExecuteError<OutboxError>>),
@@ -212,6 +220,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
 
     let mut stats = RunStats::default();
     let mut delivered: HashMap<(usize, i32), i64> = HashMap::new();
+    let mut breaker = settings.failure_rate_limit.map(Breaker::new);
+    let mut tripped = None;
     let mut batch = Vec::with_capacity(settings.batch_size);
     while !stop.load(Ordering::Relaxed) {
         source.poll(settings.batch_size, stop, &mut batch)?;
@@ -225,6 +235,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
                 id,
                 produced: 0,
                 dead_lettered: 0,
+                failed: Vec::new(),
                 sent: 0,
                 metrics: metrics.as_deref(),
             };
@@ -239,11 +250,20 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
                 metrics.publish(executor.counts(), batch.len());
             }
             tracker.seal(id, outbox.sent);
+            if let Some(breaker) = &mut breaker {
+                tripped = count_failures(breaker, &batch, outbox.failed);
+            }
             batch.clear();
+            if tripped.is_some() {
+                break;
+            }
             tracker.wait_for_room(MAX_BATCHES_IN_FLIGHT);
         }
         tracker.collect_completed(&mut delivered)?;
-        source.acknowledge(&delivered, false)?;
+        match &breaker {
+            Some(breaker) => source.acknowledge(&breaker.committable(&delivered), false)?,
+            None => source.acknowledge(&delivered, false)?,
+        }
         // Lag asks the broker: now and then, and only when someone looks (metrics, status line).
         let lags = if (metrics.is_some() || settings.status_line) && last_lag_check.elapsed() >= LAG_INTERVAL {
             last_lag_check = std::time::Instant::now();
@@ -290,6 +310,11 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     sink.flush(Duration::from_secs(60))?;
     tracker.wait_for_room(1);
     tracker.collect_completed(&mut delivered)?;
+    if let (Some(breaker), Some(error)) = (&breaker, tripped) {
+        // The dead letters of the window are out (to look at); its offsets stay uncommitted.
+        source.acknowledge(&breaker.committable(&delivered), true)?;
+        return Err(error);
+    }
     source.acknowledge(&delivered, true)?;
     for (node, changelog) in executor.topology().processors.iter().zip(&routes.changelogs) {
         if let (Some(store), Some(changelog)) = (node.instance.attached_state(), changelog) {
@@ -304,6 +329,32 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         "pipeline stopped"
     );
     Ok(stats)
+}
+
+/// Count a batch's records, in order, against the failure-rate window: the error to stop with
+/// when the window holds too many failures. `failed` are the indexes of the records that went
+/// to dead letters, with the reason, in the order they did.
+fn count_failures<R: InputRecord>(
+    breaker: &mut Breaker,
+    batch: &[R],
+    failed: Vec<(usize, String)>,
+) -> Option<RunError> {
+    let mut failures = failed.iter().map(|(origin, _)| *origin).collect::<Vec<_>>();
+    failures.sort_unstable();
+    for (index, record) in batch.iter().enumerate() {
+        let is_failed = failures.binary_search(&index).is_ok();
+        if breaker.record((record.source(), record.partition()), record.position(), is_failed) {
+            let (failed_count, window) = breaker.failures();
+            let last = failed.into_iter().rev().find(|(origin, _)| *origin <= index).map(|(_, why)| why);
+            return Some(RunError::TooManyFailures {
+                failed: failed_count,
+                window,
+                max_ratio: breaker.limit().max_ratio,
+                last: last.unwrap_or_default(),
+            });
+        }
+    }
+    None
 }
 
 /// Fail early, with a clear message, when a topic the pipeline needs does not exist. Returns
@@ -396,6 +447,8 @@ struct Outbox<'a, S: Sink, R: InputRecord> {
     id: BatchId,
     produced: u64,
     dead_lettered: u64,
+    /// The records that went to dead letters (index in the batch) and why, for the breaker.
+    failed: Vec<(usize, String)>,
     /// Records handed to the sink, of every kind: the deliveries the batch waits for.
     sent: u64,
     metrics: Option<&'a PipelineMetrics>,
@@ -447,6 +500,7 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
         };
         self.send_to(Destination { topic: dead_letter_topic, partition: None }, record)?;
         self.dead_lettered += 1;
+        self.failed.push((origin, failure.to_string()));
         if let Some(metrics) = self.metrics {
             let component = failure.processor.as_deref().unwrap_or(&self.routes.source_ids[consumed.source()]);
             metrics.dead_lettered(component, failure.stage);
