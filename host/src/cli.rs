@@ -43,6 +43,10 @@ pub enum Command {
         /// Where stateful processors keep local state, overriding the file's `state_dir`.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// A stable name of this instance among the pipeline's instances (Kafka static
+        /// membership: a restart within the session timeout keeps its partitions, no rebalance).
+        #[arg(long, env = "MESHHOST_INSTANCE_ID")]
+        instance_id: Option<String>,
         /// Schema Registry URL, overriding the file's `schema_registry.url`.
         #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
         schema_registry: Option<String>,
@@ -551,6 +555,7 @@ fn execute(command: Command) -> Result<(), CliError> {
             bootstrap_servers,
             registry,
             state_dir,
+            instance_id,
             schema_registry,
             catalog,
             metrics_listen,
@@ -564,6 +569,7 @@ fn execute(command: Command) -> Result<(), CliError> {
             if let Some(state_dir) = state_dir {
                 settings.state_dir = state_dir;
             }
+            settings.instance_id = instance_id;
             if metrics_listen.is_some() {
                 settings.metrics_listen = metrics_listen;
             }
@@ -710,6 +716,7 @@ pub fn run_settings(config: &PipelineConfig, bootstrap_servers: Option<String>) 
         batch_size: config.kafka.batch_size.unwrap_or(1024).max(1),
         properties: config.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         dead_letter_topic: config.dead_letter.as_ref().map(|d| d.topic.clone()),
+        instance_id: None,
         // Checked when the file was loaded.
         failure_rate_limit: config.dead_letter.as_ref().and_then(|d| d.failure_rate_limit().ok().flatten()),
         state_dir: config.state_dir(),

@@ -23,14 +23,14 @@ fn joined_schema() -> String {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Inner,
     Left,
 }
 
 /// One input event: an upsert (value) or a delete (tombstone) on a side.
 #[derive(Clone)]
-enum Event {
+pub(crate) enum Event {
     Movie(String, Option<(String, i32)>),
     Talent(String, Option<Vec<String>>),
 }
@@ -56,7 +56,7 @@ fn encode(schema: &str, value: Value) -> Vec<u8> {
 
 /// A deterministic mix over `keys` keys: inserts on both sides in both orders (right before
 /// left for some), updates, deletes on either side, left-only and right-only keys.
-fn events(keys: usize) -> Vec<Event> {
+pub(crate) fn events(keys: usize) -> Vec<Event> {
     let mut events = Vec::new();
     let mut seed: u64 = 0x5eed;
     let mut next = move || {
@@ -104,7 +104,7 @@ fn events(keys: usize) -> Vec<Event> {
 }
 
 /// The join computed independently: final table per side, then f(left, right) per key.
-fn reference(events: &[Event], kind: Kind) -> BTreeMap<String, Option<Value>> {
+pub(crate) fn reference(events: &[Event], kind: Kind) -> BTreeMap<String, Option<Value>> {
     let mut movies: BTreeMap<String, (String, i32)> = BTreeMap::new();
     let mut talents: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut keys = BTreeSet::new();
@@ -145,34 +145,28 @@ fn reference(events: &[Event], kind: Kind) -> BTreeMap<String, Option<Value>> {
         .collect()
 }
 
-struct JoinSetup {
-    dir: tempfile::TempDir,
-    pipeline: PathBuf,
-    group: String,
-    movies: String,
-    talents: String,
-    output: String,
+pub(crate) struct JoinSetup {
+    pub dir: tempfile::TempDir,
+    pub pipeline: PathBuf,
+    pub group: String,
+    pub movies: String,
+    pub talents: String,
+    pub output: String,
 }
 
 fn setup(events: &[Event], kind: Kind) -> JoinSetup {
+    setup_with(events, kind, 3, "")
+}
+
+/// Topics of `partitions` partitions holding `events`, and the join's pipeline file, with
+/// `kafka_section` (e.g. `kafka:\n  properties: {...}\n`) added.
+pub(crate) fn setup_with(events: &[Event], kind: Kind, partitions: i32, kafka_section: &str) -> JoinSetup {
     let movies = unique("join-movies");
     let talents = unique("join-talents");
     let output = unique("join-out");
-    create_topic(&movies, 3);
-    create_topic(&talents, 3);
-    create_topic(&output, 3);
-    let mut movie_records = Vec::new();
-    let mut talent_records = Vec::new();
-    for event in events {
-        match event {
-            Event::Movie(k, v) => movie_records
-                .push((Some(k.clone().into_bytes()), v.as_ref().map(|(t, y)| encode(MOVIE, movie_value(k, t, *y))))),
-            Event::Talent(k, v) => talent_records
-                .push((Some(k.clone().into_bytes()), v.as_ref().map(|n| encode(TALENT, talent_value(k, n))))),
-        }
-    }
-    produce(&movies, &movie_records);
-    produce(&talents, &talent_records);
+    create_topic(&movies, partitions);
+    create_topic(&talents, partitions);
+    create_topic(&output, partitions);
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("movie.avsc"), MOVIE).unwrap();
@@ -183,15 +177,33 @@ fn setup(events: &[Event], kind: Kind) -> JoinSetup {
     std::fs::write(
         &pipeline,
         format!(
-            "name: {name}\nstate_dir: ./state\nsources:\n  movies:\n    topic: {movies}\n    format: avro\n    schema: movie.avsc\n  talents:\n    topic: {talents}\n    format: avro\n    schema: talent.avsc\nprocessors:\n  enriched:\n    uses: mesh/join@0.1\n    inputs: [movies, talents]\n    with:\n      left_key: id\n      right_key: movie_id\n      kind: {kind}\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [enriched]\n"
+            "name: {name}\n{kafka_section}state_dir: ./state\nsources:\n  movies:\n    topic: {movies}\n    format: avro\n    schema: movie.avsc\n  talents:\n    topic: {talents}\n    format: avro\n    schema: talent.avsc\nprocessors:\n  enriched:\n    uses: mesh/join@0.1\n    inputs: [movies, talents]\n    with:\n      left_key: id\n      right_key: movie_id\n      kind: {kind}\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [enriched]\n"
         ),
     )
     .unwrap();
-    JoinSetup { dir, pipeline, group: format!("meshhost-{name}"), movies, talents, output }
+    let setup = JoinSetup { dir, pipeline, group: format!("meshhost-{name}"), movies, talents, output };
+    produce_events(&setup, events);
+    setup
+}
+
+/// Write `events` to the movies and talents topics.
+pub(crate) fn produce_events(setup: &JoinSetup, events: &[Event]) {
+    let mut movie_records = Vec::new();
+    let mut talent_records = Vec::new();
+    for event in events {
+        match event {
+            Event::Movie(k, v) => movie_records
+                .push((Some(k.clone().into_bytes()), v.as_ref().map(|(t, y)| encode(MOVIE, movie_value(k, t, *y))))),
+            Event::Talent(k, v) => talent_records
+                .push((Some(k.clone().into_bytes()), v.as_ref().map(|n| encode(TALENT, talent_value(k, n))))),
+        }
+    }
+    produce(&setup.movies, &movie_records);
+    produce(&setup.talents, &talent_records);
 }
 
 /// The output topic read as a changelog: the last value per key (None for a tombstone).
-fn changelog(topic: &str) -> BTreeMap<String, Option<Value>> {
+pub(crate) fn changelog(topic: &str) -> BTreeMap<String, Option<Value>> {
     let schema = joined_schema();
     let mut last = BTreeMap::new();
     let mut records = read(topic, usize::MAX, Duration::from_secs(3));
@@ -203,7 +215,7 @@ fn changelog(topic: &str) -> BTreeMap<String, Option<Value>> {
     last
 }
 
-fn wait_for_commits(group: &str, topics: &[&str]) {
+pub(crate) fn wait_for_commits(group: &str, topics: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let done = topics.iter().all(|topic| {
@@ -219,7 +231,7 @@ fn wait_for_commits(group: &str, topics: &[&str]) {
     }
 }
 
-fn assert_join(actual: &BTreeMap<String, Option<Value>>, expected: &BTreeMap<String, Option<Value>>) {
+pub(crate) fn assert_join(actual: &BTreeMap<String, Option<Value>>, expected: &BTreeMap<String, Option<Value>>) {
     let mut wrong = Vec::new();
     for (key, want) in expected {
         let got = actual.get(key).cloned().flatten();

@@ -11,6 +11,7 @@ mod pipeline;
 mod registry;
 mod reset;
 mod scaffold;
+mod scale;
 mod schema_registry;
 mod support;
 mod testkit;

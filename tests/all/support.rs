@@ -93,6 +93,15 @@ impl TestRecord {
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 pub fn produce(topic: &str, records: &[KeyValue]) {
+    produce_into(topic, None, records)
+}
+
+/// Produce `records` into one partition of `topic`.
+pub fn produce_to_partition(topic: &str, partition: i32, records: &[KeyValue]) {
+    produce_into(topic, Some(partition), records)
+}
+
+fn produce_into(topic: &str, partition: Option<i32>, records: &[KeyValue]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("partitioner", "murmur2_random")
@@ -107,6 +116,9 @@ pub fn produce(topic: &str, records: &[KeyValue]) {
         }
         if let Some(value) = value {
             record = record.payload(value.as_slice());
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         loop {
             match producer.send(record) {
@@ -266,9 +278,15 @@ pub struct Stopped {
 }
 
 pub fn start_run(pipeline: &Path) -> Running {
+    start_run_with(pipeline, &[])
+}
+
+/// `meshhost run` with extra arguments (`--state-dir`, `--instance-id` ...).
+pub fn start_run_with(pipeline: &Path, extra: &[&str]) -> Running {
     let log = tempfile::NamedTempFile::new().expect("log file");
     let child = Command::new(MESHHOST)
         .args(["run", pipeline.to_str().unwrap(), "--bootstrap-servers", broker()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log.reopen().expect("log file"))
         .spawn()
@@ -277,6 +295,11 @@ pub fn start_run(pipeline: &Path) -> Running {
 }
 
 impl Running {
+    /// The log so far.
+    pub fn log_so_far(&self) -> String {
+        self.log_text()
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) -> Stopped {
         let mut child = self.child.take().unwrap();

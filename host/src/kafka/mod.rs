@@ -9,10 +9,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 mod quiet;
+mod rebalance;
 mod sink;
 mod source;
 
 pub use quiet::QuietContext;
+pub use rebalance::{RebalanceHandler, SourceContext, TopicPartition};
 
 pub use sink::{DeliveredCounts, KafkaSink};
 pub use source::{owned_record, KafkaRecord, KafkaSource};

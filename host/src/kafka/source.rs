@@ -1,5 +1,5 @@
 //! The Kafka source: one consumer in the pipeline's consumer group, subscribed to every source
-//! topic, with manual commits of delivered offsets only.
+//! topic, with manual commits of delivered offsets only, of partitions it owns.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use meshhost_sdk::Header;
 
-use super::QuietContext;
+use super::rebalance::{SourceContext, TopicPartition};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -19,7 +19,7 @@ use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 
 /// The pipeline's Kafka sources, read through one consumer.
 pub struct KafkaSource {
-    consumer: BaseConsumer<QuietContext>,
+    consumer: BaseConsumer<SourceContext>,
     /// Topic of each pipeline source, by source index.
     topics: Vec<String>,
     /// Per source index, the first source index reading the same topic: commits are per topic,
@@ -102,12 +102,12 @@ impl KafkaSource {
             // 2.4-2.9x throughput at 10 ms (scripts/bench.sh).
             config.set("fetch.queue.backoff.ms", "10");
         }
-        let consumer: BaseConsumer<QuietContext> = config
+        let consumer: BaseConsumer<SourceContext> = config
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create_with_context(QuietContext::default())
+            .create_with_context(SourceContext::default())
             .map_err(|e| client_error("cannot create the Kafka consumer", e))?;
         let bootstrap_servers = client.get("bootstrap.servers").unwrap_or_default().to_string();
         let topic_key = topics.iter().map(|topic| topics.iter().position(|t| t == topic).unwrap_or(0)).collect();
@@ -154,8 +154,29 @@ impl KafkaSource {
         self.consumer.assignment().is_ok_and(|assignment| assignment.count() > 0)
     }
 
-    pub fn consumer(&self) -> &BaseConsumer<QuietContext> {
+    /// The partitions owned and held, and the rebalance handler.
+    pub fn context(&self) -> &SourceContext {
+        self.consumer.context()
+    }
+
+    pub fn consumer(&self) -> &BaseConsumer<SourceContext> {
         &self.consumer
+    }
+
+    /// Resume held partitions (their state is restored): read on from where they were paused,
+    /// or from the first record dropped while they were held.
+    pub fn resume(&self, partitions: &[TopicPartition]) -> Result<(), SourceError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition(topic, *partition);
+        }
+        self.consumer.resume(&list).map_err(|e| client_error("cannot resume partitions", e))?;
+        for ((topic, partition), offset) in self.consumer.context().release(partitions) {
+            self.consumer
+                .seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+                .map_err(|e| client_error("cannot seek a resumed partition", e))?;
+        }
+        Ok(())
     }
 
     /// Join the consumer group on the source topics.
@@ -173,9 +194,19 @@ impl Source for KafkaSource {
 
     fn poll<'a>(&'a self, max: usize, stop: &AtomicBool, batch: &mut Vec<KafkaRecord<'a>>) -> Result<(), SourceError> {
         let mut timeout = Duration::from_millis(100);
+        let context = self.consumer.context();
+        let epoch = context.epoch();
         while batch.len() < max && !stop.load(Ordering::Relaxed) {
-            match self.consumer.poll(timeout) {
+            let polled = self.consumer.poll(timeout);
+            if context.epoch() != epoch {
+                // A rebalance ran inside poll: what was read before belongs to partitions
+                // committed and handed over (or reassigned, to be read again from the commit).
+                batch.clear();
+                break;
+            }
+            match polled {
                 None => break,
+                Some(Ok(message)) if context.is_held(message.topic(), message.partition(), message.offset()) => {}
                 Some(Ok(message)) => {
                     let mut sources =
                         self.topics.iter().enumerate().filter(|(_, topic)| *topic == message.topic()).map(|(i, _)| i);
@@ -204,7 +235,11 @@ impl Source for KafkaSource {
         // Two sources on one topic read the same records; a partition's offset is safe when it
         // is safe for both.
         let mut next: HashMap<SourcePartition, i64> = HashMap::new();
+        let context = self.consumer.context();
         for (&(source, partition), &position) in positions {
+            if !context.owns(&self.topics[source], partition) {
+                continue; // another member's now: committing would move its offset
+            }
             let offset = next.entry((self.topic_key[source], partition)).or_insert(position + 1);
             *offset = (*offset).min(position + 1);
         }

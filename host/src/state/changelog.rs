@@ -1,6 +1,7 @@
 //! The changelog of a processor's state: a compacted Kafka topic, partition = input partition,
-//! that every state write is mirrored to. Opening a store brings it up to date from the
-//! changelog; a clean shutdown records, per partition, the changelog end the store matches.
+//! that every state write is mirrored to. A partition is brought up to date from the changelog
+//! when it is assigned; closing it cleanly (revoke, shutdown) records the changelog end the
+//! store matches, so that the next owner on this machine need not replay it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,16 +47,12 @@ pub enum ChangelogError {
     Create(#[from] crate::kafka::CreateTopicError),
 }
 
-/// Open the local store at `store_path` and bring it up to date with `changelog` (created if
-/// missing): a partition whose store was not left by a clean shutdown at the changelog's current
-/// end is rebuilt from the changelog. Until the next clean shutdown the store is marked dirty.
-pub fn open_with_changelog(
+/// Open the local store at `store_path`, creating the changelog topic if missing. Partitions
+/// are brought up to date when they are assigned ([`restore`]).
+pub fn open_store(
     bootstrap_servers: &str,
-    group_id: &str,
     store_path: &Path,
-    processor: &str,
     changelog: &Changelog,
-    restored: &dyn Fn(u64),
 ) -> Result<Arc<StateStore>, ChangelogError> {
     crate::kafka::ensure_topic(
         bootstrap_servers,
@@ -63,52 +60,62 @@ pub fn open_with_changelog(
         changelog.partitions,
         &[("cleanup.policy", "compact")],
     )?;
-    let store = Arc::new(StateStore::open(store_path)?);
+    Ok(Arc::new(StateStore::open(store_path)?))
+}
+
+/// A reader of changelogs, for [`restore`].
+pub fn reader(bootstrap_servers: &str, group_id: &str) -> Result<BaseConsumer, KafkaError> {
+    crate::kafka::client_config(bootstrap_servers, &[])
+        .set("group.id", format!("{group_id}-restore"))
+        .set("enable.auto.commit", "false")
+        .create()
+}
+
+/// What became of a partition's restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The store was left clean at the changelog's current end: nothing to replay.
+    UpToDate,
+    /// Rebuilt from this many changelog records.
+    Replayed(u64),
+    /// Given up because `cancelled` said so (the partition was revoked meanwhile).
+    Cancelled,
+}
+
+/// Bring `partition` of the store up to date with the changelog: kept when the store was left
+/// clean at the changelog's current end, else cleared and rebuilt from it. Then the partition is
+/// marked dirty (not to be trusted on its own) until it is closed cleanly again ([`mark_clean`]).
+pub fn restore(
+    reader: &BaseConsumer,
+    store: &StateStore,
+    changelog: &Changelog,
+    partition: i32,
+    cancelled: &dyn Fn() -> bool,
+    restored: &dyn Fn(u64),
+) -> Result<Restored, ChangelogError> {
     let kafka = |what: &'static str| {
         let topic = changelog.topic.clone();
         move |source| ChangelogError::Kafka { topic, what, source }
     };
-    let reader: BaseConsumer = crate::kafka::client_config(bootstrap_servers, &[])
-        .set("group.id", format!("{group_id}-restore"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(kafka("cannot create a reader"))?;
-    let mut restored_before = 0;
-    for partition in 0..changelog.partitions {
-        let (low, high) = reader
-            .fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10))
-            .map_err(kafka("cannot read its end offsets"))?;
-        if store.clean_end(partition as u32)? == Some(high) {
-            tracing::info!(
-                processor,
-                partition,
-                keys = store.len(partition as u32)?,
-                "local state is up to date with the changelog"
-            );
-            continue;
-        }
-        let started = Instant::now();
+    let (low, high) = reader
+        .fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10))
+        .map_err(kafka("cannot read its end offsets"))?;
+    let outcome = if store.clean_end(partition as u32)? == Some(high) {
+        Restored::UpToDate
+    } else {
         store.clear(partition as u32)?;
-        let records = restore_partition(&reader, &store, &changelog.topic, partition, low, high, &|n| {
-            restored(restored_before + n)
-        })?;
-        restored_before += records;
-        tracing::info!(
-            processor,
-            partition,
-            keys = store.len(partition as u32)?,
-            changelog_records = records,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "restored state from the changelog"
-        );
-    }
-    // Until the next clean shutdown, the local store is not to be trusted on its own.
-    let dirty: Vec<(u32, Option<i64>)> = (0..changelog.partitions as u32).map(|p| (p, None)).collect();
-    store.set_clean_ends(&dirty)?;
-    Ok(store)
+        match restore_partition(reader, store, &changelog.topic, partition, low, high, cancelled, restored)? {
+            Some(records) => Restored::Replayed(records),
+            None => return Ok(Restored::Cancelled),
+        }
+    };
+    store.set_clean_ends(&[(partition as u32, None)])?;
+    Ok(outcome)
 }
 
-/// Replay changelog partition `partition` (offsets `low..high`) into the store.
+/// Replay changelog partition `partition` (offsets `low..high`) into the store: the records
+/// replayed, or `None` when `cancelled` stopped it.
+#[allow(clippy::too_many_arguments)]
 fn restore_partition(
     reader: &BaseConsumer,
     store: &StateStore,
@@ -116,10 +123,11 @@ fn restore_partition(
     partition: i32,
     low: i64,
     high: i64,
+    cancelled: &dyn Fn() -> bool,
     restored: &dyn Fn(u64),
-) -> Result<u64, ChangelogError> {
+) -> Result<Option<u64>, ChangelogError> {
     if high <= low {
-        return Ok(0);
+        return Ok(Some(0));
     }
     let kafka = |what: &'static str| move |source| ChangelogError::Kafka { topic: topic.to_string(), what, source };
     let mut assignment = TopicPartitionList::new();
@@ -139,6 +147,10 @@ fn restore_partition(
                 if writes.len() >= 10_000 {
                     store.apply(partition as u32, &std::mem::take(&mut writes))?;
                     restored(records);
+                    if cancelled() {
+                        reader.unassign().map_err(kafka("cannot unassign"))?;
+                        return Ok(None);
+                    }
                 }
                 if message.offset() >= high - 1 {
                     break;
@@ -154,18 +166,20 @@ fn restore_partition(
     store.apply(partition as u32, &writes)?;
     restored(records);
     reader.unassign().map_err(kafka("cannot unassign"))?;
-    Ok(records)
+    Ok(Some(records))
 }
 
-/// After a clean shutdown: record that the local store matches the changelog's end. `consumer`
-/// is any connected consumer (for the end offsets).
+/// When `partitions` are closed cleanly (revoked, or at shutdown, with every write delivered):
+/// record that the local store matches the changelog's end. `consumer` is any connected consumer
+/// (for the end offsets).
 pub fn mark_clean<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     store: &StateStore,
     changelog: &Changelog,
+    partitions: &[i32],
 ) -> Result<(), ChangelogError> {
     let mut ends = Vec::new();
-    for partition in 0..changelog.partitions {
+    for &partition in partitions {
         let (_, high) =
             consumer.fetch_watermarks(&changelog.topic, partition, Duration::from_secs(10)).map_err(|source| {
                 ChangelogError::Kafka { topic: changelog.topic.clone(), what: "cannot read its end offsets", source }

@@ -2,9 +2,10 @@
 //! compacted changelog topic in Kafka.
 //!
 //! The changelog is the source of truth. The local store (redb) is a cache of it that is
-//! trusted only after a clean shutdown that recorded, per partition, the changelog's end offset;
-//! when the store is missing, or was left by a crash, or the changelog moved on, the partition's
-//! state is rebuilt from the changelog at start. So a fresh machine rebuilds the same state, and
+//! trusted only after a clean close (revoke or shutdown) that recorded, per partition, the
+//! changelog's end offset; when the store is missing, or was left by a crash, or the changelog
+//! moved on (another instance owned the partition meanwhile), the partition's state is rebuilt
+//! from the changelog when it is assigned. So a fresh machine rebuilds the same state, and
 //! local writes need no fsync of their own.
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
 mod changelog;
 
-pub use changelog::{mark_clean, open_with_changelog, Changelog, ChangelogError};
+pub use changelog::{mark_clean, open_store, reader, restore, Changelog, ChangelogError, Restored};
 
 /// Entries: key = partition (u32, big-endian) ++ the processor's key.
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");

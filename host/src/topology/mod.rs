@@ -21,6 +21,7 @@ pub mod diff;
 pub mod dry_run;
 pub mod execute;
 pub mod failure;
+pub mod handover;
 pub mod run;
 pub mod schema_registry;
 

@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::breaker::{Breaker, FailureRateLimit};
 use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
+use super::handover::{Handover, StatefulProcessor};
 use super::schema_registry::SinkSchemaError;
 use super::Topology;
 use crate::config::Problems;
@@ -24,7 +25,7 @@ use crate::kafka::{DeliveredCounts, KafkaSink, KafkaSource};
 use crate::observe::PipelineMetrics;
 use crate::plugin::batch::Record;
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
-use crate::source::{InputRecord, Source, SourceError};
+use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 use crate::state::{Changelog, ChangelogError, StateWrites};
 
 /// Settings of one run.
@@ -43,6 +44,8 @@ pub struct RunSettings {
     /// Extra librdkafka properties.
     pub properties: Vec<(String, String)>,
     pub dead_letter_topic: Option<String>,
+    /// This instance's `group.instance.id` (static membership), if given.
+    pub instance_id: Option<String>,
     /// Stop when too many of the last records failed (`dead_letter.max_ratio`).
     pub failure_rate_limit: Option<FailureRateLimit>,
     /// Where stateful processors keep their local stores.
@@ -147,6 +150,11 @@ pub enum RunError {
          stopped, with those records not committed, so a fixed pipeline reads them again. Last failure: {last}"
     )]
     TooManyFailures { failed: usize, window: usize, max_ratio: f64, last: String },
+    #[error("state directory {path}: {reason}")]
+    StateDirInUse { path: String, reason: String },
+    /// The group's assignment cannot be run, or state could not be restored.
+    #[error("{0}")]
+    Handover(String),
     /// A batch could not be carried out (boxed: errors stay small on the happy path).
     #[error(transparent)]
     Batch(Box<ExecuteError<OutboxError>>),
@@ -162,14 +170,18 @@ impl From<ExecuteError<OutboxError>> for RunError {
 pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Result<RunStats, RunError> {
     let client = crate::kafka::client_config(&settings.bootstrap_servers, &settings.properties);
     let source_topics: Vec<String> = topology.sources.iter().map(|s| s.topic.clone()).collect();
-    let source = KafkaSource::new(&client, &settings.group_id, source_topics.clone())?;
+    let mut consumer_client = client.clone();
+    if let Some(instance_id) = &settings.instance_id {
+        consumer_client.set("group.instance.id", instance_id);
+    }
+    let source = KafkaSource::new(&consumer_client, &settings.group_id, source_topics.clone())?;
     let tracker = Arc::new(DeliveryTracker::default());
     let sink_topics: Vec<String> = topology.sinks.iter().map(|s| s.topic.clone()).collect();
     let sink_deliveries = Arc::new(match settings.metrics_listen {
         Some(_) => DeliveredCounts::for_topics(sink_topics.clone()),
         None => DeliveredCounts::default(),
     });
-    let sink = KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?;
+    let sink = Arc::new(KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?);
 
     let partition_counts = check_topics(&source, &topology, settings)?;
     match topology.register_sink_schemas() {
@@ -202,7 +214,25 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     if let Some(taps) = taps {
         executor.observe_edges(taps);
     }
-    let changelogs = open_state(&mut executor, settings, &partition_counts, metrics.as_deref())?;
+    let (stateful, _state_lock) = open_state(&mut executor, settings, &partition_counts)?;
+    let changelogs = executor
+        .topology()
+        .processors
+        .iter()
+        .enumerate()
+        .map(|(index, _)| stateful.iter().find(|s| s.index == index).map(|s| s.changelog.clone()))
+        .collect();
+    let delivered: Arc<Mutex<HashMap<SourcePartition, i64>>> = Arc::default();
+    let handover = Arc::new(Handover::start(
+        sink.clone(),
+        tracker.clone(),
+        delivered.clone(),
+        source_topics.clone(),
+        stateful,
+        metrics.clone(),
+        (&settings.bootstrap_servers, &settings.group_id),
+    ));
+    source.context().set_handler(handover.clone());
     let routes = Routes {
         source_ids: executor.topology().sources.iter().map(|s| s.id.clone()).collect(),
         source_topics,
@@ -219,17 +249,26 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let mut last_lag_check = std::time::Instant::now() - LAG_INTERVAL;
 
     let mut stats = RunStats::default();
-    let mut delivered: HashMap<(usize, i32), i64> = HashMap::new();
     let mut breaker = settings.failure_rate_limit.map(Breaker::new);
     let mut tripped = None;
     let mut batch = Vec::with_capacity(settings.batch_size);
     while !stop.load(Ordering::Relaxed) {
         source.poll(settings.batch_size, stop, &mut batch)?;
+        if let Some(problem) = handover.problem() {
+            return Err(RunError::Handover(problem));
+        }
+        let restored = handover.take_restored();
+        if !restored.is_empty() {
+            let owned = source.context().owned();
+            let partitions: Vec<_> = restored.iter().flat_map(|&p| handover.stateful_partitions(&owned, p)).collect();
+            tracing::info!(?partitions, "state restored: resuming");
+            source.resume(&partitions)?;
+        }
         if !batch.is_empty() {
             stats.consumed += batch.len() as u64;
             let id = tracker.begin(last_positions(&batch));
             let mut outbox = Outbox {
-                sink: &sink,
+                sink: &*sink,
                 routes: &routes,
                 batch: &batch,
                 id,
@@ -259,11 +298,15 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             }
             tracker.wait_for_room(MAX_BATCHES_IN_FLIGHT);
         }
-        tracker.collect_completed(&mut delivered)?;
-        match &breaker {
-            Some(breaker) => source.acknowledge(&breaker.committable(&delivered), false)?,
-            None => source.acknowledge(&delivered, false)?,
-        }
+        let delivered = {
+            let mut delivered = delivered.lock().unwrap();
+            tracker.collect_completed(&mut delivered)?;
+            match &breaker {
+                Some(breaker) => breaker.committable(&delivered),
+                None => delivered.clone(),
+            }
+        };
+        source.acknowledge(&delivered, false)?;
         // Lag asks the broker: now and then, and only when someone looks (metrics, status line).
         let lags = if (metrics.is_some() || settings.status_line) && last_lag_check.elapsed() >= LAG_INTERVAL {
             last_lag_check = std::time::Instant::now();
@@ -276,7 +319,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         summary.tick(&stats, total_lag);
         if let Some(metrics) = &metrics {
             // Ready: state restored (before the loop), partitions assigned, producing.
-            if !ready && source.is_assigned() {
+            if !ready && source.is_assigned() && !source.context().holds_any() {
                 ready = true;
                 metrics.set_ready(true);
             }
@@ -309,19 +352,18 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     tracing::info!("stopping: draining in-flight records");
     sink.flush(Duration::from_secs(60))?;
     tracker.wait_for_room(1);
-    tracker.collect_completed(&mut delivered)?;
+    let delivered = {
+        let mut delivered = delivered.lock().unwrap();
+        tracker.collect_completed(&mut delivered)?;
+        delivered.clone()
+    };
     if let (Some(breaker), Some(error)) = (&breaker, tripped) {
         // The dead letters of the window are out (to look at); its offsets stay uncommitted.
         source.acknowledge(&breaker.committable(&delivered), true)?;
         return Err(error);
     }
     source.acknowledge(&delivered, true)?;
-    for (node, changelog) in executor.topology().processors.iter().zip(&routes.changelogs) {
-        if let (Some(store), Some(changelog)) = (node.instance.attached_state(), changelog) {
-            crate::state::mark_clean(source.consumer(), store, changelog)
-                .map_err(|source| RunError::State { processor: node.id.clone(), source: Box::new(source) })?;
-        }
-    }
+    handover.close(source.consumer()).map_err(|(processor, source)| RunError::State { processor, source })?;
     tracing::info!(
         consumed = stats.consumed,
         produced = stats.produced,
@@ -378,41 +420,59 @@ fn check_topics(
     Ok(counts)
 }
 
-/// Open the state of every stateful processor, restored from its changelog, and attach it to
-/// the processor's instance. Returns each processor's changelog (`None`: stateless).
+/// Open the local store of every stateful processor (its partitions are restored when they are
+/// assigned) and attach it to the processor's instance. The state directory is locked for the
+/// run: two instances sharing one would corrupt each other's state.
 fn open_state(
     executor: &mut Executor,
     settings: &RunSettings,
     partition_counts: &HashMap<String, usize>,
-    metrics: Option<&PipelineMetrics>,
-) -> Result<Vec<Option<Changelog>>, RunError> {
-    let mut changelogs = Vec::new();
+) -> Result<(Vec<StatefulProcessor>, Option<std::fs::File>), RunError> {
+    let mut stateful = Vec::new();
+    let mut lock = None;
     for (index, node) in executor.topology_mut().processors.iter_mut().enumerate() {
         if !node.instance.is_stateful() {
-            changelogs.push(None);
             continue;
+        }
+        if lock.is_none() {
+            lock = Some(lock_state_dir(&settings.state_dir)?);
         }
         let partitions =
             node.source_topics.iter().filter_map(|t| partition_counts.get(t)).copied().max().unwrap_or(1) as i32;
         let changelog = Changelog::new(&settings.group_id, &node.id, partitions);
         let store_path = settings.state_dir.join(format!("{}.redb", node.id));
-        let store = crate::state::open_with_changelog(
-            &settings.bootstrap_servers,
-            &settings.group_id,
-            &store_path,
-            &node.id,
-            &changelog,
-            &|records| {
-                if let Some(metrics) = metrics {
-                    metrics.set_restored(index, records);
-                }
-            },
-        )
-        .map_err(|source| RunError::State { processor: node.id.clone(), source: Box::new(source) })?;
-        node.instance.attach_state(store);
-        changelogs.push(Some(changelog));
+        let store = crate::state::open_store(&settings.bootstrap_servers, &store_path, &changelog)
+            .map_err(|source| RunError::State { processor: node.id.clone(), source: Box::new(source) })?;
+        node.instance.attach_state(store.clone());
+        stateful.push(StatefulProcessor {
+            index,
+            id: node.id.clone(),
+            store,
+            changelog,
+            topics: node.source_topics.clone(),
+        });
     }
-    Ok(changelogs)
+    Ok((stateful, lock))
+}
+
+/// Lock `state_dir` for this run (released when the returned file is dropped, or the process
+/// ends however it ends).
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+    let in_use = |reason: String| RunError::StateDirInUse { path: state_dir.display().to_string(), reason };
+    std::fs::create_dir_all(state_dir).map_err(|e| in_use(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("meshhost.lock"))
+        .map_err(|e| in_use(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(in_use(
+            "another meshhost run is using it; give every instance its own state directory (--state-dir)".into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(in_use(e.to_string())),
+    }
 }
 
 /// Where the effects of a batch go, by index.
