@@ -160,3 +160,44 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_member_in_the_group() {
     assert_eq!(stopped.log.matches("partitions assigned").count(), 1, "kicked out and reassigned:\n{}", stopped.log);
     join::assert_join(&join::changelog(&setup.output), &join::reference(&events, Kind::Inner));
 }
+
+#[test]
+fn a_static_member_restarted_within_its_session_keeps_its_partitions_without_a_rebalance() {
+    let (input, output, dead_letter) = (unique("static-in"), unique("static-out"), unique("static-dlq"));
+    create_topic(&input, 4);
+    create_topic(&output, 4);
+    create_topic(&dead_letter, 1);
+    let dir = PipelineDir::new();
+    let name = unique("static");
+    let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let group_settings = "kafka:\n  properties: {session.timeout.ms: \"10000\", heartbeat.interval.ms: \"500\"}\n";
+    std::fs::write(&pipeline, text.replacen('\n', &format!("\n{group_settings}"), 1)).unwrap();
+
+    let a = start_run_with(&pipeline, &["--instance-id", "a"]);
+    wait_for_log(&a, "partitions assigned", 1);
+    let b = start_run_with(&pipeline, &["--instance-id", "b"]);
+    wait_for_log(&b, "partitions assigned", 1);
+    std::thread::sleep(Duration::from_secs(1));
+    let revokes_before = a.log_so_far().matches("partitions revoked").count();
+    assert_clean_exit(&b.stop());
+    let b = start_run_with(&pipeline, &["--instance-id", "b"]);
+    wait_for_log(&b, "partitions assigned", 1);
+    let movies = movies::movies(200);
+    let records: Vec<KeyValue> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
+    produce(&input, &records);
+    wait_for_commits(&format!("meshhost-{name}"), &input);
+    assert_eq!(
+        a.log_so_far().matches("partitions revoked").count(),
+        revokes_before,
+        "the restart of b made a give its partitions up:\n{}",
+        a.log_so_far()
+    );
+    assert_clean_exit(&b.stop());
+    assert_clean_exit(&a.stop());
+    let expected: BTreeMap<_, _> = movies.iter().filter(|m| m.is_recent_us()).map(|m| (m.key(), m.slim())).collect();
+    assert_same(
+        &crate::pipeline::by_key(&read(&output, expected.len(), Duration::from_secs(30)), SLIM_SCHEMA),
+        &expected,
+    );
+}
