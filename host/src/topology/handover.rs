@@ -27,6 +27,7 @@ use crate::sink::Sink;
 use crate::source::SourcePartition;
 use crate::state::{Changelog, Restored, StateStore};
 
+use super::breaker::Breaker;
 use super::delivery::DeliveryTracker;
 
 /// A stateful processor's state, as the handover sees it.
@@ -46,6 +47,8 @@ pub struct Handover {
     tracker: Arc<DeliveryTracker>,
     /// Last delivered position per (source, partition): what may be committed.
     delivered: Arc<Mutex<HashMap<SourcePartition, i64>>>,
+    /// The failure-rate window, if any: its records are not committed.
+    breaker: Option<Arc<Mutex<Breaker>>>,
     /// Topic of each source, by source index.
     source_topics: Vec<String>,
     restores: Arc<Restores>,
@@ -82,6 +85,7 @@ impl Handover {
         sink: Arc<KafkaSink>,
         tracker: Arc<DeliveryTracker>,
         delivered: Arc<Mutex<HashMap<SourcePartition, i64>>>,
+        breaker: Option<Arc<Mutex<Breaker>>>,
         source_topics: Vec<String>,
         stateful: Vec<StatefulProcessor>,
         metrics: Option<Arc<PipelineMetrics>>,
@@ -106,7 +110,7 @@ impl Handover {
                 .spawn(move || worker.work(queue, &servers, &group))
                 .expect("cannot start the state restore thread");
         }
-        Handover { sink, tracker, delivered, source_topics, restores, jobs: Mutex::new(jobs) }
+        Handover { sink, tracker, delivered, breaker, source_topics, restores, jobs: Mutex::new(jobs) }
     }
 
     /// Why the run must stop, if it must.
@@ -151,7 +155,10 @@ impl Handover {
 
     /// Commit the delivered offsets of `partitions`, synchronously.
     fn commit(&self, consumer: &BaseConsumer<SourceContext>, partitions: &[TopicPartition]) {
-        let delivered = self.delivered.lock().unwrap();
+        let delivered = match &self.breaker {
+            Some(breaker) => breaker.lock().unwrap().committable(&self.delivered.lock().unwrap()),
+            None => self.delivered.lock().unwrap().clone(),
+        };
         // Two sources may read one topic: its offset is the lower of theirs.
         let mut next: HashMap<&TopicPartition, i64> = HashMap::new();
         for (&(source, partition), &position) in delivered.iter() {

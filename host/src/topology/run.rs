@@ -223,10 +223,13 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         .map(|(index, _)| stateful.iter().find(|s| s.index == index).map(|s| s.changelog.clone()))
         .collect();
     let delivered: Arc<Mutex<HashMap<SourcePartition, i64>>> = Arc::default();
+    // Shared with the handover: a revoke commits no further than the breaker allows either.
+    let breaker = settings.failure_rate_limit.map(|limit| Arc::new(Mutex::new(Breaker::new(limit))));
     let handover = Arc::new(Handover::start(
         sink.clone(),
         tracker.clone(),
         delivered.clone(),
+        breaker.clone(),
         source_topics.clone(),
         stateful,
         metrics.clone(),
@@ -249,7 +252,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let mut last_lag_check = std::time::Instant::now() - LAG_INTERVAL;
 
     let mut stats = RunStats::default();
-    let mut breaker = settings.failure_rate_limit.map(Breaker::new);
+
     let mut tripped = None;
     let mut batch = Vec::with_capacity(settings.batch_size);
     while !stop.load(Ordering::Relaxed) {
@@ -289,8 +292,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
                 metrics.publish(executor.counts(), batch.len());
             }
             tracker.seal(id, outbox.sent);
-            if let Some(breaker) = &mut breaker {
-                tripped = count_failures(breaker, &batch, outbox.failed);
+            if let Some(breaker) = &breaker {
+                tripped = count_failures(&mut breaker.lock().unwrap(), &batch, outbox.failed);
             }
             batch.clear();
             if tripped.is_some() {
@@ -302,7 +305,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             let mut delivered = delivered.lock().unwrap();
             tracker.collect_completed(&mut delivered)?;
             match &breaker {
-                Some(breaker) => breaker.committable(&delivered),
+                Some(breaker) => breaker.lock().unwrap().committable(&delivered),
                 None => delivered.clone(),
             }
         };
@@ -359,7 +362,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     };
     if let (Some(breaker), Some(error)) = (&breaker, tripped) {
         // The dead letters of the window are out (to look at); its offsets stay uncommitted.
-        source.acknowledge(&breaker.committable(&delivered), true)?;
+        source.acknowledge(&breaker.lock().unwrap().committable(&delivered), true)?;
         return Err(error);
     }
     source.acknowledge(&delivered, true)?;
