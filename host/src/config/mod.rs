@@ -740,6 +740,51 @@ dead_letter:
         assert_eq!(config.dead_letter.unwrap().topic, "us-movies-dlq");
     }
 
+    /// Every way `parse` can fail is a problem with a path or a message, never a panic: the
+    /// example with lines dropped, duplicated or garbled, and arbitrary text.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        fn parse_or_say_why(text: &str) -> Result<(), TestCaseError> {
+            if let Err(problems) = PipelineConfig::parse(text, Path::new("/p")) {
+                prop_assert!(!problems.0.is_empty());
+                for problem in &problems.0 {
+                    prop_assert!(!problem.message.trim().is_empty(), "{problems}");
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn mangled_pipeline_files(
+                edits in prop::collection::vec((any::<Index>(), 0..4u8, "[ a-z:\\[\\]{}\\-#'\"\\n]{0,8}"), 1..5),
+            ) {
+                let mut lines: Vec<String> = EXAMPLE.lines().map(str::to_string).collect();
+                for (at, edit, junk) in &edits {
+                    let i = at.index(lines.len().max(1));
+                    match (edit, lines.is_empty()) {
+                        (_, true) => lines.push(junk.clone()),
+                        (0, _) => { lines.remove(i); }
+                        (1, _) => { let line = lines[i].clone(); lines.insert(i, line); }
+                        (2, _) => { let cut = lines[i].len() / 2; lines[i].truncate(cut); lines[i].push_str(junk); }
+                        _ => lines.insert(i, junk.clone()),
+                    }
+                }
+                parse_or_say_why(&lines.join("\n"))?;
+            }
+
+            #[test]
+            fn arbitrary_text(text in "\\PC{0,200}") {
+                parse_or_say_why(&text)?;
+            }
+        }
+    }
+
     #[test]
     fn the_failure_rate_limit_is_checked() {
         let limit = |extra: &str| PipelineConfig::parse(&format!("{EXAMPLE}{extra}"), Path::new("/p"));
