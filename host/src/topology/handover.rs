@@ -41,14 +41,19 @@ pub struct StatefulProcessor {
     pub topics: Vec<String>,
 }
 
+/// What a revoke flushes and commits: the run's producer and delivery bookkeeping.
+pub struct Deliveries {
+    pub sink: Arc<KafkaSink>,
+    pub tracker: Arc<DeliveryTracker>,
+    /// Last delivered position per (source, partition): what may be committed.
+    pub delivered: Arc<Mutex<HashMap<SourcePartition, i64>>>,
+    /// The failure-rate window, if any: its records are not committed.
+    pub breaker: Option<Arc<Mutex<Breaker>>>,
+}
+
 /// The run's side of rebalances.
 pub struct Handover {
-    sink: Arc<KafkaSink>,
-    tracker: Arc<DeliveryTracker>,
-    /// Last delivered position per (source, partition): what may be committed.
-    delivered: Arc<Mutex<HashMap<SourcePartition, i64>>>,
-    /// The failure-rate window, if any: its records are not committed.
-    breaker: Option<Arc<Mutex<Breaker>>>,
+    deliveries: Deliveries,
     /// Topic of each source, by source index.
     source_topics: Vec<String>,
     restores: Arc<Restores>,
@@ -82,10 +87,7 @@ impl Handover {
     /// The handover of a run, with its restore worker started. `bootstrap_servers` and
     /// `group_id` are for the worker's changelog reader.
     pub fn start(
-        sink: Arc<KafkaSink>,
-        tracker: Arc<DeliveryTracker>,
-        delivered: Arc<Mutex<HashMap<SourcePartition, i64>>>,
-        breaker: Option<Arc<Mutex<Breaker>>>,
+        deliveries: Deliveries,
         source_topics: Vec<String>,
         stateful: Vec<StatefulProcessor>,
         metrics: Option<Arc<PipelineMetrics>>,
@@ -110,7 +112,7 @@ impl Handover {
                 .spawn(move || worker.work(queue, &servers, &group))
                 .expect("cannot start the state restore thread");
         }
-        Handover { sink, tracker, delivered, breaker, source_topics, restores, jobs: Mutex::new(jobs) }
+        Handover { deliveries, source_topics, restores, jobs: Mutex::new(jobs) }
     }
 
     /// Why the run must stop, if it must.
@@ -155,9 +157,10 @@ impl Handover {
 
     /// Commit the delivered offsets of `partitions`, synchronously.
     fn commit(&self, consumer: &BaseConsumer<SourceContext>, partitions: &[TopicPartition]) {
-        let delivered = match &self.breaker {
-            Some(breaker) => breaker.lock().unwrap().committable(&self.delivered.lock().unwrap()),
-            None => self.delivered.lock().unwrap().clone(),
+        let Deliveries { delivered, breaker, .. } = &self.deliveries;
+        let delivered = match breaker {
+            Some(breaker) => breaker.lock().unwrap().committable(&delivered.lock().unwrap()),
+            None => delivered.lock().unwrap().clone(),
         };
         // Two sources may read one topic: its offset is the lower of theirs.
         let mut next: HashMap<&TopicPartition, i64> = HashMap::new();
@@ -197,11 +200,11 @@ impl RebalanceHandler for Handover {
         };
         if !lost {
             let started = Instant::now();
-            if let Err(error) = self.sink.flush(Duration::from_secs(30)) {
+            if let Err(error) = self.deliveries.sink.flush(Duration::from_secs(30)) {
                 tracing::warn!(%error, "flushing before a revoke");
             }
             // A delivery failure stays recorded: the run loop stops on it.
-            let _ = self.tracker.collect_completed(&mut self.delivered.lock().unwrap());
+            let _ = self.deliveries.tracker.collect_completed(&mut self.deliveries.delivered.lock().unwrap());
             self.commit(consumer, partitions);
             for processor in &self.restores.stateful {
                 let closed: Vec<i32> = partitions
@@ -218,7 +221,7 @@ impl RebalanceHandler for Handover {
             }
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "revoked partitions handed over");
         }
-        let mut delivered = self.delivered.lock().unwrap();
+        let mut delivered = self.deliveries.delivered.lock().unwrap();
         delivered.retain(|&(source, partition), _| {
             !partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
         });

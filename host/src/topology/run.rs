@@ -17,7 +17,7 @@ use super::breaker::{Breaker, FailureRateLimit};
 use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
-use super::handover::{Handover, StatefulProcessor};
+use super::handover::{Deliveries, Handover, StatefulProcessor};
 use super::schema_registry::SinkSchemaError;
 use super::Topology;
 use crate::config::Problems;
@@ -225,11 +225,14 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let delivered: Arc<Mutex<HashMap<SourcePartition, i64>>> = Arc::default();
     // Shared with the handover: a revoke commits no further than the breaker allows either.
     let breaker = settings.failure_rate_limit.map(|limit| Arc::new(Mutex::new(Breaker::new(limit))));
+    let deliveries = Deliveries {
+        sink: sink.clone(),
+        tracker: tracker.clone(),
+        delivered: delivered.clone(),
+        breaker: breaker.clone(),
+    };
     let handover = Arc::new(Handover::start(
-        sink.clone(),
-        tracker.clone(),
-        delivered.clone(),
-        breaker.clone(),
+        deliveries,
         source_topics.clone(),
         stateful,
         metrics.clone(),
