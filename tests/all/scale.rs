@@ -201,3 +201,46 @@ fn a_static_member_restarted_within_its_session_keeps_its_partitions_without_a_r
         &expected,
     );
 }
+
+#[test]
+fn an_unreadable_local_store_is_rebuilt_from_the_changelog() {
+    let events = join::events(400);
+    let half = events.len() / 2;
+    let setup = join::setup_with(&events[..half], Kind::Left, 3, "");
+    let run = start_run(&setup.pipeline);
+    join::wait_for_commits(&setup.group, &[&setup.movies, &setup.talents]);
+    assert_clean_exit(&run.stop());
+
+    // The store file is damaged: cut to half and its header overwritten.
+    let store = setup.dir.path().join("state").join("enriched.redb");
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    bytes[..64].fill(0xa5);
+    std::fs::write(&store, bytes).unwrap();
+
+    join::produce_events(&setup, &events[half..]);
+    let run = start_run(&setup.pipeline);
+    join::wait_for_commits(&setup.group, &[&setup.movies, &setup.talents]);
+    let stopped = run.stop();
+    assert_clean_exit(&stopped);
+    assert!(
+        stopped.log.contains("the local state store is unreadable: removing it, state is rebuilt from the changelog"),
+        "{}",
+        stopped.log
+    );
+    assert_eq!(stopped.log.matches("restored state from the changelog").count(), 3, "{}", stopped.log);
+    join::assert_join(&join::changelog(&setup.output), &join::reference(&events, Kind::Left));
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_created_is_an_error_naming_it() {
+    let events = join::events(5);
+    let setup = join::setup_with(&events, Kind::Inner, 3, "");
+    let file = setup.dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let state_dir = file.join("state");
+    let stopped = start_run_with(&setup.pipeline, &["--state-dir", state_dir.to_str().unwrap()])
+        .wait_for_exit(Duration::from_secs(30));
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
+    assert!(stopped.log.contains(&format!("state directory {}: ", state_dir.display())), "{}", stopped.log);
+}

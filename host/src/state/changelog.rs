@@ -60,7 +60,16 @@ pub fn open_store(
         changelog.partitions,
         &[("cleanup.policy", "compact")],
     )?;
-    Ok(Arc::new(StateStore::open(store_path)?))
+    match StateStore::open(store_path) {
+        Ok(store) => Ok(Arc::new(store)),
+        // The store is a cache of the changelog: one that cannot be read is rebuilt from it.
+        Err(error) if store_path.is_file() => {
+            tracing::warn!(%error, "the local state store is unreadable: removing it, state is rebuilt from the changelog");
+            std::fs::remove_file(store_path).map_err(|_| error)?;
+            Ok(Arc::new(StateStore::open(store_path)?))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// A reader of changelogs, for [`restore`].
