@@ -26,6 +26,7 @@ const TEST_ONLY: &[(&str, &str)] = &[
     ("BAD_OUTPUT", "test-bad-output"),
     ("MISBEHAVE", "test-misbehave"),
     ("JSON_UPPER", "test-json-upper"),
+    ("HOSTILE", "test-hostile"),
 ];
 
 fn main() {

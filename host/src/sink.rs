@@ -41,6 +41,9 @@ pub struct OutgoingRecord<'a> {
 /// A record the sink could not take, or a flush that did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The record is larger than the sink takes: a fault of the record, not of the sink.
+    #[error("a record of {bytes} bytes is larger than {topic} takes ({limit})")]
+    TooLarge { topic: String, bytes: usize, limit: String },
     #[error("cannot write to {topic}")]
     Send {
         topic: String,

@@ -345,3 +345,88 @@ fn too_many_failures_stop_the_run_with_the_window_uncommitted() {
     let window_outputs = movies[81..].iter().filter(|m| m.is_recent_us()).count();
     assert_eq!(output_records.len() - latest.len(), window_outputs, "only the window's outputs come twice");
 }
+
+#[test]
+fn hostile_plugins_lose_only_their_own_records_and_say_what_happened() {
+    let topics = topics("hostile");
+    let hostile = [
+        (3, "alloc"),
+        (7, "recurse"),
+        (11, "reason"),
+        (13, "panic"),
+        (17, "file"),
+        (19, "env"),
+        (23, "socket"),
+        (29, "clock"),
+        (31, "huge"),
+    ];
+    let mut movies = movies::movies(40);
+    for movie in &mut movies {
+        if let Some((_, what)) = hostile.iter().find(|(id, _)| *id == movie.id) {
+            movie.title = format!("HOSTILE:{what}");
+        }
+    }
+    produce_movies(&topics.input, &movies);
+    let dir = PipelineDir::new();
+    let limits = "    limits:\n      memory_mb: 64\n";
+    let pipeline = test_plugin_pipeline(&dir, &unique("hostile"), &topics, HOSTILE_PLUGIN, limits);
+    let run = start_run(&pipeline);
+
+    let expected: BTreeMap<Vec<u8>, apache_avro::types::Value> = movies
+        .iter()
+        .filter(|m| !hostile.iter().any(|(id, _)| *id == m.id))
+        .map(|m| (m.key(), decode(movies::MOVIE_SCHEMA, &m.avro())))
+        .collect();
+    let output = read_all(&topics.output, expected.len(), Duration::from_secs(90));
+    assert_same(&by_key(&output, movies::MOVIE_SCHEMA), &expected);
+    let dead = read_all(&topics.dead_letter, hostile.len(), Duration::from_secs(30));
+    assert_clean_exit(&run.stop());
+    let mut errors = BTreeMap::new();
+    for record in &dead {
+        let id: i64 = String::from_utf8(record.key.clone().unwrap()).unwrap()["movie-".len()..].parse().unwrap();
+        let what = hostile.iter().find(|(i, _)| *i == id).map(|(_, w)| *w).expect("only hostile records fail");
+        let error = record.header("meshhost.error").unwrap();
+        let stage = record.header("meshhost.stage").unwrap();
+        println!("{what} [{stage}]: {}", error.chars().take(300).collect::<String>());
+        errors.insert(what, (stage, error));
+    }
+    assert_eq!(errors.len(), hostile.len(), "every hostile record, once: {:?}", errors.keys());
+    let error = |what: &str| errors[what].1.as_str();
+    assert!(error("alloc").contains("memory allocation of 1048576 bytes failed"), "{}", error("alloc"));
+    assert!(error("recurse").starts_with("plugin trapped: wasm trap:"), "{}", error("recurse"));
+    // Reasons and panic messages of any size are cut, so the dead letter still fits a message.
+    for what in ["reason", "panic"] {
+        assert!(
+            error(what).len() < 4200 && error(what).ends_with("more bytes)"),
+            "{what}: {} bytes",
+            error(what).len()
+        );
+    }
+    assert!(error("panic").starts_with("plugin trapped: wasm trap:"));
+    // No files, no environment, no sockets; the wall clock is the real one (documented).
+    assert!(error("file").starts_with("file: Err("), "{}", error("file"));
+    assert_eq!(error("env"), "env: []");
+    assert!(error("socket").starts_with("socket: Err(") && error("socket").contains("PermissionDenied"));
+    assert_eq!(error("clock"), "clock: Ok(true)");
+    // An output larger than a Kafka message: its record goes to dead letters, the run goes on.
+    assert_eq!(errors["huge"].0, "encode");
+    assert!(
+        error("huge").contains("is larger than") && error("huge").contains("message.max.bytes"),
+        "{}",
+        error("huge")
+    );
+    for (stage, _) in errors.values().filter(|(stage, _)| stage != "encode") {
+        assert_eq!(stage, "process");
+    }
+}
+
+#[test]
+fn a_plugin_whose_init_never_returns_fails_validate_at_its_deadline() {
+    let topics = topics("hostile-init");
+    let dir = PipelineDir::new();
+    let limits = "    with:\n      init: loop\n    limits:\n      timeout_ms: 300\n";
+    let pipeline = test_plugin_pipeline(&dir, &unique("hostile-init"), &topics, HOSTILE_PLUGIN, limits);
+    let (code, _, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("trapped in init") && stderr.contains("interrupt"), "{stderr}");
+}

@@ -17,6 +17,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 pub const MESHHOST: &str = env!("CARGO_BIN_EXE_meshhost");
 pub const TRAP_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_TRAP");
 pub const SPIN_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_SPIN");
+pub const HOSTILE_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_HOSTILE");
 pub const BAD_INIT_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_BAD_INIT");
 pub const BAD_OUTPUT_PLUGIN: &str = env!("MESHHOST_TEST_PLUGIN_BAD_OUTPUT");
 pub const STOCK_FILTER_PLUGIN: &str = env!("MESHHOST_STOCK_PLUGIN_FILTER");

@@ -17,6 +17,8 @@ use crate::topology::delivery::{BatchId, DeliveryTracker};
 /// The pipeline's Kafka producer.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryReports>,
+    /// The producer's `message.max.bytes` (for the message when a record exceeds it).
+    max_message_bytes: String,
 }
 
 /// Records the broker acknowledged, per topic of interest (the sinks'), for metrics.
@@ -84,13 +86,14 @@ impl KafkaSink {
         tracker: Arc<DeliveryTracker>,
         delivered: Arc<DeliveredCounts>,
     ) -> Result<KafkaSink, KafkaError> {
+        let max_message_bytes = client.get("message.max.bytes").unwrap_or("1000000").to_string();
         let producer = client
             .clone()
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("partitioner", "murmur2_random")
             .create_with_context(DeliveryReports { tracker, delivered, quiet: super::QuietContext::default() })?;
-        Ok(KafkaSink { producer })
+        Ok(KafkaSink { producer, max_message_bytes })
     }
 
     /// Records handed to the producer and not yet acknowledged.
@@ -135,6 +138,17 @@ impl Sink for KafkaSink {
                     // The producer's own thread is delivering; give it a moment.
                     message = returned;
                     std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    let bytes = record.key.map_or(0, <[u8]>::len)
+                        + record.value.map_or(0, <[u8]>::len)
+                        + record
+                            .headers
+                            .iter()
+                            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                            .sum::<usize>();
+                    let limit = format!("the producer's message.max.bytes, {}", self.max_message_bytes);
+                    return Err(SinkError::TooLarge { topic: destination.topic.to_string(), bytes, limit });
                 }
                 Err((error, _)) => {
                     return Err(SinkError::Send { topic: destination.topic.to_string(), source: Box::new(error) })

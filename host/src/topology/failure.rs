@@ -58,10 +58,26 @@ pub struct Failure {
     pub cause: Cause,
 }
 
+/// The most bytes of an error a dead letter carries: a plugin may fail a record with a reason of
+/// any size, and a header larger than the broker accepts would stop the pipeline instead.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// `error`, cut to [`MAX_ERROR_BYTES`] (at a character boundary) with a note of what was cut.
+fn bounded(error: String) -> String {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &error[..end], error.len() - end)
+}
+
 impl Failure {
     /// A source value that is not a datum of the source's schema.
     pub fn decode(error: impl Into<String>) -> Failure {
-        Failure { stage: Stage::Decode, processor: None, error: error.into(), cause: Cause::Data }
+        Failure { stage: Stage::Decode, processor: None, error: bounded(error.into()), cause: Cause::Data }
     }
 
     /// A record that could not be handed to `processor` in the form it asked for (JSON).
@@ -87,16 +103,17 @@ impl Failure {
     /// An output of `processor` that does not match its port's schema.
     pub fn invalid_output(processor: &str, error: impl Into<String>) -> Failure {
         let processor = Some(processor.to_string());
-        Failure { stage: Stage::Encode, processor, error: error.into(), cause: Cause::PluginBug }
+        Failure { stage: Stage::Encode, processor, error: bounded(error.into()), cause: Cause::PluginBug }
     }
 
     /// A record that cannot be written in its sink's format.
     pub fn encode(error: impl Into<String>) -> Failure {
-        Failure { stage: Stage::Encode, processor: None, error: error.into(), cause: Cause::Data }
+        Failure { stage: Stage::Encode, processor: None, error: bounded(error.into()), cause: Cause::Data }
     }
 
     fn process(processor: &str, error: impl Into<String>, cause: Cause) -> Failure {
-        Failure { stage: Stage::Process, processor: Some(processor.to_string()), error: error.into(), cause }
+        let error = bounded(error.into());
+        Failure { stage: Stage::Process, processor: Some(processor.to_string()), error, cause }
     }
 
     /// The headers a dead letter carries besides the record's own: what failed, where, and where

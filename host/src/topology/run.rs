@@ -531,7 +531,7 @@ impl<S: Sink, R: InputRecord> Outbox<'_, S, R> {
 impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
     type Error = OutboxError;
 
-    fn send(&mut self, sink: usize, _origin: usize, record: Record) -> Result<(), OutboxError> {
+    fn send(&mut self, sink: usize, origin: usize, record: Record) -> Result<(), OutboxError> {
         let destination = Destination { topic: &self.routes.sink_topics[sink], partition: None };
         let outgoing = OutgoingRecord {
             key: record.key.as_deref(),
@@ -539,9 +539,17 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
             headers: &record.headers,
             timestamp: record.timestamp,
         };
-        self.send_to(destination, outgoing)?;
-        self.produced += 1;
-        Ok(())
+        match self.send_to(destination, outgoing) {
+            Ok(()) => {
+                self.produced += 1;
+                Ok(())
+            }
+            // An output too large for the sink is the record's fault: its input goes to dead letters.
+            Err(OutboxError::Sink(error @ SinkError::TooLarge { .. })) => {
+                self.dead_letter(origin, Failure::encode(error.to_string()))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     fn dead_letter(&mut self, origin: usize, failure: Failure) -> Result<(), OutboxError> {
