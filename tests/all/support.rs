@@ -74,6 +74,15 @@ pub fn create_topic(name: &str, partitions: i32) {
     }
 }
 
+/// Delete a topic.
+pub fn delete_topic(name: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker()).create().expect("admin client");
+    for result in block_on(admin.delete_topics(&[name], &AdminOptions::new())).expect("delete_topics") {
+        result.unwrap_or_else(|(topic, code)| panic!("delete topic {topic}: {code}"));
+    }
+}
+
 /// A record to produce or that was read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TestRecord {

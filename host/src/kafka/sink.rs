@@ -72,7 +72,7 @@ impl ProducerContext for DeliveryReports {
                 self.delivered.count(message.topic());
                 None
             }
-            Err((error, _)) => Some(error.to_string()),
+            Err((error, message)) => Some(format!("to {}: {error}", message.topic())),
         };
         self.tracker.delivered(batch as BatchId, error);
     }
