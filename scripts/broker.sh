@@ -45,12 +45,14 @@ start() {
         echo "broker: port $port is taken by another process" >&2
         return 1
     fi
-    nohup nisshi broker \
+    # MESHHOST_BROKER_STORAGE=sqlite://NAME.db keeps the data in $STATE_DIR/NAME.db across a
+    # stop and a start (the fault tests restart the broker); the default keeps it in memory.
+    (cd "$STATE_DIR" && exec nohup nisshi broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "memory://nisshi/" \
+        --storage-engine "${MESHHOST_BROKER_STORAGE:-memory://nisshi/}" \
         --group-initial-rebalance-delay 0s \
-        >"$log" 2>&1 &
+        >"$log" 2>&1) &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
         if port_open "$port"; then

@@ -343,6 +343,12 @@ fn too_many_failures_stop_the_run_with_the_window_uncommitted() {
     }
     assert_same(&latest, &expected);
     let window_outputs = movies[81..].iter().filter(|m| m.is_recent_us()).count();
+    println!(
+        "fault: broken deploy (failure-rate limit 0.5/40) | in 200 | out {} | lost 0 | duplicated {} (the window, re-read) | dead-lettered {} | stopped at the 21st failure",
+        latest.len(),
+        output_records.len() - latest.len(),
+        dead_keys.len()
+    );
     assert_eq!(output_records.len() - latest.len(), window_outputs, "only the window's outputs come twice");
 }
 
@@ -391,6 +397,12 @@ fn hostile_plugins_lose_only_their_own_records_and_say_what_happened() {
         errors.insert(what, (stage, error));
     }
     assert_eq!(errors.len(), hostile.len(), "every hostile record, once: {:?}", errors.keys());
+    println!(
+        "fault: hostile plugin (9 kinds) | in {} | out {} | lost 0 | duplicated 0 | dead-lettered {} (the hostile ones) | host unharmed",
+        movies.len(),
+        output.len(),
+        dead.len()
+    );
     let error = |what: &str| errors[what].1.as_str();
     assert!(error("alloc").contains("memory allocation of 1048576 bytes failed"), "{}", error("alloc"));
     assert!(error("recurse").starts_with("plugin trapped: wasm trap:"), "{}", error("recurse"));

@@ -64,7 +64,11 @@ fn stateless_instances_join_leave_and_die_without_losing_a_record() {
     }
     assert_same(&latest, &expected);
     let duplicates = records.len() - latest.len();
-    println!("scale-out (3 instances, 300k records in, {} out): {duplicates} duplicates", expected.len());
+    println!(
+        "fault: members join, leave, SIGKILL (3 instances) | in {} | out {} | lost 0 | duplicated {duplicates} | dead-lettered 0 | -",
+        all.len(),
+        expected.len()
+    );
     assert!(duplicates < expected.len() / 4, "{duplicates} duplicates: more than an in-flight window");
 }
 
@@ -229,6 +233,10 @@ fn an_unreadable_local_store_is_rebuilt_from_the_changelog() {
         stopped.log
     );
     assert_eq!(stopped.log.matches("restored state from the changelog").count(), 3, "{}", stopped.log);
+    println!(
+        "fault: local state store damaged | in {} | rebuilt from the changelog | lost 0 (final join = recomputed) | - | 0 | at start",
+        events.len()
+    );
     join::assert_join(&join::changelog(&setup.output), &join::reference(&events, Kind::Left));
 }
 

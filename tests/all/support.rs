@@ -25,6 +25,9 @@ pub const STOCK_FILTER_PLUGIN: &str = env!("MESHHOST_STOCK_PLUGIN_FILTER");
 /// The broker's address: `MESHHOST_TEST_BROKER`, or a broker this test run starts itself
 /// with `scripts/broker.sh` (so a plain `cargo test` works too).
 pub fn broker() -> &'static str {
+    if let Some(own) = OWN_BROKER.with(|own| *own.borrow()) {
+        return own;
+    }
     static BROKER: OnceLock<String> = OnceLock::new();
     BROKER.get_or_init(|| {
         if let Ok(address) = std::env::var("MESHHOST_TEST_BROKER") {
@@ -71,6 +74,63 @@ pub fn create_topic(name: &str, partitions: i32) {
         }
         assert!(Instant::now() < deadline, "topic {name} did not appear");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+thread_local! {
+    /// A broker of the current test's own (see [`OwnBroker`]), used by every helper on its thread.
+    static OWN_BROKER: std::cell::RefCell<Option<&'static str>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A broker started for one test (on-disk storage, so it can be stopped and started again with
+/// its data), used by every helper called on the test's thread while this lives.
+pub struct OwnBroker {
+    port: String,
+    dir: tempfile::TempDir,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        let broker = OwnBroker { port: free_port().to_string(), dir: tempfile::tempdir().unwrap() };
+        broker.up();
+        let address: &'static str = Box::leak(format!("127.0.0.1:{}", broker.port).into_boxed_str());
+        OWN_BROKER.with(|own| *own.borrow_mut() = Some(address));
+        broker
+    }
+
+    fn script(&self, command: &str) {
+        let status = Command::new(workspace().join("scripts/broker.sh"))
+            .args([command, &self.port])
+            .env("MESHHOST_BROKER_DIR", self.dir.path())
+            .env("MESHHOST_BROKER_STORAGE", "sqlite://nisshi.db")
+            .status()
+            .expect("run scripts/broker.sh");
+        assert!(status.success(), "scripts/broker.sh {command} failed");
+    }
+
+    /// Start it (again, on the same data).
+    pub fn up(&self) {
+        self.script("start");
+    }
+
+    /// Stop it (SIGTERM), and wait until its port is closed.
+    pub fn down(&self) {
+        self.script("stop");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(format!("127.0.0.1:{}", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "the broker did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        OWN_BROKER.with(|own| *own.borrow_mut() = None);
+        let _ = Command::new(workspace().join("scripts/broker.sh"))
+            .args(["stop", &self.port])
+            .env("MESHHOST_BROKER_DIR", self.dir.path())
+            .status();
     }
 }
 
