@@ -365,6 +365,7 @@ fn hostile_plugins_lose_only_their_own_records_and_say_what_happened() {
         (23, "socket"),
         (29, "clock"),
         (31, "huge"),
+        (37, "random"),
     ];
     let mut movies = movies::movies(40);
     for movie in &mut movies {
@@ -398,7 +399,7 @@ fn hostile_plugins_lose_only_their_own_records_and_say_what_happened() {
     }
     assert_eq!(errors.len(), hostile.len(), "every hostile record, once: {:?}", errors.keys());
     println!(
-        "fault: hostile plugin (9 kinds) | in {} | out {} | lost 0 | duplicated 0 | dead-lettered {} (the hostile ones) | host unharmed",
+        "fault: hostile plugin (10 kinds) | in {} | out {} | lost 0 | duplicated 0 | dead-lettered {} (the hostile ones) | host unharmed",
         movies.len(),
         output.len(),
         dead.len()
@@ -420,6 +421,7 @@ fn hostile_plugins_lose_only_their_own_records_and_say_what_happened() {
     assert_eq!(error("env"), "env: []");
     assert!(error("socket").starts_with("socket: Err(") && error("socket").contains("PermissionDenied"));
     assert_eq!(error("clock"), "clock: Ok(true)");
+    assert_eq!(error("random"), "random: true");
     // An output larger than a Kafka message: its record goes to dead letters, the run goes on.
     assert_eq!(errors["huge"].0, "encode");
     assert!(

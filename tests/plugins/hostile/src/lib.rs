@@ -4,8 +4,9 @@
 //! - `recurse`: recurses without end (the call stack runs out);
 //! - `reason`: fails the record with a 10 MB reason;
 //! - `panic`: panics with a 10 MB message;
-//! - `file`, `env`, `socket`, `clock`: tries to read a file, the environment, to connect to a
-//!   socket, to read the wall clock, and fails the record with what it got (`file: Err(..)`);
+//! - `file`, `env`, `socket`, `clock`, `random`: tries to read a file, the environment, to
+//!   connect to a socket, to read the wall clock, to get random numbers (two hash seeds that
+//!   differ), and fails the record with what it got (`file: Err(..)`);
 //! - `huge`: emits the record with a 2 MB title (larger than a Kafka message may be).
 //!
 //! `with: {init: loop}` makes `init` loop forever instead.
@@ -60,6 +61,11 @@ impl Processor for Hostile {
                 Some("clock") => {
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                     out.fail(i, format!("clock: {:?}", now.map(|d| d.as_secs() > 1_700_000_000)))
+                }
+                Some("random") => {
+                    use std::hash::BuildHasher;
+                    let seeds = [(); 2].map(|_| std::collections::hash_map::RandomState::new().hash_one(42u64));
+                    out.fail(i, format!("random: {}", seeds[0] != seeds[1]))
                 }
                 Some("huge") => match avro::decode_datum(&self.schema, value) {
                     Ok(Value::Record(mut fields)) => {
