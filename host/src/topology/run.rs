@@ -249,6 +249,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     source.subscribe()?;
     tracing::info!(group = %settings.group_id, topics = ?routes.source_topics, "pipeline running");
     let mut ready = false;
+    // The rebalance count when readiness was last found true.
+    let mut ready_at: Option<u64> = None;
     let mut summary = Summary::new(settings.status_line);
     let mut total_lag: Option<i64> = None;
     let mut sink_delivered = vec![0u64; sink_topics.len()];
@@ -324,10 +326,18 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         };
         summary.tick(&stats, total_lag);
         if let Some(metrics) = &metrics {
-            // Ready: state restored (before the loop), partitions assigned, producing.
-            if !ready && source.is_assigned() && !source.context().holds_any() {
-                ready = true;
-                metrics.set_ready(true);
+            // Ready: partitions assigned and none held back for a restore (looked at again after
+            // every rebalance: a later assignment restores too).
+            let rebalances = source.rebalances();
+            if ready_at != Some(rebalances) {
+                let now = source.is_assigned() && !source.context().holds_any();
+                if now != ready {
+                    ready = now;
+                    metrics.set_ready(now);
+                }
+                if now {
+                    ready_at = Some(rebalances);
+                }
             }
             metrics.set_producer_queue(sink.in_flight());
             metrics.set_rebalances(source.rebalances());
