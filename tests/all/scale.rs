@@ -252,3 +252,24 @@ fn a_state_directory_that_cannot_be_created_is_an_error_naming_it() {
     assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
     assert!(stopped.log.contains(&format!("state directory {}: ", state_dir.display())), "{}", stopped.log);
 }
+
+#[test]
+fn cooperative_rebalancing_is_refused_with_a_message() {
+    let (input, output, dead_letter) = (unique("coop-in"), unique("coop-out"), unique("coop-dlq"));
+    create_topic(&input, 2);
+    create_topic(&output, 2);
+    create_topic(&dead_letter, 1);
+    let dir = PipelineDir::new();
+    let pipeline =
+        movies::pipeline(&dir, &unique("coop"), &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let kafka = "kafka:\n  properties: {partition.assignment.strategy: cooperative-sticky}\n";
+    std::fs::write(&pipeline, text.replacen('\n', &format!("\n{kafka}"), 1)).unwrap();
+    let stopped = start_run(&pipeline).wait_for_exit(Duration::from_secs(60));
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
+    assert!(
+        stopped.log.contains("uses cooperative rebalancing (partition.assignment.strategy cooperative-sticky)"),
+        "{}",
+        stopped.log
+    );
+}

@@ -63,7 +63,7 @@ pub fn open_store(
     match StateStore::open(store_path) {
         Ok(store) => Ok(Arc::new(store)),
         // The store is a cache of the changelog: one that cannot be read is rebuilt from it.
-        Err(error) if store_path.is_file() => {
+        Err(error) if error.unreadable => {
             tracing::warn!(%error, "the local state store is unreadable: removing it, state is rebuilt from the changelog");
             std::fs::remove_file(store_path).map_err(|_| error)?;
             Ok(Arc::new(StateStore::open(store_path)?))
@@ -112,6 +112,8 @@ pub fn restore(
     let outcome = if store.clean_end(partition as u32)? == Some(high) {
         Restored::UpToDate
     } else {
+        // Dirty before it is cleared: a restore cut short must not leave an old clean mark.
+        store.set_clean_ends(&[(partition as u32, None)])?;
         store.clear(partition as u32)?;
         match restore_partition(reader, store, &changelog.topic, partition, low, high, cancelled, restored)? {
             Some(records) => Restored::Replayed(records),
@@ -165,7 +167,9 @@ fn restore_partition(
                     break;
                 }
             }
-            Some(Err(error)) => return Err(kafka("cannot read it")(error)),
+            // A broker hiccup is the stall timeout's to judge, not an error at once.
+            Some(Err(error)) => tracing::warn!(%topic, partition, %error, "reading the changelog"),
+            None if reached(reader, topic, partition, high) => break,
             None if last_progress.elapsed() > Duration::from_secs(30) => {
                 return Err(ChangelogError::Stalled { topic: topic.to_string(), partition, end: high })
             }
@@ -176,6 +180,16 @@ fn restore_partition(
     restored(records);
     reader.unassign().map_err(kafka("cannot unassign"))?;
     Ok(Some(records))
+}
+
+/// Whether the reader's position in the partition is at or past `high` (the last offsets may be
+/// gone, compacted or deleted, so the record at `high - 1` may never come).
+fn reached(reader: &BaseConsumer, topic: &str, partition: i32, high: i64) -> bool {
+    reader.position().ok().is_some_and(|positions| {
+        positions
+            .find_partition(topic, partition)
+            .is_some_and(|p| matches!(p.offset(), Offset::Offset(at) if at >= high))
+    })
 }
 
 /// When `partitions` are closed cleanly (revoked, or at shutdown, with every write delivered):

@@ -34,6 +34,8 @@ pub type StateWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 pub struct StateError {
     path: String,
     message: String,
+    /// The file is there but cannot be read as a store (damaged): rebuild it, don't stop.
+    pub unreadable: bool,
 }
 
 /// The local store of one stateful processor.
@@ -66,10 +68,23 @@ impl StateStore {
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         let display = path.display().to_string();
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StateError { path: display.clone(), message: e.to_string() })?;
+            std::fs::create_dir_all(parent).map_err(|e| StateError {
+                path: display.clone(),
+                message: e.to_string(),
+                unreadable: false,
+            })?;
         }
-        let db = Database::create(path).map_err(|e| StateError { path: display.clone(), message: e.to_string() })?;
+        let db = Database::create(path).map_err(|e| {
+            // Another process holding it, or no permission, is not damage.
+            let unreadable = match &e {
+                redb::DatabaseError::DatabaseAlreadyOpen => false,
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                    io.kind() != std::io::ErrorKind::PermissionDenied
+                }
+                _ => true,
+            };
+            StateError { path: display.clone(), message: e.to_string(), unreadable }
+        })?;
         let store = StateStore { db, path: display };
         // Create the tables so that readers never meet a missing one.
         store.write(Durability::Immediate, |_, _| Ok(()))?;
@@ -77,7 +92,7 @@ impl StateStore {
     }
 
     fn error(&self, error: impl std::fmt::Display) -> StateError {
-        StateError { path: self.path.clone(), message: error.to_string() }
+        StateError { path: self.path.clone(), message: error.to_string(), unreadable: false }
     }
 
     fn write(
@@ -168,6 +183,20 @@ impl StateStore {
     /// The number of entries in `partition`.
     pub fn len(&self, partition: u32) -> Result<usize, StateError> {
         Ok(self.scan_prefix(partition, &[])?.len())
+    }
+
+    /// The number of entries in `partition`, counted without copying them.
+    pub fn count(&self, partition: u32) -> Result<usize, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        let start = partition_key(partition, &[]);
+        let end = prefix_end(&start);
+        let range = match &end {
+            Some(end) => table.range(start.as_slice()..end.as_slice()),
+            None => table.range(start.as_slice()..),
+        }
+        .map_err(|e| self.error(e))?;
+        Ok(range.count())
     }
 
     /// The changelog end offset recorded for `partition` at the last clean shutdown.

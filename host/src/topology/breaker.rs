@@ -39,6 +39,17 @@ impl Breaker {
         self.failures > self.limit.allowed_failures()
     }
 
+    /// Forget the partitions `gone` says (revoked): their window and released positions belong
+    /// to their next owner's run now.
+    pub fn forget(&mut self, gone: impl Fn(SourcePartition) -> bool) {
+        let before = self.recent.len();
+        self.recent.retain(|(partition, _, _)| !gone(*partition));
+        if self.recent.len() != before {
+            self.failures = self.recent.iter().filter(|(_, _, failed)| *failed).count();
+        }
+        self.released.retain(|partition, _| !gone(*partition));
+    }
+
     pub fn limit(&self) -> FailureRateLimit {
         self.limit
     }
@@ -85,6 +96,18 @@ mod tests {
             assert!(!breaker.record((0, 0), position, false));
         }
         assert!(!breaker.record((0, 0), 5, true), "the first failure has left the window");
+    }
+
+    #[test]
+    fn revoked_partitions_are_forgotten() {
+        let mut breaker = Breaker::new(FailureRateLimit { max_ratio: 0.5, window: 2 });
+        breaker.record((0, 0), 0, true);
+        breaker.record((0, 1), 0, true);
+        breaker.record((0, 1), 1, false); // (0,0)@0 released
+        breaker.forget(|partition| partition == (0, 1));
+        assert_eq!(breaker.failures(), (0, 0));
+        let delivered = HashMap::from([((0, 0), 0), ((0, 1), 1)]);
+        assert_eq!(breaker.committable(&delivered), HashMap::from([((0, 0), 0)]));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{KafkaSink, RebalanceHandler, SourceContext, TopicPartition};
@@ -54,6 +54,8 @@ pub struct Deliveries {
 /// The run's side of rebalances.
 pub struct Handover {
     deliveries: Deliveries,
+    /// Whether the local state may still be marked clean (false once the run failed).
+    trusted: std::sync::atomic::AtomicBool,
     /// Topic of each source, by source index.
     source_topics: Vec<String>,
     restores: Arc<Restores>,
@@ -63,6 +65,9 @@ pub struct Handover {
 /// Restores under way and done, shared with the restore worker.
 struct Restores {
     stateful: Vec<StatefulProcessor>,
+    /// Flushed before a restore reads the changelog's end: writes of this process still in
+    /// flight (after a lost assignment) must be in it.
+    sink: Arc<KafkaSink>,
     /// Per partition number: the generation of its restore and how many processors' restores
     /// it still waits for.
     pending: Mutex<HashMap<i32, (u64, usize)>>,
@@ -96,6 +101,7 @@ impl Handover {
         let replayed = stateful.iter().map(|_| AtomicU64::new(0)).collect();
         let restores = Arc::new(Restores {
             stateful,
+            sink: deliveries.sink.clone(),
             pending: Mutex::default(),
             done: Mutex::default(),
             next_generation: AtomicU64::new(1),
@@ -112,7 +118,13 @@ impl Handover {
                 .spawn(move || worker.work(queue, &servers, &group))
                 .expect("cannot start the state restore thread");
         }
-        Handover { deliveries, source_topics, restores, jobs: Mutex::new(jobs) }
+        Handover { deliveries, trusted: true.into(), source_topics, restores, jobs: Mutex::new(jobs) }
+    }
+
+    /// The run failed: from now on no state is marked clean (a store write may lack its
+    /// changelog record), so every partition is restored when next assigned.
+    pub fn distrust(&self) {
+        self.trusted.store(false, Ordering::SeqCst);
     }
 
     /// Why the run must stop, if it must.
@@ -158,9 +170,10 @@ impl Handover {
     /// Commit the delivered offsets of `partitions`, synchronously.
     fn commit(&self, consumer: &BaseConsumer<SourceContext>, partitions: &[TopicPartition]) {
         let Deliveries { delivered, breaker, .. } = &self.deliveries;
+        let delivered = delivered.lock().unwrap().clone();
         let delivered = match breaker {
-            Some(breaker) => breaker.lock().unwrap().committable(&delivered.lock().unwrap()),
-            None => delivered.lock().unwrap().clone(),
+            Some(breaker) => breaker.lock().unwrap().committable(&delivered),
+            None => delivered,
         };
         // Two sources may read one topic: its offset is the lower of theirs.
         let mut next: HashMap<&TopicPartition, i64> = HashMap::new();
@@ -200,26 +213,39 @@ impl RebalanceHandler for Handover {
         };
         if !lost {
             let started = Instant::now();
-            if let Err(error) = self.deliveries.sink.flush(Duration::from_secs(30)) {
-                tracing::warn!(%error, "flushing before a revoke");
-            }
+            let flushed = match self.deliveries.sink.flush(Duration::from_secs(30)) {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "flushing before a revoke");
+                    false
+                }
+            };
             // A delivery failure stays recorded: the run loop stops on it.
-            let _ = self.deliveries.tracker.collect_completed(&mut self.deliveries.delivered.lock().unwrap());
+            let delivered = self.deliveries.tracker.collect_completed(&mut self.deliveries.delivered.lock().unwrap());
             self.commit(consumer, partitions);
-            for processor in &self.restores.stateful {
-                let closed: Vec<i32> = partitions
-                    .iter()
-                    .filter(|(topic, p)| processor.topics.contains(topic) && !was_pending.contains(p))
-                    .map(|(_, p)| *p)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                if let Err(error) = crate::state::mark_clean(consumer, &processor.store, &processor.changelog, &closed)
-                {
-                    tracing::warn!(processor = %processor.id, %error, "could not close the revoked state cleanly");
+            // Clean only if every write of this process is in the changelog.
+            if flushed && delivered.is_ok() && self.trusted.load(Ordering::SeqCst) {
+                for processor in &self.restores.stateful {
+                    let closed: Vec<i32> = partitions
+                        .iter()
+                        .filter(|(topic, p)| processor.topics.contains(topic) && !was_pending.contains(p))
+                        .map(|(_, p)| *p)
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    if let Err(error) =
+                        crate::state::mark_clean(consumer, &processor.store, &processor.changelog, &closed)
+                    {
+                        tracing::warn!(processor = %processor.id, %error, "could not close the revoked state cleanly");
+                    }
                 }
             }
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "revoked partitions handed over");
+        }
+        if let Some(breaker) = &self.deliveries.breaker {
+            breaker.lock().unwrap().forget(|(source, partition)| {
+                partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
+            });
         }
         let mut delivered = self.deliveries.delivered.lock().unwrap();
         delivered.retain(|&(source, partition), _| {
@@ -228,6 +254,26 @@ impl RebalanceHandler for Handover {
     }
 
     fn assigned(&self, consumer: &BaseConsumer<SourceContext>, partitions: &[TopicPartition]) {
+        if matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+            // Incremental assignments would need per-partition bookkeeping of in-flight records
+            // that this does not have: refuse rather than skip records.
+            self.restores.fail(
+                "the consumer group uses cooperative rebalancing (partition.assignment.strategy \
+                 cooperative-sticky), which meshhost does not support yet: use range (the default)"
+                    .into(),
+            );
+            return;
+        }
+        // Positions of batches from before the assignment (a lost one's in-flight records) must
+        // not be committed for partitions that start afresh from the group's commit.
+        let _ = self.deliveries.sink.flush(Duration::from_secs(30));
+        {
+            let mut delivered = self.deliveries.delivered.lock().unwrap();
+            let _ = self.deliveries.tracker.collect_completed(&mut delivered);
+            delivered.retain(|&(source, partition), _| {
+                !partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
+            });
+        }
         let owned = consumer.context().owned();
         for processor in &self.restores.stateful {
             if let Some(problem) = split_inputs(processor, &owned) {
@@ -325,6 +371,13 @@ impl Restores {
                 }
             };
             let cancelled = || !self.is_current(job.partition, job.generation);
+            if let Err(error) = self.sink.flush(Duration::from_secs(30)) {
+                self.fail(format!(
+                    "processor {}: cannot flush before restoring partition {}: {error}",
+                    processor.id, job.partition
+                ));
+                continue;
+            }
             match crate::state::restore(
                 &reader,
                 &processor.store,
@@ -335,7 +388,7 @@ impl Restores {
             ) {
                 Ok(Restored::Cancelled) => {}
                 Ok(outcome) => {
-                    let keys = processor.store.len(job.partition as u32).unwrap_or(0);
+                    let keys = processor.store.count(job.partition as u32).unwrap_or(0);
                     if let Restored::Replayed(records) = outcome {
                         self.replayed[job.processor].fetch_add(records, Ordering::Relaxed);
                         tracing::info!(

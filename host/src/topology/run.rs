@@ -174,6 +174,9 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     if let Some(instance_id) = &settings.instance_id {
         consumer_client.set("group.instance.id", instance_id);
     }
+    // Declared before the source: dropped after it, so the state directory stays locked while
+    // the consumer's close hands partitions over (and writes their clean marks).
+    let _state_lock: Option<std::fs::File>;
     let source = KafkaSource::new(&consumer_client, &settings.group_id, source_topics.clone())?;
     let tracker = Arc::new(DeliveryTracker::default());
     let sink_topics: Vec<String> = topology.sinks.iter().map(|s| s.topic.clone()).collect();
@@ -214,7 +217,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     if let Some(taps) = taps {
         executor.observe_edges(taps);
     }
-    let (stateful, _state_lock) = open_state(&mut executor, settings, &partition_counts)?;
+    let (stateful, lock) = open_state(&mut executor, settings, &partition_counts)?;
+    _state_lock = lock;
     let changelogs = executor
         .topology()
         .processors
@@ -239,6 +243,9 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         (&settings.bootstrap_servers, &settings.group_id),
     ));
     source.context().set_handler(handover.clone());
+    // Unless the run ends cleanly, the consumer's close (after this guard is dropped) must not
+    // mark any state clean: an error may have left a store write without its changelog record.
+    let clean_end = CleanEnd(handover.clone(), false);
     let routes = Routes {
         source_ids: executor.topology().sources.iter().map(|s| s.id.clone()).collect(),
         source_topics,
@@ -380,6 +387,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     }
     source.acknowledge(&delivered, true)?;
     handover.close(source.consumer()).map_err(|(processor, source)| RunError::State { processor, source })?;
+    clean_end.confirm();
     tracing::info!(
         consumed = stats.consumed,
         produced = stats.produced,
@@ -387,6 +395,23 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         "pipeline stopped"
     );
     Ok(stats)
+}
+
+/// Marks the handover's state untrusted when dropped unconfirmed: the run ended with an error.
+struct CleanEnd(Arc<Handover>, bool);
+
+impl CleanEnd {
+    fn confirm(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for CleanEnd {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.distrust();
+        }
+    }
 }
 
 /// Count a batch's records, in order, against the failure-rate window: the error to stop with
