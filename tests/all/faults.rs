@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::join::{self, Kind};
-use crate::movies::{self, decode, FILTER_AND_PROJECTION, SLIM_SCHEMA};
-use crate::pipeline::{assert_same, wait_for_commits};
+use crate::movies::{self, FILTER_AND_PROJECTION, SLIM_SCHEMA};
+use crate::pipeline::{assert_same, latest_by_key, wait_for_commits};
 use crate::support::*;
 
 /// A deterministic sequence of pauses between `low` and `high` milliseconds ("random moments"
@@ -23,10 +23,7 @@ fn moments(count: usize, low: u64, high: u64) -> Vec<Duration> {
 
 #[test]
 fn sigkill_five_times_mid_stream_loses_nothing() {
-    let (input, output, dead_letter) = (unique("kill-in"), unique("kill-out"), unique("kill-dlq"));
-    create_topic(&input, 3);
-    create_topic(&output, 3);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("kill", 3);
     let all = movies::movies(200_000);
     let dir = PipelineDir::new();
     let name = unique("kill");
@@ -51,10 +48,7 @@ fn sigkill_five_times_mid_stream_loses_nothing() {
     let expected: BTreeMap<Vec<u8>, apache_avro::types::Value> =
         all.iter().filter(|m| m.is_recent_us()).map(|m| (m.key(), m.slim())).collect();
     let records = read(&output, usize::MAX, Duration::from_secs(10));
-    let mut latest = BTreeMap::new();
-    for record in &records {
-        latest.insert(record.key.clone().unwrap(), decode(SLIM_SCHEMA, record.value.as_deref().unwrap()));
-    }
+    let latest = latest_by_key(&records, SLIM_SCHEMA);
     let lost = expected.keys().filter(|k| !latest.contains_key(*k)).count();
     let duplicates = records.len() - latest.len();
     println!(
@@ -105,10 +99,7 @@ fn sigkill_three_times_in_a_stateful_run_keeps_the_join_right() {
 /// here.
 #[test]
 fn a_sink_topic_deleted_mid_run_comes_back_with_nothing_lost() {
-    let (input, output, dead_letter) = (unique("gone-in"), unique("gone-out"), unique("gone-dlq"));
-    create_topic(&input, 1);
-    create_topic(&output, 1);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("gone", 1);
     let dir = PipelineDir::new();
     let name = unique("gone");
     let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
@@ -139,10 +130,7 @@ fn a_sink_topic_deleted_mid_run_comes_back_with_nothing_lost() {
 #[test]
 fn the_broker_stopped_for_ten_seconds_mid_run_loses_nothing() {
     let own = OwnBroker::start();
-    let (input, output, dead_letter) = (unique("down-in"), unique("down-out"), unique("down-dlq"));
-    create_topic(&input, 3);
-    create_topic(&output, 3);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("down", 3);
     let all = movies::movies(20_000);
     let dir = PipelineDir::new();
     let name = unique("down");
@@ -166,10 +154,7 @@ fn the_broker_stopped_for_ten_seconds_mid_run_loses_nothing() {
     let expected: BTreeMap<Vec<u8>, apache_avro::types::Value> =
         all.iter().filter(|m| m.is_recent_us()).map(|m| (m.key(), m.slim())).collect();
     let records = read(&output, usize::MAX, Duration::from_secs(5));
-    let mut latest = BTreeMap::new();
-    for record in &records {
-        latest.insert(record.key.clone().unwrap(), decode(SLIM_SCHEMA, record.value.as_deref().unwrap()));
-    }
+    let latest = latest_by_key(&records, SLIM_SCHEMA);
     let lost = expected.keys().filter(|k| !latest.contains_key(*k)).count();
     println!(
         "fault: broker down 10 s | in {} | out {} | lost {lost} | duplicated {} | dead-lettered 0 | caught up {:.1} s after the stop",

@@ -92,10 +92,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn prometheus_scrapes_the_exact_counts_of_a_known_run() {
-    let (input, output, dead_letter) = (unique("obs-in"), unique("obs-out"), unique("obs-dlq"));
-    create_topic(&input, 2);
-    create_topic(&output, 2);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("obs", 2);
     let movies = movies::movies(40);
     let kept = movies.iter().filter(|m| m.is_recent_us()).count();
     assert!(kept > 0 && kept < movies.len());
@@ -151,10 +148,7 @@ fn a_broker_that_is_down_is_reported_in_a_few_lines_then_one_clear_error() {
 
 #[test]
 fn tap_shows_live_records_of_two_edges_with_their_schemas() {
-    let (input, output, dead_letter) = (unique("tap-in"), unique("tap-out"), unique("tap-dlq"));
-    create_topic(&input, 1);
-    create_topic(&output, 1);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("tap", 1);
     let dir = PipelineDir::new();
     let name = unique("tap");
     let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
@@ -209,10 +203,7 @@ fn tap_shows_live_records_of_two_edges_with_their_schemas() {
 
 #[test]
 fn dry_run_prints_every_edge_sink_and_dead_letter_and_commits_nothing() {
-    let (input, output, dead_letter) = (unique("dry-in"), unique("dry-out"), unique("dry-dlq"));
-    create_topic(&input, 1);
-    create_topic(&output, 1);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("dry", 1);
     let movies = movies::movies(20);
     let mut records: Vec<KeyValue> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
     records.push((Some(b"bad".to_vec()), Some(b"not avro".to_vec())));
@@ -248,10 +239,7 @@ fn dry_run_prints_every_edge_sink_and_dead_letter_and_commits_nothing() {
 
 #[test]
 fn on_a_terminal_run_keeps_a_live_status_line() {
-    let (input, output, dead_letter) = (unique("tty-in"), unique("tty-out"), unique("tty-dlq"));
-    create_topic(&input, 1);
-    create_topic(&output, 1);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("tty", 1);
     let movies = movies::movies(50);
     produce(&input, &movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect::<Vec<_>>());
     let dir = PipelineDir::new();

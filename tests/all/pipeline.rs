@@ -14,15 +14,8 @@ struct Topics {
 }
 
 fn topics(name: &str) -> Topics {
-    let topics = Topics {
-        input: unique(&format!("{name}-in")),
-        output: unique(&format!("{name}-out")),
-        dead_letter: unique(&format!("{name}-dlq")),
-    };
-    create_topic(&topics.input, 3);
-    create_topic(&topics.output, 3);
-    create_topic(&topics.dead_letter, 1);
-    topics
+    let (input, output, dead_letter) = pipeline_topics(name, 3);
+    Topics { input, output, dead_letter }
 }
 
 fn produce_movies(topic: &str, movies: &[Movie]) {
@@ -59,6 +52,18 @@ pub(crate) fn by_key(records: &[TestRecord], schema: &str) -> BTreeMap<Vec<u8>, 
         assert!(previous.is_none(), "key {} appears twice in the output", String::from_utf8_lossy(&key));
     }
     out
+}
+
+/// The last value per key of `records` (an output read after a replay holds some keys twice).
+pub(crate) fn latest_by_key(records: &[TestRecord], schema: &str) -> BTreeMap<Vec<u8>, apache_avro::types::Value> {
+    let mut latest = BTreeMap::new();
+    for record in records {
+        latest.insert(
+            record.key.clone().expect("output keeps the key"),
+            decode(schema, record.value.as_deref().expect("a value")),
+        );
+    }
+    latest
 }
 
 /// Wait until meshhost committed every offset of `topic`, so nothing is left in flight.
@@ -295,10 +300,7 @@ fn sigterm_mid_stream_then_rerun_gives_every_record_exactly_once() {
 #[test]
 fn too_many_failures_stop_the_run_with_the_window_uncommitted() {
     // One partition: the window is the last records in offset order.
-    let (input, output, dead_letter) = (unique("breaker-in"), unique("breaker-out"), unique("breaker-dlq"));
-    for topic in [&input, &output, &dead_letter] {
-        create_topic(topic, 1);
-    }
+    let (input, output, dead_letter) = pipeline_topics("breaker", 1);
     let movies = movies::movies(100);
     let mut records: Vec<KeyValue> = movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
     // Then a broken writer: 100 values that are not Avro datums of the schema (offsets 100..200).
@@ -337,10 +339,7 @@ fn too_many_failures_stop_the_run_with_the_window_uncommitted() {
     let dead_keys: std::collections::BTreeSet<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!(dead_keys.len(), 100, "every bad record dead-lettered");
     let output_records = read_all(&output, 200, Duration::from_secs(5));
-    let mut latest = BTreeMap::new();
-    for record in &output_records {
-        latest.insert(record.key.clone().unwrap(), decode(SLIM_SCHEMA, record.value.as_deref().unwrap()));
-    }
+    let latest = latest_by_key(&output_records, SLIM_SCHEMA);
     assert_same(&latest, &expected);
     let window_outputs = movies[81..].iter().filter(|m| m.is_recent_us()).count();
     println!(

@@ -7,10 +7,7 @@ use crate::support::*;
 
 #[test]
 fn reset_to_earliest_replays_everything_and_is_refused_while_the_pipeline_runs() {
-    let (input, output, dead_letter) = (unique("reset-in"), unique("reset-out"), unique("reset-dlq"));
-    create_topic(&input, 2);
-    create_topic(&output, 2);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("reset", 2);
     let movies = movies::movies(30);
     let kept = movies.iter().filter(|m| m.is_recent_us()).count();
     produce(&input, &movies.iter().map(|m| (Some(m.key()), Some(m.avro()))).collect::<Vec<_>>());

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::join::{self, Kind};
-use crate::movies::{self, decode, FILTER_AND_PROJECTION, SLIM_SCHEMA};
-use crate::pipeline::{assert_same, wait_for_commits};
+use crate::movies::{self, FILTER_AND_PROJECTION, SLIM_SCHEMA};
+use crate::pipeline::{assert_same, latest_by_key, wait_for_commits};
 use crate::support::*;
 
 /// Short sessions, so that a killed member's partitions move on in seconds (not 45 s).
@@ -23,10 +23,7 @@ fn wait_for_log(run: &Running, text: &str, times: usize) {
 
 #[test]
 fn stateless_instances_join_leave_and_die_without_losing_a_record() {
-    let (input, output, dead_letter) = (unique("scale-in"), unique("scale-out"), unique("scale-dlq"));
-    create_topic(&input, 6);
-    create_topic(&output, 6);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("scale", 6);
     let all = movies::movies(300_000);
     let produce_part = |part: std::ops::Range<usize>| {
         let records: Vec<KeyValue> = all[part].iter().map(|m| (Some(m.key()), Some(m.avro()))).collect();
@@ -35,8 +32,7 @@ fn stateless_instances_join_leave_and_die_without_losing_a_record() {
     let dir = PipelineDir::new();
     let name = unique("scale");
     let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
-    let text = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(&pipeline, text.replacen('\n', &format!("\n{FAST_GROUP}"), 1)).unwrap();
+    add_kafka_section(&pipeline, FAST_GROUP);
     let group = format!("meshhost-{name}");
 
     produce_part(0..100_000);
@@ -58,10 +54,7 @@ fn stateless_instances_join_leave_and_die_without_losing_a_record() {
     let expected: BTreeMap<Vec<u8>, apache_avro::types::Value> =
         all.iter().filter(|m| m.is_recent_us()).map(|m| (m.key(), m.slim())).collect();
     let records = read(&output, usize::MAX, Duration::from_secs(10));
-    let mut latest = BTreeMap::new();
-    for record in &records {
-        latest.insert(record.key.clone().unwrap(), decode(SLIM_SCHEMA, record.value.as_deref().unwrap()));
-    }
+    let latest = latest_by_key(&records, SLIM_SCHEMA);
     assert_same(&latest, &expected);
     let duplicates = records.len() - latest.len();
     println!(
@@ -167,16 +160,12 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_member_in_the_group() {
 
 #[test]
 fn a_static_member_restarted_within_its_session_keeps_its_partitions_without_a_rebalance() {
-    let (input, output, dead_letter) = (unique("static-in"), unique("static-out"), unique("static-dlq"));
-    create_topic(&input, 4);
-    create_topic(&output, 4);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("static", 4);
     let dir = PipelineDir::new();
     let name = unique("static");
     let pipeline = movies::pipeline(&dir, &name, &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
-    let text = std::fs::read_to_string(&pipeline).unwrap();
     let group_settings = "kafka:\n  properties: {session.timeout.ms: \"10000\", heartbeat.interval.ms: \"500\"}\n";
-    std::fs::write(&pipeline, text.replacen('\n', &format!("\n{group_settings}"), 1)).unwrap();
+    add_kafka_section(&pipeline, group_settings);
 
     let a = start_run_with(&pipeline, &["--instance-id", "a"]);
     wait_for_log(&a, "partitions assigned", 1);
@@ -255,16 +244,12 @@ fn a_state_directory_that_cannot_be_created_is_an_error_naming_it() {
 
 #[test]
 fn cooperative_rebalancing_is_refused_with_a_message() {
-    let (input, output, dead_letter) = (unique("coop-in"), unique("coop-out"), unique("coop-dlq"));
-    create_topic(&input, 2);
-    create_topic(&output, 2);
-    create_topic(&dead_letter, 1);
+    let (input, output, dead_letter) = pipeline_topics("coop", 2);
     let dir = PipelineDir::new();
     let pipeline =
         movies::pipeline(&dir, &unique("coop"), &input, FILTER_AND_PROJECTION, "slim", &output, &dead_letter);
-    let text = std::fs::read_to_string(&pipeline).unwrap();
     let kafka = "kafka:\n  properties: {partition.assignment.strategy: cooperative-sticky}\n";
-    std::fs::write(&pipeline, text.replacen('\n', &format!("\n{kafka}"), 1)).unwrap();
+    add_kafka_section(&pipeline, kafka);
     let stopped = start_run(&pipeline).wait_for_exit(Duration::from_secs(60));
     assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
     assert!(

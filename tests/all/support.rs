@@ -134,6 +134,23 @@ impl Drop for OwnBroker {
     }
 }
 
+/// The topics of one pipeline test: `<prefix>-in` and `<prefix>-out` with `partitions`
+/// partitions, and the dead-letter topic `<prefix>-dlq` with one, each name made unique.
+pub fn pipeline_topics(prefix: &str, partitions: i32) -> (String, String, String) {
+    let (input, output, dead_letter) =
+        (unique(&format!("{prefix}-in")), unique(&format!("{prefix}-out")), unique(&format!("{prefix}-dlq")));
+    create_topic(&input, partitions);
+    create_topic(&output, partitions);
+    create_topic(&dead_letter, 1);
+    (input, output, dead_letter)
+}
+
+/// Add a `kafka:` section (text with its own trailing newline) after the pipeline file's first line.
+pub fn add_kafka_section(pipeline: &Path, section: &str) {
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    std::fs::write(pipeline, text.replacen('\n', &format!("\n{section}"), 1)).unwrap();
+}
+
 /// Delete a topic.
 pub fn delete_topic(name: &str) {
     let admin: AdminClient<DefaultClientContext> =

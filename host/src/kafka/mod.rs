@@ -17,7 +17,7 @@ pub use quiet::QuietContext;
 pub use rebalance::{RebalanceHandler, SourceContext, TopicPartition};
 
 pub use sink::{DeliveredCounts, KafkaSink};
-pub use source::{owned_record, KafkaRecord, KafkaSource};
+pub use source::{next_offsets, offset_list, owned_record, KafkaRecord, KafkaSource};
 
 /// A client configuration for `bootstrap_servers` with the user's extra librdkafka `properties`.
 pub fn client_config(bootstrap_servers: &str, properties: &[(String, String)]) -> ClientConfig {

@@ -22,11 +22,8 @@ pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     /// Topic of each pipeline source, by source index.
     topics: Vec<String>,
-    /// Per source index, the first source index reading the same topic: commits are per topic,
-    /// keyed by it (two sources may read one topic).
-    topic_key: Vec<usize>,
     bootstrap_servers: String,
-    /// The offsets last committed per (topic key, partition), so an unchanged partition is not
+    /// The offsets last committed per (topic key, partition) (see [`next_offsets`]), so an unchanged partition is not
     /// committed again. Behind a lock because acknowledging takes `&self`: polled records
     /// borrow the consumer meanwhile.
     committed: Mutex<HashMap<SourcePartition, i64>>,
@@ -110,8 +107,7 @@ impl KafkaSource {
             .create_with_context(SourceContext::default())
             .map_err(|e| client_error("cannot create the Kafka consumer", e))?;
         let bootstrap_servers = client.get("bootstrap.servers").unwrap_or_default().to_string();
-        let topic_key = topics.iter().map(|topic| topics.iter().position(|t| t == topic).unwrap_or(0)).collect();
-        Ok(KafkaSource { consumer, topics, topic_key, bootstrap_servers, committed: Mutex::default() })
+        Ok(KafkaSource { consumer, topics, bootstrap_servers, committed: Mutex::default() })
     }
 
     /// The partition count of every topic on the cluster.
@@ -232,17 +228,9 @@ impl Source for KafkaSource {
 
     /// Commits the offset after each position (Kafka's committed offset is the next to read).
     fn acknowledge(&self, positions: &HashMap<SourcePartition, i64>, wait: bool) -> Result<(), SourceError> {
-        // Two sources on one topic read the same records; a partition's offset is safe when it
-        // is safe for both.
-        let mut next: HashMap<SourcePartition, i64> = HashMap::new();
         let context = self.consumer.context();
-        for (&(source, partition), &position) in positions {
-            if !context.owns(&self.topics[source], partition) {
-                continue; // another member's now: committing would move its offset
-            }
-            let offset = next.entry((self.topic_key[source], partition)).or_insert(position + 1);
-            *offset = (*offset).min(position + 1);
-        }
+        // Another member's partition: committing would move its offset.
+        let mut next = next_offsets(&self.topics, positions, |topic, partition| context.owns(topic, partition));
         let mut committed = self.committed.lock().unwrap();
         // An asynchronous commit may have failed after it was counted here: the waiting one (at
         // shutdown) commits every partition again.
@@ -252,11 +240,7 @@ impl Source for KafkaSource {
         if next.is_empty() {
             return Ok(());
         }
-        let mut list = TopicPartitionList::new();
-        for (&(topic_key, partition), &offset) in &next {
-            list.add_partition_offset(&self.topics[topic_key], partition, Offset::Offset(offset))
-                .map_err(|e| client_error("cannot list offsets to commit", e))?;
-        }
+        let list = offset_list(&self.topics, &next).map_err(|e| client_error("cannot list offsets to commit", e))?;
         let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
         match self.consumer.commit(&list, mode) {
             Ok(()) => committed.extend(next),
@@ -266,6 +250,41 @@ impl Source for KafkaSource {
         }
         Ok(())
     }
+}
+
+/// The offsets to commit for `positions` (the last delivered position per source partition), of
+/// the partitions `keep` accepts: the offset after each position (Kafka's committed offset is the
+/// next to read), keyed by (topic key, partition) — the topic key being the first source index
+/// reading that topic. Two sources may read one topic (a self-join): its offset is the lower of
+/// theirs, safe for both.
+pub fn next_offsets(
+    topics: &[String],
+    positions: &HashMap<SourcePartition, i64>,
+    keep: impl Fn(&str, i32) -> bool,
+) -> HashMap<SourcePartition, i64> {
+    let mut next: HashMap<SourcePartition, i64> = HashMap::new();
+    for (&(source, partition), &position) in positions {
+        let topic = &topics[source];
+        if !keep(topic, partition) {
+            continue;
+        }
+        let topic_key = topics.iter().position(|t| t == topic).expect("a source's own topic");
+        let offset = next.entry((topic_key, partition)).or_insert(position + 1);
+        *offset = (*offset).min(position + 1);
+    }
+    next
+}
+
+/// [`next_offsets`] as the list a commit takes.
+pub fn offset_list(
+    topics: &[String],
+    offsets: &HashMap<SourcePartition, i64>,
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for (&(topic_key, partition), &offset) in offsets {
+        list.add_partition_offset(&topics[topic_key], partition, Offset::Offset(offset))?;
+    }
+    Ok(list)
 }
 
 fn client_error(what: &str, error: KafkaError) -> SourceError {
@@ -290,5 +309,21 @@ pub fn owned_record(source: usize, message: &BorrowedMessage<'_>) -> crate::sour
             headers,
             timestamp: message.timestamp().to_millis(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_sources_on_one_topic_commit_the_lower_offset_and_unkept_partitions_nothing() {
+        let topics = vec!["movies".to_string(), "talents".to_string(), "movies".to_string()];
+        let positions = HashMap::from([((0, 0), 9), ((2, 0), 4), ((1, 0), 7), ((1, 1), 3)]);
+        let next = next_offsets(&topics, &positions, |topic, partition| !(topic == "talents" && partition == 1));
+        assert_eq!(next, HashMap::from([((0, 0), 5), ((1, 0), 8)]));
+        let list = offset_list(&topics, &next).unwrap();
+        assert_eq!(list.find_partition("movies", 0).unwrap().offset(), Offset::Offset(5));
+        assert_eq!(list.count(), 2);
     }
 }

@@ -180,11 +180,6 @@ impl StateStore {
         table.len().map_err(|e| self.error(e))
     }
 
-    /// The number of entries in `partition`.
-    pub fn len(&self, partition: u32) -> Result<usize, StateError> {
-        Ok(self.scan_prefix(partition, &[])?.len())
-    }
-
     /// The number of entries in `partition`, counted without copying them.
     pub fn count(&self, partition: u32) -> Result<usize, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
@@ -251,9 +246,9 @@ mod tests {
         );
         assert_eq!(store.scan_prefix(1, b"R").unwrap(), vec![(b"R\xff".to_vec(), b"3".to_vec())]);
         store.clear(0).unwrap();
-        assert_eq!(store.len(0).unwrap(), 0);
+        assert_eq!(store.count(0).unwrap(), 0);
         assert_eq!(store.key_count().unwrap(), 2);
-        assert_eq!(store.len(1).unwrap(), 2);
+        assert_eq!(store.count(1).unwrap(), 2);
 
         assert_eq!(store.clean_end(1).unwrap(), None);
         store.set_clean_ends(&[(1, Some(42))]).unwrap();

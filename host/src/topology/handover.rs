@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
-use crate::kafka::{KafkaSink, RebalanceHandler, SourceContext, TopicPartition};
+use crate::kafka::{next_offsets, offset_list, KafkaSink, RebalanceHandler, SourceContext, TopicPartition};
 use crate::observe::PipelineMetrics;
 use crate::sink::Sink;
 use crate::source::SourcePartition;
@@ -142,6 +142,11 @@ impl Handover {
         owned.iter().filter(|(topic, p)| *p == partition && self.is_stateful_topic(topic)).cloned().collect()
     }
 
+    /// Whether a source's partition is one of these topic partitions.
+    fn is_among(&self, (source, partition): SourcePartition, partitions: &[TopicPartition]) -> bool {
+        partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
+    }
+
     fn is_stateful_topic(&self, topic: &str) -> bool {
         self.restores.stateful.iter().any(|s| s.topics.iter().any(|t| t == topic))
     }
@@ -175,23 +180,12 @@ impl Handover {
             Some(breaker) => breaker.lock().unwrap().committable(&delivered),
             None => delivered,
         };
-        // Two sources may read one topic: its offset is the lower of theirs.
-        let mut next: HashMap<&TopicPartition, i64> = HashMap::new();
-        for (&(source, partition), &position) in delivered.iter() {
-            if let Some(owned) = partitions.iter().find(|(t, p)| *t == self.source_topics[source] && *p == partition) {
-                let offset = next.entry(owned).or_insert(position + 1);
-                *offset = (*offset).min(position + 1);
-            }
-        }
+        let revoked = |topic: &str, partition: i32| partitions.iter().any(|(t, p)| t == topic && *p == partition);
+        let next = next_offsets(&self.source_topics, &delivered, revoked);
         if next.is_empty() {
             return;
         }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if list.add_partition_offset(topic, *partition, Offset::Offset(offset)).is_err() {
-                return;
-            }
-        }
+        let Ok(list) = offset_list(&self.source_topics, &next) else { return };
         match consumer.commit(&list, CommitMode::Sync) {
             Ok(()) => tracing::info!(partitions = list.count(), "committed the revoked partitions"),
             // At-least-once: the next owner reads from the previous commit.
@@ -243,14 +237,10 @@ impl RebalanceHandler for Handover {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "revoked partitions handed over");
         }
         if let Some(breaker) = &self.deliveries.breaker {
-            breaker.lock().unwrap().forget(|(source, partition)| {
-                partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
-            });
+            breaker.lock().unwrap().forget(|partition| self.is_among(partition, partitions));
         }
         let mut delivered = self.deliveries.delivered.lock().unwrap();
-        delivered.retain(|&(source, partition), _| {
-            !partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
-        });
+        delivered.retain(|&partition, _| !self.is_among(partition, partitions));
     }
 
     fn assigned(&self, consumer: &BaseConsumer<SourceContext>, partitions: &[TopicPartition]) {
@@ -270,9 +260,7 @@ impl RebalanceHandler for Handover {
         {
             let mut delivered = self.deliveries.delivered.lock().unwrap();
             let _ = self.deliveries.tracker.collect_completed(&mut delivered);
-            delivered.retain(|&(source, partition), _| {
-                !partitions.iter().any(|(t, p)| *t == self.source_topics[source] && *p == partition)
-            });
+            delivered.retain(|&partition, _| !self.is_among(partition, partitions));
         }
         let owned = consumer.context().owned();
         for processor in &self.restores.stateful {
