@@ -5,7 +5,6 @@
 //! whatever makes meshhost give up is reported once, by meshhost, when it does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,16 +21,9 @@ pub const REPEAT_AFTER: Duration = Duration::from_secs(30);
 pub struct QuietContext {
     /// Per kind of error: when it was last reported, and how many since.
     reported: Mutex<HashMap<String, (Instant, u64)>>,
-    /// Partition assignments and revocations this consumer went through.
-    rebalances: AtomicU64,
 }
 
 impl QuietContext {
-    /// Rebalances so far (for a consumer's context).
-    pub fn rebalances(&self) -> u64 {
-        self.rebalances.load(Ordering::Relaxed)
-    }
-
     /// Whether an error of `kind` should be reported now; how many were suppressed since.
     fn due(&self, kind: String) -> Option<u64> {
         let mut reported = self.reported.lock().expect("never poisoned");
@@ -76,13 +68,7 @@ impl ClientContext for QuietContext {
     }
 }
 
-impl ConsumerContext for QuietContext {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if !matches!(rebalance, rdkafka::consumer::Rebalance::Error(_)) {
-            self.rebalances.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
+impl ConsumerContext for QuietContext {}
 
 #[cfg(test)]
 mod tests {
