@@ -6,6 +6,8 @@
 #   scripts/postgres.sh install          install the server packages if missing (apt-get)
 #   scripts/postgres.sh start [PORT]     create and start a cluster on 127.0.0.1:PORT (default 15432),
 #                                        print its URL: postgres://meshhost:meshhost@127.0.0.1:PORT/meshhost
+#   scripts/postgres.sh restart [PORT]   restart it, keeping its data (tests of a server that goes away)
+#   scripts/postgres.sh psql [PORT] ...  run psql against it (as meshhost), e.g. -c 'SELECT 1'
 #   scripts/postgres.sh stop [PORT]      stop it and remove its data
 #
 # Data lives in $MESHHOST_POSTGRES_DIR (default /tmp/meshhost-postgres): a directory per port.
@@ -99,12 +101,25 @@ stop() {
     fi
 }
 
+restart() {
+    local port="${1:-15432}"
+    as_owner "$(bin_dir)/pg_ctl" -D "$STATE_DIR/$port" -m fast -w -t 60 restart -l "$STATE_DIR/$port/server.log" >/dev/null
+}
+
+psql_to() {
+    local port="${1:-15432}"
+    shift || true
+    PGPASSWORD="$PASSWORD" "$(bin_dir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U meshhost meshhost "$@"
+}
+
 case "${1:-}" in
     install) install ;;
     start) start "${2:-}" ;;
+    restart) restart "${2:-}" ;;
+    psql) shift; psql_to "$@" ;;
     stop) stop "${2:-}" ;;
     *)
-        echo "usage: scripts/postgres.sh install | start [PORT] | stop [PORT]" >&2
+        echo "usage: scripts/postgres.sh install | start [PORT] | restart [PORT] | psql PORT [ARGS...] | stop [PORT]" >&2
         exit 2
         ;;
 esac

@@ -564,6 +564,11 @@ fn execute(command: Command) -> Result<(), CliError> {
         } => {
             let engine = PluginEngine::new()?;
             let overrides = Overrides { registry, schema_registry, catalog, offline: false };
+            // A database that cannot be used (down, wrong password, table missing) is a runtime
+            // failure (exit 1), told before planning reports it as a problem of the file.
+            if let Ok((config, _)) = configure(&pipeline, Overrides::default()) {
+                crate::postgres::check_databases(&config).map_err(|message| CliError::Failed(anyhow::anyhow!(message)))?;
+            }
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             let mut settings = run_settings(&config, bootstrap_servers);
             if let Some(state_dir) = state_dir {
@@ -594,7 +599,9 @@ fn execute(command: Command) -> Result<(), CliError> {
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
             }
-            crate::topology::run::run(topology, &settings, &stop).map_err(|error| match error {
+            let captures_tables = topology.sources.iter().any(|s| s.postgres.is_some());
+            let run = if captures_tables { crate::topology::capture::run } else { crate::topology::run::run };
+            run(topology, &settings, &stop).map_err(|error| match error {
                 RunError::Invalid(problems) => CliError::Invalid(problems),
                 error => CliError::Failed(error.into()),
             })?;

@@ -20,6 +20,8 @@
 //!   executor that runs a batch through it; [`topology::run`], the Kafka run loop.
 //! - [`source`] and [`sink`]: the traits records come in and go out through; [`kafka`]
 //!   implements both.
+//! - [`postgres`]: change data capture from Postgres tables (a source whose positions are WAL
+//!   positions).
 //! - [`state`]: processors' durable state and its changelog.
 //! - [`codec`]: record values at the pipeline's edges (Avro, Confluent-framed Avro, JSON).
 //! - [`schema_registry`]: the Confluent wire format and a client for any Schema Registry.
@@ -36,6 +38,7 @@ pub mod graph;
 pub mod kafka;
 pub mod observe;
 pub mod plugin;
+pub mod postgres;
 pub mod registry;
 pub mod reset;
 pub mod scaffold;

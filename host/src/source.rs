@@ -25,6 +25,11 @@ pub trait InputRecord {
     fn headers(&self) -> Vec<Header>;
     /// Milliseconds since the Unix epoch.
     fn timestamp(&self) -> Option<i64>;
+    /// Why the source could read this record but not turn it into a value of its schema (a
+    /// database value with no Avro form): it goes to dead letters, stage `decode`.
+    fn failure(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// An owned input record: for sources that build their records (and for tests and tools).

@@ -2,6 +2,7 @@
 //! `scripts/broker.sh` (see `support::broker`). One test binary, to link once.
 
 mod catalog;
+mod cdc;
 mod faults;
 mod graph;
 mod join;

@@ -589,3 +589,82 @@ pub fn add_metrics_listener(pipeline: &Path) -> String {
     std::fs::write(pipeline, text).unwrap();
     listen
 }
+
+/// The test Postgres (wal_level=logical): `MESHHOST_TEST_POSTGRES` (a port on 127.0.0.1), or
+/// one this test run starts with `scripts/postgres.sh` on port 15432. Its URL, without the
+/// password (`meshhost`).
+pub fn postgres() -> &'static str {
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    POSTGRES.get_or_init(|| {
+        let port = std::env::var("MESHHOST_TEST_POSTGRES").unwrap_or_else(|_| {
+            let status = Command::new(workspace().join("scripts/postgres.sh"))
+                .args(["start", "15432"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("run scripts/postgres.sh");
+            assert!(status.success(), "scripts/postgres.sh start failed");
+            "15432".to_string()
+        });
+        format!("postgres://meshhost@127.0.0.1:{port}/meshhost")
+    })
+}
+
+/// The password of the test Postgres's user.
+pub const POSTGRES_PASSWORD: &str = "meshhost";
+
+/// Run SQL with `psql` (an independent client) against the Postgres at `url`; its output
+/// (unaligned, tuples only). Panics when a statement fails.
+pub fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .env("PGPASSWORD", POSTGRES_PASSWORD)
+        .output()
+        .expect("run psql");
+    assert!(output.status.success(), "psql failed on {sql:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Run a file of SQL statements with `psql`, each committed on its own.
+pub fn psql_file(url: &str, path: &Path) {
+    let output = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", path.to_str().unwrap()])
+        .env("PGPASSWORD", POSTGRES_PASSWORD)
+        .output()
+        .expect("run psql");
+    assert!(output.status.success(), "psql -f failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A Postgres of the test's own (`scripts/postgres.sh` on a free port), to restart; removed
+/// when dropped.
+pub struct OwnPostgres {
+    pub port: u16,
+    pub url: String,
+}
+
+impl OwnPostgres {
+    pub fn start() -> OwnPostgres {
+        let port = free_port();
+        let status = Command::new(workspace().join("scripts/postgres.sh"))
+            .args(["start", &port.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/postgres.sh");
+        assert!(status.success(), "scripts/postgres.sh start {port} failed");
+        OwnPostgres { port, url: format!("postgres://meshhost@127.0.0.1:{port}/meshhost") }
+    }
+
+    /// Restart the server (connections are cut), keeping its data.
+    pub fn restart(&self) {
+        let status = Command::new(workspace().join("scripts/postgres.sh"))
+            .args(["restart", &self.port.to_string()])
+            .status()
+            .expect("run scripts/postgres.sh");
+        assert!(status.success(), "scripts/postgres.sh restart failed");
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace().join("scripts/postgres.sh")).args(["stop", &self.port.to_string()]).status();
+    }
+}

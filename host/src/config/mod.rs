@@ -151,8 +151,12 @@ pub struct SourceConfig {
     /// `confluent-avro`: the registry subject (default `<topic>-value`).
     pub subject: Option<String>,
     /// `confluent-avro`: what a record whose writer schema cannot be read as the reader schema
-    /// does (default: `stop` for a catalog source, `dead_letter` otherwise).
+    /// does (default: `stop` for a catalog source, `dead_letter` otherwise). `postgres`: what a
+    /// planned column that was dropped or retyped does (default `stop`).
     pub on_schema_change: Option<SchemaChangePolicy>,
+    /// A Postgres table captured by logical replication (change data capture) instead of a
+    /// Kafka topic.
+    pub postgres: Option<crate::postgres::PostgresSourceConfig>,
 }
 
 /// What a `confluent-avro` record whose writer schema cannot be resolved to the reader's does.
@@ -509,6 +513,24 @@ impl PipelineConfig {
             problems.push("sinks", "a pipeline needs at least one sink");
         }
         for (id, source) in &self.sources {
+            if let Some(postgres) = &source.postgres {
+                for (key, given) in [
+                    ("source", source.source.is_some()),
+                    ("topic", !source.topic.is_empty()),
+                    ("format", source.format.is_some()),
+                    ("schema", source.schema.is_some()),
+                    ("subject", source.subject.is_some()),
+                ] {
+                    if given {
+                        problems.push(
+                            &format!("sources.{id}.{key}"),
+                            "not for a postgres source: its schema comes from the table",
+                        );
+                    }
+                }
+                postgres.check(&format!("sources.{id}.postgres"), problems);
+                continue;
+            }
             if source.source.is_some() {
                 for (key, given) in [
                     ("topic", !source.topic.is_empty()),

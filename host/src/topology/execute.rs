@@ -193,6 +193,10 @@ impl Executor {
         for (origin, input) in batch.iter().enumerate() {
             self.counts.source_received[input.source()] += 1;
             let source = &mut self.topology.sources[input.source()];
+            if let Some(reason) = input.failure() {
+                effects.dead_letter(origin, Failure::decode(reason.to_string())).map_err(ExecuteError::Effect)?;
+                continue;
+            }
             let value = match input.value() {
                 None => None, // a tombstone flows as is
                 Some(bytes) => match source.decoder.decode(&source.schema.parsed, bytes) {

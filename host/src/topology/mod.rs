@@ -16,6 +16,7 @@ use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 use crate::registry::PluginResolver;
 
 pub mod breaker;
+pub mod capture;
 pub mod delivery;
 pub mod diff;
 pub mod dry_run;
@@ -53,7 +54,10 @@ pub enum Target {
 
 pub struct SourceNode {
     pub id: String,
+    /// The Kafka topic; for a captured table, its `schema.table` (what dead-letter headers name).
     pub topic: String,
+    /// A Postgres table captured instead of a topic.
+    pub postgres: Option<Box<crate::postgres::source::CapturedTable>>,
     pub decoder: SourceDecoder,
     pub schema: EdgeSchema,
     pub targets: Vec<Target>,
@@ -114,6 +118,7 @@ impl Topology {
             .map(|(input, (name, schema))| SourceNode {
                 id: name.clone(),
                 topic: name.clone(),
+                postgres: None,
                 decoder: SourceDecoder::Avro,
                 schema: schema.clone(),
                 targets: vec![Target::Processor { index: 0, input: input as u32 }],
@@ -190,6 +195,20 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
     let registry = schema_registry::client(config);
     for (id, source) in &config.sources {
         let path = format!("sources.{id}");
+        if let Some(postgres) = &source.postgres {
+            match crate::postgres::plan_source(config, id, postgres) {
+                Ok((table, schema)) => topology.sources.push(SourceNode {
+                    id: id.clone(),
+                    topic: table.table.qualified_name(),
+                    postgres: Some(Box::new(table)),
+                    decoder: SourceDecoder::Avro,
+                    schema,
+                    targets: Vec::new(),
+                }),
+                Err(message) => problems.push(&format!("{path}.postgres"), message),
+            }
+            continue;
+        }
         let confluent = source.format() == Format::ConfluentAvro;
         if confluent && registry.is_none() {
             problems.push(&format!("{path}.format"), schema_registry::NO_REGISTRY);
@@ -219,6 +238,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
                 topology.sources.push(SourceNode {
                     id: id.clone(),
                     topic: source.topic.clone(),
+                    postgres: None,
                     decoder: SourceDecoder::new(source.format(), registry.clone(), source.on_schema_change()),
                     schema,
                     targets: Vec::new(),

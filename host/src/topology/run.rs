@@ -55,7 +55,7 @@ pub struct RunSettings {
 /// What the run did lately, for people: a log line every [`SUMMARY_INTERVAL`] (so a log says
 /// the pipeline is alive and how fast it goes), or, on a terminal, a status line redrawn every
 /// [`STATUS_INTERVAL`].
-struct Summary {
+pub(super) struct Summary {
     live: bool,
     last: std::time::Instant,
     at_last: RunStats,
@@ -67,12 +67,12 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Summary {
-    fn new(live: bool) -> Summary {
+    pub(super) fn new(live: bool) -> Summary {
         Summary { live, last: std::time::Instant::now(), at_last: RunStats::default() }
     }
 
     /// `lag`: the total lag when known (measured with metrics on).
-    fn tick(&mut self, stats: &RunStats, lag: Option<i64>) {
+    pub(super) fn tick(&mut self, stats: &RunStats, lag: Option<i64>) {
         let elapsed = self.last.elapsed();
         if elapsed < if self.live { STATUS_INTERVAL } else { SUMMARY_INTERVAL } {
             return;
@@ -102,7 +102,7 @@ impl Summary {
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Batches not yet fully delivered at most; beyond it the loop waits for the producer.
-const MAX_BATCHES_IN_FLIGHT: usize = 32;
+pub(super) const MAX_BATCHES_IN_FLIGHT: usize = 32;
 
 /// Counts reported when the run ends.
 #[derive(Debug, Default, Clone, Copy)]
@@ -282,17 +282,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         if !batch.is_empty() {
             stats.consumed += batch.len() as u64;
             let id = tracker.begin(last_positions(&batch));
-            let mut outbox = Outbox {
-                sink: &*sink,
-                routes: &routes,
-                batch: &batch,
-                id,
-                produced: 0,
-                dead_lettered: 0,
-                failed: Vec::new(),
-                sent: 0,
-                metrics: metrics.as_deref(),
-            };
+            let mut outbox = Outbox::new(&*sink, &routes, &batch, id, metrics.as_deref());
             let result = executor.run(&batch, &mut outbox);
             if let Err(ExecuteError::Effect(OutboxError::Sink(error))) = &result {
                 tracker.fail(error.to_string());
@@ -417,7 +407,7 @@ impl Drop for CleanEnd {
 /// Count a batch's records, in order, against the failure-rate window: the error to stop with
 /// when the window holds too many failures. `failed` are the indexes of the records that went
 /// to dead letters, with the reason, in the order they did.
-fn count_failures<R: InputRecord>(
+pub(super) fn count_failures<R: InputRecord>(
     breaker: &mut Breaker,
     batch: &[R],
     failed: Vec<(usize, String)>,
@@ -448,8 +438,18 @@ fn check_topics(
     settings: &RunSettings,
 ) -> Result<HashMap<String, usize>, RunError> {
     let counts = source.partition_counts()?;
+    check_topics_exist(&counts, topology, settings)?;
+    Ok(counts)
+}
+
+/// That every topic the pipeline reads or writes is among `counts` (the cluster's topics).
+pub(super) fn check_topics_exist(
+    counts: &HashMap<String, usize>,
+    topology: &Topology,
+    settings: &RunSettings,
+) -> Result<(), RunError> {
     let mut needed: Vec<String> = Vec::new();
-    needed.extend(topology.sources.iter().map(|s| s.topic.clone()));
+    needed.extend(topology.sources.iter().filter(|s| s.postgres.is_none()).map(|s| s.topic.clone()));
     needed.extend(topology.sinks.iter().map(|s| s.topic.clone()));
     needed.extend(settings.dead_letter_topic.clone());
     let mut missing: Vec<String> = needed.into_iter().filter(|t| !counts.contains_key(t)).collect();
@@ -458,7 +458,7 @@ fn check_topics(
     if !missing.is_empty() {
         return Err(RunError::TopicsMissing { servers: settings.bootstrap_servers.clone(), topics: missing });
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Open the local store of every stateful processor (its partitions are restored when they are
@@ -498,7 +498,7 @@ fn open_state(
 
 /// Lock `state_dir` for this run (released when the returned file is dropped, or the process
 /// ends however it ends).
-fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+pub(super) fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
     let in_use = |reason: String| RunError::StateDirInUse { path: state_dir.display().to_string(), reason };
     std::fs::create_dir_all(state_dir).map_err(|e| in_use(e.to_string()))?;
     let file = std::fs::OpenOptions::new()
@@ -517,15 +517,15 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError
 }
 
 /// Where the effects of a batch go, by index.
-struct Routes {
+pub(super) struct Routes {
     /// Id of each source (for metrics).
-    source_ids: Vec<String>,
+    pub(super) source_ids: Vec<String>,
     /// Topic of each source (for dead-letter headers).
-    source_topics: Vec<String>,
-    sink_topics: Vec<String>,
-    dead_letter_topic: Option<String>,
+    pub(super) source_topics: Vec<String>,
+    pub(super) sink_topics: Vec<String>,
+    pub(super) dead_letter_topic: Option<String>,
     /// Per processor: its changelog if stateful.
-    changelogs: Vec<Option<Changelog>>,
+    pub(super) changelogs: Vec<Option<Changelog>>,
 }
 
 /// Why a batch's effects could not be carried out.
@@ -540,22 +540,32 @@ pub enum OutboxError {
 }
 
 /// A batch's effects, handed to the sink and counted against the batch.
-struct Outbox<'a, S: Sink, R: InputRecord> {
-    sink: &'a S,
-    routes: &'a Routes,
+pub(super) struct Outbox<'a, S: Sink, R: InputRecord> {
+    pub(super) sink: &'a S,
+    pub(super) routes: &'a Routes,
     /// The consumed records: dead letters send them as they were read.
-    batch: &'a [R],
-    id: BatchId,
-    produced: u64,
-    dead_lettered: u64,
+    pub(super) batch: &'a [R],
+    pub(super) id: BatchId,
+    pub(super) produced: u64,
+    pub(super) dead_lettered: u64,
     /// The records that went to dead letters (index in the batch) and why, for the breaker.
-    failed: Vec<(usize, String)>,
+    pub(super) failed: Vec<(usize, String)>,
     /// Records handed to the sink, of every kind: the deliveries the batch waits for.
-    sent: u64,
-    metrics: Option<&'a PipelineMetrics>,
+    pub(super) sent: u64,
+    pub(super) metrics: Option<&'a PipelineMetrics>,
 }
 
-impl<S: Sink, R: InputRecord> Outbox<'_, S, R> {
+impl<'a, S: Sink, R: InputRecord> Outbox<'a, S, R> {
+    pub(super) fn new(
+        sink: &'a S,
+        routes: &'a Routes,
+        batch: &'a [R],
+        id: BatchId,
+        metrics: Option<&'a PipelineMetrics>,
+    ) -> Self {
+        Outbox { sink, routes, batch, id, produced: 0, dead_lettered: 0, failed: Vec::new(), sent: 0, metrics }
+    }
+
     fn send_to(&mut self, destination: Destination<'_>, record: OutgoingRecord<'_>) -> Result<(), OutboxError> {
         self.sink.send(destination, record, self.id)?;
         self.sent += 1;

@@ -81,8 +81,15 @@ pub fn catalog_binding(
         }
         return None;
     };
-    let inputs: Vec<String> =
-        config.sources.values().map(|s| s.source.clone().unwrap_or_else(|| format!("topic:{}", s.topic))).collect();
+    let inputs: Vec<String> = config
+        .sources
+        .values()
+        .map(|s| match (&s.source, &s.postgres) {
+            (Some(name), _) => name.clone(),
+            (None, Some(postgres)) => format!("postgres:{}", postgres.table),
+            (None, None) => format!("topic:{}", s.topic),
+        })
+        .collect();
     let processors: Vec<ProcessorLineage> = topology
         .processors
         .iter()
