@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing meshhost needs, when missing: the wasm32-wasip2 target
 # (plugins are built for it), the broker (scripts/broker.sh install), and the build tools of the
-# Python and JavaScript SDKs (sdk/install-tools.sh: componentize-py, componentize-js).
+# Python and JavaScript SDKs (sdk/install-tools.sh: componentize-py, componentize-js), Postgres
+# and Prometheus (Debian's packages).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -13,5 +14,7 @@ scripts/broker.sh install
 sdk/install-tools.sh
 # The Python venv of the Schema Registry interop tests (confluent-kafka, fastavro).
 scripts/pyenv.sh >/dev/null
+# Postgres (Debian's server packages), for the change data capture tests and demo.
+scripts/postgres.sh install
 # Prometheus, which the observability tests start to scrape a running pipeline.
 scripts/prometheus.sh install

@@ -567,7 +567,8 @@ fn execute(command: Command) -> Result<(), CliError> {
             // A database that cannot be used (down, wrong password, table missing) is a runtime
             // failure (exit 1), told before planning reports it as a problem of the file.
             if let Ok((config, _)) = configure(&pipeline, Overrides::default()) {
-                crate::postgres::check_databases(&config).map_err(|message| CliError::Failed(anyhow::anyhow!(message)))?;
+                crate::postgres::check_databases(&config)
+                    .map_err(|message| CliError::Failed(anyhow::anyhow!(message)))?;
             }
             let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
             let mut settings = run_settings(&config, bootstrap_servers);

@@ -209,7 +209,10 @@ sinks:
     let source = &events[2].1["source"];
     assert_eq!(source["connector"], "postgresql");
     assert_eq!(source["name"], "events");
-    assert_eq!((&source["db"], &source["schema"], &source["table"]), (&json!("meshhost"), &json!("public"), &json!(table)));
+    assert_eq!(
+        (&source["db"], &source["schema"], &source["table"]),
+        (&json!("meshhost"), &json!("public"), &json!(table))
+    );
     assert_eq!(source["snapshot"], "false");
     assert!(source["txId"].as_i64().is_some_and(|x| x > 0), "{source}");
     assert!(source["lsn"].as_i64().is_some_and(|x| x > 0), "{source}");
@@ -237,7 +240,7 @@ fn every_mapped_type_round_trips_to_the_python_avro_deserializer() {
                 3.14159265358979323846264338327950288, 'héllo 世界 🎬 \"q\"', 'abc', 'ab', '\\x00ff10', '9999-12-31',
                 '23:59:59.999999', '2024-02-29 12:34:56.789012', '2024-02-29 12:34:56.789012+05:30',
                 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{\"a\": [1, 2]}}', '{{\"b\":1}}', 'happy',
-                '{{1,NULL,3}}', '{{\"a,b\",\"c\\\\\"d\",\"\"}}', '{{}}'),
+                '{{1,NULL,3}}', '{{\"a,b\",\"c\\\"d\",\"\"}}', '{{}}'),
                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL),
                (3, false, 0, -1, 9223372036854775807, -1.25, 2.5e-300, 0, '-0.000001', '', '', '', '\\x', '1900-01-01',
@@ -266,8 +269,7 @@ sinks:
         ),
     );
     let running = start_run(&pipeline);
-    let (code, stdout, stderr) =
-        python(&["consume", broker(), &catalog.url, &out, "--count", "3", "--timeout", "60"]);
+    let (code, stdout, stderr) = python(&["consume", broker(), &catalog.url, &out, "--count", "3", "--timeout", "60"]);
     assert_eq!(code, 0, "{stderr}\nlog:\n{}", running.log_so_far());
     let rows = lines(&stdout);
     assert_eq!(
@@ -288,7 +290,16 @@ sinks:
     let third = &rows[2];
     assert_eq!((&third["f4"], &third["f8"]), (&json!(-1.25), &json!(2.5e-300)));
     assert_eq!(
-        (&third["num"], &third["numt"], &third["by"], &third["d"], &third["tstz"], &third["j"], &third["jb"], &third["moods"]),
+        (
+            &third["num"],
+            &third["numt"],
+            &third["by"],
+            &third["d"],
+            &third["tstz"],
+            &third["j"],
+            &third["jb"],
+            &third["moods"]
+        ),
         (
             &json!("0.000"),
             &json!("-0.000001"),
@@ -349,7 +360,11 @@ fn a_kill_during_20000_updates_loses_no_committed_change() {
     }
     let distinct: usize = seen.values().map(BTreeSet::len).sum();
     assert_eq!(distinct, 20_100, "the snapshot's 100 rows and 20,000 updates");
-    eprintln!("kill -9 twice during 20,000 updates: {} records, {} duplicates, 0 lost", records.len(), records.len() - distinct);
+    eprintln!(
+        "kill -9 twice during 20,000 updates: {} records, {} duplicates, 0 lost",
+        records.len(),
+        records.len() - distinct
+    );
 }
 
 #[test]
@@ -357,7 +372,10 @@ fn a_postgres_restart_mid_run_is_ridden_out() {
     let server = OwnPostgres::start();
     let url = server.url.replace("meshhost@", &format!("meshhost:{POSTGRES_PASSWORD}@"));
     let table = table_name("restart");
-    psql(&url, &format!("CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL); INSERT INTO {table} VALUES (1, 0)"));
+    psql(
+        &url,
+        &format!("CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL); INSERT INTO {table} VALUES (1, 0)"),
+    );
     let dir = PipelineDir::new();
     let (pipeline, out) = capture_pipeline(&dir, &url, &table, "row");
     let running = start_run(&pipeline);
@@ -378,7 +396,10 @@ fn run_to_exit(pipeline: &Path) -> Stopped {
 fn a_missing_slot_a_dropped_table_and_a_wrong_password_stop_with_what_to_fix() {
     let url = database();
     let table = table_name("gone");
-    psql(&url, &format!("CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL); INSERT INTO {table} VALUES (1, 0)"));
+    psql(
+        &url,
+        &format!("CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL); INSERT INTO {table} VALUES (1, 0)"),
+    );
     let dir = PipelineDir::new();
     let (pipeline, out) = capture_pipeline(&dir, &url, &table, "row");
     let running = start_run(&pipeline);
@@ -457,7 +478,12 @@ fn validate_names_unmapped_columns_and_toast_without_full_identity() {
 fn a_column_added_mid_stream_is_left_out_and_a_dropped_not_null_one_stops_the_run() {
     let url = database();
     let table = table_name("alter");
-    psql(&url, &format!("CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL, m int); INSERT INTO {table} VALUES (1, 0, 0)"));
+    psql(
+        &url,
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL, m int); INSERT INTO {table} VALUES (1, 0, 0)"
+        ),
+    );
     let dir = PipelineDir::new();
     let (pipeline, out) = capture_pipeline(&dir, &url, &table, "row");
     let running = start_run(&pipeline);
@@ -469,7 +495,11 @@ fn a_column_added_mid_stream_is_left_out_and_a_dropped_not_null_one_stops_the_ru
         rows.iter().map(|(_, v, _)| v.clone()).collect::<Vec<_>>(),
         vec![json!({"id": 1, "n": 0, "m": 0}), json!({"id": 2, "n": 1, "m": 1}), json!({"id": 1, "n": 2, "m": 0})]
     );
-    assert!(running.log_so_far().contains("not carried until the pipeline is planned again"), "{}", running.log_so_far());
+    assert!(
+        running.log_so_far().contains("not carried until the pipeline is planned again"),
+        "{}",
+        running.log_so_far()
+    );
     psql(&url, &format!("ALTER TABLE {table} DROP COLUMN n; INSERT INTO {table} VALUES (3, 3)"));
     let stopped = running.wait_for_exit(Duration::from_secs(60));
     assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
@@ -536,6 +566,9 @@ sinks:
         )]),
         "the update changed m1's join, the delete retracted m2's"
     );
-    assert!(changes(&records).iter().any(|(k, v, _)| k.as_deref() == Some("m2") && !v.is_null()), "m2 was joined first");
+    assert!(
+        changes(&records).iter().any(|(k, v, _)| k.as_deref() == Some("m2") && !v.is_null()),
+        "m2 was joined first"
+    );
     assert_clean_exit(&running.stop());
 }

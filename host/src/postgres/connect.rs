@@ -69,9 +69,9 @@ impl Database {
 
     /// A plain SQL connection.
     pub fn connect(&self) -> Result<Sql, DatabaseError> {
-        PgReplicationConnection::connect(&self.uri).map(|connection| Sql { connection, database: self.clone() }).map_err(
-            |error| self.error(error),
-        )
+        PgReplicationConnection::connect(&self.uri)
+            .map(|connection| Sql { connection, database: self.clone() })
+            .map_err(|error| self.error(error))
     }
 
     /// The error of a failed connection or statement, classified.
@@ -166,7 +166,8 @@ mod tests {
     #[test]
     fn the_password_comes_from_the_environment_when_the_url_has_none() {
         std::env::set_var("MESHHOST_TEST_PG_PASSWORD", "p@ss word");
-        let database = Database::new(&config("postgres://alice@db:5432/app?sslmode=disable", "MESHHOST_TEST_PG_PASSWORD"));
+        let database =
+            Database::new(&config("postgres://alice@db:5432/app?sslmode=disable", "MESHHOST_TEST_PG_PASSWORD"));
         assert_eq!(database.uri, "postgres://alice:p%40ss%20word@db:5432/app?sslmode=disable");
         assert_eq!(database.address, "db:5432/app");
         assert_eq!(database.replication_uri(), format!("{}&replication=database", database.uri));

@@ -134,7 +134,8 @@ pub fn plan_source(
     };
     let schema = crate::topology::EdgeSchema::parse(&schema.to_string())
         .map_err(|e| format!("the schema derived from table {}: {e}", table.qualified_name()))?;
-    let on_schema_change = pipeline.sources[source_id].on_schema_change.unwrap_or(crate::config::SchemaChangePolicy::Stop);
+    let on_schema_change =
+        pipeline.sources[source_id].on_schema_change.unwrap_or(crate::config::SchemaChangePolicy::Stop);
     let captured = source::CapturedTable {
         slot: config.slot_name(&pipeline.name, source_id),
         publication: config.publication_name(&pipeline.name, source_id),

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -192,7 +192,8 @@ impl PostgresSource {
         let mut readers = Vec::new();
         let mut threads = Vec::new();
         let marker_dir = state_dir.join("postgres");
-        std::fs::create_dir_all(&marker_dir).map_err(|e| client(format!("cannot create {}", marker_dir.display()), e))?;
+        std::fs::create_dir_all(&marker_dir)
+            .map_err(|e| client(format!("cannot create {}", marker_dir.display()), e))?;
         for (index, table) in tables.into_iter().enumerate() {
             let Some((table, schema)) = table else {
                 readers.push(None);
@@ -253,7 +254,7 @@ impl Drop for PostgresSource {
 impl Source for PostgresSource {
     type Record<'a> = CapturedRecord;
 
-    fn poll<'a>(&'a self, max: usize, stop: &AtomicBool, batch: &mut Vec<CapturedRecord>) -> Result<(), SourceError> {
+    fn poll(&self, max: usize, stop: &AtomicBool, batch: &mut Vec<CapturedRecord>) -> Result<(), SourceError> {
         let first = match self.receiver.recv_timeout(Duration::from_millis(100)) {
             Ok(first) => first,
             Err(RecvTimeoutError::Timeout) => return Ok(()),
@@ -268,10 +269,7 @@ impl Source for PostgresSource {
             if batch.len() >= max || stop.load(Ordering::Relaxed) {
                 break;
             }
-            next = match self.receiver.try_recv() {
-                Ok(captured) => Some(captured),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-            };
+            next = self.receiver.try_recv().ok();
         }
         Ok(())
     }
@@ -480,7 +478,10 @@ impl Reader {
     /// Wait (up to a minute) while another connection streams from the slot: the server notices
     /// a killed run's connection only after a while.
     async fn wait_until_inactive(&self, sql: &mut super::connect::Sql) -> Result<(), Stop> {
-        let query = format!("SELECT active_pid FROM pg_replication_slots WHERE slot_name = {} AND active", literal(&self.table.slot));
+        let query = format!(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = {} AND active",
+            literal(&self.table.slot)
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let active = sql.query(&query).map_err(|e| self.sql_failed("cannot read pg_replication_slots", e))?;
@@ -577,8 +578,11 @@ impl Reader {
         let ours = |schema: &str, table: &str| schema == self.table.table.schema && table == self.table.table.table;
         let captured = match &event.event_type {
             EventType::Begin { transaction_id, commit_timestamp, .. } => {
-                self.transaction =
-                    Some(Transaction { xid: *transaction_id, commit_ms: commit_timestamp.timestamp_millis(), sent: false });
+                self.transaction = Some(Transaction {
+                    xid: *transaction_id,
+                    commit_ms: commit_timestamp.timestamp_millis(),
+                    sent: false,
+                });
                 return Ok(());
             }
             EventType::Commit { end_lsn, .. } => {
@@ -634,7 +638,8 @@ impl Reader {
                     if matches!(planned.ty, super::table::ColumnType::Decimal { .. })
                         && now.type_modifier != planned.type_modifier =>
                 {
-                    problems.push(format!("column {} changed precision or scale (was {})", planned.name, planned.type_name))
+                    problems
+                        .push(format!("column {} changed precision or scale (was {})", planned.name, planned.type_name))
                 }
                 Some(_) => {}
             }
@@ -715,16 +720,14 @@ impl Reader {
                 None => Ok(None),
             },
             Envelope::Debezium => {
-                let after_value = match after {
-                    Some(_) => Some(table.row_value(after_text)),
-                    None => None,
-                }
-                .transpose();
+                let after_value = after.map(|_| table.row_value(after_text)).transpose();
                 // A before image only when the old row is whole (replica identity FULL).
-                let before_value = if table.full_identity { before.map(|_| table.row_value(before_text)) } else { None }
-                    .transpose();
+                let before_value =
+                    if table.full_identity { before.map(|_| table.row_value(before_text)) } else { None }.transpose();
                 after_value.and_then(|after_value| {
-                    before_value.map(|before_value| Some(self.envelope(op, before_value, after_value, ts_ms, lsn.or(snapshot_lsn))))
+                    before_value.map(|before_value| {
+                        Some(self.envelope(op, before_value, after_value, ts_ms, lsn.or(snapshot_lsn)))
+                    })
                 })
             }
         };
@@ -734,10 +737,10 @@ impl Reader {
         let (value, failure) = match encoded {
             Ok(value) => (value, None),
             // The dead letter carries the change as text, for a person to look at.
-            Err(reason) => (Some(describe_change(op, before, after).into_bytes()), Some(format!(
-                "table {}: {reason}",
-                table.qualified_name()
-            ))),
+            Err(reason) => (
+                Some(describe_change(op, before, after).into_bytes()),
+                Some(format!("table {}: {reason}", table.qualified_name())),
+            ),
         };
         let record = Record { key, value, headers, timestamp: Some(ts_ms) };
         CapturedRecord { record: SourceRecord { source: self.index, partition: 0, position: 0, record }, failure }

@@ -24,7 +24,7 @@
 use meshhost_avro::Value;
 use serde_json::{json, Value as Json};
 
-use super::connect::{ident, literal, DatabaseError, Sql};
+use super::connect::{literal, DatabaseError, Sql};
 
 /// How a column's values are carried.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +118,7 @@ impl DescribeError {
 
 /// Describe `schema.table` from the catalog.
 pub fn describe(sql: &mut Sql, address: &str, schema: &str, table: &str) -> Result<TableDescription, DescribeError> {
-    let qualified = format!("{}.{}", ident(schema), ident(table));
+    let qualified = format!("{schema}.{table}");
     let database = first(sql.query("SELECT current_database()")?).unwrap_or_default();
     let rows = sql.query(&format!(
         "SELECT c.oid, c.relkind, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -172,8 +172,7 @@ pub fn describe(sql: &mut Sql, address: &str, schema: &str, table: &str) -> Resu
         }
         columns.push(Column { name, type_name, type_oid, type_modifier, ty, nullable: text(4) != "t" });
     }
-    let key: Vec<usize> =
-        key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let key: Vec<usize> = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
     if key.is_empty() {
         return Err(DescribeError::NoPrimaryKey { table: qualified });
     }
@@ -333,10 +332,7 @@ impl TableDescription {
 
     /// The Avro value of a row, each column's text converted (`None` is NULL). `text_of`
     /// returns `Err` for a column whose value the change does not carry.
-    pub fn row_value<'a>(
-        &self,
-        text_of: impl Fn(&str) -> Result<Option<&'a str>, String>,
-    ) -> Result<Value, String> {
+    pub fn row_value<'a>(&self, text_of: impl Fn(&str) -> Result<Option<&'a str>, String>) -> Result<Value, String> {
         let mut fields = Vec::with_capacity(self.columns.len());
         for column in &self.columns {
             let value = match (text_of(&column.name)?, column.nullable) {

@@ -59,9 +59,7 @@ pub fn decimal_bytes(text: &str, scale: u32) -> Result<Vec<u8>, String> {
         None => (false, text),
     };
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
-    {
+    if whole.is_empty() && fraction.is_empty() || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
         return Err(format!("{text:?} has no decimal form (NaN and infinities have none)"));
     }
     if fraction.len() > scale as usize && fraction[scale as usize..].bytes().any(|b| b != b'0') {

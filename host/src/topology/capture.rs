@@ -43,8 +43,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             source: Box::new(error),
         })
     };
-    let counts =
-        crate::kafka::partition_counts(&settings.bootstrap_servers, Duration::from_secs(10)).map_err(kafka_unreachable)?;
+    let counts = crate::kafka::partition_counts(&settings.bootstrap_servers, Duration::from_secs(10))
+        .map_err(kafka_unreachable)?;
     check_topics_exist(&counts, &topology, settings)?;
     let client = crate::kafka::client_config(&settings.bootstrap_servers, &settings.properties);
     let tracker = Arc::new(DeliveryTracker::default());
