@@ -579,6 +579,12 @@ fn execute(command: Command) -> Result<(), CliError> {
             if metrics_listen.is_some() {
                 settings.metrics_listen = metrics_listen;
             }
+            if dry_run && topology.sources.iter().any(|s| s.postgres.is_some()) {
+                return Err(CliError::Invalid(Problems::one(
+                    "sources",
+                    "run --dry-run reads Kafka sources only; a captured table has no sample to read without taking a slot",
+                )));
+            }
             if dry_run {
                 let mut out = std::io::stdout().lock();
                 let summary =
