@@ -35,6 +35,16 @@ fn main() {
     for dir in ["plugins", "sdk/rust", "sdk/avro", "wit", "tests/plugins"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
+    // Files, not directories: node_modules and __pycache__ change without the SDKs changing.
+    for file in ["Cargo.toml", "sdk/python/build.py", "sdk/js/build.mjs", "sdk/js/meshhost.js", "sdk/js/package.json", "sdk/js/package-lock.json"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    for entry in std::fs::read_dir(workspace.join("sdk/python/meshhost_sdk")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "py") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     // A target directory of its own: the outer cargo holds the lock on the usual one.
@@ -93,6 +103,8 @@ fn main() {
     stock.push_str("];\n");
     std::fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("stock_plugins.rs"), stock).unwrap();
 
+    embed_sdk(&workspace);
+
     for (constant, package) in TEST_ONLY {
         println!("cargo:rustc-env=MESHHOST_TEST_PLUGIN_{constant}={}", wasm(package).display());
     }
@@ -100,6 +112,46 @@ fn main() {
         let constant = name.rsplit('/').next().unwrap().to_uppercase();
         println!("cargo:rustc-env=MESHHOST_STOCK_PLUGIN_{constant}={}", wasm(package).display());
     }
+}
+
+/// The files `meshhost plugin new` and `plugin build` need outside the checkout: the WIT package,
+/// the Python and JavaScript SDKs with their build scripts, and the Rust SDK crates with the
+/// workspace manifest they inherit from. Written to `$OUT_DIR/sdk_files.rs` as
+/// `(path in the checkout, bytes)`.
+fn embed_sdk(workspace: &Path) {
+    let mut files: Vec<PathBuf> = vec![workspace.join("Cargo.toml")];
+    let mut add = |dir: &str, extensions: &[&str], recursive: bool| {
+        let mut pending = vec![workspace.join(dir)];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    if recursive && name != "node_modules" && name != "__pycache__" {
+                        pending.push(path);
+                    }
+                } else if extensions.iter().any(|ext| name.ends_with(ext)) {
+                    files.push(path);
+                }
+            }
+        }
+    };
+    add("wit", &[".wit"], false);
+    add("sdk/python", &["build.py"], false);
+    add("sdk/python/meshhost_sdk", &[".py"], false);
+    add("sdk/js", &["build.mjs", "meshhost.js", "package.json", "package-lock.json"], false);
+    add("sdk/rust", &["Cargo.toml"], false);
+    add("sdk/rust/src", &[".rs"], true);
+    add("sdk/avro", &["Cargo.toml"], false);
+    add("sdk/avro/src", &[".rs"], true);
+    files.sort();
+    let mut out = String::from("/// The SDK files the binary carries (see build.rs `embed_sdk`).\npub const SDK_FILES: &[(&str, &[u8])] = &[\n");
+    for path in &files {
+        let relative = path.strip_prefix(workspace).unwrap().to_string_lossy().replace('\\', "/");
+        writeln!(out, "    ({relative:?}, include_bytes!({path:?})),").unwrap();
+    }
+    out.push_str("];\n");
+    std::fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("sdk_files.rs"), out).unwrap();
 }
 
 /// The `version = "..."` of a crate manifest's `[package]`.

@@ -330,10 +330,19 @@ pub enum PluginCommand {
         /// NAMESPACE/NAME (or NAME, for local/NAME).
         name: String,
         #[arg(long, value_enum)]
-        lang: crate::scaffold::Lang,
+        lang: crate::authoring::Lang,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Build a plugin project (Rust, Python or JavaScript) into its component; print where it is.
+    Build {
+        /// The project directory (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/<plugin name>.wasm).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Run the checks every plugin must pass, then the fixtures in DIR (see README).
     Test {

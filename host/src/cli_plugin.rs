@@ -102,8 +102,13 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
             }
         }
         PluginCommand::New { name, lang, dir } => {
-            let dir = crate::scaffold::new_plugin(&name, lang, dir.as_deref()).map_err(invalid)?;
-            println!("created {}: see its README.md for the build command", dir.display());
+            let dir = crate::authoring::new_plugin(&name, lang, dir.as_deref()).map_err(authoring)?;
+            println!("created {}: `meshhost plugin build {}` builds it (see its README.md)", dir.display(), dir.display());
+            Ok(())
+        }
+        PluginCommand::Build { dir, output } => {
+            let built = crate::authoring::build(&dir, output.as_deref()).map_err(authoring)?;
+            println!("built {} ({} plugin, {:.1} MB)", built.component.display(), built.lang.label(), built.size as f64 / 1e6);
             Ok(())
         }
         PluginCommand::Test { component, fixtures } => {
@@ -148,6 +153,15 @@ fn publish(registry: &Path, bytes: &[u8], manifest: Manifest) -> Result<(), CliE
         }
     }
     Ok(())
+}
+
+/// A project that is not one is invalid input (exit 2); a missing tool or a failed build is a
+/// failure (exit 1).
+fn authoring(error: crate::authoring::AuthoringError) -> CliError {
+    match error {
+        crate::authoring::AuthoringError::Project(message) => invalid(message),
+        other => CliError::Failed(other.into()),
+    }
 }
 
 fn invalid(message: impl ToString) -> CliError {

@@ -27,6 +27,7 @@
 //! - [`schema_registry`]: the Confluent wire format and a client for any Schema Registry.
 //! - [`catalog`]: `meshhost catalog serve`, a Schema Registry kept in a Kafka topic.
 
+pub mod authoring;
 pub mod catalog;
 pub mod cli;
 mod cli_lock;
@@ -41,7 +42,6 @@ pub mod plugin;
 pub mod postgres;
 pub mod registry;
 pub mod reset;
-pub mod scaffold;
 pub mod schema_registry;
 pub mod schema_text;
 pub mod sink;

@@ -84,6 +84,14 @@ pub struct Plugin {
     pre: bindings::PluginPre<instance::InstanceState>,
 }
 
+/// meshhost's cache directory: `$MESHHOST_CACHE_DIR`, else `~/.cache/meshhost`. It holds the
+/// compiled plugins, the unpacked SDKs and the plugin build tools.
+pub fn cache_root() -> Option<PathBuf> {
+    std::env::var_os("MESHHOST_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/meshhost")))
+}
+
 impl PluginEngine {
     /// An engine with epoch interruption, and the on-disk compile cache in
     /// `$MESHHOST_CACHE_DIR` or `~/.cache/meshhost`.
@@ -113,10 +121,7 @@ impl PluginEngine {
             })
             .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
-        let cache_dir = std::env::var_os("MESHHOST_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/meshhost")))
-            .map(|dir| dir.join("compiled"));
+        let cache_dir = cache_root().map(|dir| dir.join("compiled"));
         Ok(Arc::new(PluginEngine { engine, linker, compiled: Mutex::default(), cache_dir }))
     }
 

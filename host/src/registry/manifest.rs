@@ -17,6 +17,21 @@ pub struct Manifest {
     /// Documentation of each `with:` option.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub options: IndexMap<String, OptionDoc>,
+    /// How `meshhost plugin build` builds the project (`plugin new` writes it). It concerns the
+    /// project, not the component, so the registry does not keep it.
+    #[serde(default, skip_serializing)]
+    pub build: Option<BuildSpec>,
+}
+
+/// The `[build]` table of a project's `plugin.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// The project's language.
+    pub lang: crate::authoring::Lang,
+    /// The processor's source file, for Python (`app.py`) and JavaScript (`app.js`).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Documentation of one `with:` option.
