@@ -36,7 +36,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     // Files, not directories: node_modules and __pycache__ change without the SDKs changing.
-    for file in ["Cargo.toml", "sdk/python/build.py", "sdk/js/build.mjs", "sdk/js/meshhost.js", "sdk/js/package.json", "sdk/js/package-lock.json"] {
+    for file in [
+        "Cargo.toml",
+        "sdk/python/build.py",
+        "sdk/js/build.mjs",
+        "sdk/js/meshhost.js",
+        "sdk/js/package.json",
+        "sdk/js/package-lock.json",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(file).display());
     }
     for entry in std::fs::read_dir(workspace.join("sdk/python/meshhost_sdk")).unwrap() {

@@ -103,12 +103,21 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
         }
         PluginCommand::New { name, lang, dir } => {
             let dir = crate::authoring::new_plugin(&name, lang, dir.as_deref()).map_err(authoring)?;
-            println!("created {}: `meshhost plugin build {}` builds it (see its README.md)", dir.display(), dir.display());
+            println!(
+                "created {}: `meshhost plugin build {}` builds it (see its README.md)",
+                dir.display(),
+                dir.display()
+            );
             Ok(())
         }
         PluginCommand::Build { dir, output } => {
             let built = crate::authoring::build(&dir, output.as_deref()).map_err(authoring)?;
-            println!("built {} ({} plugin, {:.1} MB)", built.component.display(), built.lang.label(), built.size as f64 / 1e6);
+            println!(
+                "built {} ({} plugin, {:.1} MB)",
+                built.component.display(),
+                built.lang.label(),
+                built.size as f64 / 1e6
+            );
             Ok(())
         }
         PluginCommand::Test { component, fixtures } => {

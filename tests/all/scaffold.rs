@@ -1,5 +1,5 @@
-//! `meshhost plugin new`: a scaffolded project builds, passes `plugin test`, and runs in a
-//! pipeline on the broker.
+//! `meshhost plugin new` → `plugin build` → `plugin test` → a pipeline on the broker, in a
+//! temporary directory outside the checkout, for every language.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,41 +53,44 @@ pub fn run_title_pipeline(plugin: &Path, titles: &[&str]) -> Vec<(String, serde_
     got
 }
 
-/// Build a scaffolded Rust plugin, sharing the plugins' target directory so the SDK and its
-/// dependencies are not compiled again.
-fn build_rust(project: &Path) -> PathBuf {
+/// `meshhost ARGS` in `dir` as a user who installed only the binary would run it: no checkout
+/// on `PATH`, no `MESHHOST_SDK_DIR`, its own cache. Two things are shared with the rest of the
+/// suite only to save time: the language tools (`sdk/install-tools.sh` puts componentize-py in
+/// `target/sdk-tools`, the layout `plugin build` installs into) and, for Rust, the plugins'
+/// cargo target directory. (exit code, stdout, stderr)
+pub fn as_user(dir: &Path, cache: &Path, args: &[&str]) -> (i32, String, String) {
+    let bin = Path::new(MESHHOST).parent().unwrap();
+    let checkout = workspace();
+    let system_path: Vec<PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap()).filter(|dir| !dir.starts_with(&checkout)).collect();
+    let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(system_path)).unwrap();
     // <target>/wasm-plugins/wasm32-wasip2/release/mesh_filter.wasm → <target>/wasm-plugins
-    let target = Path::new(STOCK_FILTER_PLUGIN).ancestors().nth(3).unwrap().to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-q"])
-        .env("CARGO_TARGET_DIR", &target)
+    let plugins_target = Path::new(STOCK_FILTER_PLUGIN).ancestors().nth(3).unwrap().to_path_buf();
+    let output = Command::new("meshhost")
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("MESHHOST_SDK_DIR")
+        .env("MESHHOST_CACHE_DIR", cache)
+        .env("MESHHOST_TOOLS_DIR", checkout.join("target/sdk-tools"))
+        .env("CARGO_TARGET_DIR", plugins_target)
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .current_dir(project)
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "the scaffolded plugin builds");
-    target.join("wasm32-wasip2/release/upper.wasm")
+        .output()
+        .expect("run meshhost");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
-/// Build a scaffolded Python or JavaScript plugin with its SDK's one build command.
-fn build_dynamic(project: &Path, lang: &str) -> PathBuf {
-    let wasm = project.join("upper.wasm");
-    let sdk = workspace().join("sdk");
-    let status = match lang {
-        "python" => Command::new("python3")
-            .arg(sdk.join("python/build.py"))
-            .args(["app.py", "-o", "upper.wasm"])
-            .current_dir(project)
-            .status(),
-        _ => Command::new("node")
-            .arg(sdk.join("js/build.mjs"))
-            .args(["app.js", "-o", "upper.wasm"])
-            .current_dir(project)
-            .status(),
-    }
-    .expect("run the SDK build command");
-    assert!(status.success(), "the scaffolded {lang} plugin builds");
-    wasm
+/// `meshhost plugin build` in `project` (as [`as_user`]); the component it wrote.
+pub fn plugin_build(project: &Path, cache: &Path) -> PathBuf {
+    let (code, stdout, stderr) = as_user(project, cache, &["plugin", "build"]);
+    assert_eq!(code, 0, "plugin build: {stdout}{stderr}");
+    let name = project.file_name().unwrap().to_str().unwrap();
+    assert!(stdout.starts_with(&format!("built ./{name}.wasm (")), "{stdout}");
+    project.join(format!("{name}.wasm"))
 }
 
 #[test]
@@ -107,14 +110,17 @@ fn a_scaffolded_js_plugin_builds_passes_its_tests_and_runs() {
 
 fn scaffold_build_test_and_run(lang: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = meshhost_in(Some(dir.path()), &["plugin", "new", "acme/upper", "--lang", lang]);
+    let cache = dir.path().join("cache");
+    let (code, stdout, stderr) = as_user(dir.path(), &cache, &["plugin", "new", "acme/upper", "--lang", lang]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("created upper"), "{stdout}");
     let project = dir.path().join("upper");
-    let wasm = if lang == "rust" { build_rust(&project) } else { build_dynamic(&project, lang) };
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    assert!(readme.contains("meshhost plugin build"), "{readme}");
+    assert!(!readme.contains(workspace().to_str().unwrap()), "the README points into the checkout: {readme}");
+    let wasm = plugin_build(&project, &cache);
 
-    let (code, stdout, _) =
-        meshhost_in(Some(&project), &["plugin", "test", wasm.to_str().unwrap(), "--fixtures", "fixtures"]);
+    let (code, stdout, _) = as_user(&project, &cache, &["plugin", "test", "upper.wasm", "--fixtures", "fixtures"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.ends_with("5 passed, 0 failed\n"), "{stdout}");
 

@@ -37,6 +37,7 @@ pub fn build(dir: &Path, output: Option<&Path>) -> Result<Built, AuthoringError>
                 .arg(&component)
                 .arg("--wit")
                 .arg(unpacked.join("wit"))
+                .arg("--quiet")
                 .env("MESHHOST_SDK_TOOLS", tools);
             run_build(command, dir, Lang::Python)?;
         }
@@ -50,7 +51,8 @@ pub fn build(dir: &Path, output: Option<&Path>) -> Result<Built, AuthoringError>
                 .arg("-o")
                 .arg(&component)
                 .arg("--wit")
-                .arg(unpacked.join("wit"));
+                .arg(unpacked.join("wit"))
+                .arg("--quiet");
             run_build(command, dir, Lang::Js)?;
         }
     }
@@ -158,10 +160,14 @@ fn build_rust(dir: &Path, component: &Path) -> Result<(), AuthoringError> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| message["reason"] == "compiler-artifact")
         .flat_map(|message| {
-            message["filenames"].as_array().cloned().unwrap_or_default().into_iter().filter_map(|f| f.as_str().map(PathBuf::from))
+            message["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
         })
-        .filter(|file| file.extension().is_some_and(|ext| ext == "wasm"))
-        .next_back()
+        .rfind(|file| file.extension().is_some_and(|ext| ext == "wasm"))
         .ok_or_else(|| AuthoringError::Build {
             lang: "Rust",
             detail: "cargo built no .wasm: is `crate-type = [\"cdylib\"]` in [lib] of Cargo.toml?".to_string(),

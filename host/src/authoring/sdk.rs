@@ -15,9 +15,8 @@ const COMPLETE: &str = ".complete";
 
 /// The directory of this binary's SDK, unpacked if it is not yet.
 pub fn unpacked() -> Result<PathBuf, AuthoringError> {
-    let cache = crate::plugin::cache_root().ok_or_else(|| {
-        AuthoringError::Project("no cache directory: set HOME or MESHHOST_CACHE_DIR".to_string())
-    })?;
+    let cache = crate::plugin::cache_root()
+        .ok_or_else(|| AuthoringError::Project("no cache directory: set HOME or MESHHOST_CACHE_DIR".to_string()))?;
     let dir = cache.join("sdk").join(format!("{}-{}", env!("CARGO_PKG_VERSION"), &digest()[..12]));
     if dir.join(COMPLETE).is_file() {
         return Ok(dir);

@@ -24,13 +24,18 @@ fn tools_dir() -> Result<PathBuf, AuthoringError> {
         .ok_or_else(|| AuthoringError::Project("no tools directory: set HOME or MESHHOST_TOOLS_DIR".to_string()))
 }
 
+/// Hold this while checking or installing in the tools directory, so two builds started at
+/// once (say, by a test suite) do not install into the same place together.
+fn install_lock(tools: &Path) -> Result<std::fs::File, AuthoringError> {
+    std::fs::create_dir_all(tools).map_err(AuthoringError::io(tools))?;
+    let path = tools.join(".install.lock");
+    let file = std::fs::File::create(&path).map_err(AuthoringError::io(&path))?;
+    file.lock().map_err(AuthoringError::io(&path))?;
+    Ok(file)
+}
+
 /// Run `command`; a program that is not installed is [`AuthoringError::ToolMissing`].
-fn run(
-    command: &mut Command,
-    tool: &'static str,
-    lang: &'static str,
-    fix: &str,
-) -> Result<Output, AuthoringError> {
+fn run(command: &mut Command, tool: &'static str, lang: &'static str, fix: &str) -> Result<Output, AuthoringError> {
     command.output().map_err(|error| match error.kind() {
         ErrorKind::NotFound => AuthoringError::ToolMissing { tool, lang, fix: fix.to_string() },
         _ => AuthoringError::Install { tool, detail: error.to_string() },
@@ -48,18 +53,24 @@ fn tail(output: &Output) -> String {
 /// from `MESHHOST_SDK_TOOLS`), installed there when it is not.
 pub fn componentize_py() -> Result<PathBuf, AuthoringError> {
     let tools = tools_dir()?;
+    let _lock = install_lock(&tools)?;
     let venv = tools.join("venv");
     let installed = Command::new(venv.join("bin/componentize-py")).arg("--version").output();
-    if installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == format!("componentize-py {COMPONENTIZE_PY}"))
+    if installed
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == format!("componentize-py {COMPONENTIZE_PY}"))
     {
         return Ok(tools);
     }
     eprintln!("meshhost: installing componentize-py {COMPONENTIZE_PY} into {} (once)", venv.display());
-    std::fs::create_dir_all(&tools).map_err(AuthoringError::io(&tools))?;
     let python_fix = "install Python 3 with its venv module (Debian: apt-get install python3-venv)";
-    let created = run(Command::new("python3").arg("-m").arg("venv").arg("--clear").arg(&venv), "python3", "Python", python_fix)?;
+    let created =
+        run(Command::new("python3").arg("-m").arg("venv").arg("--clear").arg(&venv), "python3", "Python", python_fix)?;
     if !created.status.success() {
-        return Err(AuthoringError::ToolMissing { tool: "python3 -m venv", lang: "Python", fix: format!("{python_fix}\n{}", tail(&created)) });
+        return Err(AuthoringError::ToolMissing {
+            tool: "python3 -m venv",
+            lang: "Python",
+            fix: format!("{python_fix}\n{}", tail(&created)),
+        });
     }
     let pip = run(
         Command::new(venv.join("bin/pip"))
@@ -72,10 +83,7 @@ pub fn componentize_py() -> Result<PathBuf, AuthoringError> {
     if !pip.status.success() {
         return Err(AuthoringError::Install {
             tool: "componentize-py",
-            detail: format!(
-                "pip install componentize-py=={COMPONENTIZE_PY} failed (it needs PyPI):\n{}",
-                tail(&pip)
-            ),
+            detail: format!("pip install componentize-py=={COMPONENTIZE_PY} failed (it needs PyPI):\n{}", tail(&pip)),
         });
     }
     Ok(tools)
@@ -92,7 +100,9 @@ pub fn js_tools(sdk_js: &Path) -> Result<(), AuthoringError> {
         hasher.update(std::fs::read(&path).map_err(AuthoringError::io(&path))?);
     }
     let digest: String = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let installed = tools_dir()?.join(format!("js-{digest}"));
+    let tools = tools_dir()?;
+    let _lock = install_lock(&tools)?;
+    let installed = tools.join(format!("js-{digest}"));
     if !installed.join(".complete").is_file() {
         eprintln!("meshhost: installing ComponentizeJS and rolldown into {} (npm ci, once)", installed.display());
         std::fs::create_dir_all(&installed).map_err(AuthoringError::io(&installed))?;
