@@ -20,10 +20,14 @@ import { parseArgs } from 'node:util';
 const SDK_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(SDK_DIR, '..', '..');
 
-// The world the component targets: the processor with only the `log` import. The package's
-// `plugin` world may import more (e.g. `state`); a JS component would import all of it, and
-// the host takes a component that imports `state` for a stateful one.
+// The worlds the component targets: the processor with only the `log` import, or with `log` and
+// `state` when the processor uses the SDK's `state`. (The host takes a component that imports
+// `state` for a stateful one, so a processor that keeps no state must not import it.)
 const SDK_WORLD = 'meshhost-sdk-plugin';
+const SDK_STATEFUL_WORLD = 'meshhost-sdk-stateful-plugin';
+// A string only the SDK's `state` object holds: the bundle keeps it when the app uses `state`
+// (rolldown drops unused exports).
+const STATE_MARKER = 'meshhost-sdk-state';
 // The version of the meshhost WIT package (wit/processor.wit) this SDK speaks.
 const WIT_VERSION = '0.2.0';
 const SDK_WORLD_WIT = `package meshhost:processor@${WIT_VERSION};
@@ -33,7 +37,29 @@ world ${SDK_WORLD} {
     import log;
     export processor;
 }
+
+/// What the JavaScript SDK builds for a processor that uses \`state\`.
+world ${SDK_STATEFUL_WORLD} {
+    import log;
+    import state;
+    export processor;
+}
 `;
+
+/** One module: the app, the SDK and their imports; the WIT imports stay external. */
+async function bundle(rolldown, entry, source) {
+  await writeFile(entry, source);
+  const bundled = await rolldown({
+    input: entry,
+    external: [/^meshhost:/, /^wasi:/],
+    platform: 'neutral',
+    resolve: { alias: { 'meshhost-sdk': join(SDK_DIR, 'meshhost.js') } },
+    logLevel: 'warn',
+  });
+  const { output: chunks } = await bundled.generate({ format: 'esm', codeSplitting: false });
+  await bundled.close();
+  return chunks[0].code;
+}
 
 function usage(message) {
   if (message) console.error(`meshhost build: ${message}`);
@@ -77,32 +103,30 @@ export async function build(app, output, { wit, quiet = false } = {}) {
     }
     await writeFile(join(witStage, 'zz-meshhost-sdk.wit'), SDK_WORLD_WIT);
 
-    // One module: the app, the SDK and their imports; the WIT imports stay external.
     const entry = join(work, 'entry.js');
-    await writeFile(
-      entry,
-      `import * as app from ${JSON.stringify(app)};
-import { createProcessor } from 'meshhost-sdk';
+    const head = `import * as app from ${JSON.stringify(app)};
+import { createProcessor, setStateBackend } from 'meshhost-sdk';
 import { log } from 'meshhost:processor/log@${WIT_VERSION}';
-export const processor = createProcessor(app, log);
-`,
-    );
-    const bundle = await rolldown({
-      input: entry,
-      external: [/^meshhost:/, /^wasi:/],
-      platform: 'neutral',
-      resolve: { alias: { 'meshhost-sdk': join(SDK_DIR, 'meshhost.js') } },
-      logLevel: 'warn',
-    });
-    const { output: chunks } = await bundle.generate({ format: 'esm', codeSplitting: false });
-    await bundle.close();
+`;
+    const tail = 'export const processor = createProcessor(app, log);\n';
+    let code = await bundle(rolldown, entry, head + tail);
+    const stateful = code.includes(STATE_MARKER);
+    if (stateful) {
+      code = await bundle(
+        rolldown,
+        entry,
+        `${head}import * as hostState from 'meshhost:processor/state@${WIT_VERSION}';
+setStateBackend(hostState);
+${tail}`,
+      );
+    }
     const source = join(work, 'processor.js');
-    await writeFile(source, chunks[0].code);
+    await writeFile(source, code);
 
     const { component } = await componentize({
       sourcePath: source,
       witPath: witStage,
-      worldName: SDK_WORLD,
+      worldName: stateful ? SDK_STATEFUL_WORLD : SDK_WORLD,
       // No wasi:http: the host links WASI without it.
       disableFeatures: ['http', 'fetch-event'],
     });

@@ -130,6 +130,72 @@ export const log = {
   error: (message) => logBackend('error', String(message)),
 };
 
+// --- state ---------------------------------------------------------------------------------
+
+/** An in-memory store with the host store's semantics (for native runs and tests). */
+export class MemoryState {
+  constructor() {
+    this.entries = new Map(); // latin-1 string of the key's bytes → [key bytes, value bytes]
+  }
+  get(key) {
+    return this.entries.get(latin1(key))?.[1] ?? null;
+  }
+  put(key, value) {
+    const k = stateBytes(key);
+    this.entries.set(latin1(k), [k, stateBytes(value)]);
+  }
+  delete(key) {
+    this.entries.delete(latin1(key));
+  }
+  scanPrefix(prefix) {
+    const p = latin1(prefix);
+    return [...this.entries.keys()].filter((k) => k.startsWith(p)).sort().map((k) => this.entries.get(k));
+  }
+}
+
+function stateBytes(value) {
+  if (typeof value === 'string') return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError(`state keys and values are strings or Uint8Array, not ${typeof value}`);
+}
+
+function latin1(bytes) {
+  return String.fromCharCode(...stateBytes(bytes));
+}
+
+let stateBackend = new MemoryState();
+
+/** Use the component's WIT `state` import as the store (the build does, for a processor that
+ * uses `state`). */
+export function setStateBackend(wit) {
+  stateBackend = {
+    get: (key) => wit.get(key) ?? null,
+    put: (key, value) => wit.put(key, value),
+    delete: (key) => wit.delete(key),
+    scanPrefix: (prefix) => wit.scanPrefix(prefix),
+  };
+}
+
+/**
+ * Durable keyed state: in a component, the host's store, kept per processor and input
+ * partition, mirrored to a changelog topic and restored from it after a crash; the writes of a
+ * call that traps are dropped. Natively, an in-memory `MemoryState`. Keys and values are
+ * `Uint8Array` (a string is taken as UTF-8); `get` returns a `Uint8Array` or `null`,
+ * `getString` the value as text. Only a processor that uses `state` is built with the state
+ * import (the build sees whether the bundle keeps this object), so stateless ones stay stateless.
+ */
+export const state = {
+  kind: 'meshhost-sdk-state',
+  get: (key) => stateBackend.get(stateBytes(key)),
+  getString: (key) => {
+    const value = stateBackend.get(stateBytes(key));
+    return value == null ? null : decoder.decode(value);
+  },
+  put: (key, value) => stateBackend.put(stateBytes(key), stateBytes(value)),
+  delete: (key) => stateBackend.delete(stateBytes(key)),
+  scanPrefix: (prefix) => stateBackend.scanPrefix(stateBytes(prefix)),
+};
+
 // --- the glue between a processor module and the WIT export --------------------------------
 
 const encoder = new TextEncoder();
@@ -149,11 +215,32 @@ function replacer(_key, value) {
   return value;
 }
 
+// How values become JSON text. Natively, with `replacer`; in a component, `createProcessor`
+// gives Uint8Array and BigInt a `toJSON` doing the same and drops the replacer: a replacer
+// function is called for every property, a large share of a record's cost in the interpreter.
+let stringify = (value) => JSON.stringify(value, replacer);
+
+function useToJSON() {
+  Object.defineProperty(Uint8Array.prototype, 'toJSON', {
+    value() {
+      return String.fromCharCode(...this);
+    },
+    configurable: true,
+  });
+  Object.defineProperty(BigInt.prototype, 'toJSON', {
+    value() {
+      return Number(this);
+    },
+    configurable: true,
+  });
+  stringify = (value) => JSON.stringify(value);
+}
+
 function encodeValue(value) {
   if (value === null || value === undefined) return null;
   let text;
   try {
-    text = JSON.stringify(value, replacer);
+    text = stringify(value);
   } catch (error) {
     throw new RecordError(`the emitted value is not JSON: ${error.message}`);
   }
@@ -221,16 +308,7 @@ class Output {
       const base = source ?? this.records.find((r) => r.index === origin);
       record = new Record({ value, key: base?.key ?? null, headers: base?.headers ?? [], timestamp: base?.timestamp ?? null });
     }
-    this.emitted.push({
-      port: index,
-      origin,
-      record: {
-        key: toBytes(record.key),
-        value: encodeValue(record.value),
-        headers: record.headers.map((h) => ({ key: h.key, value: toBytes(h.value) })),
-        timestamp: record.timestamp == null ? null : BigInt(record.timestamp),
-      },
-    });
+    this.emitted.push({ port: index, origin, record: wireRecord(record, record.value) });
   }
 
   /** Reject input record `index`: the host sends it to the dead-letter topic with `reason`. */
@@ -249,6 +327,16 @@ class Output {
     }
     return port;
   }
+}
+
+/** What is emitted: `record`'s key, headers and timestamp with `value`, as bytes. */
+function wireRecord(record, value) {
+  return {
+    key: toBytes(record.key),
+    value: encodeValue(value),
+    headers: record.headers.length ? record.headers.map((h) => ({ key: h.key, value: toBytes(h.value) })) : [],
+    timestamp: record.timestamp == null ? null : BigInt(record.timestamp),
+  };
 }
 
 function emitResult(out, record, result) {
@@ -275,7 +363,13 @@ function defaultProcess(app) {
       }
       const marks = [out.emitted.length, out.failures.length];
       try {
-        emitResult(out, record, processRecord.call(app, record, out));
+        const result = processRecord.call(app, record, out);
+        if (result !== null && typeof result === 'object' && Object.getPrototypeOf(result) === Object.prototype) {
+          // The common case: a new value on port 0, the rest of the record kept.
+          out.emitted.push({ port: 0, origin: record.index, record: wireRecord(record, result) });
+        } else {
+          emitResult(out, record, result);
+        }
       } catch (error) {
         out.emitted.length = marks[0];
         out.failures.length = marks[1];
@@ -315,7 +409,10 @@ function runBatch(process, app, outputs, input, records) {
  * 'process'). `hostLog` is the WIT `log` import, when running inside a component.
  */
 export function createProcessor(app, hostLog) {
-  if (hostLog) logBackend = (level, message) => hostLog(level, message);
+  if (hostLog) {
+    logBackend = (level, message) => hostLog(level, message);
+    useToJSON();
+  }
   const process = app.process ?? defaultProcess(app);
   let outputs = null;
   const processor = {
@@ -346,26 +443,64 @@ export function createProcessor(app, hostLog) {
     /** `process` on records with their own key, value (bytes) and headers. */
     processRecords(input, records) {
       if (!outputs) throw new Error('process called before init');
+      const { parsed, failures } = parseValues(records.map((r) => r.value));
       const batch = [];
-      const failures = [];
       records.forEach((r, index) => {
-        let value = null;
-        if (r.value != null) {
-          try {
-            value = JSON.parse(decoder.decode(r.value));
-          } catch (error) {
-            failures.push({ index, reason: `the value is not JSON: ${error.message}` });
-            return;
-          }
-        }
+        if (parsed[index] === NOT_JSON) return;
         const timestamp = r.timestamp == null ? null : Number(r.timestamp);
-        batch.push(new Record({ value, key: r.key ?? null, headers: r.headers, timestamp, index, input }));
+        batch.push(new Record({ value: parsed[index], key: r.key ?? null, headers: r.headers, timestamp, index, input }));
       });
       const out = runBatch(process, app, outputs, input, batch);
       return { emitted: out.emitted, failures: failures.concat(out.failures) };
     },
   };
   return processor;
+}
+
+const NOT_JSON = Symbol('not JSON');
+
+/** Each value (`Uint8Array` or `null`) parsed: `null` stays a tombstone, one that is not JSON is
+ * `NOT_JSON` with a failure. The batch is decoded and parsed at once — each value wrapped as
+ * `[value]`, all joined into one array — rather than with a `TextDecoder` and `JSON.parse` per
+ * record. A value that is not exactly one JSON document cannot give an array of n one-element
+ * arrays; if that is not what comes out, each value is parsed alone to tell which are bad. */
+function parseValues(values) {
+  let size = 2;
+  for (const v of values) if (v != null) size += v.length + 3;
+  const joined = new Uint8Array(size);
+  let at = 0;
+  joined[at++] = 0x5b; // [
+  let present = 0;
+  for (const v of values) {
+    if (v == null) continue;
+    if (present++ > 0) joined[at++] = 0x2c; // ,
+    joined[at++] = 0x5b;
+    joined.set(v, at);
+    at += v.length;
+    joined[at++] = 0x5d; // ]
+  }
+  joined[at++] = 0x5d;
+  let all = null;
+  try {
+    all = JSON.parse(decoder.decode(joined.subarray(0, at)));
+  } catch {
+    all = null;
+  }
+  if (Array.isArray(all) && all.length === present && all.every((one) => Array.isArray(one) && one.length === 1)) {
+    let next = 0;
+    return { parsed: values.map((v) => (v == null ? null : all[next++][0])), failures: [] };
+  }
+  const failures = [];
+  const parsed = values.map((v, index) => {
+    if (v == null) return null;
+    try {
+      return JSON.parse(decoder.decode(v));
+    } catch (error) {
+      failures.push({ index, reason: `the value is not JSON: ${error.message}` });
+      return NOT_JSON;
+    }
+  });
+  return { parsed, failures };
 }
 
 /** The records of a column-wise WIT batch (see `batch` in wit/processor.wit): keys and values

@@ -647,10 +647,12 @@ fn run_native(program: &str, args: &[&str]) {
 fn python_sdk_and_example_unit_tests_pass() {
     run_native("python3", &["-m", "unittest", "discover", "-s", "sdk/python/tests"]);
     run_native("python3", &["-m", "unittest", "discover", "-s", "examples/python-pii-mask"]);
+    run_native("python3", &["-m", "unittest", "discover", "-s", "examples/python-counter"]);
 }
 
 #[test]
 fn javascript_sdk_and_example_unit_tests_pass() {
     run_native("node", &["--test", "sdk/js/test/"]);
     run_native("node", &["--import", "./sdk/js/register.mjs", "--test", "examples/js-enricher/"]);
+    run_native("node", &["--import", "./sdk/js/register.mjs", "--test", "examples/js-counter/"]);
 }

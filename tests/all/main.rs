@@ -5,6 +5,7 @@ mod catalog;
 mod cdc;
 mod faults;
 mod graph;
+mod guest_state;
 mod join;
 mod languages;
 mod movies;

@@ -119,6 +119,7 @@ fn scaffold_build_test_and_run(lang: &str) {
     assert!(readme.contains("meshhost plugin build"), "{readme}");
     assert!(!readme.contains(workspace().to_str().unwrap()), "the README points into the checkout: {readme}");
     let wasm = plugin_build(&project, &cache);
+    assert!(!crate::guest_state::imports_state(&wasm), "a plugin that keeps no state does not import it");
 
     let (code, stdout, _) = as_user(&project, &cache, &["plugin", "test", "upper.wasm", "--fixtures", "fixtures"]);
     assert_eq!(code, 0, "{stdout}");

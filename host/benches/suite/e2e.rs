@@ -77,8 +77,21 @@ pub struct MeshhostRun {
     pub hwm_kib: u64,
 }
 
-/// A scratch pipeline file reading `input` into `output`.
+/// A scratch pipeline file reading `input` into `output` through `processors` (YAML of the
+/// `processors:` mapping whose last processor is `slim`; [`data::processors_yaml`] by default).
 pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output: &str, dlq: &str) -> PathBuf {
+    write_pipeline_with(dir, name, broker, input, output, dlq, &data::processors_yaml())
+}
+
+pub fn write_pipeline_with(
+    dir: &Path,
+    name: &str,
+    broker: &str,
+    input: &str,
+    output: &str,
+    dlq: &str,
+    processors: &str,
+) -> PathBuf {
     std::fs::write(dir.join("movie.avsc"), data::MOVIE_SCHEMA).unwrap();
     let path = dir.join(format!("{name}.yaml"));
     let properties = kafka::extra_properties();
@@ -87,7 +100,7 @@ pub fn write_pipeline(dir: &Path, name: &str, broker: &str, input: &str, output:
         if properties.is_empty() { String::new() } else { format!("  properties: {{{}}}\n", properties.join(", ")) };
     let text = format!(
         "name: {name}\nkafka:\n  bootstrap_servers: {broker}\n{properties}sources:\n  movies:\n    topic: {input}\n    format: avro\n    schema: movie.avsc\nprocessors:{}\nsinks:\n  out:\n    topic: {output}\n    format: avro\n    inputs: [slim]\ndead_letter:\n  topic: {dlq}\n",
-        data::processors_yaml()
+        processors
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -168,10 +181,23 @@ fn stop(child: &Mutex<Child>, log: &Path) {
 /// Run `meshhost run` over `input` (holding `records` records, `expected` of them kept) until
 /// its output holds `expected`, sampling its peak RSS; then SIGTERM and check its commits.
 pub fn meshhost(broker: &str, scratch: &Path, cache: &Path, input: &str, records: u64, expected: u64) -> MeshhostRun {
+    meshhost_with(broker, scratch, cache, input, records, expected, &data::processors_yaml())
+}
+
+/// [`meshhost`] with other processors (see [`write_pipeline_with`]).
+pub fn meshhost_with(
+    broker: &str,
+    scratch: &Path,
+    cache: &Path,
+    input: &str,
+    records: u64,
+    expected: u64,
+    processors: &str,
+) -> MeshhostRun {
     let name = kafka::unique("bench-e2e");
     let (output, dlq) = (format!("{name}-out"), format!("{name}-dlq"));
     kafka::create_topics(broker, &[&output, &dlq]);
-    let pipeline = write_pipeline(scratch, &name, broker, input, &output, &dlq);
+    let pipeline = write_pipeline_with(scratch, &name, broker, input, &output, &dlq, processors);
     let log = scratch.join(format!("{name}.log"));
     let broker_cpu_start = broker_cpu(broker);
     let start = Instant::now();

@@ -1,7 +1,7 @@
 //! meshhost's benchmark suite: one run, one table of ratios measured in that run.
 //!
 //! ```text
-//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics] [--records N] [--records-2k N] [--rounds R]
+//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest] [--records N] [--records-2k N] [--rounds R]
 //! ```
 //!
 //! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
@@ -14,6 +14,7 @@
 mod avro_path;
 mod data;
 mod e2e;
+mod guest;
 mod kafka;
 mod source_decode;
 mod stage;
@@ -53,7 +54,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics"].map(String::from).to_vec(),
+        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest"].map(String::from).to_vec(),
         records: 1_000_000,
         records_2k: 250_000,
         rounds: 9,
@@ -91,7 +92,7 @@ fn options() -> Options {
             }
             "--bench" => {} // passed by `cargo bench`
             "-h" | "--help" => {
-                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
+                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (see --help)"),
@@ -215,7 +216,7 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
 
     // Before any measurement: the broker may have to be installed and started.
-    let broker = if ["e2e", "startup", "source", "metrics"].iter().any(|p| enabled(p)) {
+    let broker = if ["e2e", "startup", "source", "metrics", "guest"].iter().any(|p| enabled(p)) {
         broker(&options)
     } else {
         String::new()
@@ -495,6 +496,62 @@ fn main() {
                 .map(|(n, q, h)| format!("{}: {} / {}", count(*n), mib(*q), mib(*h)))
                 .collect::<Vec<_>>()
                 .join("; ")
+        ));
+    }
+
+    if enabled("guest") {
+        // Python and JS plugins vs the plain Python program a user would write instead.
+        let (size, records) = (200, (options.records / 5).max(10_000));
+        let input = kafka::unique("bench-in-guest");
+        kafka::create_topics(&broker, &[&input]);
+        let expected = kafka::produce(&broker, &input, size, records);
+        let (python, js) = (guest::build("python-slim", &scratch), guest::build("js-slim", &scratch));
+        let (python_yaml, js_yaml) = (guest::processors_yaml(&python), guest::processors_yaml(&js));
+        let dir = tempfile::tempdir_in(&scratch).unwrap();
+        for (name, yaml) in [("warmup-py", &python_yaml), ("warmup-js", &js_yaml)] {
+            e2e::validate(&e2e::write_pipeline_with(dir.path(), name, &broker, &input, "x", "y", yaml), &cache);
+        }
+        e2e::validate(&e2e::write_pipeline(dir.path(), "warmup", &broker, &input, "x", "y"), &cache);
+        let (mut plain, mut py, mut js_runs, mut rust) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..options.e2e_rounds {
+            plain.push(guest::plain_python(&broker, &scratch, &input, records, expected));
+            py.push(e2e::meshhost_with(&broker, &scratch, &cache, &input, records, expected, &python_yaml).timed);
+            js_runs.push(e2e::meshhost_with(&broker, &scratch, &cache, &input, records, expected, &js_yaml).timed);
+            rust.push(e2e::meshhost(&broker, &scratch, &cache, &input, records, expected).timed);
+        }
+        kafka::delete_topics(&broker, &[&input]);
+        let top = |runs: &[e2e::Timed]| runs.iter().map(e2e::Timed::steady_rate).fold(0.0, f64::max);
+        let (plain, py, js, rust) = (top(&plain), top(&py), top(&js_runs), top(&rust));
+        let micros = |rate: f64| format!("{:.1} µs", 1e6 / rate);
+        for (lang, measured) in [("Python", py), ("JavaScript", js)] {
+            rows.push(Row::new(
+                format!(
+                    "Guest {lang} plugin, {size} B records, {}: pipeline with one {lang} processor (filter + projection) vs a plain Python confluent-kafka + fastavro loop (input rec/s, first → last output)",
+                    count(records)
+                ),
+                rate(measured),
+                rate(plain),
+                measured / plain,
+                "≥ 1.00×",
+                Some(measured >= plain),
+            ));
+        }
+        for (lang, measured) in [("Python", py), ("JavaScript", js)] {
+            rows.push(Row::new(
+                format!("Guest {lang} plugin: wall time per input record, vs the stock Rust filter + projection pipeline"),
+                micros(measured),
+                micros(rust),
+                rust / measured,
+                "(reported)",
+                None,
+            ));
+        }
+        notes.push(format!(
+            "Guest plugins, time per input record (1 / best steady rate): Python plugin {}, JavaScript plugin {}, plain Python loop {}, stock Rust plugins {}",
+            micros(py),
+            micros(js),
+            micros(plain),
+            micros(rust)
         ));
     }
 

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ConfigError, ConfigErrors, Record, RecordError, createProcessor, harness, to } from '../meshhost.js';
+import { ConfigError, ConfigErrors, MemoryState, Record, RecordError, createProcessor, harness, state, to } from '../meshhost.js';
 
 const SCHEMA = { type: 'record', name: 'T', fields: [{ name: 'n', type: 'long' }, { name: 's', type: 'string' }] };
 const INPUTS = [{ name: 'src', schema: SCHEMA }];
@@ -155,4 +155,34 @@ test('a batch emit finds its origin by index, not position', () => {
   ]);
   assert.deepEqual(result.failures.map((f) => f.index), [1]);
   assert.deepEqual(result.emitted.map((e) => [e.origin, new TextDecoder().decode(e.record.key), e.record.headers.length]), [[0, 'k0', 0], [2, 'k2', 1]]);
+});
+
+test('a batch is parsed at once, and values that are not one JSON document each are found', () => {
+  const processor = createProcessor({});
+  assert.equal(processor.init(JSON.stringify({}), [{ name: 'src', schema: JSON.stringify(SCHEMA) }]).tag, undefined);
+  const values = ['{"n":1,"s":"a"}', '1,2', '[3', '4]', null, '{"n":2,"s":"b"}'];
+  const { emitted, failures } = processor.processRecords(0, values.map((v) => ({ key: null, value: v == null ? null : utf8(v), headers: [], timestamp: null })));
+  assert.deepEqual(failures.map((f) => f.index), [1, 2, 3]);
+  assert.match(failures[0].reason, /not JSON/);
+  assert.deepEqual(emitted.map((e) => e.origin), [0, 4, 5]);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(emitted[2].record.value)), { n: 2, s: 'b' });
+});
+
+test('state: the in-memory store has the host store semantics', () => {
+  const store = new MemoryState();
+  store.put(utf8('b/1'), utf8('x'));
+  store.put(utf8('a/2'), utf8('y'));
+  store.put(utf8('b/0'), utf8('z'));
+  assert.deepEqual(store.get(utf8('b/1')), utf8('x'));
+  assert.equal(store.get(utf8('nope')), null);
+  assert.deepEqual(store.scanPrefix(utf8('b/')), [[utf8('b/0'), utf8('z')], [utf8('b/1'), utf8('x')]]);
+  store.delete(utf8('b/0'));
+  assert.deepEqual(store.scanPrefix(utf8('')).map(([k]) => new TextDecoder().decode(k)), ['a/2', 'b/1']);
+  // The SDK's `state` takes strings as UTF-8.
+  state.put('k', 'v');
+  assert.equal(state.getString('k'), 'v');
+  assert.deepEqual(state.get(utf8('k')), utf8('v'));
+  state.delete('k');
+  assert.equal(state.get('k'), null);
+  assert.throws(() => state.put('k', 3), TypeError);
 });

@@ -34,6 +34,7 @@ from .processor import (
     Routed,
     to,
 )
+from .state import MemoryState, State
 
 __all__ = [
     "Batch",
@@ -45,6 +46,8 @@ __all__ = [
     "Record",
     "RecordError",
     "Routed",
+    "MemoryState",
+    "State",
     "log",
     "to",
 ]

@@ -12,8 +12,9 @@ from wit_world.imports import log as _wit_log
 from wit_world.imports import types as _wit
 
 from . import log as _log
+from .state import HostState
 from .processor import Processor as _Base
-from .processor import Record, _run_batch, run_init
+from .processor import _NOT_JSON, Record, _parse_values, _run_batch, run_init
 
 _LEVELS = {
     "debug": _wit_log.Level.DEBUG,
@@ -29,6 +30,12 @@ def _host_log(level: str, message: str) -> None:
 
 _log._backend = _host_log
 
+# Only the stateful world (chosen by the build for code that uses `self.state`) imports `state`.
+try:
+    from wit_world.imports import state as _wit_state
+except ImportError:
+    _wit_state = None
+
 # A component instance is single-threaded and holds one processor, built by `init`.
 _instance = None
 
@@ -41,7 +48,8 @@ def export(cls: type) -> type:
     class Processor:
         def init(self, config: str, inputs):
             global _instance
-            processor, result = run_init(cls, config, [(p.name, p.schema) for p in inputs])
+            state = HostState(_wit_state) if _wit_state is not None else None
+            processor, result = run_init(cls, config, [(p.name, p.schema) for p in inputs], state)
             if processor is None:
                 raise Err([_wit.ConfigError(e.path, e.message) for e in result])
             _instance = processor
@@ -63,48 +71,59 @@ def export(cls: type) -> type:
 def _records_of(batch, input: int):
     """The SDK records of a column-wise WIT batch (see `batch` in wit/processor.wit), and the
     failures of values that are not JSON."""
-    data, at, first_header = batch.bytes, 0, 0
-    records, failures = [], []
-    for i, (key_length, value_length) in enumerate(zip(batch.key_lengths, batch.value_lengths)):
-        key = value = None
+    data, at = batch.bytes, 0
+    keys, values = [], []
+    for key_length, value_length in zip(batch.key_lengths, batch.value_lengths):
         if key_length >= 0:
-            key, at = data[at:at + key_length], at + key_length
+            keys.append(data[at:at + key_length])
+            at += key_length
+        else:
+            keys.append(None)
         if value_length >= 0:
-            value, at = data[at:at + value_length], at + value_length
-        count = batch.header_counts[i]
-        headers = [(h.key, h.value) for h in batch.headers[first_header:first_header + count]]
-        first_header += count
-        if value is not None:
-            try:
-                value = json.loads(value)
-            except ValueError as error:
-                failures.append((i, f"the value is not JSON: {error}"))
-                continue
-        timestamp = batch.timestamps[i]
-        records.append(Record(value, key, headers, timestamp if timestamp >= 0 else None, i, input))
+            values.append(data[at:at + value_length])
+            at += value_length
+        else:
+            values.append(None)
+    parsed, failures = _parse_values(values)
+    timestamps, header_counts, wit_headers = batch.timestamps, batch.header_counts, batch.headers
+    records, first_header = [], 0
+    for i, value in enumerate(parsed):
+        count = header_counts[i]
+        if count:
+            headers = [(h.key, h.value) for h in wit_headers[first_header:first_header + count]]
+            first_header += count
+        else:
+            headers = []
+        if value is _NOT_JSON:
+            continue
+        timestamp = timestamps[i]
+        records.append(Record(value, keys[i], headers, timestamp if timestamp >= 0 else None, i, input))
     return records, failures
 
 
 def _result(emitted, failures):
     """The column-wise WIT result: every emitted key and value in one buffer, one list per
     record attribute (a length of -1 is none)."""
-    data = bytearray()
-
-    def length(part):
-        if part is None:
-            return -1
-        data.extend(part)
-        return len(part)
-
+    chunks = []
     ports, origins, key_lengths, value_lengths, timestamps, header_counts, headers = [], [], [], [], [], [], []
+    Header = _wit.Header
     for port, origin, key, value, record_headers, timestamp in emitted:
         ports.append(port)
         origins.append(origin)
-        key_lengths.append(length(key))
-        value_lengths.append(length(value))
+        if key is None:
+            key_lengths.append(-1)
+        else:
+            chunks.append(key)
+            key_lengths.append(len(key))
+        if value is None:
+            value_lengths.append(-1)
+        else:
+            chunks.append(value)
+            value_lengths.append(len(value))
         # Kafka has no timestamps before 1970 (-1 is none; -2 would mean "the origin's").
         timestamps.append(-1 if timestamp is None or timestamp < 0 else int(timestamp))
         header_counts.append(len(record_headers))
-        headers.extend(_wit.Header(k, v) for k, v in record_headers)
-    batch = _wit.Batch(bytes(data), key_lengths, value_lengths, timestamps, header_counts, headers)
+        if record_headers:
+            headers.extend(Header(k, v) for k, v in record_headers)
+    batch = _wit.Batch(b"".join(chunks), key_lengths, value_lengths, timestamps, header_counts, headers)
     return _wit.BatchResult(ports, origins, batch, [_wit.Failure(index, reason) for index, reason in failures])

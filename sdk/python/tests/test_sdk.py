@@ -8,7 +8,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from meshhost_sdk import ConfigError, ConfigErrors, OutputPort, Processor, Record, RecordError, to  # noqa: E402
-from meshhost_sdk.processor import _run_batch, run_init  # noqa: E402
+from meshhost_sdk import MemoryState  # noqa: E402
+from meshhost_sdk.build import uses_state  # noqa: E402
+from meshhost_sdk.processor import _NOT_JSON, _parse_values, _run_batch, run_init  # noqa: E402
 
 SCHEMA = {"type": "record", "name": "T", "fields": [{"name": "n", "type": "long"}, {"name": "s", "type": "string"}]}
 INPUT = [("src", json.dumps(SCHEMA))]
@@ -63,6 +65,52 @@ class TimesTen(Processor):
 
 
 class Tests(unittest.TestCase):
+    def test_a_batch_of_values_is_parsed_at_once_and_bad_ones_are_found(self):
+        self.assertEqual(_parse_values([b'{"a":1}', None, b'[2]', b'"x"']), ([{"a": 1}, None, [2], "x"], []))
+        # A value that would parse only when joined with its neighbours is still caught.
+        parsed, failures = _parse_values([b'{"a":1}', b"1,2", b"[3", b"4]", b'{"b":2}'])
+        self.assertEqual(parsed[0], {"a": 1})
+        self.assertEqual(parsed[4], {"b": 2})
+        self.assertEqual(parsed[1:4], [_NOT_JSON] * 3)
+        self.assertEqual([index for index, _ in failures], [1, 2, 3])
+        self.assertIn("not JSON", failures[0][1])
+
+    def test_memory_state_has_the_host_semantics(self):
+        state = MemoryState()
+        state.put("b/1", b"x")
+        state.put(b"a/2", "y")
+        state.put("b/0", "z")
+        state.put("c", "w")
+        self.assertEqual(state.get("b/1"), b"x")
+        self.assertIsNone(state.get("nope"))
+        self.assertEqual(state.scan_prefix("b/"), [(b"b/0", b"z"), (b"b/1", b"x")])
+        state.delete("b/0")
+        state.delete("absent")
+        self.assertEqual(state.scan_prefix(b""), [(b"a/2", b"y"), (b"b/1", b"x"), (b"c", b"w")])
+        with self.assertRaises(TypeError):
+            state.put("k", 3)
+
+    def test_processors_get_a_fresh_state_natively(self):
+        class Count(Processor):
+            def process_record(self, record):
+                n = int(self.state.get("n") or 0) + 1
+                self.state.put("n", str(n))
+                return {"n": n, "s": record.value["s"]}
+
+        p = make(Count)
+        self.assertEqual([r.value["n"] for _, _, r in p.run_batch(0, [{"n": 0, "s": "a"}] * 3).emitted], [1, 2, 3])
+        self.assertEqual(make(Count).state.get("n"), None)
+
+    def test_the_build_picks_the_stateful_world_only_for_code_using_state(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            stateless, stateful = Path(d, "a.py"), Path(d, "b.py")
+            stateless.write_text("class A:\n    def f(self, record):\n        return record.value['state']\n")
+            stateful.write_text("class B:\n    def f(self):\n        return self.state.get('k')\n")
+            self.assertFalse(uses_state([stateless]))
+            self.assertTrue(uses_state([stateless, stateful]))
+
     def test_batch_emits_find_their_origin_by_index_not_position(self):
         # The host's record 1 had a value that was not JSON, so it never reached `process`.
         records = [Record({"n": 1, "s": "a"}, key=b"k0", index=0), Record({"n": 2, "s": "b"}, key=b"k2", headers=[("h", b"v")], index=2)]
