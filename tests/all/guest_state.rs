@@ -59,8 +59,9 @@ fn counts_survive_sigkill(example: &str) {
     for i in 0..10_000 {
         let user = format!("user-{:02}", (i * 7) % 23);
         *expected.entry(user.clone()).or_default() += 1;
-        let value = meshhost_avro::json_to_datum(&schema, &serde_json::json!({"id": format!("click-{i}"), "user": user}))
-            .unwrap();
+        let value =
+            meshhost_avro::json_to_datum(&schema, &serde_json::json!({"id": format!("click-{i}"), "user": user}))
+                .unwrap();
         records.push((Some(user.into_bytes()), Some(value)));
     }
     produce(&clicks, &records);

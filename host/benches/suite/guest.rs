@@ -89,11 +89,17 @@ pub fn plain_python(broker: &str, scratch: &Path, input: &str, records: u64, exp
         child.borrow_mut().try_wait().map(|s| s.is_none_or(|s| s.success())).unwrap_or(false)
     };
     let progress = kafka::watch(broker, &output, expected as i64, Duration::from_secs(900), alive, || {})
-        .unwrap_or_else(|e| panic!("plain Python loop: {e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        .unwrap_or_else(|e| {
+            panic!("plain Python loop: {e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
     let cpu = e2e::cpu_seconds(&pid).max(cpu.get());
     let broker_cpu = e2e::broker_pid(broker).map_or(0.0, |pid| e2e::cpu_seconds(&pid)) - broker_cpu_start;
     let status = child.into_inner().wait().expect("wait for the plain Python loop");
-    assert!(status.success(), "plain Python loop: {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        status.success(),
+        "plain Python loop: {status}; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     kafka::delete_topics(broker, &[&output]);
     let timed = Timed { records, start, progress, cpu, broker_cpu };
     eprintln!(

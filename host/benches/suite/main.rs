@@ -538,7 +538,9 @@ fn main() {
         }
         for (lang, measured) in [("Python", py), ("JavaScript", js)] {
             rows.push(Row::new(
-                format!("Guest {lang} plugin: wall time per input record, vs the stock Rust filter + projection pipeline"),
+                format!(
+                    "Guest {lang} plugin: wall time per input record, vs the stock Rust filter + projection pipeline"
+                ),
                 micros(measured),
                 micros(rust),
                 rust / measured,

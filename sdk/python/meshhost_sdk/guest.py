@@ -5,6 +5,7 @@ the ``plugin`` world). :func:`export` wraps a :class:`meshhost_sdk.Processor` su
 build's entry module does ``Processor = export(MyProcessor)``.
 """
 
+import gc
 import json
 
 from componentize_py_types import Err
@@ -36,6 +37,11 @@ try:
 except ImportError:
     _wit_state = None
 
+# The cyclic collector would run every few records (its default threshold counts 700
+# container allocations, and a parsed record holds several); records rarely form cycles, so
+# collect far less often, and keep the objects of start-up out of every collection.
+gc.set_threshold(100_000, 20, 20)
+
 # A component instance is single-threaded and holds one processor, built by `init`.
 _instance = None
 
@@ -53,6 +59,7 @@ def export(cls: type) -> type:
             if processor is None:
                 raise Err([_wit.ConfigError(e.path, e.message) for e in result])
             _instance = processor
+            gc.freeze()
             return _wit.InitResult([_wit.OutputPort(name, schema) for name, schema in result], _wit.ValueFormat.JSON)
 
         def process(self, input: int, batch):

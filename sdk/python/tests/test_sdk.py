@@ -116,7 +116,7 @@ class Tests(unittest.TestCase):
         records = [Record({"n": 1, "s": "a"}, key=b"k0", index=0), Record({"n": 2, "s": "b"}, key=b"k2", headers=[("h", b"v")], index=2)]
         emitted, failures = _run_batch(make(TimesTen), 0, records)
         self.assertEqual(failures, [])
-        self.assertEqual([(origin, key, headers) for _, origin, key, _, headers, _ in emitted], [(0, b"k0", []), (2, b"k2", [("h", b"v")])])
+        self.assertEqual([(origin, key, list(headers)) for _, origin, key, _, headers, _ in emitted], [(0, b"k0", []), (2, b"k2", [("h", b"v")])])
 
 
     def test_default_init_and_identity(self):
