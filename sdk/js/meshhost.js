@@ -104,6 +104,19 @@ export class Record {
   }
 }
 
+// The SDK's own way to make a `Record`, positional: the constructor's options object and its
+// defaults cost more than the rest of a record's trip in the component's interpreter. The
+// objects it makes are `Record`s (same prototype).
+function FastRecord(value, key, headers, timestamp, index, input) {
+  this.value = value;
+  this.key = key;
+  this.headers = headers;
+  this.timestamp = timestamp;
+  this.index = index;
+  this.input = input;
+}
+FastRecord.prototype = Record.prototype;
+
 /** What `to` returns: a value or `Record` for a given output port. */
 export class Routed {
   constructor(port, value) {
@@ -245,7 +258,7 @@ function encodeValue(value) {
     throw new RecordError(`the emitted value is not JSON: ${error.message}`);
   }
   if (text === undefined) throw new RecordError(`the emitted value is not JSON: ${typeof value}`);
-  return encoder.encode(text);
+  return text;
 }
 
 function toBytes(value) {
@@ -329,13 +342,14 @@ class Output {
   }
 }
 
-/** What is emitted: `record`'s key, headers and timestamp with `value`, as bytes. */
+/** What is emitted: `record`'s key, headers and timestamp with `value` (as JSON text: the
+ * result's buffer is written from the texts at once, see `columnResult`). */
 function wireRecord(record, value) {
   return {
     key: toBytes(record.key),
     value: encodeValue(value),
     headers: record.headers.length ? record.headers.map((h) => ({ key: h.key, value: toBytes(h.value) })) : [],
-    timestamp: record.timestamp == null ? null : BigInt(record.timestamp),
+    timestamp: wireTimestamp(record.timestamp),
   };
 }
 
@@ -361,7 +375,8 @@ function defaultProcess(app) {
         if (tombstones === 'forward') out.emit(0, record.index, record);
         continue;
       }
-      const marks = [out.emitted.length, out.failures.length];
+      const emittedMark = out.emitted.length;
+      const failuresMark = out.failures.length;
       try {
         const result = processRecord.call(app, record, out);
         if (result !== null && typeof result === 'object' && Object.getPrototypeOf(result) === Object.prototype) {
@@ -371,8 +386,8 @@ function defaultProcess(app) {
           emitResult(out, record, result);
         }
       } catch (error) {
-        out.emitted.length = marks[0];
-        out.failures.length = marks[1];
+        out.emitted.length = emittedMark;
+        out.failures.length = failuresMark;
         out.fail(record.index, describe(error));
       }
     }
@@ -436,8 +451,10 @@ export function createProcessor(app, hostLog) {
     /** The WIT `process`: a column-wise batch in, a column-wise result out. The component glue
      * calls it unbound, hence `processor.` rather than `this.`. */
     process(input, batch) {
-      const { emitted, failures } = processor.processRecords(input, recordsOf(batch));
-      return columnResult(emitted, failures);
+      if (!outputs) throw new Error('process called before init');
+      const { records, failures } = recordsOf(batch, input);
+      const out = runBatch(process, app, outputs, input, records);
+      return columnResult(out.emitted, failures.concat(out.failures));
     },
 
     /** `process` on records with their own key, value (bytes) and headers. */
@@ -448,7 +465,7 @@ export function createProcessor(app, hostLog) {
       records.forEach((r, index) => {
         if (parsed[index] === NOT_JSON) return;
         const timestamp = r.timestamp == null ? null : Number(r.timestamp);
-        batch.push(new Record({ value: parsed[index], key: r.key ?? null, headers: r.headers, timestamp, index, input }));
+        batch.push(new FastRecord(parsed[index], r.key ?? null, r.headers ?? [], timestamp, index, input));
       });
       const out = runBatch(process, app, outputs, input, batch);
       return { emitted: out.emitted, failures: failures.concat(out.failures) };
@@ -486,9 +503,20 @@ function parseValues(values) {
   } catch {
     all = null;
   }
-  if (Array.isArray(all) && all.length === present && all.every((one) => Array.isArray(one) && one.length === 1)) {
+  if (Array.isArray(all) && all.length === present) {
+    const parsed = new Array(values.length);
     let next = 0;
-    return { parsed: values.map((v) => (v == null ? null : all[next++][0])), failures: [] };
+    let whole = true;
+    for (let i = 0; i < values.length && whole; i++) {
+      if (values[i] == null) {
+        parsed[i] = null;
+        continue;
+      }
+      const one = all[next++];
+      whole = Array.isArray(one) && one.length === 1;
+      parsed[i] = whole ? one[0] : null;
+    }
+    if (whole) return { parsed, failures: [] };
   }
   const failures = [];
   const parsed = values.map((v, index) => {
@@ -504,40 +532,61 @@ function parseValues(values) {
 }
 
 /** The records of a column-wise WIT batch (see `batch` in wit/processor.wit): keys and values
- * one after another in `bytes`, one list per record attribute, -1 for none. */
-function recordsOf(batch) {
-  const records = [];
+ * one after another in `bytes`, one list per record attribute, -1 for none. Plain loops, no
+ * closures: this runs for every record, interpreted. */
+function recordsOf(batch, input) {
+  const { bytes, keyLengths, valueLengths, timestamps, headerCounts, headers: wireHeaders } = batch;
+  const n = keyLengths.length;
+  const keys = new Array(n);
+  const values = new Array(n);
   let at = 0;
-  let firstHeader = 0;
-  const part = (length) => {
-    if (length < 0) return null;
-    at += length;
-    return batch.bytes.subarray(at - length, at);
-  };
-  for (let i = 0; i < batch.keyLengths.length; i++) {
-    const key = part(batch.keyLengths[i]);
-    const value = part(batch.valueLengths[i]);
-    const count = batch.headerCounts[i];
-    const headers = batch.headers.slice(firstHeader, firstHeader + count).map((h) => ({ key: h.key, value: h.value ?? null }));
-    firstHeader += count;
-    const timestamp = batch.timestamps[i];
-    records.push({ key, value, headers, timestamp: timestamp >= 0n ? timestamp : null });
+  for (let i = 0; i < n; i++) {
+    const keyLength = keyLengths[i];
+    if (keyLength >= 0) {
+      keys[i] = bytes.subarray(at, at + keyLength);
+      at += keyLength;
+    } else {
+      keys[i] = null;
+    }
+    const valueLength = valueLengths[i];
+    if (valueLength >= 0) {
+      values[i] = bytes.subarray(at, at + valueLength);
+      at += valueLength;
+    } else {
+      values[i] = null;
+    }
   }
-  return records;
+  const { parsed, failures } = parseValues(values);
+  const records = [];
+  let firstHeader = 0;
+  for (let i = 0; i < n; i++) {
+    const headers = [];
+    const end = firstHeader + headerCounts[i];
+    for (; firstHeader < end; firstHeader++) {
+      const h = wireHeaders[firstHeader];
+      headers.push({ key: h.key, value: h.value ?? null });
+    }
+    const value = parsed[i];
+    if (value === NOT_JSON) continue;
+    const timestamp = timestamps[i];
+    records.push(new FastRecord(value, keys[i], headers, timestamp >= 0n ? Number(timestamp) : null, i, input));
+  }
+  return { records, failures };
 }
 
 /** The column-wise WIT result: every emitted key and value in one buffer, one list per record
- * attribute. */
+ * attribute. Values arrive as JSON text and are written into the buffer with `encodeInto`: no
+ * `Uint8Array` per value. */
 function columnResult(emitted, failures) {
-  const parts = [];
-  let size = 0;
-  const length = (bytes) => {
-    if (bytes == null) return -1;
-    parts.push(bytes);
-    size += bytes.length;
-    return bytes.length;
-  };
   const n = emitted.length;
+  let capacity = 0;
+  for (const { record } of emitted) {
+    if (record.key != null) capacity += record.key.length;
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    if (record.value != null) capacity += record.value.length * 3;
+  }
+  const bytes = new Uint8Array(capacity);
+  let at = 0;
   const columns = {
     ports: new Uint32Array(n),
     origins: new Uint32Array(n),
@@ -547,25 +596,46 @@ function columnResult(emitted, failures) {
     headerCounts: new Int32Array(n),
   };
   const headers = [];
-  emitted.forEach(({ port, origin, record }, i) => {
+  for (let i = 0; i < n; i++) {
+    const { port, origin, record } = emitted[i];
     columns.ports[i] = port;
     columns.origins[i] = origin;
-    columns.keyLengths[i] = length(record.key);
-    columns.valueLengths[i] = length(record.value);
-    // Kafka has no timestamps before 1970 (-1 is none; -2 would mean "the origin's").
-    const timestamp = record.timestamp == null ? -1 : Number(record.timestamp);
-    columns.timestamps[i] = Number.isFinite(timestamp) && timestamp >= 0 ? BigInt(Math.trunc(timestamp)) : -1n;
+    const key = record.key;
+    if (key == null) {
+      columns.keyLengths[i] = -1;
+    } else {
+      bytes.set(key, at);
+      at += key.length;
+      columns.keyLengths[i] = key.length;
+    }
+    const value = record.value;
+    if (value == null) {
+      columns.valueLengths[i] = -1;
+    } else {
+      const { written } = encoder.encodeInto(value, bytes.subarray(at));
+      at += written;
+      columns.valueLengths[i] = written;
+    }
+    columns.timestamps[i] = record.timestamp;
     columns.headerCounts[i] = record.headers.length;
     for (const h of record.headers) headers.push({ key: h.key, value: h.value ?? undefined });
-  });
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
   }
   const { ports, origins, keyLengths, valueLengths, timestamps, headerCounts } = columns;
-  return { ports, origins, emitted: { bytes, keyLengths, valueLengths, timestamps, headerCounts, headers }, failures };
+  return {
+    ports,
+    origins,
+    emitted: { bytes: bytes.subarray(0, at), keyLengths, valueLengths, timestamps, headerCounts, headers },
+    failures,
+  };
+}
+
+/** A record's timestamp for the WIT: a non-negative bigint, or -1n for none (Kafka has no
+ * timestamps before 1970; -2 would mean "the origin's"). */
+function wireTimestamp(timestamp) {
+  if (timestamp == null) return -1n;
+  if (typeof timestamp === 'bigint') return timestamp >= 0n ? timestamp : -1n;
+  const ms = Number(timestamp);
+  return Number.isFinite(ms) && ms >= 0 ? BigInt(Math.trunc(ms)) : -1n;
 }
 
 /**
@@ -585,17 +655,17 @@ export function harness(app, config = {}, inputs = []) {
     run(values, input = 0) {
       const records = values.map((v) => {
         const r = v instanceof Record ? v : new Record({ value: v });
-        return { key: toBytes(r.key), value: encodeValue(r.value), headers: r.headers, timestamp: r.timestamp == null ? null : BigInt(r.timestamp) };
+        return { key: toBytes(r.key), value: toBytes(encodeValue(r.value)), headers: r.headers, timestamp: r.timestamp == null ? null : BigInt(r.timestamp) };
       });
       const { emitted, failures } = processor.processRecords(input, records);
       return {
         emitted: emitted.map((e) => ({
           port: result.outputs[e.port].name,
           origin: e.origin,
-          value: e.record.value == null ? null : JSON.parse(decoder.decode(e.record.value)),
+          value: e.record.value == null ? null : JSON.parse(e.record.value),
           key: e.record.key,
           headers: e.record.headers,
-          timestamp: e.record.timestamp,
+          timestamp: e.record.timestamp < 0n ? null : e.record.timestamp,
         })),
         failures,
       };

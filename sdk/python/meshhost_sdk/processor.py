@@ -247,8 +247,12 @@ class Processor:
                 if result is None:
                     continue
                 if type(result) is dict:
-                    # The common case: a new value on port 0, the rest of the record kept.
-                    emitted.append((0, record.index, _bytes(record.key), encode_value(result), _wire_headers(record.headers), record.timestamp))
+                    # The common case: a new value on port 0, the rest of the record kept
+                    # (inlined: every call costs in the interpreter).
+                    key, headers = record.key, record.headers
+                    if key is not None and type(key) is not bytes:
+                        key = _bytes(key)
+                    emitted.append((0, record.index, key, encode_value(result), _wire_headers(headers) if headers else (), record.timestamp))
                 else:
                     self._emit_result(record, result)
             except Exception as error:  # noqa: BLE001 - every error fails the record alone
