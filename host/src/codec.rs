@@ -210,6 +210,7 @@ pub fn json_to_avro(schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, CodecError
 
 /// Avro datum → JSON text.
 pub fn avro_to_json(schema: &Schema, datum: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let json = avro::datum_to_json(schema, datum).map_err(CodecError::NotDatum)?;
-    Ok(serde_json::to_vec(&json).expect("JSON values always serialize"))
+    let mut text = Vec::with_capacity(datum.len() * 2);
+    avro::datum_to_json_text(schema, datum, &mut text).map_err(CodecError::NotDatum)?;
+    Ok(text)
 }

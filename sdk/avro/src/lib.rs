@@ -61,7 +61,7 @@ pub use datum::{
     decode, decode_datum, encode, encode_datum, field_ranges, field_ranges_into, skip, validate, write_long,
     DatumError, DatumErrorKind, Reader, MAX_DEPTH,
 };
-pub use json::{datum_to_json, from_json, json_to_datum, to_json, JsonError};
+pub use json::{datum_to_json, datum_to_json_text, from_json, json_to_datum, to_json, JsonError};
 pub use resolve::{ResolveError, Resolver};
 pub use schema::{AvroType, EnumType, Field, FixedType, RecordType, Schema, SchemaError};
 
