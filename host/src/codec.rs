@@ -10,7 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meshhost_avro::{self as avro, DatumError, JsonError, Resolver, Schema};
+use meshhost_avro::{self as avro, DatumError, JsonError, MarshalError, MarshalWriter, NotNatural, Resolver, Schema};
 
 use crate::config::{Format, SchemaChangePolicy};
 use crate::schema_registry::wire::{self, WireError};
@@ -29,9 +29,12 @@ pub enum CodecError {
     /// Text that is not JSON.
     #[error("not JSON: {0}")]
     NotJson(serde_json::Error),
-    /// JSON that does not fit the schema.
+    /// JSON (or a plain Python value) that does not fit the schema.
     #[error("does not fit the schema: {0}")]
     DoesNotFit(JsonError),
+    /// A Python plugin's value that is not one marshal value of plain Python types.
+    #[error("not a plain Python value: {0}")]
+    NotNatural(NotNatural),
     /// A `confluent-avro` value without the wire format's header.
     #[error("{0}")]
     Wire(WireError),
@@ -206,6 +209,21 @@ impl SinkEncoder {
 pub fn json_to_avro(schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
     let json: serde_json::Value = serde_json::from_slice(bytes).map_err(CodecError::NotJson)?;
     avro::json_to_datum(schema, &json).map_err(CodecError::DoesNotFit)
+}
+
+/// Avro datum → a Python marshal value that refers to its port's value names (`writer`).
+pub fn avro_to_marshal(writer: &MarshalWriter, schema: &Schema, datum: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(datum.len() * 2);
+    writer.write_datum(schema, datum, &mut out).map_err(CodecError::NotDatum)?;
+    Ok(out)
+}
+
+/// Python marshal value (a plugin's `marshal.dumps`) → Avro datum.
+pub fn marshal_to_avro(schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+    avro::marshal_to_datum(schema, bytes).map_err(|error| match error {
+        MarshalError::NotNatural(error) => CodecError::NotNatural(error),
+        MarshalError::DoesNotFit(error) => CodecError::DoesNotFit(error),
+    })
 }
 
 /// Avro datum → JSON text.

@@ -96,10 +96,10 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
     };
 
     if let Err(why) = engine.describe(&label, &bytes).map_err(|e| e.to_string()) {
-        check("loads as a meshhost:processor@0.2 component", Err(why));
+        check("loads as a meshhost:processor@0.3 component", Err(why));
         return Ok(checks);
     }
-    check("loads as a meshhost:processor@0.2 component", Ok(()));
+    check("loads as a meshhost:processor@0.3 component", Ok(()));
     let plugin = engine.load(&label, &bytes)?;
 
     let fixtures = match fixtures {
@@ -108,7 +108,7 @@ pub fn run(component: &Path, fixtures: Option<&Path>) -> anyhow::Result<Vec<Chec
     };
     let probe_inputs: Vec<InputPort> = match fixtures.first() {
         Some((_, fixture)) => input_ports(fixture)?,
-        None => vec![InputPort { name: "input".into(), schema: PROBE_SCHEMA.into() }],
+        None => vec![crate::plugin::input_port("input", PROBE_SCHEMA)?],
     };
 
     let bad_config = serde_json::json!({"meshhost-plugin-test-unknown-option": true}).to_string();
@@ -187,7 +187,14 @@ fn read_fixtures(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Fixture)>> {
 }
 
 fn input_ports(fixture: &Fixture) -> anyhow::Result<Vec<InputPort>> {
-    Ok(fixture.inputs.iter().map(|i| InputPort { name: i.name.clone(), schema: i.schema.to_string() }).collect())
+    fixture
+        .inputs
+        .iter()
+        .map(|i| {
+            crate::plugin::input_port(&i.name, &i.schema.to_string())
+                .map_err(|e| anyhow::anyhow!("input {:?}: the schema is not valid Avro: {e}", i.name))
+        })
+        .collect()
 }
 
 fn output_schemas(init: &InitResult) -> Vec<(String, Result<Schema, String>)> {

@@ -29,7 +29,7 @@ const SDK_STATEFUL_WORLD = 'meshhost-sdk-stateful-plugin';
 // (rolldown drops unused exports).
 const STATE_MARKER = 'meshhost-sdk-state';
 // The version of the meshhost WIT package (wit/processor.wit) this SDK speaks.
-const WIT_VERSION = '0.2.0';
+const WIT_VERSION = '0.3.0';
 const SDK_WORLD_WIT = `package meshhost:processor@${WIT_VERSION};
 
 /// What the JavaScript SDK builds: a processor that may log.

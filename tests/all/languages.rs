@@ -656,3 +656,154 @@ fn javascript_sdk_and_example_unit_tests_pass() {
     run_native("node", &["--import", "./sdk/js/register.mjs", "--test", "examples/js-enricher/"]);
     run_native("node", &["--import", "./sdk/js/register.mjs", "--test", "examples/js-counter/"]);
 }
+
+// --- Python: every Avro type through marshal ------------------------------------------------
+
+const EVERY_TYPE_SCHEMA: &str = r#"{"type": "record", "name": "Every", "namespace": "test", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "flag", "type": "boolean"},
+  {"name": "count", "type": "int"},
+  {"name": "ratio", "type": "float"},
+  {"name": "score", "type": "double"},
+  {"name": "name", "type": "string"},
+  {"name": "raw", "type": "bytes"},
+  {"name": "tag", "type": {"type": "fixed", "name": "Tag", "size": 4}},
+  {"name": "mood", "type": {"type": "enum", "name": "Mood", "symbols": ["HAPPY", "SAD"]}},
+  {"name": "counts", "type": {"type": "map", "values": "long"}},
+  {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "Item", "fields": [
+    {"name": "name", "type": "string"}, {"name": "qty", "type": "int"}]}}},
+  {"name": "choice", "type": ["null", "string", "long"]},
+  {"name": "owner", "type": {"type": "record", "name": "Owner", "fields": [
+    {"name": "name", "type": "string"}, {"name": "since", "type": ["null", "int"]}]}}
+]}"#;
+
+/// What `tests/apps/python-every-type` declares: the input's fields and `note` (default "none").
+fn every_type_output_schema() -> String {
+    EVERY_TYPE_SCHEMA
+        .replace(r#""name": "Every""#, r#""name": "Changed""#)
+        .replace("\n]}", r#", {"name": "note", "type": "string", "default": "none"}]}"#)
+}
+
+/// Input record `i` of the every-type test, with `name`; and what the plugin makes of it.
+fn every_type(i: i64, name: &str) -> (Value, Value) {
+    let record =
+        |fields: Vec<(&str, Value)>| Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let item = |name: &str, qty: i32| record(vec![("name", string(name)), ("qty", Value::Int(qty))]);
+    let choice = match i % 3 {
+        0 => union(0, Value::Null),
+        1 => union(1, string(&format!("c{i}"))),
+        _ => union(2, Value::Long((1 << 35) + i)),
+    };
+    let since = if i % 2 == 0 { union(1, Value::Int(1990 + i as i32)) } else { union(0, Value::Null) };
+    let (raw, tag) = (vec![0, 255, i as u8, 128], vec![i as u8, 1, 2, 3]);
+    let mood = |happy: bool| if happy { Value::Enum(0, "HAPPY".into()) } else { Value::Enum(1, "SAD".into()) };
+    let input = record(vec![
+        ("id", Value::Long(i - 5)),
+        ("flag", Value::Boolean(i % 2 == 0)),
+        ("count", Value::Int(i as i32 * 1000 - 7)),
+        ("ratio", Value::Float(i as f32 * 0.1)),
+        ("score", Value::Double(i as f64 * 1.5)),
+        ("name", string(name)),
+        ("raw", Value::Bytes(raw.clone())),
+        ("tag", Value::Fixed(4, tag.clone())),
+        ("mood", mood(i % 2 == 1)),
+        ("counts", Value::Map([("a".to_string(), Value::Long(i)), ("b".to_string(), Value::Long(-(1 << 40)))].into())),
+        ("items", Value::Array(vec![item("first", 1), item(&format!("é{i}"), i as i32)])),
+        ("choice", choice.clone()),
+        ("owner", record(vec![("name", string(&format!("o{i}"))), ("since", since.clone())])),
+    ]);
+    let output = record(vec![
+        ("id", Value::Long(i - 5 + (1 << 40))),
+        ("flag", Value::Boolean(i % 2 != 0)),
+        ("count", Value::Int(-(i as i32 * 1000 - 7))),
+        ("ratio", Value::Float(i as f32 * 0.1)),
+        ("score", Value::Double(i as f64 * 1.5 / 4.0)),
+        ("name", string(&name.to_uppercase())),
+        ("raw", Value::Bytes(raw.iter().rev().copied().collect())),
+        ("tag", Value::Fixed(4, tag.iter().map(|b| b ^ 0xff).collect())),
+        ("mood", mood(i % 2 == 0)),
+        (
+            "counts",
+            Value::Map([("a".to_string(), Value::Long(2 * i)), ("b".to_string(), Value::Long(-(1 << 41)))].into()),
+        ),
+        ("items", Value::Array(vec![item(&format!("é{i}"), i as i32), item("first", 1)])),
+        ("choice", choice),
+        (
+            "owner",
+            record(vec![
+                ("name", string(&format!("o{i}"))),
+                ("since", if i % 2 == 0 { since } else { union(1, Value::Int(1999)) }),
+            ]),
+        ),
+        ("note", string("none")),
+    ]);
+    (input, output)
+}
+
+#[test]
+fn python_plugins_get_and_return_every_avro_type_as_plain_python() {
+    let plugin = component(Lang::Python, "tests/apps/python-every-type/every_type.py");
+    let topics = create_topics(&["every-in", "every-out", "every-dlq"]);
+    let (input, output, dlq) = (&topics[0], &topics[1], &topics[2]);
+    let in_schema = schema(EVERY_TYPE_SCHEMA);
+    let out_schema = schema(&every_type_output_schema());
+    let mut records = Vec::new();
+    let mut expected = BTreeMap::new();
+    for i in 0..40 {
+        let name = match i {
+            7 => "bad-type".to_string(),
+            9 => "not-plain".to_string(),
+            _ => format!("näme {i}"),
+        };
+        let (value, out) = every_type(i, &name);
+        let key = format!("every-{i}").into_bytes();
+        records.push((Some(key.clone()), Some(apache_avro::to_avro_datum(&in_schema, value).unwrap())));
+        if i != 7 && i != 9 {
+            expected.insert(key, Some(out));
+        }
+    }
+    produce(input, &records);
+
+    let dir = PipelineDir::new();
+    dir.write("every.avsc", EVERY_TYPE_SCHEMA);
+    let name = unique("every");
+    let pipeline = dir.write(
+        "pipeline.yaml",
+        &format!(
+            r#"name: {name}
+sources:
+  every: {{topic: {input}, format: avro, schema: every.avsc}}
+processors:
+  change:
+    uses: {plugin}
+    inputs: [every]
+sinks:
+  out: {{topic: {output}, format: avro, inputs: [change]}}
+dead_letter:
+  topic: {dlq}
+"#,
+            plugin = plugin.display()
+        ),
+    );
+    let run = start_run(&pipeline);
+    read(output, expected.len(), Duration::from_secs(120));
+    wait_for_commits(&format!("meshhost-{name}"), input);
+    assert_clean_exit(&run.stop());
+    assert_same("changed", &by_key(&read_all(output, expected.len(), Duration::from_secs(30)), &out_schema), &expected);
+
+    let dead: BTreeMap<Vec<u8>, String> = read_all(dlq, 2, Duration::from_secs(30))
+        .iter()
+        .map(|r| (r.key.clone().unwrap(), r.header("meshhost.error").expect("meshhost.error")))
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(
+        dead[&b"every-7".to_vec()],
+        r#"output on "out" does not match its declared schema: does not fit the schema: field "count": expected int, found "many""#
+    );
+    assert!(
+        dead[&b"every-9".to_vec()].starts_with(
+            "the emitted value is not plain data (dicts, lists, str, bytes, int, float, bool, None): {'id': 4, "
+        ),
+        "{dead:?}"
+    );
+}

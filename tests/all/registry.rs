@@ -85,8 +85,8 @@ fn publish_list_inspect_and_resolve_by_requirement() {
     for expected in [
         "  1.2.5\n",
         &format!("digest: {digest}"),
-        "wit: meshhost:processor/processor@0.2.0",
-        "exports: meshhost:processor/processor@0.2.0",
+        "wit: meshhost:processor/processor@0.3.0",
+        "exports: meshhost:processor/processor@0.3.0",
         "mode (string): unused",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in {stdout}");
@@ -217,7 +217,7 @@ fn only_components_exporting_the_processor_interface_are_published() {
         (
             "empty",
             b"\0asm\x0d\0\x01\0",
-            "does not export meshhost:processor/processor@0.2.0 (or a compatible 0.2.x); its exports are: none",
+            "does not export meshhost:processor/processor@0.3.0 (or a compatible 0.3.x); its exports are: none",
         ),
     ];
     for (name, bytes, expected) in cases {

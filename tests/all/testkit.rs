@@ -74,7 +74,7 @@ fn a_file_that_is_not_a_component_fails_the_first_check() {
     std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
     let (code, stdout) = plugin_test(path.to_str().unwrap(), None);
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("FAIL  loads as a meshhost:processor@0.2 component\n      "), "{stdout}");
+    assert!(stdout.contains("FAIL  loads as a meshhost:processor@0.3 component\n      "), "{stdout}");
     assert!(stdout.contains("is a core Wasm module, not a component"), "{stdout}");
 }
 

@@ -9,8 +9,7 @@
 use std::time::Instant;
 
 use meshhost::plugin::batch::Record;
-use meshhost::plugin::bindings::InputPort;
-use meshhost::plugin::{Limits, PluginEngine, ProcessorInstance};
+use meshhost::plugin::{self, Limits, PluginEngine, ProcessorInstance};
 use meshhost::source::SourceRecord;
 use meshhost::state::StateWrites;
 use meshhost::topology::execute::{Effects, Executor};
@@ -41,7 +40,7 @@ fn filter_config() -> String {
 /// The stock filter as a one-processor topology, in the executor.
 pub fn wasm_filter(engine: &PluginEngine) -> Executor {
     let plugin = engine.load("mesh/filter", stock("mesh/filter")).expect("load mesh/filter");
-    let inputs = vec![InputPort { name: "movies".into(), schema: data::MOVIE_SCHEMA.into() }];
+    let inputs = vec![plugin::input_port("movies", data::MOVIE_SCHEMA).expect("the bench schema parses")];
     let instance = ProcessorInstance::new("recent", &plugin, Limits::default(), filter_config(), inputs)
         .unwrap_or_else(|e| panic!("init mesh/filter: {e:?}"));
     let schema = EdgeSchema::parse(data::MOVIE_SCHEMA).expect("movie schema");
@@ -72,7 +71,8 @@ impl Effects for Count {
 }
 
 fn native_filter() -> mesh_filter::Filter {
-    let inputs = [meshhost_sdk::InputPort { name: "movies".into(), schema: data::MOVIE_SCHEMA.into() }];
+    let inputs =
+        [meshhost_sdk::InputPort { name: "movies".into(), schema: data::MOVIE_SCHEMA.into(), value_names: Vec::new() }];
     let config: serde_json::Value = serde_json::from_str(&filter_config()).unwrap();
     match mesh_filter::Filter::new(&config, &inputs) {
         Ok((filter, _)) => filter,

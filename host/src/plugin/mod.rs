@@ -48,7 +48,7 @@ pub enum PluginError {
     /// `source`: the messages end up in plugin test reports and registry errors as they are).
     #[error("{label}: {error}")]
     Compile { label: String, error: Box<PluginError> },
-    #[error("{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.2.x); its exports are: {}", if exports.is_empty() { "none".to_string() } else { exports.join(", ") })]
+    #[error("{label} does not export {PROCESSOR_INTERFACE} (or a compatible 0.3.x); its exports are: {}", if exports.is_empty() { "none".to_string() } else { exports.join(", ") })]
     NoProcessorExport { label: String, exports: Vec<String> },
     /// Built for a WIT version this host does not run.
     #[error("{label} {problem}")]
@@ -224,7 +224,17 @@ impl PluginEngine {
 }
 
 /// The interface every processor exports.
-pub const PROCESSOR_INTERFACE: &str = "meshhost:processor/processor@0.2.0";
+pub const PROCESSOR_INTERFACE: &str = "meshhost:processor/processor@0.3.0";
+
+/// Input port `name` with the Avro schema `schema` (JSON text), as `init` gets it.
+pub fn input_port(name: &str, schema: &str) -> Result<bindings::InputPort, meshhost_avro::SchemaError> {
+    let parsed = meshhost_avro::Schema::parse(schema)?;
+    Ok(bindings::InputPort {
+        name: name.to_string(),
+        schema: schema.to_string(),
+        value_names: meshhost_avro::value_names(&parsed),
+    })
+}
 
 /// What a component exports, as checked by [`PluginEngine::describe`].
 #[derive(Debug, Clone)]
@@ -235,12 +245,12 @@ pub struct ComponentInfo {
     pub exports: Vec<String>,
 }
 
-/// `meshhost:processor/processor@0.2.x`: the same 0.2 minor is compatible (semver for 0.x).
+/// `meshhost:processor/processor@0.3.x`: the same 0.3 minor is compatible (semver for 0.x).
 fn is_compatible_processor(export: &str) -> bool {
     export
         .strip_prefix("meshhost:processor/processor@")
         .and_then(|version| semver::Version::parse(version).ok())
-        .is_some_and(|version| version.major == 0 && version.minor == 2)
+        .is_some_and(|version| version.major == 0 && version.minor == 3)
 }
 
 /// When the component exports the processor interface of an incompatible WIT version only: why it
@@ -266,15 +276,15 @@ mod tests {
 
     #[test]
     fn a_plugin_for_another_wit_version_is_told_to_rebuild() {
-        let old = vec!["meshhost:processor/processor@0.1.0".to_string()];
-        let message = other_wit_version(&old).expect("0.1 is not 0.2");
+        let old = vec!["meshhost:processor/processor@0.2.0".to_string()];
+        let message = other_wit_version(&old).expect("0.2 is not 0.3");
         assert!(
-            message.contains("built for meshhost:processor/processor@0.1.0") && message.contains("rebuild"),
+            message.contains("built for meshhost:processor/processor@0.2.0") && message.contains("rebuild"),
             "{message}"
         );
         let current = vec![PROCESSOR_INTERFACE.to_string(), "meshhost:processor/processor@0.1.0".to_string()];
         assert_eq!(other_wit_version(&current), None);
-        assert_eq!(other_wit_version(&["meshhost:processor/processor@0.2.7".to_string()]), None);
+        assert_eq!(other_wit_version(&["meshhost:processor/processor@0.3.7".to_string()]), None);
         assert_eq!(
             other_wit_version(&["wasi:cli/run@0.2.0".to_string()]),
             None,

@@ -57,7 +57,7 @@ pub struct PublishedManifest {
     pub digest: String,
     /// Size of `plugin.wasm` in bytes.
     pub size: u64,
-    /// The WIT interface the component exports (`meshhost:processor/processor@0.2.0`).
+    /// The WIT interface the component exports (`meshhost:processor/processor@0.3.0`).
     pub wit: String,
     /// Every export of the component.
     pub exports: Vec<String>,

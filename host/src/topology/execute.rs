@@ -3,11 +3,13 @@
 //! It decodes each source value into its edge's schema, routes records to processors in
 //! processing order, calls each processor once per input port (once per partition for a
 //! stateful one), retries record by record after a trap so that only the records that trap
-//! fail, checks outputs against their declared schemas, transcodes for JSON processors, and
+//! fail, checks outputs against their declared schemas, transcodes for JSON and Python processors, and
 //! encodes sink values. It knows nothing of where records come from or go to: what leaves the
 //! DAG — a record for a sink, a dead letter, a state write to make durable — is reported to an
 //! [`Effects`]. The Kafka run loop, `meshhost plugin test` and the stage benchmark all drive
 //! this one executor, so the rules are the same everywhere.
+
+use meshhost_avro::MarshalWriter;
 
 use super::failure::Failure;
 use super::{ProcessorNode, Target, Topology};
@@ -114,6 +116,18 @@ pub struct Executor {
     /// Per processor, per input port, per output port: whether that output's schema is the
     /// input's (a record passed through unchanged needs no new check).
     same_schema: Vec<Vec<Vec<bool>>>,
+    /// Per processor that takes `python-marshal` values, per input port: how its datums are
+    /// written (empty for the other processors).
+    marshal_writers: Vec<Vec<MarshalWriter>>,
+}
+
+/// The records of one `process` call, with the index in the batch of the input record each
+/// derives from and, for a processor that takes JSON or marshal values, each one's own datum.
+#[derive(Default)]
+struct Call {
+    records: Vec<Record>,
+    origins: Vec<usize>,
+    datums: Vec<Option<Vec<u8>>>,
 }
 
 /// A record on its way through the DAG, with the input record it derives from.
@@ -131,6 +145,14 @@ impl Executor {
                 p.inputs.iter().map(|input| p.outputs.iter().map(|port| port.schema.same_as(input)).collect()).collect()
             })
             .collect();
+        let marshal_writers = topology
+            .processors
+            .iter()
+            .map(|p| match p.format {
+                ValueFormat::PythonMarshal => p.inputs.iter().map(|input| MarshalWriter::new(&input.parsed)).collect(),
+                ValueFormat::Avro | ValueFormat::Json => Vec::new(),
+            })
+            .collect();
         let counts = ExecutorCounts {
             source_received: vec![0; topology.sources.len()],
             processor_received: topology.processors.iter().map(|p| vec![0; p.inputs.len()]).collect(),
@@ -146,7 +168,15 @@ impl Executor {
             first_output_edge.push(next);
             next += processor.outputs.len();
         }
-        Executor { topology, stats: ExecutorStats::default(), counts, observer: None, first_output_edge, same_schema }
+        Executor {
+            topology,
+            stats: ExecutorStats::default(),
+            counts,
+            observer: None,
+            first_output_edge,
+            same_schema,
+            marshal_writers,
+        }
     }
 
     /// Show the records crossing edges to `observer`.
@@ -278,22 +308,34 @@ impl Executor {
         effects: &mut E,
     ) -> Result<Vec<(usize, Item)>, ExecuteError<E::Error>> {
         let node = &self.topology.processors[index];
+        let schema = &node.inputs[input as usize].parsed;
         let mut origins = Vec::with_capacity(items.len());
         let mut records = Vec::with_capacity(items.len());
+        // For a processor that takes JSON or marshal values: each record's own datum, which a
+        // record it emits unchanged takes back (no transcoding back, nothing lost).
+        let mut datums = Vec::new();
         for item in items {
             let mut record = item.record;
-            if node.format == ValueFormat::Json {
-                if let Some(datum) = &record.value {
-                    match codec::avro_to_json(&node.inputs[input as usize].parsed, datum) {
-                        Ok(json) => record.value = Some(json),
-                        Err(error) => {
-                            effects
-                                .dead_letter(item.origin, Failure::transcode(&node.id, error.to_string()))
-                                .map_err(ExecuteError::Effect)?;
-                            continue;
-                        }
+            if let Some(datum) = &record.value {
+                let transcoded = match node.format {
+                    ValueFormat::Avro => None,
+                    ValueFormat::Json => Some(codec::avro_to_json(schema, datum)),
+                    ValueFormat::PythonMarshal => {
+                        Some(codec::avro_to_marshal(&self.marshal_writers[index][input as usize], schema, datum))
+                    }
+                };
+                match transcoded {
+                    None => {}
+                    Some(Ok(value)) => datums.push(record.value.replace(value)),
+                    Some(Err(error)) => {
+                        effects
+                            .dead_letter(item.origin, Failure::transcode(&node.id, error.to_string()))
+                            .map_err(ExecuteError::Effect)?;
+                        continue;
                     }
                 }
+            } else if node.format != ValueFormat::Avro {
+                datums.push(None);
             }
             origins.push(item.origin);
             records.push(record);
@@ -302,20 +344,22 @@ impl Executor {
             return Ok(Vec::new());
         }
         // A stateful processor's state is per partition, so each call gets one partition's records.
-        let groups: Vec<(u32, Vec<Record>, Vec<usize>)> = if node.instance.is_stateful() {
-            let mut by_partition: std::collections::BTreeMap<u32, (Vec<Record>, Vec<usize>)> = Default::default();
+        let groups: Vec<(u32, Call)> = if node.instance.is_stateful() {
+            let mut by_partition: std::collections::BTreeMap<u32, Call> = Default::default();
+            let mut datums = datums.into_iter();
             for (record, origin) in records.into_iter().zip(origins) {
                 let group = by_partition.entry(batch[origin].partition() as u32).or_default();
-                group.0.push(record);
-                group.1.push(origin);
+                group.records.push(record);
+                group.origins.push(origin);
+                group.datums.extend(datums.next());
             }
-            by_partition.into_iter().map(|(partition, (records, origins))| (partition, records, origins)).collect()
+            by_partition.into_iter().collect()
         } else {
-            vec![(0, records, origins)]
+            vec![(0, Call { records, origins, datums })]
         };
         let mut emitted = Vec::new();
-        for (partition, records, origins) in groups {
-            emitted.extend(self.call_processor(index, partition, input, records, &origins, effects)?);
+        for (partition, call) in groups {
+            emitted.extend(self.call_processor(index, partition, input, call, effects)?);
         }
         Ok(emitted)
     }
@@ -327,10 +371,10 @@ impl Executor {
         index: usize,
         partition: u32,
         input: u32,
-        mut records: Vec<Record>,
-        origins: &[usize],
+        call: Call,
         effects: &mut E,
     ) -> Result<Vec<(usize, Item)>, ExecuteError<E::Error>> {
+        let Call { mut records, origins, mut datums } = call;
         let node = &mut self.topology.processors[index];
         // (index in `records` of the call's first record, how many it had, what it returned)
         let mut results: Vec<(usize, usize, Processed)> = Vec::new();
@@ -396,13 +440,16 @@ impl Executor {
                 }
             }
         }
-        let mut take_input = |index: usize| {
+        // The input record; with `own_datum`, with the datum it had before it was transcoded
+        // for the processor.
+        let mut take_input = |index: usize, own_datum: bool| {
             uses[index] -= 1;
-            if uses[index] == 0 {
-                std::mem::take(&mut records[index])
-            } else {
-                records[index].clone()
+            let last = uses[index] == 0;
+            let mut record = if last { std::mem::take(&mut records[index]) } else { records[index].clone() };
+            if let Some(datum) = datums.get_mut(index).filter(|_| own_datum) {
+                record.value = if last { datum.take() } else { datum.clone() };
             }
+            record
         };
 
         let same_schema = &self.same_schema[index][input as usize];
@@ -430,21 +477,24 @@ impl Executor {
                     effects.dead_letter(origin, Failure::misrouted(&node.id, error)).map_err(ExecuteError::Effect)?;
                     continue;
                 };
-                let unchanged = matches!(emit.content, Content::Origin);
+                // A record emitted unchanged on a port of its input's schema is its input datum,
+                // whatever the processor's format: nothing to check or transcode back.
+                let checked = matches!(emit.content, Content::Origin) && same_schema[emit.port as usize];
                 let mut record = match emit.content {
-                    Content::Origin => take_input(position),
-                    Content::Value(value) => Record { value, ..take_input(position) },
+                    Content::Origin => take_input(position, checked),
+                    Content::Value(value) => Record { value, ..take_input(position, false) },
                     Content::Record(record) => *record,
                 };
-                let checked = node.format == ValueFormat::Avro && unchanged && same_schema[emit.port as usize];
                 if let (Some(value), false) = (&record.value, checked) {
                     self.stats.outputs_validated += 1;
+                    let schema = &port.schema.parsed;
                     let valid = match node.format {
-                        ValueFormat::Json => {
-                            codec::json_to_avro(&port.schema.parsed, value).map(Some).map_err(|e| e.to_string())
+                        ValueFormat::Json => codec::json_to_avro(schema, value).map(Some).map_err(|e| e.to_string()),
+                        ValueFormat::PythonMarshal => {
+                            codec::marshal_to_avro(schema, value).map(Some).map_err(|e| e.to_string())
                         }
                         ValueFormat::Avro => {
-                            meshhost_avro::validate(&port.schema.parsed, value).map(|_| None).map_err(|e| e.to_string())
+                            meshhost_avro::validate(schema, value).map(|_| None).map_err(|e| e.to_string())
                         }
                     };
                     match valid {
@@ -548,10 +598,8 @@ mod tests {
     fn executor_for(component: &[u8], config: serde_json::Value, inputs: &[(&str, &str)]) -> Executor {
         let engine = PluginEngine::new().unwrap();
         let plugin = engine.load("test plugin", component).unwrap();
-        let ports: Vec<InputPort> = inputs
-            .iter()
-            .map(|(name, schema)| InputPort { name: name.to_string(), schema: schema.to_string() })
-            .collect();
+        let ports: Vec<InputPort> =
+            inputs.iter().map(|(name, schema)| crate::plugin::input_port(name, schema).unwrap()).collect();
         let instance = ProcessorInstance::new("p", &plugin, Limits::default(), config.to_string(), ports)
             .unwrap_or_else(|e| panic!("init: {e:?}"));
         let edges =

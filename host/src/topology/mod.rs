@@ -278,7 +278,11 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
             .inputs
             .iter()
             .zip(&inputs)
-            .map(|(name, schema)| InputPort { name: name.to_string(), schema: schema.text.clone() })
+            .map(|(name, schema)| InputPort {
+                name: name.to_string(),
+                schema: schema.text.clone(),
+                value_names: meshhost_avro::value_names(&schema.parsed),
+            })
             .collect();
         let instance = match ProcessorInstance::new(&id, &plugin, limits(&processor.limits), options.to_string(), ports)
         {

@@ -472,7 +472,7 @@ mod tests {
     }
 
     fn input(schema: &str) -> InputPort {
-        InputPort { name: "movies".into(), schema: schema.into() }
+        InputPort { name: "movies".into(), schema: schema.into(), value_names: Vec::new() }
     }
 
     fn filter(condition: &str) -> Filter {
@@ -629,7 +629,7 @@ mod tests {
     }
 
     fn logical_filter(condition: &str) -> Filter {
-        let inputs = [InputPort { name: "l".into(), schema: LOGICAL.into() }];
+        let inputs = [InputPort { name: "l".into(), schema: LOGICAL.into(), value_names: Vec::new() }];
         Filter::new(&json!({ "condition": condition }), &inputs).map(|(f, _)| f).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
@@ -964,7 +964,7 @@ mod tests {
             "title != 'y' && score < 9.0",
         ] {
             let build = || {
-                let inputs = [InputPort { name: "r".into(), schema: schema.into() }];
+                let inputs = [InputPort { name: "r".into(), schema: schema.into(), value_names: Vec::new() }];
                 Filter::new(&json!({ "condition": condition }), &inputs)
                     .map(|(f, _)| f)
                     .unwrap_or_else(|e| panic!("{e:?}"))
@@ -989,7 +989,7 @@ mod tests {
             out
         };
         let build = |condition: &str| {
-            let inputs = [InputPort { name: "r".into(), schema: schema.into() }];
+            let inputs = [InputPort { name: "r".into(), schema: schema.into(), value_names: Vec::new() }];
             Filter::new(&json!({ "condition": condition }), &inputs).map(|(f, _)| f).unwrap_or_else(|e| panic!("{e:?}"))
         };
         let (max, min, two_63) = (i64::MAX, i64::MIN, 9_223_372_036_854_775_808.0);

@@ -22,7 +22,7 @@ const TALENTS: &str = r#"{"type": "record", "name": "Talent", "fields": [
 ]}"#;
 
 fn port(name: &str, schema: &str) -> InputPort {
-    InputPort { name: name.into(), schema: schema.into() }
+    InputPort { name: name.into(), schema: schema.into(), value_names: Vec::new() }
 }
 
 fn ports() -> Vec<InputPort> {

@@ -273,7 +273,7 @@ mod tests {
     }
 
     fn input(schema: &str) -> InputPort {
-        InputPort { name: "movies".into(), schema: schema.into() }
+        InputPort { name: "movies".into(), schema: schema.into(), value_names: Vec::new() }
     }
 
     fn projection(config: serde_json::Value) -> (Projection, String) {

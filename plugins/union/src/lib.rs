@@ -262,7 +262,7 @@ mod tests {
     ]}"#;
 
     fn input(name: &str, schema: &str) -> InputPort {
-        InputPort { name: name.into(), schema: schema.into() }
+        InputPort { name: name.into(), schema: schema.into(), value_names: Vec::new() }
     }
 
     fn build(config: serde_json::Value, inputs: &[(&str, &str)]) -> (Union, String) {

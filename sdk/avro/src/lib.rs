@@ -53,6 +53,7 @@
 mod canonical;
 mod datum;
 mod json;
+mod marshal;
 mod resolve;
 mod schema;
 
@@ -62,6 +63,9 @@ pub use datum::{
     DatumError, DatumErrorKind, Reader, MAX_DEPTH,
 };
 pub use json::{datum_to_json, datum_to_json_text, from_json, json_to_datum, to_json, JsonError};
+pub use marshal::{
+    marshal_to_datum, marshal_to_json, names_tuple, value_names, MarshalError, MarshalWriter, NotNatural,
+};
 pub use resolve::{ResolveError, Resolver};
 pub use schema::{AvroType, EnumType, Field, FixedType, RecordType, Schema, SchemaError};
 

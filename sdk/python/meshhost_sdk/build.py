@@ -36,7 +36,7 @@ ENTRY = "meshhost_entry"
 # imports `state` for a stateful one, so a processor that keeps no state must not import it.)
 SDK_WORLD = "meshhost-sdk-plugin"
 SDK_STATEFUL_WORLD = "meshhost-sdk-stateful-plugin"
-SDK_WORLD_WIT = f"""package meshhost:processor@0.2.0;
+SDK_WORLD_WIT = f"""package meshhost:processor@0.3.0;
 
 /// What the Python SDK builds: a processor that may log.
 world {SDK_WORLD} {{

@@ -6,7 +6,6 @@ build's entry module does ``Processor = export(MyProcessor)``.
 """
 
 import gc
-import json
 
 from componentize_py_types import Err
 from wit_world.imports import log as _wit_log
@@ -15,7 +14,7 @@ from wit_world.imports import types as _wit
 from . import log as _log
 from .state import HostState
 from .processor import Processor as _Base
-from .processor import _NOT_JSON, Record, _parse_values, _run_batch, run_init
+from .processor import Record, _batch_head, _load_values, _run_batch, run_init
 
 _LEVELS = {
     "debug": _wit_log.Level.DEBUG,
@@ -44,6 +43,10 @@ gc.set_threshold(100_000, 20, 20)
 
 # A component instance is single-threaded and holds one processor, built by `init`.
 _instance = None
+# Per input port, what goes before a batch's values to make them one marshal object (see
+# `python-marshal` in wit/processor.wit).
+_batch_heads = []
+
 
 
 def export(cls: type) -> type:
@@ -53,22 +56,23 @@ def export(cls: type) -> type:
 
     class Processor:
         def init(self, config: str, inputs):
-            global _instance
+            global _instance, _batch_heads
             state = HostState(_wit_state) if _wit_state is not None else None
             processor, result = run_init(cls, config, [(p.name, p.schema) for p in inputs], state)
             if processor is None:
                 raise Err([_wit.ConfigError(e.path, e.message) for e in result])
             _instance = processor
+            _batch_heads = [_batch_head(p.value_names) for p in inputs]
             gc.freeze()
-            return _wit.InitResult([_wit.OutputPort(name, schema) for name, schema in result], _wit.ValueFormat.JSON)
+            outputs = [_wit.OutputPort(name, schema) for name, schema in result]
+            return _wit.InitResult(outputs, _wit.ValueFormat.PYTHON_MARSHAL)
 
         def process(self, input: int, batch):
             processor = _instance
             if processor is None:
                 raise RuntimeError("process called before init")
-            records, failures = _records_of(batch, input)
-            emitted, batch_failures = _run_batch(processor, input, records)
-            failures.extend(batch_failures)
+            records = _records_of(batch, input)
+            emitted, failures = _run_batch(processor, input, records)
             return _result(emitted, failures)
 
     Processor.__name__ = Processor.__qualname__ = "Processor"
@@ -76,8 +80,7 @@ def export(cls: type) -> type:
 
 
 def _records_of(batch, input: int):
-    """The SDK records of a column-wise WIT batch (see `batch` in wit/processor.wit), and the
-    failures of values that are not JSON."""
+    """The SDK records of a column-wise WIT batch (see `batch` in wit/processor.wit)."""
     data, at = batch.bytes, 0
     keys, values = [], []
     for key_length, value_length in zip(batch.key_lengths, batch.value_lengths):
@@ -91,7 +94,7 @@ def _records_of(batch, input: int):
             at += value_length
         else:
             values.append(None)
-    parsed, failures = _parse_values(values)
+    parsed = _load_values(_batch_heads[input], values)
     timestamps, header_counts, wit_headers = batch.timestamps, batch.header_counts, batch.headers
     records, first_header = [], 0
     for i, value in enumerate(parsed):
@@ -101,11 +104,9 @@ def _records_of(batch, input: int):
             first_header += count
         else:
             headers = []
-        if value is _NOT_JSON:
-            continue
         timestamp = timestamps[i]
         records.append(Record(value, keys[i], headers, timestamp if timestamp >= 0 else None, i, input))
-    return records, failures
+    return records
 
 
 def _result(emitted, failures):

@@ -4,6 +4,8 @@ be tested with plain ``python`` (see :meth:`Processor.run_batch`)."""
 from __future__ import annotations
 
 import json
+import marshal
+import struct
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, List, Optional, Tuple, Union
 
@@ -94,8 +96,9 @@ class OutputPort:
 
 @dataclass(slots=True)
 class Record:
-    """One record. ``value`` is the parsed JSON object (``None`` for a tombstone); ``key`` and
-    header values are bytes; ``timestamp`` is milliseconds since the Unix epoch or ``None``.
+    """One record. ``value`` is the record's value as plain Python (``None`` for a tombstone):
+    a record or map is a dict, an array a list, a union its branch's value, an enum its symbol,
+    Avro bytes and fixed are ``bytes``. ``key`` and header values are bytes; ``timestamp`` is milliseconds since the Unix epoch or ``None``.
     ``index`` is the record's position in its batch (the ``origin`` of what derives from it) and
     ``input`` the input port it arrived on."""
 
@@ -159,29 +162,17 @@ def _bytes(value: Any) -> Optional[bytes]:
     return bytes(value)
 
 
-def _json_default(value: Any) -> Any:
-    # Avro bytes and fixed travel as strings of code points 0-255.
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("latin-1")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-# Built once: `json.dumps` with options builds a new encoder on every call, a measurable share
-# of a record's cost in a component.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
-
-
 def encode_value(value: Any) -> Optional[bytes]:
-    """A value as the UTF-8 JSON text the host reads (``None`` stays a tombstone)."""
+    """A value as the host reads it: one ``marshal.dumps`` (``None`` stays a tombstone). The
+    host checks it against the port's schema."""
     if value is None:
         return None
     try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError) as error:
-        raise RecordError(f"the emitted value is not JSON: {error}") from None
-    return text.encode("utf-8")
+        return marshal.dumps(value)
+    except ValueError:
+        raise RecordError(
+            f"the emitted value is not plain data (dicts, lists, str, bytes, int, float, bool, None): {value!r:.200}"
+        ) from None
 
 
 def _wire_headers(headers: List[Tuple[str, Any]]) -> Tuple[Tuple[str, Optional[bytes]], ...]:
@@ -290,7 +281,7 @@ class Processor:
         names = [p.name for p in self.outputs]
         return Batch(
             [
-                (names[port], origin, Record(json.loads(value) if value is not None else None, key, list(headers), timestamp, origin, input))
+                (names[port], origin, Record(marshal.loads(value) if value is not None else None, key, list(headers), timestamp, origin, input))
                 for port, origin, key, value, headers, timestamp in emitted
             ],
             failures,
@@ -324,57 +315,35 @@ class Processor:
         return port
 
     def _batch_record(self, origin: int) -> Optional[Record]:
-        # By index, not position: records whose value is not JSON never reach the batch.
+        # By index, not position: `process` may be given a subset of a batch (run natively).
         for record in getattr(self, "_batch", None) or []:
             if record.index == origin:
                 return record
         return None
 
 
-_NOT_JSON = object()
+def _batch_head(value_names) -> bytes:
+    """`)` 2, the tuple of the port's value names (each interned, with the reference flag, so
+    the values' references pick them by position), then `[`: the count and the values follow."""
+    names = []
+    for name in value_names:
+        raw = name.encode("utf-8")
+        if name.isascii() and len(raw) <= 255:
+            names.append(b"\xda" + bytes([len(raw)]) + raw)  # 'Z' | FLAG_REF
+        else:
+            names.append(b"\xf4" + struct.pack("<i", len(raw)) + raw)  # 't' | FLAG_REF
+    return b")\x02(" + struct.pack("<i", len(names)) + b"".join(names) + b"["
 
 
-def _parse_values(values):
-    """Each value parsed (None stays a tombstone; one that is not JSON is `_NOT_JSON`), and the
-    failures of those.
-
-    The whole batch is parsed in one `json.loads`: each value wrapped as `[value]`, all joined
-    into one array. One call instead of one per record, and the parser then shares the field
-    names' strings across the batch instead of allocating them for every record (allocation is
-    most of a record's cost in a component). A value that is not exactly one JSON document
-    cannot give an array of n one-element arrays; if that is not what comes out, each value is
-    parsed alone to tell which are bad."""
+def _load_values(head: bytes, values: List[Optional[bytes]]) -> list:
+    """The values of a batch as the host wrote them (``None`` stays a tombstone), in one
+    ``marshal.loads``: one call, and the values share the port's field names."""
     present = [v for v in values if v is not None]
-    if not present:
-        return values, []
-    try:
-        wrapped = json.loads(b"[[" + b"],[".join(present) + b"]]")
-    except ValueError:
-        wrapped = None
-    if (
-        type(wrapped) is not list
-        or len(wrapped) != len(present)
-        or not all(type(one) is list and len(one) == 1 for one in wrapped)
-    ):
-        return _parse_one_by_one(values)
+    loaded = marshal.loads(head + struct.pack("<i", len(present)) + b"".join(present))[1]
     if len(present) == len(values):
-        return [one[0] for one in wrapped], []
-    it = iter(wrapped)
-    return [None if v is None else next(it)[0] for v in values], []
-
-
-def _parse_one_by_one(values):
-    out, failures = [], []
-    for i, value in enumerate(values):
-        if value is None:
-            out.append(None)
-            continue
-        try:
-            out.append(json.loads(value))
-        except ValueError as error:
-            out.append(_NOT_JSON)
-            failures.append((i, f"the value is not JSON: {error}"))
-    return out, failures
+        return loaded
+    it = iter(loaded)
+    return [None if v is None else next(it) for v in values]
 
 
 def _output_ports(declared: Any) -> List[OutputPort]:

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from meshhost_sdk import ConfigError, ConfigErrors, OutputPort, Processor, Record, RecordError, to  # noqa: E402
 from meshhost_sdk import MemoryState  # noqa: E402
 from meshhost_sdk.build import uses_state  # noqa: E402
-from meshhost_sdk.processor import _NOT_JSON, _parse_values, _run_batch, run_init  # noqa: E402
+from meshhost_sdk.processor import _batch_head, _load_values, _run_batch, run_init  # noqa: E402
 
 SCHEMA = {"type": "record", "name": "T", "fields": [{"name": "n", "type": "long"}, {"name": "s", "type": "string"}]}
 INPUT = [("src", json.dumps(SCHEMA))]
@@ -40,7 +40,7 @@ class Router(Processor):
         if n == 99:
             return [to("small", record.value), to("big", record.value)]
         if n == 13:
-            return {"n": n, "s": b"\xff"}  # bytes travel as latin-1 text
+            return {"n": n, "s": b"\xff"}  # bytes stay bytes
         if n == 7:
             return 1 / 0
         return to("small" if n < self.limit else "big", record.value)
@@ -65,15 +65,14 @@ class TimesTen(Processor):
 
 
 class Tests(unittest.TestCase):
-    def test_a_batch_of_values_is_parsed_at_once_and_bad_ones_are_found(self):
-        self.assertEqual(_parse_values([b'{"a":1}', None, b'[2]', b'"x"']), ([{"a": 1}, None, [2], "x"], []))
-        # A value that would parse only when joined with its neighbours is still caught.
-        parsed, failures = _parse_values([b'{"a":1}', b"1,2", b"[3", b"4]", b'{"b":2}'])
-        self.assertEqual(parsed[0], {"a": 1})
-        self.assertEqual(parsed[4], {"b": 2})
-        self.assertEqual(parsed[1:4], [_NOT_JSON] * 3)
-        self.assertEqual([index for index, _ in failures], [1, 2, 3])
-        self.assertIn("not JSON", failures[0][1])
+    def test_a_batch_of_values_is_loaded_at_once_with_shared_names(self):
+        # As the host writes {"n": 1, "s": "x"}: field names are references to the port's names.
+        one = b"{r\x00\x00\x00\x00i\x01\x00\x00\x00r\x01\x00\x00\x00z\x01x0"
+        two = b"{r\x00\x00\x00\x00i\x02\x00\x00\x00r\x01\x00\x00\x00s\x01\x00\x00\x00\xff0"
+        values = _load_values(_batch_head(["n", "s"]), [one, None, two])
+        self.assertEqual(values, [{"n": 1, "s": "x"}, None, {"n": 2, "s": b"\xff"}])
+        self.assertIs(next(iter(values[0])), next(iter(values[2])), "one str per field name")
+        self.assertEqual(_load_values(_batch_head(["é" * 200]), [b"{r\x00\x00\x00\x00N0"]), [{"é" * 200: None}])
 
     def test_memory_state_has_the_host_semantics(self):
         state = MemoryState()
@@ -139,7 +138,7 @@ class Tests(unittest.TestCase):
         p = make(Router)
         batch = p.run_batch(0, [{"n": 1, "s": ""}, {"n": 20, "s": ""}, {"n": -1, "s": ""}, {"n": 0, "s": ""}, {"n": 99, "s": ""}, {"n": 7, "s": ""}, {"n": 13, "s": ""}])
         self.assertEqual([(port, origin) for port, origin, _ in batch.emitted], [("small", 0), ("big", 1), ("small", 4), ("big", 4), ("small", 6)])
-        self.assertEqual(batch.emitted[-1][2].value, {"n": 13, "s": "\xff"})
+        self.assertEqual(batch.emitted[-1][2].value, {"n": 13, "s": b"\xff"})
         self.assertEqual(batch.failures, [(2, "negative n: -1"), (5, "ZeroDivisionError: division by zero")])
 
     def test_a_failed_record_emits_nothing(self):
@@ -158,7 +157,7 @@ class Tests(unittest.TestCase):
 
         batch = make(Bad).run_batch(0, [{"n": 1, "s": ""}])
         self.assertEqual(batch.emitted, [])
-        self.assertIn("not JSON", batch.failures[0][1])
+        self.assertIn("not plain data", batch.failures[0][1])
 
     def test_unknown_port_fails_the_record(self):
         class Lost(Processor):
