@@ -90,7 +90,7 @@ impl DatumError {
 
     #[cold]
     #[inline(never)]
-    fn at(kind: DatumErrorKind, offset: usize) -> DatumError {
+    pub(crate) fn at(kind: DatumErrorKind, offset: usize) -> DatumError {
         DatumError::new(kind, Some(offset))
     }
 
@@ -111,7 +111,7 @@ impl DatumError {
 
     #[cold]
     #[inline(never)]
-    fn with_offset(mut self, offset: usize) -> DatumError {
+    pub(crate) fn with_offset(mut self, offset: usize) -> DatumError {
         self.0.offset = Some(offset);
         self
     }
@@ -353,7 +353,10 @@ impl<'a> Reader<'a> {
     /// (`can_be_empty`, asked only then, as it costs a walk of the item type). Every count is
     /// also charged to the datum's item budget: items that take bytes can never exhaust it, so
     /// it only limits empty ones, which would otherwise let a few bytes stand for billions.
-    fn read_block(&mut self, can_be_empty: impl FnOnce() -> bool) -> Result<(usize, Option<usize>), DatumError> {
+    pub(crate) fn read_block(
+        &mut self,
+        can_be_empty: impl FnOnce() -> bool,
+    ) -> Result<(usize, Option<usize>), DatumError> {
         let start = self.pos;
         let count = self.read_long()?;
         if count == 0 {
@@ -391,7 +394,7 @@ pub(crate) fn encoding_type<'s>(schema: &'s Schema, ty: &'s AvroType) -> Result<
 /// A lower bound on the bytes a value of `ty` takes, used to bound item counts: exact for
 /// fixed-size types, 0 for types that can encode to nothing, else 1 (any varint, length,
 /// count or index takes a byte). Cheap, as it runs for every array and map.
-fn min_size(schema: &Schema, ty: &AvroType, depth: usize) -> usize {
+pub(crate) fn min_size(schema: &Schema, ty: &AvroType, depth: usize) -> usize {
     let Ok(ty) = encoding_type(schema, ty) else {
         return 0;
     };
@@ -437,7 +440,7 @@ pub fn validate(schema: &Schema, bytes: &[u8]) -> Result<(), DatumError> {
     expect_end(&r)
 }
 
-fn expect_end(r: &Reader) -> Result<(), DatumError> {
+pub(crate) fn expect_end(r: &Reader) -> Result<(), DatumError> {
     if r.is_at_end() {
         Ok(())
     } else {
@@ -594,7 +597,7 @@ fn walk<const STRICT: bool>(schema: &Schema, ty: &AvroType, r: &mut Reader, dept
     }
 }
 
-fn check_block_size(declared: Option<usize>, start: usize, end: usize) -> Result<(), DatumError> {
+pub(crate) fn check_block_size(declared: Option<usize>, start: usize, end: usize) -> Result<(), DatumError> {
     match declared {
         Some(declared) if declared != end - start => {
             Err(DatumError::at(DatumErrorKind::BlockSizeMismatch { declared, actual: end - start }, start))

@@ -22,10 +22,11 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value as Json};
 
-use super::datum::{decode_datum, encoding_type, DatumError, MAX_DEPTH};
+use super::datum::{
+    check_block_size, encoding_type, expect_end, min_size, DatumError, DatumErrorKind, Reader, MAX_DEPTH,
+};
 use super::json::{json_to_datum, JsonError};
-use super::schema::{AvroType, Schema};
-use super::Value;
+use super::schema::{AvroType, NameHasher, RecordType, Schema};
 
 // The marshal type codes used here (CPython's Python/marshal.c).
 const NONE: u8 = b'N';
@@ -97,16 +98,42 @@ fn collect_names(schema: &Schema, ty: &AvroType, names: &mut Vec<String>, seen_t
 }
 
 /// Writes datums of one schema as marshal values that refer to its [`value_names`].
+///
+/// Straight from the datum's bytes to marshal, with no decoded [`crate::Value`] in between:
+/// the host does this for every record a Python plugin gets (measured on the bench's movie,
+/// release: 1.13 µs through a decoded value, 0.29 µs direct).
 #[derive(Debug, Clone)]
 pub struct MarshalWriter {
     names: Vec<String>,
-    positions: HashMap<String, u32>,
+    /// Per record and enum type (full name): the position in `names` of each of its field
+    /// names or symbols, in schema order.
+    positions: HashMap<String, Vec<u32>, std::hash::BuildHasherDefault<NameHasher>>,
 }
 
 impl MarshalWriter {
     pub fn new(schema: &Schema) -> MarshalWriter {
         let names = value_names(schema);
-        let positions = names.iter().enumerate().map(|(i, name)| (name.clone(), i as u32)).collect();
+        let position: HashMap<&str, u32> =
+            names.iter().enumerate().map(|(i, name)| (name.as_str(), i as u32)).collect();
+        let mut positions = HashMap::default();
+        let mut types: Vec<&AvroType> = vec![&schema.root];
+        types.extend(schema.named.values());
+        while let Some(ty) = types.pop() {
+            match ty {
+                AvroType::Record(record) => {
+                    let of_fields = record.fields.iter().map(|f| position[f.name.as_str()]).collect();
+                    positions.insert(record.name.clone(), of_fields);
+                    types.extend(record.fields.iter().map(|f| &f.ty));
+                }
+                AvroType::Enum(e) => {
+                    positions.insert(e.name.clone(), e.symbols.iter().map(|s| position[s.as_str()]).collect());
+                }
+                AvroType::Array(items) | AvroType::Map(items) => types.push(items),
+                AvroType::Union(branches) => types.extend(branches),
+                AvroType::Logical { base, .. } => types.push(base),
+                _ => {}
+            }
+        }
         MarshalWriter { names, positions }
     }
 
@@ -115,93 +142,151 @@ impl MarshalWriter {
         &self.names
     }
 
-    /// Decodes `bytes` (exactly one datum of `schema.root`) and appends it to `out` as a
-    /// marshal value.
+    /// Appends `bytes` (exactly one datum of `schema.root`, the schema this writer was made
+    /// for) to `out` as a marshal value.
     pub fn write_datum(&self, schema: &Schema, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), DatumError> {
-        let value = decode_datum(schema, bytes)?;
-        self.write_value(schema, Some(&schema.root), &value, out);
+        let mut r = Reader::new(bytes);
+        self.write_at(schema, &schema.root, &mut r, out, 0)?;
+        expect_end(&r)
+    }
+
+    fn write_at(
+        &self,
+        schema: &Schema,
+        ty: &AvroType,
+        r: &mut Reader,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), DatumError> {
+        let ty = encoding_type(schema, ty).map_err(|e| e.with_offset(r.position()))?;
+        match ty {
+            AvroType::Null => out.push(NONE),
+            AvroType::Boolean => out.push(if r.read_boolean()? { TRUE } else { FALSE }),
+            AvroType::Int => write_int(i64::from(r.read_int()?), out),
+            AvroType::Long => write_int(r.read_long()?, out),
+            // The shortest decimal that reads back as the same float (0.1, not 0.100000001...),
+            // as the JSON form has it.
+            AvroType::Float => write_float(r.read_float()?.to_string().parse::<f64>().unwrap_or(f64::NAN), out),
+            AvroType::Double => write_float(r.read_double()?, out),
+            AvroType::Bytes => {
+                out.push(BYTES);
+                write_sized(r.read_bytes()?, out);
+            }
+            AvroType::Fixed(f) => {
+                out.push(BYTES);
+                write_sized(r.read_fixed(f.size)?, out);
+            }
+            AvroType::String => write_str(r.read_str()?, out),
+            AvroType::Enum(e) => {
+                let i = r.read_enum_index(e.symbols.len())?;
+                match self.positions.get(&e.name) {
+                    Some(positions) => write_ref(positions[i], out),
+                    None => write_str(&e.symbols[i], out),
+                }
+            }
+            AvroType::Union(branches) => {
+                let i = r.read_union_index(branches.len())?;
+                self.write_at(schema, &branches[i], r, out, depth)?;
+            }
+            AvroType::Record(record) => self.write_record(schema, record, r, out, depth)?,
+            AvroType::Array(items) => self.write_array(schema, items, r, out, depth)?,
+            AvroType::Map(values) => self.write_map(schema, values, r, out, depth)?,
+            AvroType::Ref(_) | AvroType::Logical { .. } => unreachable!("resolved above"),
+        }
         Ok(())
     }
 
-    fn write_value(&self, schema: &Schema, ty: Option<&AvroType>, value: &Value, out: &mut Vec<u8>) {
-        let ty = ty.and_then(|t| encoding_type(schema, t).ok());
-        match value {
-            Value::Null => out.push(NONE),
-            Value::Boolean(b) => out.push(if *b { TRUE } else { FALSE }),
-            Value::Int(n) => write_int(i64::from(*n), out),
-            Value::Long(n) => write_int(*n, out),
-            // The shortest decimal that reads back as the same float (0.1, not 0.100000001...),
-            // as the JSON form has it.
-            Value::Float(x) => write_float(x.to_string().parse::<f64>().unwrap_or(f64::NAN), out),
-            Value::Double(x) => write_float(*x, out),
-            Value::Bytes(b) | Value::Fixed(b) => {
-                out.push(BYTES);
-                write_sized(b, out);
-            }
-            Value::String(s) => write_str(s, out),
-            Value::Enum(i, symbol) => {
-                let symbol = match ty {
-                    Some(AvroType::Enum(e)) => e.symbols.get(*i as usize).unwrap_or(symbol),
-                    _ => symbol,
-                };
-                self.write_name(symbol, out)
-            }
-            Value::Array(items) => {
-                let item_ty = match ty {
-                    Some(AvroType::Array(t)) => Some(&**t),
-                    _ => None,
-                };
-                out.push(LIST);
-                write_count(items.len(), out);
-                for item in items {
-                    self.write_value(schema, item_ty, item, out);
-                }
-            }
-            Value::Map(entries) => {
-                let value_ty = match ty {
-                    Some(AvroType::Map(t)) => Some(&**t),
-                    _ => None,
-                };
-                out.push(DICT);
-                for (key, v) in entries {
-                    write_str(key, out);
-                    self.write_value(schema, value_ty, v, out);
-                }
-                out.push(DICT_END);
-            }
-            Value::Record(fields) => {
-                let record = match ty {
-                    Some(AvroType::Record(r)) => Some(&**r),
-                    _ => None,
-                };
-                out.push(DICT);
-                for (i, (name, v)) in fields.iter().enumerate() {
-                    self.write_name(name, out);
-                    let field_ty = record.and_then(|r| r.fields.get(i)).filter(|f| f.name == *name).map(|f| &f.ty);
-                    self.write_value(schema, field_ty, v, out);
-                }
-                out.push(DICT_END);
-            }
-            Value::Union(i, v) => {
-                let branch = match ty {
-                    Some(AvroType::Union(bs)) => bs.get(*i as usize),
-                    _ => None,
-                };
-                self.write_value(schema, branch, v, out)
-            }
+    // Records, arrays and maps out of line, to keep the stack used per nesting level small.
+    #[inline(never)]
+    fn write_record(
+        &self,
+        schema: &Schema,
+        record: &RecordType,
+        r: &mut Reader,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), DatumError> {
+        if depth >= MAX_DEPTH {
+            return Err(DatumError::at(DatumErrorKind::TooDeep, r.position()));
         }
+        let positions = self.positions.get(&record.name);
+        out.push(DICT);
+        for (i, field) in record.fields.iter().enumerate() {
+            match positions {
+                Some(positions) => write_ref(positions[i], out),
+                None => write_str(&field.name, out),
+            }
+            self.write_at(schema, &field.ty, r, out, depth + 1).map_err(|e| e.in_field(&field.name))?;
+        }
+        out.push(DICT_END);
+        Ok(())
     }
 
-    /// A field name or enum symbol: a reference to its entry in the names, when it has one.
-    fn write_name(&self, name: &str, out: &mut Vec<u8>) {
-        match self.positions.get(name) {
-            Some(&position) => {
-                out.push(REF);
-                out.extend_from_slice(&position.to_le_bytes());
+    #[inline(never)]
+    fn write_array(
+        &self,
+        schema: &Schema,
+        items: &AvroType,
+        r: &mut Reader,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), DatumError> {
+        let items = encoding_type(schema, items).map_err(|e| e.with_offset(r.position()))?;
+        // Avro gives the count block by block: written once known.
+        out.push(LIST);
+        let count_at = out.len();
+        write_count(0, out);
+        let mut count = 0;
+        loop {
+            let (block, size) = r.read_block(|| min_size(schema, items, 0) == 0)?;
+            if block == 0 {
+                break;
             }
-            None => write_str(name, out),
+            let start = r.position();
+            for _ in 0..block {
+                self.write_at(schema, items, r, out, depth).map_err(|e| e.at_index(count))?;
+                count += 1;
+            }
+            check_block_size(size, start, r.position())?;
         }
+        out[count_at..count_at + 4].copy_from_slice(&(count as u32).to_le_bytes());
+        Ok(())
     }
+
+    #[inline(never)]
+    fn write_map(
+        &self,
+        schema: &Schema,
+        values: &AvroType,
+        r: &mut Reader,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), DatumError> {
+        let values = encoding_type(schema, values).map_err(|e| e.with_offset(r.position()))?;
+        out.push(DICT);
+        loop {
+            // Map entries are never empty: the key's length takes a byte.
+            let (block, size) = r.read_block(|| false)?;
+            if block == 0 {
+                break;
+            }
+            let start = r.position();
+            for _ in 0..block {
+                let key = r.read_str()?;
+                write_str(key, out);
+                self.write_at(schema, values, r, out, depth).map_err(|e| e.at_key(key))?;
+            }
+            check_block_size(size, start, r.position())?;
+        }
+        out.push(DICT_END);
+        Ok(())
+    }
+}
+
+/// A reference to entry `position` of the reader's table (a name, here).
+fn write_ref(position: u32, out: &mut Vec<u8>) {
+    out.push(REF);
+    out.extend_from_slice(&position.to_le_bytes());
 }
 
 /// The marshal object a guest reads a batch's names from: a tuple of the names, each an
@@ -303,9 +388,268 @@ impl fmt::Display for NotNatural {
 
 /// Encodes one marshal value (what `marshal.dumps` of a natural value gives) as a datum of
 /// `schema.root`, with the rules of [`crate::json_to_datum`].
+///
+/// The host does this for every value a Python plugin emits. A direct path (the value read
+/// into a tree of borrowed slices, encoded against the schema) takes the common values; it
+/// gives up on anything it is not sure of — a union whose first likely branch does not fit, a
+/// duplicate key — and the exact path through natural JSON then decides, so both give the same
+/// bytes and the same errors. Measured on the bench's projected movie (release, this machine):
+/// 2.0-2.2 µs per value through natural JSON, 0.5 µs direct.
 pub fn marshal_to_datum(schema: &Schema, bytes: &[u8]) -> Result<Vec<u8>, MarshalError> {
+    if let Some(datum) = direct::marshal_to_datum(schema, bytes) {
+        return Ok(datum);
+    }
     let json = marshal_to_json(bytes).map_err(MarshalError::NotNatural)?;
     json_to_datum(schema, &json).map_err(MarshalError::DoesNotFit)
+}
+
+mod direct {
+    //! The direct path of [`super::marshal_to_datum`]: `None` wherever it is not certain.
+
+    use super::*;
+    use crate::datum::{encode, write_long};
+    use crate::json::from_json;
+
+    /// A marshal value, borrowing its strings from the bytes.
+    #[derive(Clone, Debug)]
+    enum Plain<'a> {
+        None,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(&'a str),
+        Bytes(&'a [u8]),
+        List(Vec<Plain<'a>>),
+        Dict(Vec<(&'a str, Plain<'a>)>),
+    }
+
+    pub(super) fn marshal_to_datum(schema: &Schema, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut parser = Parser { bytes, pos: 0, refs: Vec::new() };
+        let value = parser.read(0)?;
+        if parser.pos != bytes.len() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        encode_plain(schema, &schema.root, &value, &mut out, 0)?;
+        Some(out)
+    }
+
+    struct Parser<'a> {
+        bytes: &'a [u8],
+        pos: usize,
+        refs: Vec<Option<Plain<'a>>>,
+    }
+
+    impl<'a> Parser<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let slice = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+            self.pos += n;
+            Some(slice)
+        }
+
+        fn i32(&mut self) -> Option<i32> {
+            Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
+        }
+
+        fn count(&mut self) -> Option<usize> {
+            let n = usize::try_from(self.i32()?).ok()?;
+            (n <= self.bytes.len() - self.pos).then_some(n)
+        }
+
+        fn read(&mut self, depth: usize) -> Option<Plain<'a>> {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            let code = *self.take(1)?.first()?;
+            let flagged = code & FLAG_REF != 0;
+            let code = code & !FLAG_REF;
+            let slot = (flagged && matches!(code, LIST | DICT | TUPLE | SMALL_TUPLE)).then(|| {
+                self.refs.push(None);
+                self.refs.len() - 1
+            });
+            let value = match code {
+                NONE => Plain::None,
+                FALSE => Plain::Bool(false),
+                TRUE => Plain::Bool(true),
+                INT => Plain::Int(i64::from(self.i32()?)),
+                LONG => {
+                    let count = self.i32()?;
+                    let raw = self.take((count.unsigned_abs() as usize).checked_mul(2)?)?;
+                    Plain::Int(i64::try_from(python_int(count, raw)?).ok()?)
+                }
+                FLOAT => {
+                    let x = f64::from_le_bytes(self.take(8)?.try_into().ok()?);
+                    // NaN and infinities are None, as in the JSON form.
+                    if x.is_finite() {
+                        Plain::Float(x)
+                    } else {
+                        Plain::None
+                    }
+                }
+                UNICODE | INTERNED | ASCII | ASCII_INTERNED => {
+                    let n = self.count()?;
+                    Plain::Str(std::str::from_utf8(self.take(n)?).ok()?)
+                }
+                SHORT_ASCII | SHORT_ASCII_INTERNED => {
+                    let n = usize::from(*self.take(1)?.first()?);
+                    Plain::Str(std::str::from_utf8(self.take(n)?).ok()?)
+                }
+                BYTES => {
+                    let n = self.count()?;
+                    Plain::Bytes(self.take(n)?)
+                }
+                LIST | TUPLE => {
+                    let n = self.count()?;
+                    self.items(n, depth)?
+                }
+                SMALL_TUPLE => {
+                    let n = usize::from(*self.take(1)?.first()?);
+                    self.items(n, depth)?
+                }
+                DICT => {
+                    let mut entries = Vec::new();
+                    while self.bytes.get(self.pos) != Some(&DICT_END) {
+                        let Plain::Str(key) = self.read(depth + 1)? else { return None };
+                        entries.push((key, self.read(depth + 1)?));
+                    }
+                    self.pos += 1;
+                    Plain::Dict(entries)
+                }
+                REF => {
+                    let index = usize::try_from(self.i32()?).ok()?;
+                    return self.refs.get(index)?.clone();
+                }
+                // Big ints, sets and the rest: the exact path.
+                _ => return None,
+            };
+            match slot {
+                Some(slot) => self.refs[slot] = Some(value.clone()),
+                None if flagged => self.refs.push(Some(value.clone())),
+                None => {}
+            }
+            Some(value)
+        }
+
+        fn items(&mut self, n: usize, depth: usize) -> Option<Plain<'a>> {
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(self.read(depth + 1)?);
+            }
+            Some(Plain::List(items))
+        }
+    }
+
+    /// Whether two entries share a key (Python dicts never do; the exact path decides if so).
+    fn has_duplicate_keys(entries: &[(&str, Plain)]) -> bool {
+        if entries.len() <= 16 {
+            entries.iter().enumerate().any(|(i, (key, _))| entries[..i].iter().any(|(other, _)| other == key))
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            !entries.iter().all(|(key, _)| seen.insert(*key))
+        }
+    }
+
+    fn encode_plain(schema: &Schema, ty: &AvroType, value: &Plain, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        let ty = encoding_type(schema, ty).ok()?;
+        match (ty, value) {
+            (AvroType::Null, Plain::None) => {}
+            (AvroType::Boolean, Plain::Bool(b)) => out.push(u8::from(*b)),
+            (AvroType::Int, Plain::Int(n)) => write_long(out, i64::from(i32::try_from(*n).ok()?)),
+            (AvroType::Long, Plain::Int(n)) => write_long(out, *n),
+            (AvroType::Float, Plain::Int(n)) => out.extend_from_slice(&(*n as f64 as f32).to_le_bytes()),
+            (AvroType::Float, Plain::Float(x)) => out.extend_from_slice(&(*x as f32).to_le_bytes()),
+            (AvroType::Double, Plain::Int(n)) => out.extend_from_slice(&(*n as f64).to_le_bytes()),
+            (AvroType::Double, Plain::Float(x)) => out.extend_from_slice(&x.to_le_bytes()),
+            (AvroType::String, Plain::Str(s)) => {
+                write_long(out, s.len() as i64);
+                out.extend_from_slice(s.as_bytes());
+            }
+            (AvroType::Bytes, Plain::Bytes(b)) => {
+                write_long(out, b.len() as i64);
+                out.extend_from_slice(b);
+            }
+            (AvroType::Fixed(f), Plain::Bytes(b)) if b.len() == f.size => out.extend_from_slice(b),
+            (AvroType::Enum(e), Plain::Str(s)) => write_long(out, e.symbols.iter().position(|x| x == s)? as i64),
+            (AvroType::Array(items_ty), Plain::List(items)) => {
+                if !items.is_empty() {
+                    write_long(out, items.len() as i64);
+                    for item in items {
+                        encode_plain(schema, items_ty, item, out, depth)?;
+                    }
+                }
+                out.push(0);
+            }
+            (AvroType::Map(values_ty), Plain::Dict(entries)) if !has_duplicate_keys(entries) => {
+                if !entries.is_empty() {
+                    write_long(out, entries.len() as i64);
+                    for (key, v) in entries {
+                        write_long(out, key.len() as i64);
+                        out.extend_from_slice(key.as_bytes());
+                        encode_plain(schema, values_ty, v, out, depth)?;
+                    }
+                }
+                out.push(0);
+            }
+            (AvroType::Record(record), Plain::Dict(entries)) => encode_record(schema, record, entries, out, depth)?,
+            (AvroType::Union(branches), _) => {
+                // The branch the exact path tries first; if it does not fit, the exact path
+                // tries the others.
+                let (index, branch) = first_likely_branch(schema, branches, value)?;
+                write_long(out, index as i64);
+                encode_plain(schema, branch, value, out, depth)?;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn encode_record(
+        schema: &Schema,
+        record: &RecordType,
+        entries: &[(&str, Plain)],
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Option<()> {
+        if depth >= MAX_DEPTH || has_duplicate_keys(entries) {
+            return None;
+        }
+        let mut found = 0;
+        for field in &record.fields {
+            match entries.iter().find(|(key, _)| *key == field.name) {
+                Some((_, v)) => {
+                    found += 1;
+                    encode_plain(schema, &field.ty, v, out, depth + 1)?;
+                }
+                None => {
+                    let value = from_json(schema, &field.ty, field.default.as_ref()?).ok()?;
+                    encode(schema, &field.ty, &value, out).ok()?;
+                }
+            }
+        }
+        // A key that is no field: the exact path says which.
+        (found == entries.len()).then_some(())
+    }
+
+    /// The union branch natural JSON's rules try first for `value` (see `union_from_json`):
+    /// in a first pass the branches of its own kind, then floats for an int or a None.
+    fn first_likely_branch<'s>(
+        schema: &'s Schema,
+        branches: &'s [AvroType],
+        value: &Plain,
+    ) -> Option<(usize, &'s AvroType)> {
+        use AvroType as T;
+        let pass = |branch: &AvroType| -> Option<u8> {
+            match (value, encoding_type(schema, branch).ok()?) {
+                (Plain::None, T::Null) | (Plain::Bool(_), T::Boolean) | (Plain::Int(_), T::Int | T::Long) => Some(0),
+                (Plain::None, T::Float | T::Double) | (Plain::Int(_), T::Float | T::Double) => Some(1),
+                (Plain::Float(_), T::Float | T::Double) => Some(0),
+                (Plain::Str(_) | Plain::Bytes(_), T::String | T::Bytes | T::Enum(_) | T::Fixed(_)) => Some(0),
+                (Plain::List(_), T::Array(_)) | (Plain::Dict(_), T::Record(_) | T::Map(_)) => Some(0),
+                _ => None,
+            }
+        };
+        (0..2).find_map(|round| branches.iter().enumerate().find(|(_, b)| pass(b) == Some(round)))
+    }
 }
 
 /// The natural JSON of one marshal value: dicts with str keys, lists, tuples, sets, str, bytes
@@ -466,30 +810,32 @@ impl MarshalReader<'_> {
         }
     }
 
-    /// A Python int: a signed count of 15-bit digits, least significant first.
     fn long(&mut self) -> Result<Json, NotNatural> {
         let at = self.pos;
         let count = self.i32()?;
-        let digits = count.unsigned_abs() as usize;
-        let raw = self.take(digits.checked_mul(2).unwrap_or(usize::MAX))?;
-        let mut magnitude: u128 = 0;
-        for (i, pair) in raw.chunks_exact(2).enumerate() {
-            let digit = u128::from(u16::from_le_bytes([pair[0], pair[1]]));
-            if digit > 0x7fff || (digit != 0 && i >= 8) {
-                return Err(NotNatural { message: "an int too large for Avro (beyond 64 bits)".into(), offset: at });
-            }
-            magnitude |= digit << (15 * i);
+        let raw = self.take((count.unsigned_abs() as usize).checked_mul(2).unwrap_or(usize::MAX))?;
+        let too_large = || NotNatural { message: "an int too large for Avro (beyond 64 bits)".into(), offset: at };
+        let value = python_int(count, raw).ok_or_else(too_large)?;
+        match i64::try_from(value) {
+            Ok(n) => Ok(Json::from(n)),
+            Err(_) => u64::try_from(value).map(Json::from).map_err(|_| too_large()),
         }
-        let value = if count < 0 {
-            i64::try_from(magnitude)
-                .ok()
-                .map(|m| Json::from(-m))
-                .or_else(|| (magnitude == 1 << 63).then(|| Json::from(i64::MIN)))
-        } else {
-            u64::try_from(magnitude).ok().map(Json::from)
-        };
-        value.ok_or_else(|| NotNatural { message: "an int too large for Avro (beyond 64 bits)".into(), offset: at })
     }
+}
+
+/// A Python int in marshal's form: `count` 15-bit digits, least significant first, two bytes
+/// each in `raw`; the sign is the count's. `None` beyond 64 bits.
+fn python_int(count: i32, raw: &[u8]) -> Option<i128> {
+    let mut magnitude: i128 = 0;
+    for (i, pair) in raw.chunks_exact(2).enumerate() {
+        let digit = i128::from(u16::from_le_bytes([pair[0], pair[1]]));
+        if digit > 0x7fff || (digit != 0 && i >= 8) {
+            return None;
+        }
+        magnitude |= digit << (15 * i);
+    }
+    let value = if count < 0 { -magnitude } else { magnitude };
+    (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(&value).then_some(value)
 }
 
 /// NaN and the infinities are `None`, as in the JSON form.
@@ -514,7 +860,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::encode_datum;
+    use crate::{encode_datum, Value};
 
     // What CPython 3.11's `marshal.dumps` gives (see each test), so the reader is checked
     // against the real writer rather than against ours.
@@ -612,10 +958,79 @@ mod tests {
         assert!(!value.windows(5).any(|w| w == b"title"), "{value:?}");
         // And back: a value with its own strings (as a guest's marshal.dumps) is the same datum.
         let mut standalone = Vec::new();
-        MarshalWriter { names: Vec::new(), positions: HashMap::new() }
+        MarshalWriter { names: Vec::new(), positions: HashMap::default() }
             .write_datum(&schema, &datum, &mut standalone)
             .unwrap();
         assert_eq!(marshal_to_datum(&schema, &standalone).unwrap(), datum);
+    }
+
+    #[test]
+    fn the_direct_path_gives_what_the_exact_path_gives() {
+        let schema = Schema::parse(
+            r#"{"type": "record", "name": "R", "fields": [
+                {"name": "a", "type": "long"}, {"name": "d", "type": ["null", "double"]},
+                {"name": "s", "type": "string"}, {"name": "b", "type": "bytes"},
+                {"name": "arr", "type": {"type": "array", "items": "int"}},
+                {"name": "m", "type": {"type": "map", "values": "long"}},
+                {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}},
+                {"name": "f", "type": {"type": "fixed", "name": "F", "size": 2}},
+                {"name": "n", "type": "string", "default": "x"}]}"#,
+        )
+        .unwrap();
+        // base = {"a": 2**40, "d": 3, "s": "hé", "b": b"\x00\xff", "arr": (1, 2), "m": {"k": -2**40},
+        //   "e": "B", "f": b"ab"}; marshal.dumps of: base; base with a=1, d=None, s=b"\xff",
+        //   b="\xff", arr=[], m={}, e="A", n="y"; base with zz=1; a=2**63; d=nan, arr={3};
+        //   d=2.5, e="C"; f=b"abc".
+        let cases: [&[u8]; 7] = [
+            b"\xfb\xda\x01\x61\xec\x03\x00\x00\x00\x00\x00\x00\x00\x00\x04\xda\x01\x64\xe9\x03\x00\x00\x00\xda\x01\x73\xf5\x03\x00\x00\x00\x68\xc3\xa9\xda\x01\x62\xf3\x02\x00\x00\x00\x00\xff\xda\x03\x61\x72\x72\xa9\x02\xe9\x01\x00\x00\x00\xe9\x02\x00\x00\x00\xda\x01\x6d\xfb\xda\x01\x6b\xec\xfd\xff\xff\xff\x00\x00\x00\x00\x00\x04\x30\xda\x01\x65\xda\x01\x42\xda\x01\x66\xf3\x02\x00\x00\x00\x61\x62\x30",
+            b"\xfb\xda\x01\x61\xe9\x01\x00\x00\x00\xda\x01\x64\x4e\xda\x01\x73\xf3\x01\x00\x00\x00\xff\xda\x01\x62\xf5\x02\x00\x00\x00\xc3\xbf\xda\x03\x61\x72\x72\x5b\x00\x00\x00\x00\xda\x01\x6d\x7b\x30\xda\x01\x65\xda\x01\x41\xda\x01\x66\xf3\x02\x00\x00\x00\x61\x62\xda\x01\x6e\xda\x01\x79\x30",
+            b"\xfb\xda\x01\x61\xec\x03\x00\x00\x00\x00\x00\x00\x00\x00\x04\xda\x01\x64\xe9\x03\x00\x00\x00\xda\x01\x73\xf5\x03\x00\x00\x00\x68\xc3\xa9\xda\x01\x62\xf3\x02\x00\x00\x00\x00\xff\xda\x03\x61\x72\x72\xa9\x02\xe9\x01\x00\x00\x00\xe9\x02\x00\x00\x00\xda\x01\x6d\xfb\xda\x01\x6b\xec\xfd\xff\xff\xff\x00\x00\x00\x00\x00\x04\x30\xda\x01\x65\xda\x01\x42\xda\x01\x66\xf3\x02\x00\x00\x00\x61\x62\xda\x02\x7a\x7a\x72\x0b\x00\x00\x00\x30",
+            b"\xfb\xda\x01\x61\xec\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x08\x00\xda\x01\x64\xe9\x03\x00\x00\x00\xda\x01\x73\xf5\x03\x00\x00\x00\x68\xc3\xa9\xda\x01\x62\xf3\x02\x00\x00\x00\x00\xff\xda\x03\x61\x72\x72\xa9\x02\xe9\x01\x00\x00\x00\xe9\x02\x00\x00\x00\xda\x01\x6d\xfb\xda\x01\x6b\xec\xfd\xff\xff\xff\x00\x00\x00\x00\x00\x04\x30\xda\x01\x65\xda\x01\x42\xda\x01\x66\xf3\x02\x00\x00\x00\x61\x62\x30",
+            b"\xfb\xda\x01\x61\xec\x03\x00\x00\x00\x00\x00\x00\x00\x00\x04\xda\x01\x64\x67\x00\x00\x00\x00\x00\x00\xf8\x7f\xda\x01\x73\xf5\x03\x00\x00\x00\x68\xc3\xa9\xda\x01\x62\xf3\x02\x00\x00\x00\x00\xff\xda\x03\x61\x72\x72\x3c\x01\x00\x00\x00\xe9\x03\x00\x00\x00\xda\x01\x6d\xfb\xda\x01\x6b\xec\xfd\xff\xff\xff\x00\x00\x00\x00\x00\x04\x30\xda\x01\x65\xda\x01\x42\xda\x01\x66\xf3\x02\x00\x00\x00\x61\x62\x30",
+            b"\xfb\xda\x01\x61\xec\x03\x00\x00\x00\x00\x00\x00\x00\x00\x04\xda\x01\x64\xe7\x00\x00\x00\x00\x00\x00\x04\x40\xda\x01\x73\xf5\x03\x00\x00\x00\x68\xc3\xa9\xda\x01\x62\xf3\x02\x00\x00\x00\x00\xff\xda\x03\x61\x72\x72\xa9\x02\xe9\x01\x00\x00\x00\xe9\x02\x00\x00\x00\xda\x01\x6d\xfb\xda\x01\x6b\xec\xfd\xff\xff\xff\x00\x00\x00\x00\x00\x04\x30\xda\x01\x65\xda\x01\x43\xda\x01\x66\xf3\x02\x00\x00\x00\x61\x62\x30",
+            b"\xfb\xda\x01\x61\xec\x03\x00\x00\x00\x00\x00\x00\x00\x00\x04\xda\x01\x64\xe9\x03\x00\x00\x00\xda\x01\x73\xf5\x03\x00\x00\x00\x68\xc3\xa9\xda\x01\x62\xf3\x02\x00\x00\x00\x00\xff\xda\x03\x61\x72\x72\xa9\x02\xe9\x01\x00\x00\x00\xe9\x02\x00\x00\x00\xda\x01\x6d\xfb\xda\x01\x6b\xec\xfd\xff\xff\xff\x00\x00\x00\x00\x00\x04\x30\xda\x01\x65\xda\x01\x42\xda\x01\x66\xf3\x03\x00\x00\x00\x61\x62\x63\x30",
+        ];
+        let exact = |bytes: &[u8]| -> Result<Vec<u8>, MarshalError> {
+            let json = marshal_to_json(bytes).map_err(MarshalError::NotNatural)?;
+            json_to_datum(&schema, &json).map_err(MarshalError::DoesNotFit)
+        };
+        let outcomes: Vec<(bool, bool)> = cases
+            .iter()
+            .map(|bytes| {
+                let direct = direct::marshal_to_datum(&schema, bytes);
+                if let Some(datum) = &direct {
+                    assert_eq!(exact(bytes).as_ref(), Ok(datum));
+                }
+                assert_eq!(marshal_to_datum(&schema, bytes), exact(bytes));
+                (direct.is_some(), exact(bytes).is_ok())
+            })
+            .collect();
+        // (taken by the direct path, valid)
+        assert_eq!(
+            outcomes,
+            [
+                (true, true),
+                (false, true),
+                (false, false),
+                (false, false),
+                (false, true),
+                (false, false),
+                (false, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn arrays_in_several_blocks_are_one_list() {
+        let schema = Schema::parse(r#"{"type": "array", "items": "int"}"#).unwrap();
+        // A block of -2 items (so with its size, 2 bytes): 1, 2; a block of 1: 3; the end.
+        let datum = [0x03, 0x04, 0x02, 0x04, 0x02, 0x06, 0x00];
+        let mut out = Vec::new();
+        MarshalWriter::new(&schema).write_datum(&schema, &datum, &mut out).unwrap();
+        assert_eq!(marshal_to_json(&out).unwrap(), json!([1, 2, 3]));
+        // A block whose size is wrong is an error, not a guess.
+        let error = MarshalWriter::new(&schema).write_datum(&schema, &[0x03, 0x06, 0x02, 0x04, 0x00], &mut out);
+        assert!(error.is_err());
     }
 
     #[test]
