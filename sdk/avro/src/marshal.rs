@@ -79,11 +79,9 @@ fn collect_names(schema: &Schema, ty: &AvroType, names: &mut Vec<String>, seen_t
                 collect_names(schema, &field.ty, names, seen_types);
             }
         }
-        AvroType::Enum(e) => {
-            if !seen_types.contains(&e.name) {
-                seen_types.push(e.name.clone());
-                names.extend(e.symbols.iter().cloned());
-            }
+        AvroType::Enum(e) if !seen_types.contains(&e.name) => {
+            seen_types.push(e.name.clone());
+            names.extend(e.symbols.iter().cloned());
         }
         AvroType::Array(items) | AvroType::Map(items) => collect_names(schema, items, names, seen_types),
         AvroType::Union(branches) => branches.iter().for_each(|b| collect_names(schema, b, names, seen_types)),
@@ -813,7 +811,7 @@ impl MarshalReader<'_> {
     fn long(&mut self) -> Result<Json, NotNatural> {
         let at = self.pos;
         let count = self.i32()?;
-        let raw = self.take((count.unsigned_abs() as usize).checked_mul(2).unwrap_or(usize::MAX))?;
+        let raw = self.take((count.unsigned_abs() as usize).saturating_mul(2))?;
         let too_large = || NotNatural { message: "an int too large for Avro (beyond 64 bits)".into(), offset: at };
         let value = python_int(count, raw).ok_or_else(too_large)?;
         match i64::try_from(value) {
