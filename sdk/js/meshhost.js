@@ -100,7 +100,7 @@ export class Record {
 
   /** A copy of this record (key, headers, timestamp) with another value. */
   withValue(value) {
-    return new Record({ ...this, headers: [...this.headers], value });
+    return new FastRecord(value, this.key, [...this.headers], this.timestamp, this.index, this.input);
   }
 }
 
@@ -116,6 +116,101 @@ function FastRecord(value, key, headers, timestamp, index, input) {
   this.input = input;
 }
 FastRecord.prototype = Record.prototype;
+
+// The batch a `BatchRecord` reads its key, headers and timestamp from.
+const COLUMNS = Symbol('batch columns');
+
+/** The columns of a WIT batch, read record by record on demand: where each key starts and each
+ * record's first header is worked out once per batch, the first time anyone asks. */
+class BatchColumns {
+  constructor(batch) {
+    this.batch = batch;
+    this.keyStarts = null;
+    this.firstHeaders = null;
+  }
+
+  key(i) {
+    const length = this.batch.keyLengths[i];
+    if (length < 0) return null;
+    if (this.keyStarts === null) {
+      const { keyLengths, valueLengths } = this.batch;
+      const starts = new Int32Array(keyLengths.length);
+      let at = 0;
+      for (let r = 0; r < starts.length; r++) {
+        starts[r] = at;
+        if (keyLengths[r] > 0) at += keyLengths[r];
+        if (valueLengths[r] > 0) at += valueLengths[r];
+      }
+      this.keyStarts = starts;
+    }
+    const start = this.keyStarts[i];
+    return this.batch.bytes.subarray(start, start + length);
+  }
+
+  headers(i) {
+    const { headerCounts, headers } = this.batch;
+    if (headerCounts[i] === 0) return [];
+    if (this.firstHeaders === null) {
+      const first = new Int32Array(headerCounts.length);
+      let at = 0;
+      for (let r = 0; r < first.length; r++) {
+        first[r] = at;
+        at += headerCounts[r];
+      }
+      this.firstHeaders = first;
+    }
+    const start = this.firstHeaders[i];
+    return headers.slice(start, start + headerCounts[i]).map((h) => ({ key: h.key, value: h.value ?? null }));
+  }
+
+  timestamp(i) {
+    const timestamp = this.batch.timestamps[i];
+    return timestamp >= 0n ? Number(timestamp) : null;
+  }
+}
+
+/** Shadows a `BatchRecord` getter with an own property once the processor sets it. */
+function ownProperty(record, name, value) {
+  Object.defineProperty(record, name, { value, writable: true, enumerable: true, configurable: true });
+}
+
+// A `Record` of a WIT batch: its value parsed and its key, headers and timestamp read from the
+// batch only when asked for. Most processors never ask, and making them for every record (a key
+// view, a headers array, a BigInt converted) cost more than the rest of its way through the SDK.
+function BatchRecord(value, index, input, columns) {
+  this.value = value;
+  this.index = index;
+  this.input = input;
+  this[COLUMNS] = columns;
+}
+BatchRecord.prototype = Object.create(Record.prototype, {
+  key: {
+    get() {
+      return this[COLUMNS].key(this.index);
+    },
+    set(value) {
+      ownProperty(this, 'key', value);
+    },
+  },
+  headers: {
+    get() {
+      const headers = this[COLUMNS].headers(this.index);
+      ownProperty(this, 'headers', headers); // the same array every time, as for a `Record`
+      return headers;
+    },
+    set(value) {
+      ownProperty(this, 'headers', value);
+    },
+  },
+  timestamp: {
+    get() {
+      return this[COLUMNS].timestamp(this.index);
+    },
+    set(value) {
+      ownProperty(this, 'timestamp', value);
+    },
+  },
+});
 
 /** What `to` returns: a value or `Record` for a given output port. */
 export class Routed {
@@ -302,9 +397,8 @@ function configErrors(error) {
 
 /** The outcome of one batch, in the processor's terms. */
 class Output {
-  constructor(outputs, records) {
+  constructor(outputs) {
     this.outputs = outputs;
-    this.records = records;
     this.emitted = [];
     this.failures = [];
   }
@@ -312,16 +406,13 @@ class Output {
   /** Emit on output `port` (index or name) a record derived from input record `origin` (its
    * index in the batch): `value` is an object (the record keeps the origin's key, headers and
    * timestamp), `null` (a tombstone) or a `Record`. */
-  emit(port, origin, value, source) {
+  emit(port, origin, value) {
     const index = this.portIndex(port);
-    let record;
     if (value instanceof Record) {
-      record = value;
+      this.emitted.push({ port: index, origin, record: wireRecord(value), value: encodeValue(value.value) });
     } else {
-      const base = source ?? this.records.find((r) => r.index === origin);
-      record = new Record({ value, key: base?.key ?? null, headers: base?.headers ?? [], timestamp: base?.timestamp ?? null });
+      this.emitted.push({ port: index, origin, record: null, value: encodeValue(value) });
     }
-    this.emitted.push({ port: index, origin, record: wireRecord(record, record.value) });
   }
 
   /** Reject input record `index`: the host sends it to the dead-letter topic with `reason`. */
@@ -342,12 +433,11 @@ class Output {
   }
 }
 
-/** What is emitted: `record`'s key, headers and timestamp with `value` (as JSON text: the
- * result's buffer is written from the texts at once, see `columnResult`). */
-function wireRecord(record, value) {
+/** The key, headers and timestamp of an emitted `Record`, as the WIT result takes them. (An
+ * emitted plain value has none: the result says "the origin's", and the host keeps them.) */
+function wireRecord(record) {
   return {
     key: toBytes(record.key),
-    value: encodeValue(value),
     headers: record.headers.length ? record.headers.map((h) => ({ key: h.key, value: toBytes(h.value) })) : [],
     timestamp: wireTimestamp(record.timestamp),
   };
@@ -358,9 +448,9 @@ function emitResult(out, record, result) {
   if (Array.isArray(result)) {
     for (const item of result) emitResult(out, record, item);
   } else if (result instanceof Routed) {
-    out.emit(result.port, record.index, result.value, record);
+    out.emit(result.port, record.index, result.value);
   } else if (typeof result === 'object') {
-    out.emit(0, record.index, result, record);
+    out.emit(0, record.index, result);
   } else {
     throw new RecordError(`processRecord returned ${typeof result}; expected an object, a Record, to(port, value), an array of them or null`);
   }
@@ -381,7 +471,7 @@ function defaultProcess(app) {
         const result = processRecord.call(app, record, out);
         if (result !== null && typeof result === 'object' && Object.getPrototypeOf(result) === Object.prototype) {
           // The common case: a new value on port 0, the rest of the record kept.
-          out.emitted.push({ port: 0, origin: record.index, record: wireRecord(record, result) });
+          out.emitted.push({ port: 0, origin: record.index, record: null, value: encodeValue(result) });
         } else {
           emitResult(out, record, result);
         }
@@ -397,20 +487,20 @@ function defaultProcess(app) {
 /** Run `process` over a batch; an exception escaping it fails only the records that throw (the
  * batch is retried record by record, like the host does after a trap). */
 function runBatch(process, app, outputs, input, records) {
-  const out = new Output(outputs, records);
+  const out = new Output(outputs);
   try {
     process.call(app, input, records, out);
     return out;
   } catch (error) {
     if (records.length === 1) {
-      const failed = new Output(outputs, records);
+      const failed = new Output(outputs);
       failed.fail(records[0].index, describe(error));
       return failed;
     }
   }
-  const all = new Output(outputs, records);
+  const all = new Output(outputs);
   for (const record of records) {
-    const alone = new Record({ ...record, index: 0 });
+    const alone = new FastRecord(record.value, record.key, record.headers, record.timestamp, 0, record.input);
     const one = runBatch(process, app, outputs, input, [alone]);
     for (const e of one.emitted) all.emitted.push({ ...e, origin: record.index });
     for (const f of one.failures) all.failures.push({ index: record.index, reason: f.reason });
@@ -457,18 +547,13 @@ export function createProcessor(app, hostLog) {
       return columnResult(out.emitted, failures.concat(out.failures));
     },
 
-    /** `process` on records with their own key, value (bytes) and headers. */
+    /** `process` on records given one by one (`key` and `value` bytes or `null`, `headers`,
+     * `timestamp` a bigint or `null`), through the same column-wise batch and result as the
+     * component: what `harness` runs. Returns the emitted records with their key, value (JSON
+     * text), headers and timestamp, the origin's where the result says so. */
     processRecords(input, records) {
-      if (!outputs) throw new Error('process called before init');
-      const { parsed, failures } = parseValues(records.map((r) => r.value));
-      const batch = [];
-      records.forEach((r, index) => {
-        if (parsed[index] === NOT_JSON) return;
-        const timestamp = r.timestamp == null ? null : Number(r.timestamp);
-        batch.push(new FastRecord(parsed[index], r.key ?? null, r.headers ?? [], timestamp, index, input));
-      });
-      const out = runBatch(process, app, outputs, input, batch);
-      return { emitted: out.emitted, failures: failures.concat(out.failures) };
+      const result = processor.process(input, columnBatch(records));
+      return { emitted: rowsOf(result, records), failures: result.failures };
     },
   };
   return processor;
@@ -476,24 +561,52 @@ export function createProcessor(app, hostLog) {
 
 const NOT_JSON = Symbol('not JSON');
 
-/** Each value (`Uint8Array` or `null`) parsed: `null` stays a tombstone, one that is not JSON is
- * `NOT_JSON` with a failure. The batch is decoded and parsed at once — each value wrapped as
- * `[value]`, all joined into one array — rather than with a `TextDecoder` and `JSON.parse` per
- * record. A value that is not exactly one JSON document cannot give an array of n one-element
- * arrays; if that is not what comes out, each value is parsed alone to tell which are bad. */
-function parseValues(values) {
-  let size = 2;
-  for (const v of values) if (v != null) size += v.length + 3;
-  const joined = new Uint8Array(size);
-  let at = 0;
-  joined[at++] = 0x5b; // [
+/** The records of a column-wise WIT batch (see `batch` in wit/processor.wit), and the failures
+ * of those whose value is not JSON. */
+function recordsOf(batch, input) {
+  const { parsed, failures } = batchValues(batch);
+  const columns = new BatchColumns(batch);
+  const records = [];
+  for (let i = 0; i < parsed.length; i++) {
+    const value = parsed[i];
+    if (value !== NOT_JSON) records.push(new BatchRecord(value, i, input, columns));
+  }
+  return { records, failures };
+}
+
+/** Each value of a batch parsed: `null` for a tombstone, `NOT_JSON` (with a failure) for one
+ * that is not JSON. The batch is parsed at once: its values, each wrapped as `[value]`, are
+ * joined into one array text. A value that is not exactly one JSON document cannot give an
+ * array of n one-element arrays; if that is not what comes out, each is parsed alone to tell
+ * which are bad.
+ *
+ * Keys and values alternate in `bytes`, so the values are moved together: `bytes` is copied in
+ * once past the end the joined text can reach, then each value is moved forward into place
+ * with `copyWithin` — no view or array per record (each is an object made in the interpreter). */
+function batchValues(batch) {
+  const { bytes, keyLengths, valueLengths } = batch;
+  const n = valueLengths.length;
   let present = 0;
-  for (const v of values) {
-    if (v == null) continue;
-    if (present++ > 0) joined[at++] = 0x2c; // ,
+  for (let i = 0; i < n; i++) if (valueLengths[i] >= 0) present++;
+  // Before value i the text holds at most 3i + 2 bytes more than the values before it, and the
+  // value lies at least `base` plus those values further on: the text never overtakes a value
+  // not yet moved.
+  const base = 3 * present + 2;
+  const joined = new Uint8Array(base + bytes.length);
+  joined.set(bytes, base);
+  joined[0] = 0x5b; // [
+  let at = 1;
+  let from = base;
+  for (let i = 0; i < n; i++) {
+    const keyLength = keyLengths[i];
+    if (keyLength > 0) from += keyLength;
+    const valueLength = valueLengths[i];
+    if (valueLength < 0) continue;
+    if (at > 1) joined[at++] = 0x2c; // ,
     joined[at++] = 0x5b;
-    joined.set(v, at);
-    at += v.length;
+    joined.copyWithin(at, from, from + valueLength);
+    at += valueLength;
+    from += valueLength;
     joined[at++] = 0x5d; // ]
   }
   joined[at++] = 0x5d;
@@ -503,12 +616,12 @@ function parseValues(values) {
   } catch {
     all = null;
   }
+  const parsed = new Array(n);
   if (Array.isArray(all) && all.length === present) {
-    const parsed = new Array(values.length);
     let next = 0;
     let whole = true;
-    for (let i = 0; i < values.length && whole; i++) {
-      if (values[i] == null) {
+    for (let i = 0; i < n && whole; i++) {
+      if (valueLengths[i] < 0) {
         parsed[i] = null;
         continue;
       }
@@ -519,114 +632,144 @@ function parseValues(values) {
     if (whole) return { parsed, failures: [] };
   }
   const failures = [];
-  const parsed = values.map((v, index) => {
-    if (v == null) return null;
-    try {
-      return JSON.parse(decoder.decode(v));
-    } catch (error) {
-      failures.push({ index, reason: `the value is not JSON: ${error.message}` });
-      return NOT_JSON;
-    }
-  });
-  return { parsed, failures };
-}
-
-/** The records of a column-wise WIT batch (see `batch` in wit/processor.wit): keys and values
- * one after another in `bytes`, one list per record attribute, -1 for none. Plain loops, no
- * closures: this runs for every record, interpreted. */
-function recordsOf(batch, input) {
-  const { bytes, keyLengths, valueLengths, timestamps, headerCounts, headers: wireHeaders } = batch;
-  const n = keyLengths.length;
-  const keys = new Array(n);
-  const values = new Array(n);
-  let at = 0;
+  from = 0;
   for (let i = 0; i < n; i++) {
-    const keyLength = keyLengths[i];
-    if (keyLength >= 0) {
-      keys[i] = bytes.subarray(at, at + keyLength);
-      at += keyLength;
-    } else {
-      keys[i] = null;
-    }
+    if (keyLengths[i] > 0) from += keyLengths[i];
     const valueLength = valueLengths[i];
-    if (valueLength >= 0) {
-      values[i] = bytes.subarray(at, at + valueLength);
-      at += valueLength;
-    } else {
-      values[i] = null;
+    if (valueLength < 0) {
+      parsed[i] = null;
+      continue;
     }
-  }
-  const { parsed, failures } = parseValues(values);
-  const records = [];
-  let firstHeader = 0;
-  for (let i = 0; i < n; i++) {
-    const headers = [];
-    const end = firstHeader + headerCounts[i];
-    for (; firstHeader < end; firstHeader++) {
-      const h = wireHeaders[firstHeader];
-      headers.push({ key: h.key, value: h.value ?? null });
+    try {
+      parsed[i] = JSON.parse(decoder.decode(bytes.subarray(from, from + valueLength)));
+    } catch (error) {
+      failures.push({ index: i, reason: `the value is not JSON: ${error.message}` });
+      parsed[i] = NOT_JSON;
     }
-    const value = parsed[i];
-    if (value === NOT_JSON) continue;
-    const timestamp = timestamps[i];
-    records.push(new FastRecord(value, keys[i], headers, timestamp >= 0n ? Number(timestamp) : null, i, input));
+    from += valueLength;
   }
-  return { records, failures };
+  return { parsed, failures };
 }
 
 /** The column-wise WIT result: every emitted key and value in one buffer, one list per record
  * attribute. Values arrive as JSON text and are written into the buffer with `encodeInto`: no
- * `Uint8Array` per value. */
+ * `Uint8Array` per value. An emitted plain value (`record` null) takes the origin's key,
+ * headers and timestamp (-2). */
 function columnResult(emitted, failures) {
   const n = emitted.length;
   let capacity = 0;
-  for (const { record } of emitted) {
-    if (record.key != null) capacity += record.key.length;
+  for (let i = 0; i < n; i++) {
+    const { record, value } = emitted[i];
+    if (record !== null && record.key != null) capacity += record.key.length;
     // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    if (record.value != null) capacity += record.value.length * 3;
+    if (value != null) capacity += value.length * 3;
   }
   const bytes = new Uint8Array(capacity);
   let at = 0;
-  const columns = {
-    ports: new Uint32Array(n),
-    origins: new Uint32Array(n),
-    keyLengths: new Int32Array(n),
-    valueLengths: new Int32Array(n),
-    timestamps: new BigInt64Array(n),
-    headerCounts: new Int32Array(n),
-  };
+  const ports = new Uint32Array(n);
+  const origins = new Uint32Array(n);
+  const keyLengths = new Int32Array(n);
+  const valueLengths = new Int32Array(n);
+  const timestamps = new BigInt64Array(n);
+  const headerCounts = new Int32Array(n);
   const headers = [];
   for (let i = 0; i < n; i++) {
-    const { port, origin, record } = emitted[i];
-    columns.ports[i] = port;
-    columns.origins[i] = origin;
-    const key = record.key;
-    if (key == null) {
-      columns.keyLengths[i] = -1;
+    const { port, origin, record, value } = emitted[i];
+    ports[i] = port;
+    origins[i] = origin;
+    if (record === null) {
+      keyLengths[i] = ORIGIN;
+      timestamps[i] = ORIGIN_TIMESTAMP;
+      headerCounts[i] = ORIGIN;
     } else {
-      bytes.set(key, at);
-      at += key.length;
-      columns.keyLengths[i] = key.length;
+      const key = record.key;
+      if (key == null) {
+        keyLengths[i] = -1;
+      } else {
+        bytes.set(key, at);
+        at += key.length;
+        keyLengths[i] = key.length;
+      }
+      timestamps[i] = record.timestamp;
+      headerCounts[i] = record.headers.length;
+      for (const h of record.headers) headers.push({ key: h.key, value: h.value ?? undefined });
     }
-    const value = record.value;
     if (value == null) {
-      columns.valueLengths[i] = -1;
+      valueLengths[i] = -1;
     } else {
       const { written } = encoder.encodeInto(value, bytes.subarray(at));
       at += written;
-      columns.valueLengths[i] = written;
+      valueLengths[i] = written;
     }
-    columns.timestamps[i] = record.timestamp;
-    columns.headerCounts[i] = record.headers.length;
-    for (const h of record.headers) headers.push({ key: h.key, value: h.value ?? undefined });
   }
-  const { ports, origins, keyLengths, valueLengths, timestamps, headerCounts } = columns;
   return {
     ports,
     origins,
     emitted: { bytes: bytes.subarray(0, at), keyLengths, valueLengths, timestamps, headerCounts, headers },
     failures,
   };
+}
+
+// "The origin's", in a result's lengths and timestamps.
+const ORIGIN = -2;
+const ORIGIN_TIMESTAMP = -2n;
+
+/** Records given one by one as a column-wise WIT batch, as the host lays one out. */
+function columnBatch(records) {
+  const n = records.length;
+  const parts = [];
+  const keyLengths = new Int32Array(n);
+  const valueLengths = new Int32Array(n);
+  const timestamps = new BigInt64Array(n);
+  const headerCounts = new Int32Array(n);
+  const headers = [];
+  records.forEach((r, i) => {
+    const key = toBytes(r.key);
+    const value = toBytes(r.value);
+    keyLengths[i] = key == null ? -1 : key.length;
+    valueLengths[i] = value == null ? -1 : value.length;
+    if (key != null) parts.push(key);
+    if (value != null) parts.push(value);
+    timestamps[i] = r.timestamp == null ? -1n : BigInt(r.timestamp);
+    headerCounts[i] = (r.headers ?? []).length;
+    for (const h of r.headers ?? []) headers.push({ key: h.key, value: toBytes(h.value) ?? undefined });
+  });
+  const bytes = new Uint8Array(parts.reduce((size, p) => size + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return { bytes, keyLengths, valueLengths, timestamps, headerCounts, headers };
+}
+
+/** A column-wise WIT result as records (`key`, `value` as JSON text, `headers`, `timestamp` a
+ * bigint, -1n for none), the parts marked "the origin's" taken from `inputs`. */
+function rowsOf(result, inputs) {
+  const { bytes, keyLengths, valueLengths, timestamps, headerCounts, headers } = result.emitted;
+  const rows = [];
+  let at = 0;
+  let header = 0;
+  for (let i = 0; i < result.ports.length; i++) {
+    const origin = inputs[result.origins[i]];
+    const take = (length) => {
+      const part = bytes.subarray(at, at + length);
+      at += length;
+      return part;
+    };
+    const key = keyLengths[i] === ORIGIN ? toBytes(origin.key) : keyLengths[i] < 0 ? null : take(keyLengths[i]);
+    const value = valueLengths[i] < 0 ? null : decoder.decode(take(valueLengths[i]));
+    let own = [];
+    if (headerCounts[i] === ORIGIN) {
+      own = (origin.headers ?? []).map((h) => ({ key: h.key, value: toBytes(h.value) }));
+    } else {
+      own = headers.slice(header, header + headerCounts[i]).map((h) => ({ key: h.key, value: h.value ?? null }));
+      header += headerCounts[i];
+    }
+    const timestamp = timestamps[i] === ORIGIN_TIMESTAMP ? (origin.timestamp == null ? -1n : BigInt(origin.timestamp)) : timestamps[i];
+    rows.push({ port: result.ports[i], origin: result.origins[i], record: { key, value, headers: own, timestamp } });
+  }
+  return rows;
 }
 
 /** A record's timestamp for the WIT: a non-negative bigint, or -1n for none (Kafka has no

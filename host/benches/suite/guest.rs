@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use meshhost::plugin::{self, Limits, PluginEngine, ProcessorInstance};
+use meshhost::topology::execute::Executor;
+use meshhost::topology::{EdgeSchema, Topology};
+
 use crate::data;
 use crate::e2e::{self, Timed, MESHHOST};
-use crate::kafka;
+use crate::{kafka, stage};
 
 /// The guest processor's YAML for the pipeline (see [`e2e::write_pipeline_with`]).
 pub fn processors_yaml(component: &Path) -> String {
@@ -110,4 +114,41 @@ pub fn plain_python(broker: &str, scratch: &Path, input: &str, records: u64, exp
         timed.broker_cpu
     );
     timed
+}
+
+/// The guest processor's `with:` configuration, as the host hands it to `init`.
+fn config() -> String {
+    serde_json::json!({
+        "min_year": 2000,
+        "country": "US",
+        "fields": data::PROJECTED,
+        "rename": {"title": "name"},
+    })
+    .to_string()
+}
+
+/// ns per input record of the guest plugin `component` run by the executor over `count` 200 B
+/// records in memory, in batches of 1000 (the source's), best of `rounds`: the host's transcoding
+/// both ways and the call, without the broker — where a guest pipeline's time goes, in one number.
+pub fn stage(engine: &PluginEngine, component: &Path, count: usize, rounds: usize) -> f64 {
+    let bytes = std::fs::read(component).expect("read the guest component");
+    let plugin = engine.load("bench/slim", &bytes).expect("load the guest component");
+    let inputs = vec![plugin::input_port("movies", data::MOVIE_SCHEMA).expect("the bench schema parses")];
+    let instance = ProcessorInstance::new("slim", &plugin, Limits::default(), config(), inputs)
+        .unwrap_or_else(|e| panic!("init the guest plugin: {e:?}"));
+    let schema = EdgeSchema::parse(data::MOVIE_SCHEMA).expect("movie schema");
+    let mut executor = Executor::new(Topology::single_processor(instance, vec![("movies".into(), schema)]).expect("topology"));
+    let records = stage::source_records(200, count);
+    let expected = (0..count as u64).filter(|&id| data::kept(id)).count();
+    let mut run = || {
+        let mut sink = stage::Count::default();
+        let start = Instant::now();
+        for chunk in records.chunks(1000) {
+            executor.run(chunk, &mut sink).expect("the guest plugin fails no record");
+        }
+        assert_eq!(sink.sent, expected, "the guest plugin kept the wrong records");
+        start.elapsed().as_nanos() as f64 / count as f64
+    };
+    run(); // warm-up: the instance's memory grows to its working size
+    crate::best(&(0..rounds).map(|_| run()).collect::<Vec<_>>())
 }

@@ -1,7 +1,7 @@
 //! meshhost's benchmark suite: one run, one table of ratios measured in that run.
 //!
 //! ```text
-//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest] [--records N] [--records-2k N] [--rounds R]
+//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest] [--records N] [--records-2k N] [--rounds R]
 //! ```
 //!
 //! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
@@ -54,7 +54,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest"].map(String::from).to_vec(),
+        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest-stage", "guest"].map(String::from).to_vec(),
         records: 1_000_000,
         records_2k: 250_000,
         rounds: 9,
@@ -92,7 +92,7 @@ fn options() -> Options {
             }
             "--bench" => {} // passed by `cargo bench`
             "-h" | "--help" => {
-                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
+                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (see --help)"),
@@ -497,6 +497,29 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join("; ")
         ));
+    }
+
+    if enabled("guest-stage") {
+        // Where a guest pipeline's time goes, without the broker: the executor over records in
+        // memory, with the Python or JS plugin as its one processor.
+        let engine = meshhost::plugin::PluginEngine::new().expect("engine");
+        let count = 100_000;
+        let mut filter = stage::wasm_filter(&engine);
+        let records = stage::source_records(200, count);
+        stage::time_wasm(&mut filter, &records, 1000); // warm-up
+        let rust = best(&(0..rounds.min(5)).map(|_| stage::time_wasm(&mut filter, &records, 1000).0).collect::<Vec<_>>());
+        for (lang, project) in [("Python", "python-slim"), ("JavaScript", "js-slim")] {
+            let ns = guest::stage(&engine, &guest::build(project, &scratch), count, rounds.min(5));
+            eprintln!("guest stage {lang}: {:.2} µs/record", ns / 1000.0);
+            rows.push(Row::new(
+                format!("Guest {lang} plugin stage, 200 B records, batch 1000, in memory: executor + filter/projection plugin vs the stock Rust filter stage (µs/record)"),
+                format!("{:.2} µs", ns / 1000.0),
+                format!("{:.2} µs", rust / 1000.0),
+                ns / rust,
+                "(reported)",
+                None,
+            ));
+        }
     }
 
     if enabled("guest") {

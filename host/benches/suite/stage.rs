@@ -49,8 +49,8 @@ pub fn wasm_filter(engine: &PluginEngine) -> Executor {
 
 /// Counts what reaches the sink; any failure is a bench bug.
 #[derive(Default)]
-struct Count {
-    sent: usize,
+pub struct Count {
+    pub sent: usize,
 }
 
 impl Effects for Count {
@@ -81,7 +81,7 @@ fn native_filter() -> mesh_filter::Filter {
 }
 
 /// `records` input records of about `size` bytes, as a source hands them over.
-fn source_records(size: usize, count: usize) -> Vec<SourceRecord> {
+pub fn source_records(size: usize, count: usize) -> Vec<SourceRecord> {
     let generator = Generator::new(size);
     (0..count as u64)
         .map(|id| SourceRecord {
@@ -99,7 +99,7 @@ fn source_records(size: usize, count: usize) -> Vec<SourceRecord> {
 }
 
 /// ns per record through the executor and the component, in batches of `batch`.
-fn time_wasm(executor: &mut Executor, records: &[SourceRecord], batch: usize) -> (f64, usize) {
+pub fn time_wasm(executor: &mut Executor, records: &[SourceRecord], batch: usize) -> (f64, usize) {
     let mut count = Count::default();
     let start = Instant::now();
     for chunk in records.chunks(batch) {

@@ -114,29 +114,52 @@ test('any JSON value can be routed (for a non-record output schema); functions c
 });
 
 test('the WIT process reads a column-wise batch and answers column-wise', () => {
-  const processor = createProcessor({ processRecord: (r) => (r.value.n === 2 ? null : { ...r.value, s: r.value.s.toUpperCase() }) });
+  const processor = createProcessor({
+    processRecord: (r) => (r.value.n === 2 ? null : r.value.n === 3 ? r.withValue({ n: 30, s: r.keyText() }) : { ...r.value, s: r.value.s.toUpperCase() }),
+  });
   processor.init('{}', [{ name: 'src', schema: JSON.stringify(SCHEMA) }]);
-  const values = ['{"n":1,"s":"a"}', '{"n":2,"s":"b"}'].map(utf8);
+  const values = ['{"n":1,"s":"a"}', '{"n":2,"s":"b"}', '{"n":3,"s":"c"}'].map(utf8);
   const batch = {
-    bytes: new Uint8Array([...utf8('k1'), ...values[0], ...values[1]]),
-    keyLengths: new Int32Array([2, -1]),
-    valueLengths: new Int32Array([values[0].length, values[1].length]),
-    timestamps: new BigInt64Array([9n, -1n]),
-    headerCounts: new Int32Array([1, 0]),
-    headers: [{ key: 'h', value: utf8('v') }],
+    bytes: new Uint8Array([...utf8('k1'), ...values[0], ...values[1], ...utf8('k3'), ...values[2]]),
+    keyLengths: new Int32Array([2, -1, 2]),
+    valueLengths: new Int32Array(values.map((v) => v.length)),
+    timestamps: new BigInt64Array([9n, -1n, 7n]),
+    headerCounts: new Int32Array([1, 0, 1]),
+    headers: [{ key: 'h', value: utf8('v') }, { key: 'h3', value: undefined }],
   };
   const result = processor.process(0, batch);
   assert.deepEqual(result.failures, []);
-  assert.deepEqual([...result.ports], [0]);
-  assert.deepEqual([...result.origins], [0]);
+  assert.deepEqual([...result.ports], [0, 0]);
+  assert.deepEqual([...result.origins], [0, 2]);
   const { emitted } = result;
   const text = (from, length) => new TextDecoder().decode(emitted.bytes.subarray(from, from + length));
-  assert.equal(text(0, emitted.keyLengths[0]), 'k1');
-  assert.deepEqual(JSON.parse(text(2, emitted.valueLengths[0])), { n: 1, s: 'A' });
-  assert.equal(emitted.bytes.length, 2 + emitted.valueLengths[0]);
-  assert.deepEqual([...emitted.timestamps], [9n]);
-  assert.deepEqual([...emitted.headerCounts], [1]);
-  assert.deepEqual(emitted.headers.map((h) => [h.key, new TextDecoder().decode(h.value)]), [['h', 'v']]);
+  // A plain value keeps the origin's key, timestamp and headers: -2, the host has them.
+  assert.deepEqual([emitted.keyLengths[0], emitted.timestamps[0], emitted.headerCounts[0]], [-2, -2n, -2]);
+  assert.deepEqual(JSON.parse(text(0, emitted.valueLengths[0])), { n: 1, s: 'A' });
+  // A Record carries its own, read from the batch: record 2's key, timestamp and header.
+  const at = emitted.valueLengths[0];
+  assert.equal(text(at, emitted.keyLengths[1]), 'k3');
+  assert.deepEqual(JSON.parse(text(at + 2, emitted.valueLengths[1])), { n: 30, s: 'k3' });
+  assert.equal(emitted.bytes.length, at + 2 + emitted.valueLengths[1]);
+  assert.equal(emitted.timestamps[1], 7n);
+  assert.deepEqual(emitted.headers, [{ key: 'h3', value: undefined }]);
+  assert.equal(emitted.headerCounts[1], 1);
+});
+
+test('a record of a batch can be given its own key, headers and timestamp', () => {
+  const processor = createProcessor({
+    processRecord(r) {
+      r.key = `${r.keyText()}!`;
+      r.headers.push({ key: 'seen', value: 'yes' });
+      r.timestamp += 1;
+      return r;
+    },
+  });
+  processor.init('{}', [{ name: 'src', schema: JSON.stringify(SCHEMA) }]);
+  const { emitted } = processor.processRecords(0, [{ key: utf8('k'), value: utf8('{"n":1,"s":"a"}'), headers: [{ key: 'h', value: utf8('v') }], timestamp: 41n }]);
+  assert.equal(new TextDecoder().decode(emitted[0].record.key), 'k!');
+  assert.deepEqual(emitted[0].record.headers.map((h) => [h.key, new TextDecoder().decode(h.value)]), [['h', 'v'], ['seen', 'yes']]);
+  assert.equal(emitted[0].record.timestamp, 42n);
 });
 
 test('a batch emit finds its origin by index, not position', () => {
