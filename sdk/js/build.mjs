@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 // Build a JavaScript meshhost processor into a component:
 //
-//   node sdk/js/build.mjs app.js -o plugin.wasm [--wit DIR]
+//   node sdk/js/build.mjs app.js -o plugin.wasm [--wit DIR] [--weval BIN | --interpreted]
 //
 // `app.js` is an ES module exporting `init` and `processRecord` (or `process`); it may import
 // 'meshhost-sdk' (this directory's meshhost.js), its own modules and pure-JS npm packages. The
 // build bundles them with rolldown into one module whose `processor` export is the WIT
 // interface, then runs componentize-js ({sourcePath, witPath, worldName}) on it.
+//
+// The component's JavaScript is compiled ahead of time (componentize-js `enableAot`, weval):
+// StarlingMonkey has no JIT inside WebAssembly, and AOT runs a processor's per-record code about
+// 1.5× faster than the interpreter. It needs weval 0.5.0: `--weval BIN`, else the one the
+// @bytecodealliance/weval package downloads (from GitHub) on first use. When neither is to be
+// had, the build says so and makes an interpreted component; `--interpreted` asks for one.
 //
 // Needs `npm install` in sdk/js once (scripts/setup.sh does it).
 
@@ -28,6 +34,8 @@ const SDK_STATEFUL_WORLD = 'meshhost-sdk-stateful-plugin';
 // A string only the SDK's `state` object holds: the bundle keeps it when the app uses `state`
 // (rolldown drops unused exports).
 const STATE_MARKER = 'meshhost-sdk-state';
+// The weval the pinned componentize-js was made with (its AOT cache is for this version).
+const WEVAL_VERSION = '0.5.0';
 // The version of the meshhost WIT package (wit/processor.wit) this SDK speaks.
 const WIT_VERSION = '0.3.0';
 const SDK_WORLD_WIT = `package meshhost:processor@${WIT_VERSION};
@@ -63,7 +71,7 @@ async function bundle(rolldown, entry, source) {
 
 function usage(message) {
   if (message) console.error(`meshhost build: ${message}`);
-  console.error('usage: node sdk/js/build.mjs APP.js [-o plugin.wasm] [--wit DIR] [-q]');
+  console.error('usage: node sdk/js/build.mjs APP.js [-o plugin.wasm] [--wit DIR] [--weval BIN | --interpreted] [-q]');
   process.exit(2);
 }
 
@@ -83,8 +91,27 @@ async function importTool(name) {
   }
 }
 
+/** The weval binary for an AOT build: `explicit`, else the @bytecodealliance/weval package's
+ * (downloaded on first use); `null`, with a warning, when there is none. */
+async function findWeval(explicit) {
+  if (explicit) {
+    if (!existsSync(explicit)) usage(`--weval ${explicit} does not exist`);
+    return resolve(explicit);
+  }
+  try {
+    const { default: getWeval } = await import('@bytecodealliance/weval');
+    return await getWeval();
+  } catch (error) {
+    console.error(
+      `meshhost build: warning: no weval ${WEVAL_VERSION} (${error.message}), so this component interprets its JavaScript ` +
+        `(about 1.5× slower per record); pass --weval BIN, e.g. after \`cargo install weval --version ${WEVAL_VERSION} --locked\``,
+    );
+    return null;
+  }
+}
+
 /** Build `app` into the component `output`; returns its size in bytes. */
-export async function build(app, output, { wit, quiet = false } = {}) {
+export async function build(app, output, { wit, weval, interpreted = false, quiet = false } = {}) {
   const started = Date.now();
   app = resolve(app);
   output = resolve(output);
@@ -123,17 +150,20 @@ ${tail}`,
     const source = join(work, 'processor.js');
     await writeFile(source, code);
 
+    const wevalBin = interpreted ? null : await findWeval(weval);
     const { component } = await componentize({
       sourcePath: source,
       witPath: witStage,
       worldName: stateful ? SDK_STATEFUL_WORLD : SDK_WORLD,
       // No wasi:http: the host links WASI without it.
       disableFeatures: ['http', 'fetch-event'],
+      ...(wevalBin ? { enableAot: true, wevalBin } : {}),
     });
     await mkdir(dirname(output), { recursive: true });
     await writeFile(output, component);
     if (!quiet) {
-      console.log(`built ${output} (${(component.length / 1e6).toFixed(1)} MB) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      const how = wevalBin ? 'compiled ahead of time' : 'interpreted';
+      console.log(`built ${output} (${(component.length / 1e6).toFixed(1)} MB, ${how}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
     return component.length;
   } finally {
@@ -146,7 +176,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   try {
     parsed = parseArgs({
       allowPositionals: true,
-      options: { output: { type: 'string', short: 'o', default: 'plugin.wasm' }, wit: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+      options: {
+        output: { type: 'string', short: 'o', default: 'plugin.wasm' },
+        wit: { type: 'string' },
+        weval: { type: 'string' },
+        interpreted: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
+      },
     });
   } catch (error) {
     usage(error.message);

@@ -53,6 +53,9 @@ pub fn build(dir: &Path, output: Option<&Path>) -> Result<Built, AuthoringError>
                 .arg("--wit")
                 .arg(unpacked.join("wit"))
                 .arg("--quiet");
+            if let Some(weval) = tools::weval() {
+                command.arg("--weval").arg(weval);
+            }
             run_build(command, dir, Lang::Js)?;
         }
     }

@@ -1,7 +1,8 @@
 //! The language tools a plugin build runs, found or installed on first use:
 //! - Python: componentize-py, pinned, in a virtual environment under the tools directory;
 //! - JavaScript: ComponentizeJS and rolldown, as the carried `sdk/js/package-lock.json` pins,
-//!   installed with `npm ci` once per lock file;
+//!   installed with `npm ci` once per lock file; and weval, which compiles the component's
+//!   JavaScript ahead of time, found here (see [`weval`]) or downloaded by its npm package;
 //! - Rust: the `wasm32-wasip2` target, added with rustup when it is missing.
 //!
 //! The tools directory is `$MESHHOST_TOOLS_DIR`, else `<cache>/tools`.
@@ -16,6 +17,10 @@ use super::AuthoringError;
 
 /// The componentize-py the Python SDK is tested with (`sdk/install-tools.sh` pins the same).
 pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The weval the pinned ComponentizeJS compiles JavaScript ahead of time with (`sdk/js/build.mjs`
+/// and `sdk/install-tools.sh` say the same): its AOT cache is made for this version.
+pub const WEVAL: &str = "0.5.0";
 
 fn tools_dir() -> Result<PathBuf, AuthoringError> {
     std::env::var_os("MESHHOST_TOOLS_DIR")
@@ -132,6 +137,22 @@ pub fn js_tools(sdk_js: &Path) -> Result<(), AuthoringError> {
         }
     }
     Ok(())
+}
+
+/// A weval [`WEVAL`] already on this machine: `$MESHHOST_WEVAL`, `<tools>/weval/bin/weval`
+/// (`cargo install weval --version 0.5.0 --locked --root <tools>/weval`) or `weval` on `PATH`.
+/// `None` lets the JavaScript build fetch its own (the weval npm package downloads it from
+/// GitHub), or make an interpreted component, with a warning, when that fails too.
+pub fn weval() -> Option<PathBuf> {
+    let explicit = std::env::var_os("MESHHOST_WEVAL").map(PathBuf::from);
+    let in_tools = tools_dir().ok().map(|tools| tools.join("weval/bin/weval"));
+    let wanted = format!("weval {WEVAL}");
+    [explicit, in_tools, Some(PathBuf::from("weval"))].into_iter().flatten().find(|candidate| {
+        Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == wanted)
+    })
 }
 
 /// Make sure the Rust toolchain that builds in `project` has the `wasm32-wasip2` target.

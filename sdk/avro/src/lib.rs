@@ -54,6 +54,7 @@ mod canonical;
 mod datum;
 mod json;
 mod marshal;
+mod plain;
 mod resolve;
 mod schema;
 
@@ -66,6 +67,7 @@ pub use json::{datum_to_json, datum_to_json_text, from_json, json_to_datum, to_j
 pub use marshal::{
     marshal_to_datum, marshal_to_json, names_tuple, value_names, MarshalError, MarshalWriter, NotNatural,
 };
+pub use plain::json_text_to_datum;
 pub use resolve::{ResolveError, Resolver};
 pub use schema::{AvroType, EnumType, Field, FixedType, RecordType, Schema, SchemaError};
 

@@ -405,21 +405,7 @@ mod direct {
     //! The direct path of [`super::marshal_to_datum`]: `None` wherever it is not certain.
 
     use super::*;
-    use crate::datum::{encode, write_long};
-    use crate::json::from_json;
-
-    /// A marshal value, borrowing its strings from the bytes.
-    #[derive(Clone, Debug)]
-    enum Plain<'a> {
-        None,
-        Bool(bool),
-        Int(i64),
-        Float(f64),
-        Str(&'a str),
-        Bytes(&'a [u8]),
-        List(Vec<Plain<'a>>),
-        Dict(Vec<(&'a str, Plain<'a>)>),
-    }
+    use crate::plain::{encode_plain, Plain};
 
     pub(super) fn marshal_to_datum(schema: &Schema, bytes: &[u8]) -> Option<Vec<u8>> {
         let mut parser = Parser { bytes, pos: 0, refs: Vec::new() };
@@ -428,7 +414,7 @@ mod direct {
             return None;
         }
         let mut out = Vec::with_capacity(bytes.len());
-        encode_plain(schema, &schema.root, &value, &mut out, 0)?;
+        encode_plain(schema, &value, &mut out)?;
         Some(out)
     }
 
@@ -535,118 +521,6 @@ mod direct {
             }
             Some(Plain::List(items))
         }
-    }
-
-    /// Whether two entries share a key (Python dicts never do; the exact path decides if so).
-    fn has_duplicate_keys(entries: &[(&str, Plain)]) -> bool {
-        if entries.len() <= 16 {
-            entries.iter().enumerate().any(|(i, (key, _))| entries[..i].iter().any(|(other, _)| other == key))
-        } else {
-            let mut seen = std::collections::HashSet::new();
-            !entries.iter().all(|(key, _)| seen.insert(*key))
-        }
-    }
-
-    fn encode_plain(schema: &Schema, ty: &AvroType, value: &Plain, out: &mut Vec<u8>, depth: usize) -> Option<()> {
-        let ty = encoding_type(schema, ty).ok()?;
-        match (ty, value) {
-            (AvroType::Null, Plain::None) => {}
-            (AvroType::Boolean, Plain::Bool(b)) => out.push(u8::from(*b)),
-            (AvroType::Int, Plain::Int(n)) => write_long(out, i64::from(i32::try_from(*n).ok()?)),
-            (AvroType::Long, Plain::Int(n)) => write_long(out, *n),
-            (AvroType::Float, Plain::Int(n)) => out.extend_from_slice(&(*n as f64 as f32).to_le_bytes()),
-            (AvroType::Float, Plain::Float(x)) => out.extend_from_slice(&(*x as f32).to_le_bytes()),
-            (AvroType::Double, Plain::Int(n)) => out.extend_from_slice(&(*n as f64).to_le_bytes()),
-            (AvroType::Double, Plain::Float(x)) => out.extend_from_slice(&x.to_le_bytes()),
-            (AvroType::String, Plain::Str(s)) => {
-                write_long(out, s.len() as i64);
-                out.extend_from_slice(s.as_bytes());
-            }
-            (AvroType::Bytes, Plain::Bytes(b)) => {
-                write_long(out, b.len() as i64);
-                out.extend_from_slice(b);
-            }
-            (AvroType::Fixed(f), Plain::Bytes(b)) if b.len() == f.size => out.extend_from_slice(b),
-            (AvroType::Enum(e), Plain::Str(s)) => write_long(out, e.symbols.iter().position(|x| x == s)? as i64),
-            (AvroType::Array(items_ty), Plain::List(items)) => {
-                if !items.is_empty() {
-                    write_long(out, items.len() as i64);
-                    for item in items {
-                        encode_plain(schema, items_ty, item, out, depth)?;
-                    }
-                }
-                out.push(0);
-            }
-            (AvroType::Map(values_ty), Plain::Dict(entries)) if !has_duplicate_keys(entries) => {
-                if !entries.is_empty() {
-                    write_long(out, entries.len() as i64);
-                    for (key, v) in entries {
-                        write_long(out, key.len() as i64);
-                        out.extend_from_slice(key.as_bytes());
-                        encode_plain(schema, values_ty, v, out, depth)?;
-                    }
-                }
-                out.push(0);
-            }
-            (AvroType::Record(record), Plain::Dict(entries)) => encode_record(schema, record, entries, out, depth)?,
-            (AvroType::Union(branches), _) => {
-                // The branch the exact path tries first; if it does not fit, the exact path
-                // tries the others.
-                let (index, branch) = first_likely_branch(schema, branches, value)?;
-                write_long(out, index as i64);
-                encode_plain(schema, branch, value, out, depth)?;
-            }
-            _ => return None,
-        }
-        Some(())
-    }
-
-    fn encode_record(
-        schema: &Schema,
-        record: &RecordType,
-        entries: &[(&str, Plain)],
-        out: &mut Vec<u8>,
-        depth: usize,
-    ) -> Option<()> {
-        if depth >= MAX_DEPTH || has_duplicate_keys(entries) {
-            return None;
-        }
-        let mut found = 0;
-        for field in &record.fields {
-            match entries.iter().find(|(key, _)| *key == field.name) {
-                Some((_, v)) => {
-                    found += 1;
-                    encode_plain(schema, &field.ty, v, out, depth + 1)?;
-                }
-                None => {
-                    let value = from_json(schema, &field.ty, field.default.as_ref()?).ok()?;
-                    encode(schema, &field.ty, &value, out).ok()?;
-                }
-            }
-        }
-        // A key that is no field: the exact path says which.
-        (found == entries.len()).then_some(())
-    }
-
-    /// The union branch natural JSON's rules try first for `value` (see `union_from_json`):
-    /// in a first pass the branches of its own kind, then floats for an int or a None.
-    fn first_likely_branch<'s>(
-        schema: &'s Schema,
-        branches: &'s [AvroType],
-        value: &Plain,
-    ) -> Option<(usize, &'s AvroType)> {
-        use AvroType as T;
-        let pass = |branch: &AvroType| -> Option<u8> {
-            match (value, encoding_type(schema, branch).ok()?) {
-                (Plain::None, T::Null) | (Plain::Bool(_), T::Boolean) | (Plain::Int(_), T::Int | T::Long) => Some(0),
-                (Plain::None, T::Float | T::Double) | (Plain::Int(_), T::Float | T::Double) => Some(1),
-                (Plain::Float(_), T::Float | T::Double) => Some(0),
-                (Plain::Str(_) | Plain::Bytes(_), T::String | T::Bytes | T::Enum(_) | T::Fixed(_)) => Some(0),
-                (Plain::List(_), T::Array(_)) | (Plain::Dict(_), T::Record(_) | T::Map(_)) => Some(0),
-                _ => None,
-            }
-        };
-        (0..2).find_map(|round| branches.iter().enumerate().find(|(_, b)| pass(b) == Some(round)))
     }
 }
 
