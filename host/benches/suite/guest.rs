@@ -137,7 +137,8 @@ pub fn stage(engine: &PluginEngine, component: &Path, count: usize, rounds: usiz
     let instance = ProcessorInstance::new("slim", &plugin, Limits::default(), config(), inputs)
         .unwrap_or_else(|e| panic!("init the guest plugin: {e:?}"));
     let schema = EdgeSchema::parse(data::MOVIE_SCHEMA).expect("movie schema");
-    let mut executor = Executor::new(Topology::single_processor(instance, vec![("movies".into(), schema)]).expect("topology"));
+    let mut executor =
+        Executor::new(Topology::single_processor(instance, vec![("movies".into(), schema)]).expect("topology"));
     let records = stage::source_records(200, count);
     let expected = (0..count as u64).filter(|&id| data::kept(id)).count();
     let mut run = || {

@@ -54,7 +54,9 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest-stage", "guest"].map(String::from).to_vec(),
+        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest-stage", "guest"]
+            .map(String::from)
+            .to_vec(),
         records: 1_000_000,
         records_2k: 250_000,
         rounds: 9,
@@ -507,7 +509,8 @@ fn main() {
         let mut filter = stage::wasm_filter(&engine);
         let records = stage::source_records(200, count);
         stage::time_wasm(&mut filter, &records, 1000); // warm-up
-        let rust = best(&(0..rounds.min(5)).map(|_| stage::time_wasm(&mut filter, &records, 1000).0).collect::<Vec<_>>());
+        let rust =
+            best(&(0..rounds.min(5)).map(|_| stage::time_wasm(&mut filter, &records, 1000).0).collect::<Vec<_>>());
         for (lang, project) in [("Python", "python-slim"), ("JavaScript", "js-slim")] {
             let ns = guest::stage(&engine, &guest::build(project, &scratch), count, rounds.min(5));
             eprintln!("guest stage {lang}: {:.2} µs/record", ns / 1000.0);
