@@ -146,8 +146,12 @@ pub fn js_tools(sdk_js: &Path) -> Result<(), AuthoringError> {
 pub fn weval() -> Option<PathBuf> {
     let explicit = std::env::var_os("MESHHOST_WEVAL").map(PathBuf::from);
     let in_tools = tools_dir().ok().map(|tools| tools.join("weval/bin/weval"));
+    // A full path: the JavaScript build is handed a file, not a name to look up.
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("weval")).filter(|bin| bin.is_file()).collect())
+        .unwrap_or_else(Vec::new);
     let wanted = format!("weval {WEVAL}");
-    [explicit, in_tools, Some(PathBuf::from("weval"))].into_iter().flatten().find(|candidate| {
+    [explicit, in_tools].into_iter().flatten().chain(on_path).find(|candidate| {
         Command::new(candidate)
             .arg("--version")
             .output()
