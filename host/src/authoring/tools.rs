@@ -149,7 +149,7 @@ pub fn weval() -> Option<PathBuf> {
     // A full path: the JavaScript build is handed a file, not a name to look up.
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).map(|dir| dir.join("weval")).filter(|bin| bin.is_file()).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     let wanted = format!("weval {WEVAL}");
     [explicit, in_tools].into_iter().flatten().chain(on_path).find(|candidate| {
         Command::new(candidate)
