@@ -147,7 +147,7 @@ pub fn weval() -> Option<PathBuf> {
     let explicit = std::env::var_os("MESHHOST_WEVAL").map(PathBuf::from);
     let in_tools = tools_dir().ok().map(|tools| tools.join("weval/bin/weval"));
     // A full path: the JavaScript build is handed a file, not a name to look up.
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).map(|dir| dir.join("weval")).filter(|bin| bin.is_file()).collect())
         .unwrap_or_default();
     let wanted = format!("weval {WEVAL}");
