@@ -32,8 +32,10 @@ pub fn processors_yaml(component: &Path) -> String {
 pub fn build(project: &str, scratch: &Path) -> PathBuf {
     let variable = format!("MESHHOST_BENCH_{}", project.to_uppercase().replace('-', "_"));
     if let Some(file) = std::env::var_os(&variable) {
-        eprintln!("  {project}: {} (from {variable})", Path::new(&file).display());
-        return PathBuf::from(file);
+        // Absolute: the pipeline files that name it are written in the scratch directory.
+        let file = std::fs::canonicalize(&file).unwrap_or_else(|e| panic!("{variable}: {e}"));
+        eprintln!("  {project}: {} (from {variable})", file.display());
+        return file;
     }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/suite/guest").join(project);
     let component = scratch.join(format!("{project}.wasm"));

@@ -22,7 +22,10 @@ export function processRecord(record) {
   const value = record.value;
   if (value.year >= settings.minYear && value.country === settings.country) {
     const out = {};
-    for (const [name, renamed] of settings.fields) out[renamed] = value[name];
+    // Indexed, as the SDK README's "Per-record code" advises: in the component, `for...of` with
+    // destructuring costs about 4 µs more per input record here (0.99× the plain loop vs 1.41×).
+    const fields = settings.fields;
+    for (let i = 0; i < fields.length; i++) out[fields[i][1]] = value[fields[i][0]];
     return out;
   }
   return null;
