@@ -501,7 +501,11 @@ fn main() {
         ));
     }
 
-    if enabled("guest-stage") {
+    // Both guest phases measure the same two builds (each takes 10-30 s): built once.
+    let guest_builds = (enabled("guest-stage") || enabled("guest"))
+        .then(|| (guest::build("python-slim", &scratch), guest::build("js-slim", &scratch)));
+
+    if let (true, Some((python, js))) = (enabled("guest-stage"), &guest_builds) {
         // Where a guest pipeline's time goes, without the broker: the executor over records in
         // memory, with the Python or JS plugin as its one processor.
         let engine = meshhost::plugin::PluginEngine::new().expect("engine");
@@ -511,8 +515,8 @@ fn main() {
         stage::time_wasm(&mut filter, &records, 1000); // warm-up
         let rust =
             best(&(0..rounds.min(5)).map(|_| stage::time_wasm(&mut filter, &records, 1000).0).collect::<Vec<_>>());
-        for (lang, project) in [("Python", "python-slim"), ("JavaScript", "js-slim")] {
-            let ns = guest::stage(&engine, &guest::build(project, &scratch), count, rounds.min(5));
+        for (lang, component) in [("Python", python), ("JavaScript", js)] {
+            let ns = guest::stage(&engine, component, count, rounds.min(5));
             eprintln!("guest stage {lang}: {:.2} µs/record", ns / 1000.0);
             rows.push(Row::new(
                 format!("Guest {lang} plugin stage, 200 B records, batch 1000, in memory: executor + filter/projection plugin vs the stock Rust filter stage (µs/record)"),
@@ -525,14 +529,13 @@ fn main() {
         }
     }
 
-    if enabled("guest") {
+    if let (true, Some((python, js))) = (enabled("guest"), &guest_builds) {
         // Python and JS plugins vs the plain Python program a user would write instead.
         let (size, records) = (200, (options.records / 5).max(10_000));
         let input = kafka::unique("bench-in-guest");
         kafka::create_topics(&broker, &[&input]);
         let expected = kafka::produce(&broker, &input, size, records);
-        let (python, js) = (guest::build("python-slim", &scratch), guest::build("js-slim", &scratch));
-        let (python_yaml, js_yaml) = (guest::processors_yaml(&python), guest::processors_yaml(&js));
+        let (python_yaml, js_yaml) = (guest::processors_yaml(python), guest::processors_yaml(js));
         let dir = tempfile::tempdir_in(&scratch).unwrap();
         for (name, yaml) in [("warmup-py", &python_yaml), ("warmup-js", &js_yaml)] {
             e2e::validate(&e2e::write_pipeline_with(dir.path(), name, &broker, &input, "x", "y", yaml), &cache);
