@@ -615,9 +615,7 @@ fn execute(command: Command) -> Result<(), CliError> {
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
             }
-            let captures_tables = topology.sources.iter().any(|s| s.postgres.is_some());
-            let run = if captures_tables { crate::topology::capture::run } else { crate::topology::run::run };
-            run(topology, &settings, &stop).map_err(|error| match error {
+            crate::topology::run::run(topology, &settings, &stop).map_err(|error| match error {
                 RunError::Invalid(problems) => CliError::Invalid(problems),
                 error => CliError::Failed(error.into()),
             })?;
@@ -716,7 +714,7 @@ pub(crate) fn configure(pipeline: &Path, overrides: Overrides) -> Result<(Pipeli
     if let (Some(section), true) = (&mut config.schema_registry, overrides.offline) {
         section.retry_seconds = Some(section.retry_seconds.unwrap_or(u64::MAX).min(OFFLINE_REGISTRY_RETRY_SECONDS));
     }
-    config.resolve_catalog_sources(&mut problems);
+    crate::topology::schema_registry::resolve_catalog_sources(&mut config, &mut problems);
     Ok((config, problems))
 }
 

@@ -1,5 +1,5 @@
-//! meshhost: records move from Kafka sources, through WebAssembly component processors, into
-//! Kafka sinks.
+//! meshhost: records move from Kafka topics and captured Postgres tables, through WebAssembly
+//! component processors, into Kafka sinks.
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -17,7 +17,8 @@
 //! - [`registry`]: finding the plugin a `uses:` names (registry directory, stock plugins, lock file).
 //! - [`plugin`]: the Wasm engine, instances and their limits.
 //! - [`topology`]: planning the DAG (what `validate` checks); [`topology::execute`], the
-//!   executor that runs a batch through it; [`topology::run`], the Kafka run loop.
+//!   executor that runs a batch through it; [`topology::run_loop`], the one run loop, and
+//!   [`topology::run`], which sets it up for any mix of Kafka topics and captured tables.
 //! - [`source`] and [`sink`]: the traits records come in and go out through; [`kafka`]
 //!   implements both.
 //! - [`postgres`]: change data capture from Postgres tables (a source whose positions are WAL

@@ -452,7 +452,7 @@ fn a_missing_slot_a_dropped_table_and_a_wrong_password_stop_with_what_to_fix() {
 }
 
 #[test]
-fn validate_names_unmapped_columns_and_toast_without_full_identity() {
+fn validate_names_unmapped_columns_and_takes_out_of_line_columns_without_full_identity() {
     let url = database();
     let (points, toasty) = (table_name("point"), table_name("toast"));
     psql(
@@ -463,15 +463,18 @@ fn validate_names_unmapped_columns_and_toast_without_full_identity() {
         ),
     );
     let dir = PipelineDir::new();
-    for (table, expected) in [
-        (&points, "sources.rows.postgres: column at has type point, which meshhost does not map to Avro".to_string()),
-        (&toasty, format!("ALTER TABLE public.{toasty} REPLICA IDENTITY FULL")),
-    ] {
-        let (pipeline, _) = capture_pipeline(&dir, &url, table, "row");
-        let (code, _, stderr) = validate(&pipeline);
-        assert_eq!(code, Some(2), "{stderr}");
-        assert!(stderr.contains(&expected), "{stderr}");
-    }
+    let (pipeline, _) = capture_pipeline(&dir, &url, &points, "row");
+    let (code, _, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("sources.rows.postgres: column at has type point, which meshhost does not map to Avro"),
+        "{stderr}"
+    );
+    // A text column may be stored out of line; unchanged values are read back, so the default
+    // replica identity is enough.
+    let (pipeline, _) = capture_pipeline(&dir, &url, &toasty, "row");
+    let (code, _, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]

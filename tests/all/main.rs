@@ -3,6 +3,7 @@
 
 mod catalog;
 mod cdc;
+mod data_mesh;
 mod faults;
 mod graph;
 mod guest_state;

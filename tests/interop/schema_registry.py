@@ -248,6 +248,29 @@ def cmd_produce_raw(a):
     emit({"produced": len(messages)})
 
 
+def cmd_produce_keyed(a):
+    """Produce {"key": K, "value": V} lines as JSON values (null: a tombstone) with the producer's
+    own partitioner; print {produced, partitions: {key: partition}} as the broker placed them."""
+    placed = {}
+
+    def on_delivery(err, msg):
+        if err is None:
+            placed[msg.key().decode()] = msg.partition()
+
+    conf = {"bootstrap.servers": a.bootstrap}
+    if a.partitioner:
+        conf["partitioner"] = a.partitioner
+    producer = Producer(conf)
+    for record in read_records(a.records):
+        value = None if record["value"] is None else json.dumps(record["value"]).encode()
+        producer.produce(a.topic, key=record["key"].encode(), value=value, on_delivery=on_delivery)
+        producer.poll(0)
+    left = producer.flush(30)
+    if left:
+        raise KafkaException(f"{left} message(s) not delivered within 30 s")
+    emit({"produced": len(placed), "partitions": placed})
+
+
 def cmd_consume(a):
     """Read --count values from the start of the topic; decode with AvroDeserializer, or --raw."""
     if not a.raw and a.url is None:
@@ -341,6 +364,12 @@ def parser():
         "produce JSON-lines records (a file, or - for stdin) as Confluent Avro, print {produced, schema_id}",
     )
     s.add_argument("--key-field", help="use str(record[F]) as the message key")
+    s = command(
+        "produce-keyed bootstrap topic records",
+        cmd_produce_keyed,
+        "produce {key, value} JSON lines as JSON values, print {produced, partitions}",
+    )
+    s.add_argument("--partitioner", help="librdkafka's partitioner (default: its consistent_random)")
     s = command("produce-raw bootstrap topic", cmd_produce_raw, "produce values given in hex, print {produced}")
     s.add_argument("hex", nargs="+", help="one message value, as hex")
     s = command("consume bootstrap", cmd_consume, "print --count values from the start of a topic, as JSON lines")

@@ -1,8 +1,10 @@
 //! The pipeline file (version 1): its types, and loading that reports every problem at once.
 //!
-//! Loading checks the file on its own (keys, ids, references, cycles, `uses:` syntax). What
-//! needs the plugins — schemas along the DAG, `with:` options — is checked when the topology
-//! is planned (`topology::plan`), which reports in the same [`Problems`] form.
+//! Loading checks the file on its own (keys, ids, references, cycles, `uses:` syntax) and does
+//! no I/O beyond reading files. What needs a server or the plugins — `source:` names through
+//! the catalog, registry subjects, a captured table's columns, schemas along the DAG, `with:`
+//! options — is looked up when the topology is planned (`topology`), which reports in the same
+//! [`Problems`] form.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 mod graph;
+pub mod postgres;
 mod reference;
 
 pub use graph::processing_order;
@@ -137,7 +140,7 @@ impl Format {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// A source of the catalog, by name: topic, format and subject come from there (filled in by
-    /// [`PipelineConfig::resolve_catalog_sources`]).
+    /// `topology::schema_registry::resolve_catalog_sources`).
     pub source: Option<String>,
     /// The Kafka topic to consume.
     #[serde(default)]
@@ -156,7 +159,7 @@ pub struct SourceConfig {
     pub on_schema_change: Option<SchemaChangePolicy>,
     /// A Postgres table captured by logical replication (change data capture) instead of a
     /// Kafka topic.
-    pub postgres: Option<crate::postgres::PostgresSourceConfig>,
+    pub postgres: Option<postgres::PostgresSourceConfig>,
 }
 
 /// What a `confluent-avro` record whose writer schema cannot be resolved to the reader's does.
@@ -330,51 +333,6 @@ impl PipelineConfig {
             self.schema_registry = Some(SchemaRegistryConfig::with_url(url.clone()));
         }
         self.catalog = Some(CatalogConfig { url });
-    }
-
-    /// Fill in the topic, format and subject of every `source: NAME` from the catalog.
-    pub fn resolve_catalog_sources(&mut self, problems: &mut Problems) {
-        if self.sources.values().all(|s| s.source.is_none()) {
-            return;
-        }
-        let Some(client) = self.catalog_client() else {
-            for (id, _) in self.sources.iter().filter(|(_, s)| s.source.is_some()) {
-                problems.push(
-                    &format!("sources.{id}.source"),
-                    "needs a catalog: set catalog.url, --catalog or MESHHOST_CATALOG_URL",
-                );
-            }
-            return;
-        };
-        for (id, source) in self.sources.iter_mut() {
-            let Some(name) = &source.source else { continue };
-            match client.source(name) {
-                Ok(details) => {
-                    let entry = details.view.entry;
-                    if let Some(reason) = &entry.deprecated {
-                        tracing::warn!("sources.{id}: source {name} is deprecated: {reason}");
-                    }
-                    source.topic = entry.topic;
-                    source.format = Some(entry.format);
-                    source.subject = Some(entry.subject);
-                }
-                Err(error) => problems.push(
-                    &format!("sources.{id}.source"),
-                    format!("cannot read source {name:?} from the catalog at {}: {error}", client.registry().url()),
-                ),
-            }
-        }
-    }
-
-    /// A client of the catalog, when the pipeline names one.
-    pub fn catalog_client(&self) -> Option<crate::catalog::client::CatalogClient> {
-        let catalog = self.catalog.as_ref()?;
-        let mut settings =
-            self.schema_registry.clone().unwrap_or_else(|| SchemaRegistryConfig::with_url(catalog.url.clone()));
-        settings.url = catalog.url.clone();
-        Some(crate::catalog::client::CatalogClient::new(crate::schema_registry::RegistryClient::new(
-            &settings.settings(),
-        )))
     }
 
     /// Where stateful processors keep local state: `state_dir`, else `.meshhost/<name>` beside

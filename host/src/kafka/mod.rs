@@ -8,11 +8,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
+mod partitioner;
 mod quiet;
 mod rebalance;
 mod sink;
 mod source;
 
+pub use partitioner::Partitioner;
 pub use quiet::QuietContext;
 pub use rebalance::{RebalanceHandler, SourceContext, TopicPartition};
 

@@ -88,8 +88,9 @@ impl InputRecord for KafkaRecord<'_> {
 }
 
 impl KafkaSource {
-    /// A consumer in `group_id` for the source topics `topics` (by source index); `client` holds
-    /// the bootstrap servers and the user's properties. Call [`subscribe`](Self::subscribe) to
+    /// A consumer in `group_id` for the source topics `topics` (by source index; an empty name
+    /// for a source that is not a topic); `client` holds the bootstrap servers and the user's
+    /// properties. Call [`subscribe`](Self::subscribe) to
     /// start reading.
     pub fn new(client: &ClientConfig, group_id: &str, topics: Vec<String>) -> Result<KafkaSource, SourceError> {
         let mut config = client.clone();
@@ -175,29 +176,42 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// The topic of each source, by source index (empty for a source that is not a topic).
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
     /// Join the consumer group on the source topics.
     pub fn subscribe(&self) -> Result<(), SourceError> {
         // Two sources may read one topic (a self-join): subscribe to it once.
-        let mut topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let mut topics: Vec<&str> = self.topics.iter().map(String::as_str).filter(|t| !t.is_empty()).collect();
         topics.sort();
         topics.dedup();
         self.consumer.subscribe(&topics).map_err(|e| client_error("cannot subscribe to the source topics", e))
     }
 }
 
-impl Source for KafkaSource {
-    type Record<'a> = KafkaRecord<'a>;
-
-    fn poll<'a>(&'a self, max: usize, stop: &AtomicBool, batch: &mut Vec<KafkaRecord<'a>>) -> Result<(), SourceError> {
-        let mut timeout = Duration::from_millis(100);
+impl KafkaSource {
+    /// Append up to `max` records to `batch`, each wrapped by `wrap`: those ready now, after
+    /// waiting up to `first_wait` for the first. A rebalance inside the poll drops the records
+    /// this call appended (they belong to partitions handed over, or to be read again from the
+    /// commit); what `batch` held before is kept.
+    pub fn poll_into<'a, T>(
+        &'a self,
+        max: usize,
+        stop: &AtomicBool,
+        first_wait: Duration,
+        batch: &mut Vec<T>,
+        wrap: impl Fn(KafkaRecord<'a>) -> T,
+    ) {
+        let start = batch.len();
+        let mut timeout = first_wait;
         let context = self.consumer.context();
         let epoch = context.epoch();
         while batch.len() < max && !stop.load(Ordering::Relaxed) {
             let polled = self.consumer.poll(timeout);
             if context.epoch() != epoch {
-                // A rebalance ran inside poll: what was read before belongs to partitions
-                // committed and handed over (or reassigned, to be read again from the commit).
-                batch.clear();
+                batch.truncate(start);
                 break;
             }
             match polled {
@@ -210,8 +224,8 @@ impl Source for KafkaSource {
                         let copies: Vec<KafkaRecord<'a>> = sources
                             .map(|source| KafkaRecord { source, message: Held::Copied(message.detach()) })
                             .collect();
-                        batch.push(KafkaRecord { source: first, message: Held::Borrowed(message) });
-                        batch.extend(copies);
+                        batch.push(wrap(KafkaRecord { source: first, message: Held::Borrowed(message) }));
+                        batch.extend(copies.into_iter().map(&wrap));
                     }
                     // Take what is already fetched without waiting again.
                     timeout = Duration::ZERO;
@@ -223,6 +237,14 @@ impl Source for KafkaSource {
                 }
             }
         }
+    }
+}
+
+impl Source for KafkaSource {
+    type Record<'a> = KafkaRecord<'a>;
+
+    fn poll<'a>(&'a self, max: usize, stop: &AtomicBool, batch: &mut Vec<KafkaRecord<'a>>) -> Result<(), SourceError> {
+        self.poll_into(max, stop, Duration::from_millis(100), batch, |record| record);
         Ok(())
     }
 

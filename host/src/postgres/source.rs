@@ -55,6 +55,10 @@ pub struct CapturedTable {
     pub slot: String,
     pub publication: String,
     pub on_schema_change: SchemaChangePolicy,
+    /// The state partitions its rows are spread over (by `config.partitioner`): the partition
+    /// count of the Kafka topics it shares a stateful processor with, else 1. Set when the run
+    /// knows the topics' partition counts.
+    pub partitions: i32,
 }
 
 /// A record read from a table, or a change that could not be turned into one.
@@ -69,7 +73,7 @@ impl InputRecord for CapturedRecord {
         self.record.source
     }
     fn partition(&self) -> i32 {
-        0
+        self.record.partition
     }
     fn position(&self) -> i64 {
         self.record.position
@@ -219,6 +223,7 @@ impl PostgresSource {
                 transaction: None,
                 warned_new_columns: false,
                 absent: Vec::new(),
+                read_back: None,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("postgres-{index}"))
@@ -251,11 +256,18 @@ impl Drop for PostgresSource {
     }
 }
 
-impl Source for PostgresSource {
-    type Record<'a> = CapturedRecord;
-
-    fn poll(&self, max: usize, stop: &AtomicBool, batch: &mut Vec<CapturedRecord>) -> Result<(), SourceError> {
-        let first = match self.receiver.recv_timeout(Duration::from_millis(100)) {
+impl PostgresSource {
+    /// Append up to `max` records to `batch`, each wrapped by `wrap`: those ready now, after
+    /// waiting up to `first_wait` for the first.
+    pub fn poll_into<T>(
+        &self,
+        max: usize,
+        stop: &AtomicBool,
+        first_wait: Duration,
+        batch: &mut Vec<T>,
+        wrap: impl Fn(CapturedRecord) -> T,
+    ) -> Result<(), SourceError> {
+        let first = match self.receiver.recv_timeout(first_wait) {
             Ok(first) => first,
             Err(RecvTimeoutError::Timeout) => return Ok(()),
             Err(RecvTimeoutError::Disconnected) => return Err(client("every table reader stopped".into(), Gone)),
@@ -263,7 +275,7 @@ impl Source for PostgresSource {
         let mut next = Some(first);
         while let Some(captured) = next.take() {
             match captured {
-                Captured::Record(record) => batch.push(record),
+                Captured::Record(record) => batch.push(wrap(record)),
                 Captured::Failed(error) => return Err(error),
             }
             if batch.len() >= max || stop.load(Ordering::Relaxed) {
@@ -272,6 +284,14 @@ impl Source for PostgresSource {
             next = self.receiver.try_recv().ok();
         }
         Ok(())
+    }
+}
+
+impl Source for PostgresSource {
+    type Record<'a> = CapturedRecord;
+
+    fn poll(&self, max: usize, stop: &AtomicBool, batch: &mut Vec<CapturedRecord>) -> Result<(), SourceError> {
+        self.poll_into(max, stop, Duration::from_millis(100), batch, |record| record)
     }
 
     fn acknowledge(&self, positions: &HashMap<SourcePartition, i64>, wait: bool) -> Result<(), SourceError> {
@@ -347,6 +367,8 @@ struct Reader {
     /// Planned nullable columns the stream's relation does not have (added to the table after
     /// the changes now streamed, or dropped since): NULL in every record.
     absent: Vec<String>,
+    /// The plain connection that reads unchanged TOASTed values back, once one was needed.
+    read_back: Option<super::connect::Sql>,
 }
 
 /// How a reader stops.
@@ -599,7 +621,10 @@ impl Reader {
                 self.event(Op::Create, None, Some(data), commit_ms, Some(lsn), None)
             }
             EventType::Update { schema, table, old_data, new_data, .. } if ours(schema, table) => {
-                self.event(Op::Update, old_data.as_ref(), Some(new_data), commit_ms, Some(lsn), None)
+                match self.read_back_unchanged(old_data.as_ref(), new_data)? {
+                    Some(whole) => self.event(Op::Update, old_data.as_ref(), Some(&whole), commit_ms, Some(lsn), None),
+                    None => self.event(Op::Update, old_data.as_ref(), Some(new_data), commit_ms, Some(lsn), None),
+                }
             }
             EventType::Delete { schema, table, old_data, .. } if ours(schema, table) => {
                 self.event(Op::Delete, Some(old_data), None, commit_ms, Some(lsn), None)
@@ -674,6 +699,63 @@ impl Reader {
         }
     }
 
+    /// An update that left out-of-line (TOASTed) values unchanged does not carry them, and
+    /// without replica identity FULL the old row does not either: read the row's current values
+    /// of those columns back from the table by its primary key (what Debezium's reselect
+    /// post-processor does). The row as it is now may be newer than this change; the later
+    /// change is on its way, so the table's final state is the same. `None`: nothing is
+    /// missing, or the row is gone (the change then goes to dead letters, and the delete that
+    /// removed it follows).
+    fn read_back_unchanged(&mut self, before: Option<&RowData>, after: &RowData) -> Result<Option<RowData>, Stop> {
+        let table = &self.table.table;
+        let missing: Vec<&super::table::Column> = table
+            .columns
+            .iter()
+            .filter(|c| after.get(&c.name).is_none() && before.and_then(|b| b.get(&c.name)).is_none())
+            .filter(|c| !self.absent.contains(&c.name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        let mut conditions = Vec::new();
+        for &index in &table.key {
+            let name = &table.columns[index].name;
+            match after.get(name).map(text) {
+                Some(Ok(Some(value))) => {
+                    conditions.push(format!("{} = {}", super::connect::ident(name), literal(value)))
+                }
+                _ => return Ok(None),
+            }
+        }
+        let query = format!(
+            "SELECT {} FROM {}.{} WHERE {}",
+            missing.iter().map(|c| super::connect::ident(&c.name)).collect::<Vec<_>>().join(", "),
+            super::connect::ident(&table.schema),
+            super::connect::ident(&table.table),
+            conditions.join(" AND ")
+        );
+        if self.read_back.is_none() {
+            let sql = self.database.connect().map_err(|e| self.sql_failed("cannot connect to read back unchanged values", e))?;
+            self.read_back = Some(sql);
+        }
+        let sql = self.read_back.as_mut().expect("connected above");
+        let rows = match sql.query(&query) {
+            Ok(rows) => rows,
+            Err(error) => {
+                // A broken connection is made again on the next need.
+                self.read_back = None;
+                return Err(self.sql_failed("cannot read back unchanged out-of-line values", error));
+            }
+        };
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let mut whole = after.clone();
+        for (column, value) in missing.iter().zip(row) {
+            let value = value.map_or(ColumnValue::Null, |text| ColumnValue::text(&text));
+            whole.push(column.name.as_str().into(), value);
+        }
+        Ok(Some(whole))
+    }
+
     fn send(&mut self, mut captured: CapturedRecord) -> Result<(), Stop> {
         self.seq += 1;
         captured.record.position = self.seq;
@@ -694,14 +776,16 @@ impl Reader {
         snapshot_lsn: Option<u64>,
     ) -> CapturedRecord {
         let table = &self.table.table;
-        // A column an update leaves out is an unchanged TOASTed value: the old row (replica
-        // identity FULL, checked when planned) has it.
+        // A column an update leaves out is an unchanged TOASTed value: the old row has it with
+        // replica identity FULL; otherwise it was read back (`read_back_unchanged`).
         let after_text = |name: &str| -> Result<Option<&str>, String> {
             let row = after.expect("after is given");
             match row.get(name).or_else(|| before.and_then(|b| b.get(name))) {
                 Some(value) => text(value).map_err(|e| format!("column {name}: {e}")),
                 None if self.absent.iter().any(|a| a == name) => Ok(None),
-                None => Err(format!("the change does not carry column {name}")),
+                None => Err(format!(
+                    "the change does not carry column {name} (an unchanged out-of-line value, and the row was gone when it was read back)"
+                )),
             }
         };
         let before_text = |name: &str| -> Result<Option<&str>, String> {
@@ -742,8 +826,9 @@ impl Reader {
                 Some(format!("table {}: {reason}", table.qualified_name())),
             ),
         };
+        let partition = self.table.config.partitioner.partition(key.as_deref(), self.table.partitions);
         let record = Record { key, value, headers, timestamp: Some(ts_ms) };
-        CapturedRecord { record: SourceRecord { source: self.index, partition: 0, position: 0, record }, failure }
+        CapturedRecord { record: SourceRecord { source: self.index, partition, position: 0, record }, failure }
     }
 
     /// The Debezium envelope value.

@@ -69,6 +69,10 @@ pub struct Column {
     pub type_modifier: i32,
     pub ty: ColumnType,
     pub nullable: bool,
+    /// Its values may be stored out of line (TOAST): an update that leaves such a value
+    /// unchanged does not carry it (unless the replica identity is FULL), and the reader reads
+    /// it back from the table.
+    pub toastable: bool,
 }
 
 /// A table to capture.
@@ -102,10 +106,6 @@ pub enum DescribeError {
     Unsupported { column: String, type_name: String },
     #[error("column {column}: {name:?} is not an Avro name (letters, digits and '_', not starting with a digit); rename the column")]
     BadName { column: String, name: String },
-    #[error(
-        "column {column} ({type_name}) may be stored out of line (TOAST), and an UPDATE that leaves such a value unchanged does not carry it unless the table's replica identity is FULL. Run: ALTER TABLE {table} REPLICA IDENTITY FULL"
-    )]
-    ToastNeedsFullIdentity { table: String, column: String, type_name: String },
 }
 
 impl DescribeError {
@@ -167,10 +167,8 @@ pub fn describe(sql: &mut Sql, address: &str, schema: &str, table: &str) -> Resu
         };
         let is_key = key_names.contains(&name);
         // Plain storage ('p') never leaves the row; the others may be TOASTed.
-        if !full_identity && !is_key && text(5) != "p" {
-            return Err(DescribeError::ToastNeedsFullIdentity { table: qualified, column: name, type_name });
-        }
-        columns.push(Column { name, type_name, type_oid, type_modifier, ty, nullable: text(4) != "t" });
+        let toastable = !is_key && text(5) != "p";
+        columns.push(Column { name, type_name, type_oid, type_modifier, ty, nullable: text(4) != "t", toastable });
     }
     let key: Vec<usize> = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
     if key.is_empty() {
@@ -405,6 +403,7 @@ mod tests {
             type_modifier: -1,
             ty,
             nullable,
+            toastable: false,
         };
         let mood = ColumnType::Enum { name: "mood".into(), labels: vec!["sad".into(), "happy".into()] };
         TableDescription {

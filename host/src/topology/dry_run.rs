@@ -2,6 +2,8 @@
 //! the pipeline, printed edge by edge — what each source, processor port and sink would get, and
 //! what would go to dead letters — without producing or committing anything. Stateful
 //! processors start from an empty store of their own (a temporary one), not the pipeline's state.
+//! It runs the one run loop, with a source that hands over the sample once and a sink that
+//! collects what would be written.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,14 +13,16 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::execute::{EdgeObserver, Effects, Executor};
-use super::failure::Failure;
+use super::delivery::{BatchId, DeliveryTracker};
+use super::execute::{EdgeObserver, Executor};
+use super::run_loop::{Routes, RunLoop};
 use super::{Edge, Topology};
 use crate::codec::SinkEncoder;
 use crate::kafka::QuietContext;
 use crate::plugin::batch::Record;
-use crate::source::SourceRecord;
-use crate::state::{StateStore, StateWrites};
+use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
+use crate::source::{Source, SourceError, SourcePartition, SourceRecord};
+use crate::state::StateStore;
 
 /// A dry run could not read its sample.
 #[derive(Debug, thiserror::Error)]
@@ -79,29 +83,136 @@ pub fn dry_run(
     let mut executor = Executor::new(topology);
     executor.observe_edges(seen.clone());
     let source_ids: Vec<String> = executor.topology().sources.iter().map(|s| s.id.clone()).collect();
-    let mut effects = DryEffects {
-        sinks: &sinks,
-        source_ids: &source_ids,
-        batch: &batch,
-        lines: Vec::new(),
-        sink_counts: vec![0; sinks.len()],
-        dead_letters: 0,
+    // The one run loop, with effects that print: sinks and dead letters are collected in order,
+    // nothing is produced, and the source acknowledges nothing.
+    let tracker = DeliveryTracker::default();
+    let sink = CollectingSink { tracker: &tracker, sent: Mutex::default() };
+    let routes = Routes {
+        source_ids: source_ids.clone(),
+        source_topics: source_ids.clone(),
+        sink_topics: sinks.iter().map(|(id, _)| format!("{SINK_PREFIX}{id}")).collect(),
+        keeps_partition: vec![false; sinks.len()],
+        dead_letter_topic: Some(DEAD_LETTERS.into()),
+        changelogs: (0..executor.topology().processors.len()).map(|_| None).collect(),
     };
-    executor.run(&batch, &mut effects).map_err(|e| match e {
-        super::execute::ExecuteError::Effect(never) => match never {},
-        other => DryRunError::Execute(other.to_string()),
-    })?;
-    for line in seen.lines.lock().expect("never poisoned").iter().chain(&effects.lines) {
+    let read = batch.len();
+    let source = SampleSource { records: Mutex::new(Some(batch)) };
+    let run_loop = RunLoop {
+        source: &source,
+        sink: &sink,
+        tracker: &tracker,
+        routes: &routes,
+        delivered: &Mutex::default(),
+        breaker: None,
+        metrics: None,
+        batch_size: read.max(1),
+    };
+    run_loop
+        .run(&mut executor, &std::sync::atomic::AtomicBool::new(false), |_, _, _| {})
+        .map_err(|e| DryRunError::Execute(e.to_string()))?;
+    let mut lines = seen.lines.lock().expect("never poisoned").clone();
+    let mut sink_counts = vec![0; sinks.len()];
+    let mut dead_letters = 0;
+    for (topic, record) in sink.sent.into_inner().expect("never poisoned") {
+        if let Some(index) = sinks.iter().position(|(id, _)| topic == format!("{SINK_PREFIX}{id}")) {
+            let (id, schema) = &sinks[index];
+            lines.push(crate::observe::tap::json_line("sink", id, schema, &record));
+            sink_counts[index] += 1;
+        } else {
+            lines.push(dead_letter_line(&record.headers));
+            dead_letters += 1;
+        }
+    }
+    for line in &lines {
         writeln!(out, "{line}").map_err(DryRunError::Output)?;
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let counts = seen.counts.lock().expect("never poisoned");
     Ok(DryRunSummary {
-        read: batch.len(),
+        read,
         edges: edges.iter().zip(counts.iter()).map(|(e, n)| (e.names[0].clone(), *n)).collect(),
-        sinks: sinks.iter().zip(&effects.sink_counts).map(|((id, _), n)| (id.clone(), *n)).collect(),
-        dead_letters: effects.dead_letters,
+        sinks: sinks.iter().zip(&sink_counts).map(|((id, _), n)| (id.clone(), *n)).collect(),
+        dead_letters,
     })
+}
+
+/// Where the dry run's collecting sink is told to put sink records (`sink:<id>`) and dead letters.
+const SINK_PREFIX: &str = "sink:";
+const DEAD_LETTERS: &str = "dead letters";
+
+/// A dead letter as the dry run prints it, from the headers the run loop gave it (the source
+/// topic header holds the source id: the dry run's routes name sources by id).
+fn dead_letter_line(headers: &[meshhost_sdk::Header]) -> String {
+    use super::failure::header;
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let number = |name: &str| text(name).and_then(|t| t.parse::<i64>().ok());
+    serde_json::json!({
+        "dead_letter": {
+            "stage": text(header::STAGE),
+            "processor": text(header::PROCESSOR).filter(|p| !p.is_empty()),
+            "error": text(header::ERROR),
+            "source": text(header::SOURCE_TOPIC),
+            "partition": number(header::SOURCE_PARTITION),
+            "offset": number(header::SOURCE_OFFSET),
+        }
+    })
+    .to_string()
+}
+
+/// The sampled records, handed over in one batch; then the loop is told to stop.
+struct SampleSource {
+    records: Mutex<Option<Vec<SourceRecord>>>,
+}
+
+impl Source for SampleSource {
+    type Record<'a> = SourceRecord;
+
+    fn poll(
+        &self,
+        _max: usize,
+        stop: &std::sync::atomic::AtomicBool,
+        batch: &mut Vec<SourceRecord>,
+    ) -> Result<(), SourceError> {
+        match self.records.lock().expect("never poisoned").take() {
+            Some(records) => batch.extend(records),
+            None => stop.store(true, std::sync::atomic::Ordering::Relaxed),
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&self, _: &HashMap<SourcePartition, i64>, _: bool) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// Keeps what the loop sends, in order, each delivered at once.
+struct CollectingSink<'t> {
+    tracker: &'t DeliveryTracker,
+    sent: Mutex<Vec<(String, Record)>>,
+}
+
+impl Sink for CollectingSink<'_> {
+    fn send(&self, destination: Destination<'_>, record: OutgoingRecord<'_>, batch: BatchId) -> Result<(), SinkError> {
+        let record = Record {
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.map(<[u8]>::to_vec),
+            headers: record.headers.to_vec(),
+            timestamp: record.timestamp,
+        };
+        self.sent.lock().expect("never poisoned").push((destination.topic.to_string(), record));
+        self.tracker.delivered(batch, None);
+        Ok(())
+    }
+
+    fn flush(&self, _: Duration) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf, DryRunError> {
@@ -180,50 +291,5 @@ impl EdgeObserver for Seen {
         let line = crate::observe::tap::json_line("edge", &edge_of.names[0], &edge_of.schema, record);
         self.lines.lock().expect("never poisoned").push(line);
         self.counts.lock().expect("never poisoned")[edge] += 1;
-    }
-}
-
-/// Sink records and dead letters, printed instead of produced.
-struct DryEffects<'a> {
-    sinks: &'a [(String, super::EdgeSchema)],
-    source_ids: &'a [String],
-    batch: &'a [SourceRecord],
-    lines: Vec<String>,
-    sink_counts: Vec<usize>,
-    dead_letters: usize,
-}
-
-impl Effects for DryEffects<'_> {
-    type Error = std::convert::Infallible;
-
-    fn send(&mut self, sink: usize, _origin: usize, record: Record) -> Result<(), Self::Error> {
-        let (id, schema) = &self.sinks[sink];
-        self.lines.push(crate::observe::tap::json_line("sink", id, schema, &record));
-        self.sink_counts[sink] += 1;
-        Ok(())
-    }
-
-    fn dead_letter(&mut self, origin: usize, failure: Failure) -> Result<(), Self::Error> {
-        let consumed = &self.batch[origin];
-        let source = &self.source_ids[consumed.source];
-        self.lines.push(
-            serde_json::json!({
-                "dead_letter": {
-                    "stage": failure.stage.to_string(),
-                    "processor": failure.processor,
-                    "error": failure.error,
-                    "source": source,
-                    "partition": consumed.partition,
-                    "offset": consumed.position,
-                }
-            })
-            .to_string(),
-        );
-        self.dead_letters += 1;
-        Ok(())
-    }
-
-    fn state_written(&mut self, _: usize, _: u32, _: &StateWrites) -> Result<(), Self::Error> {
-        Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //! [`plan`] builds it offline from a checked [`PipelineConfig`]: it reads the source schemas,
 //! loads every plugin and runs `init` along the DAG, so each edge's schema is known — and each
 //! mismatch reported — before any record flows. `meshhost validate` stops there; `meshhost run`
-//! hands the result to [`run::run`], which feeds the [`execute::Executor`] from Kafka.
+//! hands the result to [`run::run`], which feeds the [`execute::Executor`] from every source
+//! kind through the one [`run_loop::RunLoop`].
 
 use std::sync::Arc;
 
@@ -16,7 +17,6 @@ use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 use crate::registry::PluginResolver;
 
 pub mod breaker;
-pub mod capture;
 pub mod delivery;
 pub mod diff;
 pub mod dry_run;
@@ -24,7 +24,9 @@ pub mod execute;
 pub mod failure;
 pub mod handover;
 pub mod run;
+pub mod run_loop;
 pub mod schema_registry;
+pub mod sources;
 
 /// A pipeline ready to run.
 pub struct Topology {

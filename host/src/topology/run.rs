@@ -1,32 +1,32 @@
-//! Running a planned topology against Kafka: the consume, execute, produce and commit loop.
+//! Running a planned topology: its sources (Kafka topics, captured Postgres tables, or both),
+//! its sinks and state set up around the one [`RunLoop`].
 //!
-//! One loop polls a batch from the [`KafkaSource`], runs it through the [`Executor`] (in
-//! memory, no Kafka hop between processors) and hands what comes out to the [`KafkaSink`].
-//! Deliveries are tracked per batch ([`DeliveryTracker`]); a batch's offsets are committed only
-//! when it and every batch before it are fully delivered — to sinks, dead letters or state
-//! changelogs — so nothing is lost (at-least-once). A bounded number of batches in flight gives
-//! backpressure.
+//! `run` checks the cluster (topics, partition counts), registers sink schemas and tells the
+//! catalog, serves metrics, opens the state of stateful processors, builds the
+//! [`PipelineSource`] (the Kafka consumer with its rebalance handover, the capture of tables),
+//! runs the loop until asked to stop, and closes state cleanly at the end.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::breaker::{Breaker, FailureRateLimit};
-use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
-use super::execute::{Effects, ExecuteError, Executor};
-use super::failure::Failure;
+use super::delivery::DeliveryTracker;
+use super::execute::Executor;
 use super::handover::{Deliveries, Handover, StatefulProcessor};
+use super::run_loop::{LoopError, Routes, RunLoop};
+pub use super::run_loop::{OutboxError, RunStats};
 use super::schema_registry::SinkSchemaError;
-use super::Topology;
+use super::sources::{Capture, KafkaSide, PipelineSource};
+use super::{SinkNode, SourceNode, Target, Topology};
+use crate::codec::{SinkEncoder, SourceDecoder};
 use crate::config::Problems;
 use crate::kafka::{DeliveredCounts, KafkaSink, KafkaSource};
 use crate::observe::PipelineMetrics;
-use crate::plugin::batch::Record;
-use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
-use crate::source::{InputRecord, Source, SourceError, SourcePartition};
-use crate::state::{Changelog, ChangelogError, StateWrites};
+use crate::source::SourceError;
+use crate::state::{Changelog, ChangelogError};
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub struct RunSettings {
 /// What the run did lately, for people: a log line every [`SUMMARY_INTERVAL`] (so a log says
 /// the pipeline is alive and how fast it goes), or, on a terminal, a status line redrawn every
 /// [`STATUS_INTERVAL`].
-pub(super) struct Summary {
+struct Summary {
     live: bool,
     last: std::time::Instant,
     at_last: RunStats,
@@ -67,12 +67,12 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Summary {
-    pub(super) fn new(live: bool) -> Summary {
+    fn new(live: bool) -> Summary {
         Summary { live, last: std::time::Instant::now(), at_last: RunStats::default() }
     }
 
     /// `lag`: the total lag when known (measured with metrics on).
-    pub(super) fn tick(&mut self, stats: &RunStats, lag: Option<i64>) {
+    fn tick(&mut self, stats: &RunStats, lag: Option<i64>) {
         let elapsed = self.last.elapsed();
         if elapsed < if self.live { STATUS_INTERVAL } else { SUMMARY_INTERVAL } {
             return;
@@ -101,17 +101,6 @@ impl Summary {
 /// How often the run loop asks the broker for partition ends, for the lag metric.
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Batches not yet fully delivered at most; beyond it the loop waits for the producer.
-pub(super) const MAX_BATCHES_IN_FLIGHT: usize = 32;
-
-/// Counts reported when the run ends.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RunStats {
-    pub consumed: u64,
-    pub produced: u64,
-    pub dead_lettered: u64,
-}
-
 /// Why a run stopped before it was asked to.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -126,8 +115,6 @@ pub enum RunError {
     #[error("cannot create the Kafka producer")]
     Producer(#[source] rdkafka::error::KafkaError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error(transparent)]
     SinkSchema(SinkSchemaError),
     #[error("cannot tell the sources catalog what this pipeline reads and publishes")]
     Catalog(#[source] crate::schema_registry::RegistryError),
@@ -137,47 +124,35 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Delivery(#[from] DeliveryError),
     #[error("state of processor {processor}")]
     State {
         processor: String,
         #[source]
         source: Box<ChangelogError>,
     },
-    #[error(
-        "{failed} of the last {window} records failed, more than dead_letter.max_ratio {max_ratio} allows; \
-         stopped, with those records not committed, so a fixed pipeline reads them again. Last failure: {last}"
-    )]
-    TooManyFailures { failed: usize, window: usize, max_ratio: f64, last: String },
     #[error("state directory {path}: {reason}")]
     StateDirInUse { path: String, reason: String },
-    /// The group's assignment cannot be run, or state could not be restored.
-    #[error("{0}")]
-    Handover(String),
-    /// A batch could not be carried out (boxed: errors stay small on the happy path).
+    /// The loop stopped: a source, a delivery or a batch failed, or too many records did.
     #[error(transparent)]
-    Batch(Box<ExecuteError<OutboxError>>),
+    Loop(#[from] LoopError),
 }
 
-impl From<ExecuteError<OutboxError>> for RunError {
-    fn from(error: ExecuteError<OutboxError>) -> Self {
-        RunError::Batch(Box::new(error))
-    }
-}
+/// How long the run waits for the cluster's metadata when it starts.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Run until `stop` is set, then drain, flush, commit and return.
+/// Run until `stop` is set, then drain, flush, acknowledge (commit offsets, confirm slots) and
+/// return.
 pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) -> Result<RunStats, RunError> {
+    let mut partition_counts =
+        crate::kafka::partition_counts(&settings.bootstrap_servers, METADATA_TIMEOUT).map_err(|error| {
+            RunError::Source(SourceError::Unreachable {
+                what: format!("Kafka at {}", settings.bootstrap_servers),
+                source: Box::new(error),
+            })
+        })?;
+    check_topics_exist(&partition_counts, &topology, settings)?;
+    let keeps_partition = route_joined_tables(&mut topology, &mut partition_counts, settings)?;
     let client = crate::kafka::client_config(&settings.bootstrap_servers, &settings.properties);
-    let source_topics: Vec<String> = topology.sources.iter().map(|s| s.topic.clone()).collect();
-    let mut consumer_client = client.clone();
-    if let Some(instance_id) = &settings.instance_id {
-        consumer_client.set("group.instance.id", instance_id);
-    }
-    // Declared before the source: dropped after it, so the state directory stays locked while
-    // the consumer's close hands partitions over (and writes their clean marks).
-    let _state_lock: Option<std::fs::File>;
-    let source = KafkaSource::new(&consumer_client, &settings.group_id, source_topics.clone())?;
     let tracker = Arc::new(DeliveryTracker::default());
     let sink_topics: Vec<String> = topology.sinks.iter().map(|s| s.topic.clone()).collect();
     let sink_deliveries = Arc::new(match settings.metrics_listen {
@@ -185,8 +160,6 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         None => DeliveredCounts::default(),
     });
     let sink = Arc::new(KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?);
-
-    let partition_counts = check_topics(&source, &topology, settings)?;
     match topology.register_sink_schemas() {
         Ok(()) => {}
         Err(SinkSchemaError::Refused(problems)) => return Err(RunError::Invalid(problems)),
@@ -217,8 +190,16 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     if let Some(taps) = taps {
         executor.observe_edges(taps);
     }
+    // Declared before the source: dropped after it, so the state directory stays locked while
+    // the consumer's close hands partitions over (and writes their clean marks).
+    let _state_lock: Option<std::fs::File>;
+    let captures = executor.topology().sources.iter().any(|s| s.postgres.is_some());
     let (stateful, lock) = open_state(&mut executor, settings, &partition_counts)?;
-    _state_lock = lock;
+    // The slots' snapshot markers live in the state directory too: one run at a time on it.
+    _state_lock = match lock {
+        None if captures => Some(lock_state_dir(&settings.state_dir)?),
+        lock => lock,
+    };
     let changelogs = executor
         .topology()
         .processors
@@ -226,158 +207,124 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         .enumerate()
         .map(|(index, _)| stateful.iter().find(|s| s.index == index).map(|s| s.changelog.clone()))
         .collect();
-    let delivered: Arc<Mutex<HashMap<SourcePartition, i64>>> = Arc::default();
+    let kafka_topics: Vec<String> = executor
+        .topology()
+        .sources
+        .iter()
+        .map(|s| if s.postgres.is_some() { String::new() } else { s.topic.clone() })
+        .collect();
+    let is_kafka_topic = |topic: &String| kafka_topics.contains(topic) && !topic.is_empty();
+    // State partitions follow Kafka partitions where a processor reads a topic (the handover
+    // restores them as they are assigned); the rest is fed by captured tables only.
+    let (kafka_stateful, capture_stateful): (Vec<StatefulProcessor>, Vec<StatefulProcessor>) =
+        stateful.into_iter().partition(|s| s.topics.iter().any(is_kafka_topic));
+    let kafka_stateful: Vec<StatefulProcessor> = kafka_stateful
+        .into_iter()
+        .map(|mut s| {
+            s.topics.retain(is_kafka_topic);
+            s
+        })
+        .collect();
+    let delivered: Arc<Mutex<HashMap<_, _>>> = Arc::default();
     // Shared with the handover: a revoke commits no further than the breaker allows either.
     let breaker = settings.failure_rate_limit.map(|limit| Arc::new(Mutex::new(Breaker::new(limit))));
-    let deliveries = Deliveries {
-        sink: sink.clone(),
-        tracker: tracker.clone(),
-        delivered: delivered.clone(),
-        breaker: breaker.clone(),
-    };
-    let handover = Arc::new(Handover::start(
-        deliveries,
-        source_topics.clone(),
-        stateful,
-        metrics.clone(),
-        (&settings.bootstrap_servers, &settings.group_id),
-    ));
-    source.context().set_handler(handover.clone());
-    // Unless the run ends cleanly, the consumer's close (after this guard is dropped) must not
-    // mark any state clean: an error may have left a store write without its changelog record.
-    let clean_end = CleanEnd(handover.clone(), false);
+
     let routes = Routes {
         source_ids: executor.topology().sources.iter().map(|s| s.id.clone()).collect(),
-        source_topics,
-        sink_topics: executor.topology().sinks.iter().map(|s| s.topic.clone()).collect(),
+        source_topics: executor.topology().sources.iter().map(|s| s.topic.clone()).collect(),
+        sink_topics: sink_topics.clone(),
+        keeps_partition,
         dead_letter_topic: settings.dead_letter_topic.clone(),
         changelogs,
     };
-    source.subscribe()?;
-    tracing::info!(group = %settings.group_id, topics = ?routes.source_topics, "pipeline running");
-    let mut ready = false;
-    // The rebalance count when readiness was last found true.
-    let mut ready_at: Option<u64> = None;
-    let mut summary = Summary::new(settings.status_line);
-    let mut total_lag: Option<i64> = None;
-    let mut sink_delivered = vec![0u64; sink_topics.len()];
-    let mut last_lag_check = std::time::Instant::now() - LAG_INTERVAL;
-
-    let mut stats = RunStats::default();
-
-    let mut tripped = None;
-    let mut batch = Vec::with_capacity(settings.batch_size);
-    while !stop.load(Ordering::Relaxed) {
-        source.poll(settings.batch_size, stop, &mut batch)?;
-        if let Some(problem) = handover.problem() {
-            return Err(RunError::Handover(problem));
+    let kafka = if kafka_topics.iter().any(|t| !t.is_empty()) {
+        let mut consumer_client = client.clone();
+        if let Some(instance_id) = &settings.instance_id {
+            consumer_client.set("group.instance.id", instance_id);
         }
-        let restored = handover.take_restored();
-        if !restored.is_empty() {
-            let owned = source.context().owned();
-            let partitions: Vec<_> = restored.iter().flat_map(|&p| handover.stateful_partitions(&owned, p)).collect();
-            tracing::info!(?partitions, "state restored: resuming");
-            source.resume(&partitions)?;
-        }
-        if !batch.is_empty() {
-            stats.consumed += batch.len() as u64;
-            let id = tracker.begin(last_positions(&batch));
-            let mut outbox = Outbox::new(&*sink, &routes, &batch, id, metrics.as_deref());
-            let result = executor.run(&batch, &mut outbox);
-            if let Err(ExecuteError::Effect(OutboxError::Sink(error))) = &result {
-                tracker.fail(error.to_string());
-            }
-            result?;
-            stats.produced += outbox.produced;
-            stats.dead_lettered += outbox.dead_lettered;
-            if let Some(metrics) = &metrics {
-                metrics.publish(executor.counts(), batch.len());
-            }
-            tracker.seal(id, outbox.sent);
-            if let Some(breaker) = &breaker {
-                tripped = count_failures(&mut breaker.lock().unwrap(), &batch, outbox.failed);
-            }
-            batch.clear();
-            if tripped.is_some() {
-                break;
-            }
-            tracker.wait_for_room(MAX_BATCHES_IN_FLIGHT);
-        }
-        let delivered = {
-            let mut delivered = delivered.lock().unwrap();
-            tracker.collect_completed(&mut delivered)?;
-            match &breaker {
-                Some(breaker) => breaker.lock().unwrap().committable(&delivered),
-                None => delivered.clone(),
-            }
+        let source = KafkaSource::new(&consumer_client, &settings.group_id, kafka_topics.clone())?;
+        let deliveries = Deliveries {
+            sink: sink.clone(),
+            tracker: tracker.clone(),
+            delivered: delivered.clone(),
+            breaker: breaker.clone(),
         };
-        source.acknowledge(&delivered, false)?;
-        // Lag asks the broker: now and then, and only when someone looks (metrics, status line).
-        let lags = if (metrics.is_some() || settings.status_line) && last_lag_check.elapsed() >= LAG_INTERVAL {
-            last_lag_check = std::time::Instant::now();
-            let lags = source.lag();
-            total_lag = Some(lags.iter().map(|(_, _, lag)| lag).sum());
-            Some(lags)
-        } else {
-            None
-        };
-        summary.tick(&stats, total_lag);
-        if let Some(metrics) = &metrics {
-            // Ready: partitions assigned and none held back for a restore (looked at again after
-            // every rebalance: a later assignment restores too).
-            let rebalances = source.rebalances();
-            if ready_at != Some(rebalances) {
-                let now = source.is_assigned() && !source.context().holds_any();
-                if now != ready {
-                    ready = now;
-                    metrics.set_ready(now);
-                }
-                if now {
-                    ready_at = Some(rebalances);
-                }
-            }
-            metrics.set_producer_queue(sink.in_flight());
-            metrics.set_rebalances(source.rebalances());
-            for (index, published) in sink_delivered.iter_mut().enumerate() {
-                let now = sink_deliveries.get(index);
-                metrics.sink_sent(index, now - *published);
-                *published = now;
-            }
-            for ((source, partition), offset) in &delivered {
-                metrics.set_committed(&routes.source_topics[*source], *partition, offset + 1);
-            }
-            if let Some(lags) = lags {
-                for (topic, partition, lag) in lags {
-                    metrics.set_lag(&topic, partition, lag);
-                }
-                for (index, node) in executor.topology().processors.iter().enumerate() {
-                    if let Some(keys) = node.instance.attached_state().and_then(|store| store.key_count().ok()) {
-                        metrics.set_state_keys(index, keys);
-                    }
-                }
-            }
-        }
+        let handover = Arc::new(Handover::start(
+            deliveries,
+            routes.source_topics.clone(),
+            kafka_stateful,
+            metrics.clone(),
+            (&settings.bootstrap_servers, &settings.group_id),
+        ));
+        source.context().set_handler(handover.clone());
+        Some(KafkaSide { source, handover })
+    } else {
+        None
+    };
+    let capture = captures.then(|| {
+        let tables = executor
+            .topology()
+            .sources
+            .iter()
+            .map(|s| s.postgres.as_ref().map(|table| ((**table).clone(), s.schema.parsed.clone())))
+            .collect();
+        let state = capture_stateful
+            .into_iter()
+            .map(|s| {
+                let partitions = s.changelog.partitions;
+                (s, partitions)
+            })
+            .collect();
+        Capture::new(tables, settings.state_dir.clone(), state, (&settings.bootstrap_servers, &settings.group_id))
+    });
+    let source = PipelineSource { kafka, capture };
+    // Unless the run ends cleanly, the consumer's close (after this guard is dropped) must not
+    // mark any state clean: an error may have left a store write without its changelog record.
+    let clean_end = source.kafka.as_ref().map(|kafka| CleanEnd(kafka.handover.clone(), false));
+    if let Some(kafka) = &source.kafka {
+        kafka.source.subscribe()?;
     }
+    tracing::info!(group = %settings.group_id, sources = ?routes.source_topics, "pipeline running");
 
+    let run_loop = RunLoop {
+        source: &source,
+        sink: &*sink,
+        tracker: &tracker,
+        routes: &routes,
+        delivered: &delivered,
+        breaker: breaker.as_deref(),
+        metrics: metrics.as_deref(),
+        batch_size: settings.batch_size,
+    };
+    let mut watch = Watch {
+        metrics: metrics.as_deref(),
+        sink: &sink,
+        sink_deliveries: &sink_deliveries,
+        routes: &routes,
+        summary: Summary::new(settings.status_line),
+        lag_wanted: metrics.is_some() || settings.status_line,
+        total_lag: None,
+        last_lag_check: std::time::Instant::now() - LAG_INTERVAL,
+        ready: false,
+        ready_at: None,
+        sink_delivered: vec![0; sink_topics.len()],
+    };
+    let result = run_loop.run(&mut executor, stop, |executor, stats, acknowledged| {
+        watch.turn(&source, executor, stats, acknowledged)
+    });
     if settings.status_line {
         crate::observe::status::clear();
     }
-    tracing::info!("stopping: draining in-flight records");
-    sink.flush(Duration::from_secs(60))?;
-    tracker.wait_for_room(1);
-    let delivered = {
-        let mut delivered = delivered.lock().unwrap();
-        tracker.collect_completed(&mut delivered)?;
-        delivered.clone()
-    };
-    if let (Some(breaker), Some(error)) = (&breaker, tripped) {
-        // The dead letters of the window are out (to look at); its offsets stay uncommitted.
-        source.acknowledge(&breaker.lock().unwrap().committable(&delivered), true)?;
-        return Err(error);
+    let stats = result?;
+    if let Some(kafka) = &source.kafka {
+        kafka.handover.close(kafka.source.consumer()).map_err(|(processor, source)| RunError::State { processor, source })?;
     }
-    source.acknowledge(&delivered, true)?;
-    handover.close(source.consumer()).map_err(|(processor, source)| RunError::State { processor, source })?;
-    clean_end.confirm();
+    if let Some(capture) = &source.capture {
+        capture.close_state().map_err(|(processor, source)| RunError::State { processor, source })?;
+    }
+    if let Some(clean_end) = clean_end {
+        clean_end.confirm();
+    }
     tracing::info!(
         consumed = stats.consumed,
         produced = stats.produced,
@@ -385,6 +332,79 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         "pipeline stopped"
     );
     Ok(stats)
+}
+
+/// What the run watches between batches: progress for people, and metrics.
+struct Watch<'w> {
+    metrics: Option<&'w PipelineMetrics>,
+    sink: &'w KafkaSink,
+    sink_deliveries: &'w DeliveredCounts,
+    routes: &'w Routes,
+    summary: Summary,
+    /// Whether someone looks at the lag (metrics, the status line): it asks the broker.
+    lag_wanted: bool,
+    total_lag: Option<i64>,
+    last_lag_check: std::time::Instant,
+    ready: bool,
+    /// The rebalance count when readiness was last found true.
+    ready_at: Option<u64>,
+    /// Per sink: deliveries already published to metrics.
+    sink_delivered: Vec<u64>,
+}
+
+impl Watch<'_> {
+    fn turn(
+        &mut self,
+        source: &PipelineSource,
+        executor: &Executor,
+        stats: &RunStats,
+        acknowledged: &HashMap<crate::source::SourcePartition, i64>,
+    ) {
+        // Lag asks the broker: now and then, and only when someone looks.
+        let lags = if self.lag_wanted && self.last_lag_check.elapsed() >= LAG_INTERVAL {
+            self.last_lag_check = std::time::Instant::now();
+            let lags = source.lag();
+            self.total_lag = Some(lags.iter().map(|(_, _, lag)| lag).sum());
+            Some(lags)
+        } else {
+            None
+        };
+        self.summary.tick(stats, self.total_lag);
+        let Some(metrics) = self.metrics else { return };
+        // Ready: partitions assigned and none held back for a restore (looked at again after
+        // every rebalance: a later assignment restores too).
+        let rebalances = source.rebalances();
+        if self.ready_at != Some(rebalances) {
+            let now = source.is_ready();
+            if now != self.ready {
+                self.ready = now;
+                metrics.set_ready(now);
+            }
+            if now {
+                self.ready_at = Some(rebalances);
+            }
+        }
+        metrics.set_producer_queue(self.sink.in_flight());
+        metrics.set_rebalances(rebalances);
+        for (index, published) in self.sink_delivered.iter_mut().enumerate() {
+            let now = self.sink_deliveries.get(index);
+            metrics.sink_sent(index, now - *published);
+            *published = now;
+        }
+        for ((source, partition), offset) in acknowledged {
+            metrics.set_committed(&self.routes.source_topics[*source], *partition, offset + 1);
+        }
+        if let Some(lags) = lags {
+            for (topic, partition, lag) in lags {
+                metrics.set_lag(&topic, partition, lag);
+            }
+            for (index, node) in executor.topology().processors.iter().enumerate() {
+                if let Some(keys) = node.instance.attached_state().and_then(|store| store.key_count().ok()) {
+                    metrics.set_state_keys(index, keys);
+                }
+            }
+        }
+    }
 }
 
 /// Marks the handover's state untrusted when dropped unconfirmed: the run ended with an error.
@@ -404,46 +424,83 @@ impl Drop for CleanEnd {
     }
 }
 
-/// Count a batch's records, in order, against the failure-rate window: the error to stop with
-/// when the window holds too many failures. `failed` are the indexes of the records that went
-/// to dead letters, with the reason, in the order they did.
-pub(super) fn count_failures<R: InputRecord>(
-    breaker: &mut Breaker,
-    batch: &[R],
-    failed: Vec<(usize, String)>,
-) -> Option<RunError> {
-    let mut failures = failed.iter().map(|(origin, _)| *origin).collect::<Vec<_>>();
-    failures.sort_unstable();
-    for (index, record) in batch.iter().enumerate() {
-        let is_failed = failures.binary_search(&index).is_ok();
-        if breaker.record((record.source(), record.partition()), record.position(), is_failed) {
-            let (failed_count, window) = breaker.failures();
-            let last = failed.into_iter().rev().find(|(origin, _)| *origin <= index).map(|(_, why)| why);
-            return Some(RunError::TooManyFailures {
-                failed: failed_count,
-                window,
-                max_ratio: breaker.limit().max_ratio,
-                last: last.unwrap_or_default(),
-            });
-        }
-    }
-    None
-}
-
-/// Fail early, with a clear message, when a topic the pipeline needs does not exist. Returns
-/// the partition count of every topic.
-fn check_topics(
-    source: &KafkaSource,
-    topology: &Topology,
+/// Give every captured table its state partitions. A table that shares a stateful processor (a
+/// join) with Kafka topics reaches it through a topic of its own, `<group>-<source id>-rows`,
+/// with those topics' partition count: the capturing instance writes each row to the partition
+/// the topics' producers put its key on (the table's `partitioner`), and every instance reads
+/// the partitions the group gives it, as it does any topic — so rows and topic records of one
+/// key meet in one state partition on one instance, however many instances run. Any other table
+/// is one partition, read in memory. Records every table's (and rows topic's) partition count
+/// in `partition_counts`; returns, per sink, whether it writes each record to its source
+/// record's partition (the rows topics).
+fn route_joined_tables(
+    topology: &mut Topology,
+    partition_counts: &mut HashMap<String, usize>,
     settings: &RunSettings,
-) -> Result<HashMap<String, usize>, RunError> {
-    let counts = source.partition_counts()?;
-    check_topics_exist(&counts, topology, settings)?;
-    Ok(counts)
+) -> Result<Vec<bool>, RunError> {
+    let mut keeps_partition = vec![false; topology.sinks.len()];
+    let tables: Vec<usize> = (0..topology.sources.len()).filter(|&i| topology.sources[i].postgres.is_some()).collect();
+    for index in tables {
+        let table = topology.sources[index].topic.clone();
+        let joined = topology
+            .processors
+            .iter()
+            .filter(|p| p.instance.is_stateful() && p.source_topics.contains(&table))
+            .flat_map(|p| p.source_topics.iter())
+            .filter(|t| topology.sources.iter().any(|s| s.postgres.is_none() && &s.topic == *t))
+            .filter_map(|t| partition_counts.get(t))
+            .copied()
+            .max();
+        let Some(partitions) = joined else {
+            partition_counts.insert(table, 1);
+            continue;
+        };
+        let source = &topology.sources[index];
+        let rows = format!("{}-{}-rows", settings.group_id, source.id);
+        crate::kafka::ensure_topic(&settings.bootstrap_servers, &rows, partitions as i32, &[("cleanup.policy", "compact")])
+            .map_err(|error| {
+                RunError::Source(SourceError::Client {
+                    what: format!("sources.{}: the topic its rows are joined through", source.id),
+                    source: Box::new(error),
+                })
+            })?;
+        // An older rows topic keeps its count: a mismatch is reported as any co-partitioning one.
+        let partitions = *partition_counts.entry(rows.clone()).or_insert(partitions);
+        partition_counts.insert(table.clone(), partitions);
+        let sink = topology.sinks.len();
+        topology.sinks.push(SinkNode {
+            id: format!("{}.rows", source.id),
+            topic: rows.clone(),
+            encoder: SinkEncoder::Avro,
+            schema: source.schema.clone(),
+        });
+        keeps_partition.push(true);
+        let reader = SourceNode {
+            id: format!("{}.rows", source.id),
+            topic: rows.clone(),
+            postgres: None,
+            decoder: SourceDecoder::Avro,
+            schema: source.schema.clone(),
+            targets: std::mem::replace(&mut topology.sources[index].targets, vec![Target::Sink { index: sink }]),
+        };
+        topology.sources.push(reader);
+        if let Some(captured) = &mut topology.sources[index].postgres {
+            captured.partitions = partitions as i32;
+        }
+        for processor in &mut topology.processors {
+            for topic in &mut processor.source_topics {
+                if *topic == table {
+                    *topic = rows.clone();
+                }
+            }
+        }
+        tracing::info!(%table, %rows, partitions, "the table is joined with Kafka topics: its rows reach the join through a topic");
+    }
+    Ok(keeps_partition)
 }
 
 /// That every topic the pipeline reads or writes is among `counts` (the cluster's topics).
-pub(super) fn check_topics_exist(
+fn check_topics_exist(
     counts: &HashMap<String, usize>,
     topology: &Topology,
     settings: &RunSettings,
@@ -498,7 +555,7 @@ fn open_state(
 
 /// Lock `state_dir` for this run (released when the returned file is dropped, or the process
 /// ends however it ends).
-pub(super) fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
     let in_use = |reason: String| RunError::StateDirInUse { path: state_dir.display().to_string(), reason };
     std::fs::create_dir_all(state_dir).map_err(|e| in_use(e.to_string()))?;
     let file = std::fs::OpenOptions::new()
@@ -516,128 +573,3 @@ pub(super) fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::Fil
     }
 }
 
-/// Where the effects of a batch go, by index.
-pub(super) struct Routes {
-    /// Id of each source (for metrics).
-    pub(super) source_ids: Vec<String>,
-    /// Topic of each source (for dead-letter headers).
-    pub(super) source_topics: Vec<String>,
-    pub(super) sink_topics: Vec<String>,
-    pub(super) dead_letter_topic: Option<String>,
-    /// Per processor: its changelog if stateful.
-    pub(super) changelogs: Vec<Option<Changelog>>,
-}
-
-/// Why a batch's effects could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
-    #[error(
-        "record {topic}/{partition}@{offset} {failure}; no dead_letter topic is configured, so the pipeline stops rather than lose it"
-    )]
-    NoDeadLetterTopic { topic: String, partition: i32, offset: i64, failure: Failure },
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-}
-
-/// A batch's effects, handed to the sink and counted against the batch.
-pub(super) struct Outbox<'a, S: Sink, R: InputRecord> {
-    pub(super) sink: &'a S,
-    pub(super) routes: &'a Routes,
-    /// The consumed records: dead letters send them as they were read.
-    pub(super) batch: &'a [R],
-    pub(super) id: BatchId,
-    pub(super) produced: u64,
-    pub(super) dead_lettered: u64,
-    /// The records that went to dead letters (index in the batch) and why, for the breaker.
-    pub(super) failed: Vec<(usize, String)>,
-    /// Records handed to the sink, of every kind: the deliveries the batch waits for.
-    pub(super) sent: u64,
-    pub(super) metrics: Option<&'a PipelineMetrics>,
-}
-
-impl<'a, S: Sink, R: InputRecord> Outbox<'a, S, R> {
-    pub(super) fn new(
-        sink: &'a S,
-        routes: &'a Routes,
-        batch: &'a [R],
-        id: BatchId,
-        metrics: Option<&'a PipelineMetrics>,
-    ) -> Self {
-        Outbox { sink, routes, batch, id, produced: 0, dead_lettered: 0, failed: Vec::new(), sent: 0, metrics }
-    }
-
-    fn send_to(&mut self, destination: Destination<'_>, record: OutgoingRecord<'_>) -> Result<(), OutboxError> {
-        self.sink.send(destination, record, self.id)?;
-        self.sent += 1;
-        Ok(())
-    }
-}
-
-impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
-    type Error = OutboxError;
-
-    fn send(&mut self, sink: usize, origin: usize, record: Record) -> Result<(), OutboxError> {
-        let destination = Destination { topic: &self.routes.sink_topics[sink], partition: None };
-        let outgoing = OutgoingRecord {
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &record.headers,
-            timestamp: record.timestamp,
-        };
-        match self.send_to(destination, outgoing) {
-            Ok(()) => {
-                self.produced += 1;
-                Ok(())
-            }
-            // An output too large for the sink is the record's fault: its input goes to dead letters.
-            Err(OutboxError::Sink(error @ SinkError::TooLarge { .. })) => {
-                self.dead_letter(origin, Failure::encode(error.to_string()))
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    fn dead_letter(&mut self, origin: usize, failure: Failure) -> Result<(), OutboxError> {
-        let consumed = &self.batch[origin];
-        let topic = &self.routes.source_topics[consumed.source()];
-        tracing::debug!(%topic, partition = consumed.partition(), offset = consumed.position(), stage = %failure.stage, error = %failure.error, "dead letter");
-        let Some(dead_letter_topic) = &self.routes.dead_letter_topic else {
-            return Err(OutboxError::NoDeadLetterTopic {
-                topic: topic.clone(),
-                partition: consumed.partition(),
-                offset: consumed.position(),
-                failure,
-            });
-        };
-        let mut headers = consumed.headers();
-        headers.extend(failure.dead_letter_headers(topic, consumed.partition(), consumed.position()));
-        let record = OutgoingRecord {
-            key: consumed.key(),
-            value: consumed.value(),
-            headers: &headers,
-            timestamp: consumed.timestamp(),
-        };
-        self.send_to(Destination { topic: dead_letter_topic, partition: None }, record)?;
-        self.dead_lettered += 1;
-        self.failed.push((origin, failure.to_string()));
-        if let Some(metrics) = self.metrics {
-            let component = failure.processor.as_deref().unwrap_or(&self.routes.source_ids[consumed.source()]);
-            metrics.dead_lettered(component, failure.stage);
-        }
-        Ok(())
-    }
-
-    /// Mirror the writes to the changelog, counted against the batch: its offsets commit only
-    /// after the changelog has them.
-    fn state_written(&mut self, processor: usize, partition: u32, writes: &StateWrites) -> Result<(), OutboxError> {
-        let Some(changelog) = &self.routes.changelogs[processor] else { return Ok(()) };
-        let destination = Destination { topic: &changelog.topic, partition: Some(partition as i32) };
-        for (key, value) in writes {
-            self.send_to(
-                destination,
-                OutgoingRecord { key: Some(key), value: value.as_deref(), ..Default::default() },
-            )?;
-        }
-        Ok(())
-    }
-}

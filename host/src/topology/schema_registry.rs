@@ -11,12 +11,55 @@ use super::{EdgeSchema, Topology};
 use crate::catalog::client::CatalogClient;
 use crate::catalog::sources::{Origin, ProcessorLineage, SourceEntry};
 use crate::codec::SinkEncoder;
-use crate::config::{PipelineConfig, Problems};
+use crate::config::{PipelineConfig, Problems, SchemaRegistryConfig};
 use crate::registry::lock::LockedSchema;
 use crate::schema_registry::{RegistryClient, RegistryError};
 
 /// The problem reported for a `confluent-avro` source or sink without a registry.
 pub const NO_REGISTRY: &str = "format confluent-avro needs a schema registry: set schema_registry.url in the file, or --schema-registry / MESHHOST_SCHEMA_REGISTRY_URL";
+
+/// Fill in the topic, format and subject of every `source: NAME` from the catalog.
+pub fn resolve_catalog_sources(config: &mut PipelineConfig, problems: &mut Problems) {
+    if config.sources.values().all(|s| s.source.is_none()) {
+        return;
+    }
+    let Some(client) = catalog_client(config) else {
+        for (id, _) in config.sources.iter().filter(|(_, s)| s.source.is_some()) {
+            problems.push(
+                &format!("sources.{id}.source"),
+                "needs a catalog: set catalog.url, --catalog or MESHHOST_CATALOG_URL",
+            );
+        }
+        return;
+    };
+    for (id, source) in config.sources.iter_mut() {
+        let Some(name) = &source.source else { continue };
+        match client.source(name) {
+            Ok(details) => {
+                let entry = details.view.entry;
+                if let Some(reason) = &entry.deprecated {
+                    tracing::warn!("sources.{id}: source {name} is deprecated: {reason}");
+                }
+                source.topic = entry.topic;
+                source.format = Some(entry.format);
+                source.subject = Some(entry.subject);
+            }
+            Err(error) => problems.push(
+                &format!("sources.{id}.source"),
+                format!("cannot read source {name:?} from the catalog at {}: {error}", client.registry().url()),
+            ),
+        }
+    }
+}
+
+/// A client of the catalog, when the pipeline names one.
+pub fn catalog_client(config: &PipelineConfig) -> Option<CatalogClient> {
+    let catalog = config.catalog.as_ref()?;
+    let mut settings =
+        config.schema_registry.clone().unwrap_or_else(|| SchemaRegistryConfig::with_url(catalog.url.clone()));
+    settings.url = catalog.url.clone();
+    Some(CatalogClient::new(RegistryClient::new(&settings.settings())))
+}
 
 /// The pipeline's registry client, if it names a registry.
 pub fn client(config: &PipelineConfig) -> Option<Arc<RegistryClient>> {
@@ -72,7 +115,7 @@ pub fn catalog_binding(
     if reads.is_empty() && publishing.is_empty() {
         return None;
     }
-    let Some(client) = config.catalog_client() else {
+    let Some(client) = catalog_client(config) else {
         for (id, _) in publishing {
             problems.push(
                 &format!("sinks.{id}.publish"),

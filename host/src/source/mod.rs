@@ -1,6 +1,7 @@
 //! Where records come from: the [`Source`] trait. Kafka topics ([`crate::kafka::KafkaSource`])
-//! are one implementation; a source whose positions are not Kafka offsets (a database's log
-//! position) fits the same trait.
+//! are one implementation, captured Postgres tables ([`crate::postgres::PostgresSource`]), whose
+//! positions are not Kafka offsets, another; [`crate::topology::sources::PipelineSource`] reads
+//! any mix of them as the one source of a run.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -88,6 +89,10 @@ pub trait Source {
 /// A source that cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The source found it must not go on (a consumer group assignment it cannot run, state
+    /// that could not be restored): the message says why.
+    #[error("{0}")]
+    Stopped(String),
     /// The source's server cannot be reached.
     #[error("cannot reach {what}")]
     Unreachable {
