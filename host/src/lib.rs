@@ -19,10 +19,9 @@
 //! - [`topology`]: planning the DAG (what `validate` checks); [`topology::execute`], the
 //!   executor that runs a batch through it; [`topology::run_loop`], the one run loop, and
 //!   [`topology::run`], which sets it up for any mix of Kafka topics and captured tables.
-//! - [`source`] and [`sink`]: the traits records come in and go out through; [`kafka`]
-//!   implements both.
-//! - [`postgres`]: change data capture from Postgres tables (a source whose positions are WAL
-//!   positions).
+//! - [`source`] and [`sink`]: the traits records come in and go out through, and their kinds:
+//!   [`source::kafka`], [`source::postgres`] (change data capture from Postgres tables, a source
+//!   whose positions are WAL positions), [`sink::kafka`]. [`kafka`]: Kafka client utilities.
 //! - [`state`]: processors' durable state and its changelog.
 //! - [`codec`]: record values at the pipeline's edges (Avro, Confluent-framed Avro, JSON).
 //! - [`schema_registry`]: the Confluent wire format and a client for any Schema Registry.
@@ -31,23 +30,15 @@
 pub mod authoring;
 pub mod catalog;
 pub mod cli;
-mod cli_lock;
-mod cli_plugin;
-mod cli_source;
 pub mod codec;
 pub mod config;
-pub mod graph;
 pub mod kafka;
 pub mod observe;
 pub mod plugin;
-pub mod postgres;
 pub mod registry;
-pub mod reset;
 pub mod schema_registry;
 pub mod schema_text;
 pub mod sink;
 pub mod source;
 pub mod state;
-pub mod testkit;
-pub mod topic_io;
 pub mod topology;

@@ -27,7 +27,12 @@ fn synopsis(id: &str, version: u32) -> String {
 
 /// Produce talents with Python's confluent-kafka (`partitioner`: librdkafka's name, `None` for
 /// its default); `None` values are tombstones. Returns where the producer put each key.
-fn produce_talents(dir: &PipelineDir, topic: &str, partitioner: Option<&str>, talents: &[(&str, Option<&[&str]>)]) -> BTreeMap<String, i64> {
+fn produce_talents(
+    dir: &PipelineDir,
+    topic: &str,
+    partitioner: Option<&str>,
+    talents: &[(&str, Option<&[&str]>)],
+) -> BTreeMap<String, i64> {
     let lines: Vec<Json> = talents
         .iter()
         .map(|(id, names)| json!({"key": id, "value": names.map(|names| json!({"movie_id": id, "names": names}))}))
@@ -80,7 +85,8 @@ fn wait_for_join(url: &str, movies: &str, talents: &str, out: &str, running: &Ru
             return;
         }
         if Instant::now() > deadline {
-            let differ: Vec<&String> = expected.keys().chain(got.keys()).filter(|k| expected.get(*k) != got.get(*k)).collect();
+            let differ: Vec<&String> =
+                expected.keys().chain(got.keys()).filter(|k| expected.get(*k) != got.get(*k)).collect();
             panic!(
                 "the output's join differs from the table ⋈ topic at keys {differ:?}\nexpected {}\ngot {}\nlog:\n{}",
                 expected.len(),

@@ -1,6 +1,6 @@
-//! Kafka: the pipeline's source ([`KafkaSource`]: consumer group, polling, commits) and sink
-//! ([`KafkaSink`]: the producer and its delivery reports), and small utilities shared by the
-//! runtime, the state changelog, the CLI and the tests.
+//! Kafka client utilities shared by the Kafka source (`source::kafka`), the Kafka sink
+//! (`sink::kafka`), the state changelog, the CLI and the tests: client settings, metadata,
+//! topic creation, a quiet client context, and the partitioners of Kafka's clients.
 
 use std::time::Duration;
 
@@ -10,16 +10,9 @@ use rdkafka::types::RDKafkaErrorCode;
 
 mod partitioner;
 mod quiet;
-mod rebalance;
-mod sink;
-mod source;
 
 pub use partitioner::Partitioner;
 pub use quiet::QuietContext;
-pub use rebalance::{RebalanceHandler, SourceContext, TopicPartition};
-
-pub use sink::{DeliveredCounts, KafkaSink};
-pub use source::{next_offsets, offset_list, owned_record, KafkaRecord, KafkaSource};
 
 /// A client configuration for `bootstrap_servers` with the user's extra librdkafka `properties`.
 pub fn client_config(bootstrap_servers: &str, properties: &[(String, String)]) -> ClientConfig {
@@ -43,7 +36,7 @@ pub fn partition_counts(
 }
 
 /// The partition count of every topic the metadata describes without an error.
-fn topic_partitions(metadata: &rdkafka::metadata::Metadata) -> std::collections::HashMap<String, usize> {
+pub(crate) fn topic_partitions(metadata: &rdkafka::metadata::Metadata) -> std::collections::HashMap<String, usize> {
     metadata
         .topics()
         .iter()

@@ -1,7 +1,10 @@
-//! Where records come from: the [`Source`] trait. Kafka topics ([`crate::kafka::KafkaSource`])
-//! are one implementation, captured Postgres tables ([`crate::postgres::PostgresSource`]), whose
-//! positions are not Kafka offsets, another; [`crate::topology::sources::PipelineSource`] reads
+//! Where records come from: the [`Source`] trait, and the source kinds, a folder each: Kafka
+//! topics ([`kafka::KafkaSource`]) and captured Postgres tables ([`postgres::PostgresSource`]),
+//! whose positions are not Kafka offsets; [`crate::topology::sources::PipelineSource`] reads
 //! any mix of them as the one source of a run.
+
+pub mod kafka;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

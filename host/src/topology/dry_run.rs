@@ -268,7 +268,7 @@ fn sample(topology: &Topology, bootstrap_servers: &str, from_end: i64) -> Result
             done.insert(key, true);
         }
         for (index, _) in topology.sources.iter().enumerate().filter(|(_, s)| s.topic == message.topic()) {
-            records.push(crate::kafka::owned_record(index, &message));
+            records.push(crate::source::kafka::owned_record(index, &message));
         }
     }
     Ok(records)

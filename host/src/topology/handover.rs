@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
 use rdkafka::TopicPartitionList;
 
-use crate::kafka::{next_offsets, offset_list, KafkaSink, RebalanceHandler, SourceContext, TopicPartition};
 use crate::observe::PipelineMetrics;
+use crate::sink::kafka::KafkaSink;
 use crate::sink::Sink;
+use crate::source::kafka::{next_offsets, offset_list, RebalanceHandler, SourceContext, TopicPartition};
 use crate::source::SourcePartition;
 use crate::state::{Changelog, Restored, StateStore};
 

@@ -59,7 +59,7 @@ pub struct SourceNode {
     /// The Kafka topic; for a captured table, its `schema.table` (what dead-letter headers name).
     pub topic: String,
     /// A Postgres table captured instead of a topic.
-    pub postgres: Option<Box<crate::postgres::source::CapturedTable>>,
+    pub postgres: Option<Box<crate::source::postgres::capture::CapturedTable>>,
     pub decoder: SourceDecoder,
     pub schema: EdgeSchema,
     pub targets: Vec<Target>,
@@ -198,7 +198,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
     for (id, source) in &config.sources {
         let path = format!("sources.{id}");
         if let Some(postgres) = &source.postgres {
-            match crate::postgres::plan_source(config, id, postgres) {
+            match crate::source::postgres::plan_source(config, id, postgres) {
                 Ok((table, schema)) => topology.sources.push(SourceNode {
                     id: id.clone(),
                     topic: table.table.qualified_name(),

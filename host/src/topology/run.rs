@@ -23,8 +23,9 @@ use super::sources::{Capture, KafkaSide, PipelineSource};
 use super::{SinkNode, SourceNode, Target, Topology};
 use crate::codec::{SinkEncoder, SourceDecoder};
 use crate::config::Problems;
-use crate::kafka::{DeliveredCounts, KafkaSink, KafkaSource};
 use crate::observe::PipelineMetrics;
+use crate::sink::kafka::{DeliveredCounts, KafkaSink};
+use crate::source::kafka::KafkaSource;
 use crate::source::SourceError;
 use crate::state::{Changelog, ChangelogError};
 
@@ -309,15 +310,17 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         ready_at: None,
         sink_delivered: vec![0; sink_topics.len()],
     };
-    let result = run_loop.run(&mut executor, stop, |executor, stats, acknowledged| {
-        watch.turn(&source, executor, stats, acknowledged)
-    });
+    let result = run_loop
+        .run(&mut executor, stop, |executor, stats, acknowledged| watch.turn(&source, executor, stats, acknowledged));
     if settings.status_line {
         crate::observe::status::clear();
     }
     let stats = result?;
     if let Some(kafka) = &source.kafka {
-        kafka.handover.close(kafka.source.consumer()).map_err(|(processor, source)| RunError::State { processor, source })?;
+        kafka
+            .handover
+            .close(kafka.source.consumer())
+            .map_err(|(processor, source)| RunError::State { processor, source })?;
     }
     if let Some(capture) = &source.capture {
         capture.close_state().map_err(|(processor, source)| RunError::State { processor, source })?;
@@ -457,13 +460,18 @@ fn route_joined_tables(
         };
         let source = &topology.sources[index];
         let rows = format!("{}-{}-rows", settings.group_id, source.id);
-        crate::kafka::ensure_topic(&settings.bootstrap_servers, &rows, partitions as i32, &[("cleanup.policy", "compact")])
-            .map_err(|error| {
-                RunError::Source(SourceError::Client {
-                    what: format!("sources.{}: the topic its rows are joined through", source.id),
-                    source: Box::new(error),
-                })
-            })?;
+        crate::kafka::ensure_topic(
+            &settings.bootstrap_servers,
+            &rows,
+            partitions as i32,
+            &[("cleanup.policy", "compact")],
+        )
+        .map_err(|error| {
+            RunError::Source(SourceError::Client {
+                what: format!("sources.{}: the topic its rows are joined through", source.id),
+                source: Box::new(error),
+            })
+        })?;
         // An older rows topic keeps its count: a mismatch is reported as any co-partitioning one.
         let partitions = *partition_counts.entry(rows.clone()).or_insert(partitions);
         partition_counts.insert(table.clone(), partitions);
@@ -572,4 +580,3 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RunError
         Err(std::fs::TryLockError::Error(e)) => Err(in_use(e.to_string())),
     }
 }
-

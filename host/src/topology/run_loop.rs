@@ -443,7 +443,12 @@ mod tests {
     }
 
     impl Sink for MemorySink {
-        fn send(&self, destination: Destination<'_>, record: OutgoingRecord<'_>, batch: BatchId) -> Result<(), SinkError> {
+        fn send(
+            &self,
+            destination: Destination<'_>,
+            record: OutgoingRecord<'_>,
+            batch: BatchId,
+        ) -> Result<(), SinkError> {
             let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
             let what = match record.headers.iter().find(|h| h.key == "meshhost.error") {
                 Some(error) => String::from_utf8(error.value.clone().unwrap()).unwrap(),

@@ -23,9 +23,9 @@ use meshhost_avro::Schema;
 use meshhost_sdk::Header;
 
 use super::handover::{Handover, StatefulProcessor};
-use crate::kafka::{KafkaRecord, KafkaSource, SourceContext, TopicPartition};
-use crate::postgres::source::{CapturedRecord, CapturedTable};
-use crate::postgres::PostgresSource;
+use crate::source::kafka::{KafkaRecord, KafkaSource, SourceContext, TopicPartition};
+use crate::source::postgres::capture::{CapturedRecord, CapturedTable};
+use crate::source::postgres::PostgresSource;
 use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 use crate::state::{self, ChangelogError};
 
@@ -257,7 +257,12 @@ fn leader_partition(kafka: &KafkaSide) -> Option<TopicPartition> {
 impl Source for PipelineSource {
     type Record<'a> = PipelineRecord<'a>;
 
-    fn poll<'a>(&'a self, max: usize, stop: &AtomicBool, batch: &mut Vec<PipelineRecord<'a>>) -> Result<(), SourceError> {
+    fn poll<'a>(
+        &'a self,
+        max: usize,
+        stop: &AtomicBool,
+        batch: &mut Vec<PipelineRecord<'a>>,
+    ) -> Result<(), SourceError> {
         if let Some(kafka) = &self.kafka {
             Self::tend_kafka(kafka)?;
         }

@@ -9,7 +9,7 @@
 //! ([`Envelope::Debezium`]), as Avro of a schema derived from the table's columns ([`table`]).
 //!
 //! The slot's confirmed position advances only after every change up to it was delivered to
-//! the sinks or dead letters ([`source`]), so a crash at any moment loses nothing: a restart
+//! the sinks or dead letters ([`capture`]), so a crash at any moment loses nothing: a restart
 //! resumes from the slot, with duplicates only from the unconfirmed tail.
 //!
 //! ```yaml
@@ -23,13 +23,13 @@
 
 pub use crate::config::postgres::{Envelope, PostgresSourceConfig};
 
+pub mod capture;
 pub mod connect;
-pub mod source;
 pub mod table;
 pub mod value;
 
+pub use capture::PostgresSource;
 pub use connect::DatabaseError;
-pub use source::PostgresSource;
 pub use table::TableDescription;
 
 /// Plan source `source_id`: describe its table (the database must answer) and derive the
@@ -38,7 +38,7 @@ pub fn plan_source(
     pipeline: &crate::config::PipelineConfig,
     source_id: &str,
     config: &PostgresSourceConfig,
-) -> Result<(source::CapturedTable, crate::topology::EdgeSchema), String> {
+) -> Result<(capture::CapturedTable, crate::topology::EdgeSchema), String> {
     let table = describe_table(config).map_err(|e| e.to_string())?;
     let schema = match config.envelope {
         Envelope::Row => table.row_schema(),
@@ -48,7 +48,7 @@ pub fn plan_source(
         .map_err(|e| format!("the schema derived from table {}: {e}", table.qualified_name()))?;
     let on_schema_change =
         pipeline.sources[source_id].on_schema_change.unwrap_or(crate::config::SchemaChangePolicy::Stop);
-    let captured = source::CapturedTable {
+    let captured = capture::CapturedTable {
         slot: config.slot_name(&pipeline.name, source_id),
         publication: config.publication_name(&pipeline.name, source_id),
         config: config.clone(),

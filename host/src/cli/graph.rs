@@ -176,3 +176,31 @@ fn mermaid(nodes: &[Node], edges: &[Edge]) -> String {
     }
     out
 }
+
+/// The arguments of `meshhost graph`.
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Plugin registry directory, overriding the file.
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    /// text (default), dot (Graphviz: `| dot -Tsvg > dag.svg`) or mermaid.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::graph::GraphFormat,
+    /// Schema Registry URL, overriding the file's `schema_registry.url`.
+    #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+    pub schema_registry: Option<String>,
+    /// Sources catalog URL, overriding the file's `catalog.url`.
+    #[arg(long, env = "MESHHOST_CATALOG_URL")]
+    pub catalog: Option<String>,
+}
+
+pub fn execute(args: GraphArgs) -> Result<(), CliError> {
+    let GraphArgs { pipeline, registry, format, schema_registry, catalog } = args;
+    let engine = PluginEngine::new()?;
+    let overrides = Overrides { registry, schema_registry, catalog, offline: true };
+    let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
+    print!("{}", super::graph::render(&config, &topology, format));
+    Ok(())
+}

@@ -4,10 +4,83 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::cli::{CliError, PluginCommand};
+use super::common::CliError;
 use crate::config::Problems;
 use crate::plugin::PluginEngine;
 use crate::registry::{Manifest, Published, Registry};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Publish a component under the name and version of its manifest.
+    Publish {
+        /// The component (.wasm).
+        component: PathBuf,
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+        /// The plugin manifest; default: plugin.toml beside the component.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Publish the stock plugins built into this meshhost.
+    PublishStock {
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// List the plugins and versions in a registry.
+    List {
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// Show a plugin's versions, digests, sizes, WIT version, exports and options.
+    Inspect {
+        /// NAMESPACE/NAME, or NAMESPACE/NAME@REQUIREMENT for the version it resolves to.
+        plugin: String,
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// Recompute every digest in a registry; exit 1 on any mismatch.
+    Verify {
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+    },
+    /// Create a plugin project: manifest, example processor, fixture, build command.
+    New {
+        /// NAMESPACE/NAME (or NAME, for local/NAME).
+        name: String,
+        #[arg(long, value_enum)]
+        lang: crate::authoring::Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin project (Rust, Python or JavaScript) into its component; print where it is.
+    Build {
+        /// The project directory (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/<plugin name>.wasm).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run the checks every plugin must pass, then the fixtures in DIR (see README).
+    Test {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// A directory of fixture files (*.json): config + input records → expected outputs.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
+    /// Yank NAME@VERSION: new resolutions skip it, existing lock files still load it.
+    Yank {
+        /// NAMESPACE/NAME@VERSION (exact).
+        plugin: String,
+        #[arg(long, env = "MESHHOST_REGISTRY")]
+        registry: PathBuf,
+        /// Un-yank instead.
+        #[arg(long)]
+        undo: bool,
+    },
+}
 
 pub fn execute(command: PluginCommand) -> Result<(), CliError> {
     match command {
@@ -121,7 +194,7 @@ pub fn execute(command: PluginCommand) -> Result<(), CliError> {
             Ok(())
         }
         PluginCommand::Test { component, fixtures } => {
-            let checks = crate::testkit::run(&component, fixtures.as_deref())?;
+            let checks = super::testkit::run(&component, fixtures.as_deref())?;
             let mut failed = 0;
             for check in &checks {
                 match (&check.outcome, check.skipped) {

@@ -215,3 +215,44 @@ mod tests {
         assert!("yesterday".parse::<ResetTarget>().is_err());
     }
 }
+
+/// The arguments of `meshhost reset`.
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// earliest, latest, a time (2026-11-29T12:00:00Z) or TOPIC:PARTITION:OFFSET.
+    #[arg(long)]
+    pub to: super::reset::ResetTarget,
+    /// Also delete stateful processors' local stores and changelog topics: the next run
+    /// rebuilds their state from the replayed records alone.
+    #[arg(long)]
+    pub wipe_state: bool,
+    #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// Sources catalog URL, overriding the file's `catalog.url`.
+    #[arg(long, env = "MESHHOST_CATALOG_URL")]
+    pub catalog: Option<String>,
+}
+
+pub fn execute(args: ResetArgs) -> Result<(), CliError> {
+    let ResetArgs { pipeline, to, wipe_state, bootstrap_servers, catalog } = args;
+    let overrides = Overrides { catalog, offline: true, ..Overrides::default() };
+    let (config, problems) = configure(&pipeline, overrides)?;
+    problems.into_result(()).map_err(CliError::Invalid)?;
+    let servers = run_settings(&config, bootstrap_servers).bootstrap_servers;
+    let moved = super::reset::reset(&config, &servers, &to, wipe_state).map_err(|error| match error {
+        super::reset::ResetError::Kafka { .. } | super::reset::ResetError::Wipe { .. } => {
+            CliError::Failed(error.into())
+        }
+        error => CliError::Invalid(Problems::one("", error.to_string())),
+    })?;
+    for (topic, partition, before, after) in moved {
+        let before = before.map_or_else(|| "none".to_string(), |o| o.to_string());
+        println!("{topic}/{partition}: {before} -> {after}");
+    }
+    if wipe_state {
+        println!("state wiped: the next run rebuilds it from the records it reads");
+    }
+    Ok(())
+}

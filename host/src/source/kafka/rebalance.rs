@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::TopicPartitionList;
 
-use super::QuietContext;
+use crate::kafka::QuietContext;
 
 /// A topic and one of its partitions.
 pub type TopicPartition = (String, i32);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::cli::{configure, CliError, Overrides};
+use super::common::{configure, CliError, Overrides};
 use crate::config::{Format, PipelineConfig, Problems};
 use crate::plugin::PluginEngine;
 use crate::registry::lock::LockedSchema;
@@ -91,4 +91,30 @@ fn print_changes(config: &PipelineConfig, before: &LockFile, after: &LockFile) -
         println!("{change}");
     }
     Ok(())
+}
+
+/// The arguments of `meshhost lock`.
+#[derive(Debug, clap::Args)]
+pub struct LockArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Plugin registry directory, overriding the file.
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    /// Move every source's pinned schema to its subject's latest version, printing what
+    /// changes on each edge and sink.
+    #[arg(long)]
+    pub update: bool,
+    /// Schema Registry URL, overriding the file's `schema_registry.url`.
+    #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+    pub schema_registry: Option<String>,
+    /// Sources catalog URL, overriding the file's `catalog.url`.
+    #[arg(long, env = "MESHHOST_CATALOG_URL")]
+    pub catalog: Option<String>,
+}
+
+pub fn execute(args: LockArgs) -> Result<(), CliError> {
+    let LockArgs { pipeline, registry, update, schema_registry, catalog } = args;
+    let overrides = Overrides { registry, schema_registry, catalog, offline: false };
+    lock(&pipeline, overrides, update)
 }

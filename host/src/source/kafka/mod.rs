@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use meshhost_sdk::Header;
 
-use super::rebalance::{SourceContext, TopicPartition};
+mod rebalance;
+
+pub use rebalance::{RebalanceHandler, SourceContext, TopicPartition};
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -116,7 +119,7 @@ impl KafkaSource {
         let metadata = self.consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| {
             SourceError::Unreachable { what: format!("Kafka at {}", self.bootstrap_servers), source: Box::new(e) }
         })?;
-        Ok(super::topic_partitions(&metadata))
+        Ok(crate::kafka::topic_partitions(&metadata))
     }
 
     /// The changelog end offsets and such are read through this consumer's connection.

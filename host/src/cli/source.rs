@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use meshhost_avro::Schema;
 
+use super::common::CliError;
 use crate::catalog::client::{CatalogClient, SourceDetails};
 use crate::catalog::sources::{Origin, SourceEntry, SourceView};
-use crate::cli::{CliError, SourceCommand};
 use crate::config::{Format, Problems};
 use crate::schema_registry::RegistryClient;
 
@@ -25,6 +25,66 @@ pub enum SourceFormat {
 pub enum LineageFormat {
     Text,
     Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Publish a topic as a source (or change a published one).
+    Publish {
+        /// The source's name: letters, digits, '-' and '_'.
+        name: String,
+        #[arg(long)]
+        topic: String,
+        /// Its Avro schema: registered under the subject (default TOPIC-value).
+        #[arg(long, required_unless_present = "subject")]
+        schema: Option<PathBuf>,
+        /// The registry subject its schema versions live under (default TOPIC-value).
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, value_enum, default_value = "confluent-avro")]
+        format: SourceFormat,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        owner: Option<String>,
+        /// A tag (repeat for more).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Register the schema even if it would break a pipeline that reads the source.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every source.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One source: what it is, its schema (with field docs), versions, owner, who reads it,
+    /// where it comes from and what is derived from it.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sources whose name, description, owner, tags or field names contain TEXT.
+    Search {
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a source deprecated: pipelines that read it warn.
+    Deprecate {
+        name: String,
+        #[arg(long, default_value = "deprecated")]
+        reason: String,
+    },
+    /// The sources and pipelines upstream and downstream of a source.
+    Lineage {
+        name: String,
+        /// text (default) or dot (Graphviz).
+        #[arg(long, value_enum, default_value = "text")]
+        format: LineageFormat,
+    },
 }
 
 pub fn execute(url: &str, command: SourceCommand) -> Result<(), CliError> {

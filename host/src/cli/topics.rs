@@ -181,3 +181,112 @@ pub fn consume(
     }
     Ok(count)
 }
+
+/// The arguments of `meshhost produce`.
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// The topic.
+    pub topic: String,
+    #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub bootstrap_servers: String,
+    /// Avro schema file: encode each line as a binary Avro datum of it.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Use this field of each line as the record key.
+    #[arg(long)]
+    pub key_field: Option<String>,
+    /// With --schema: register it with this Schema Registry and write the Confluent wire format.
+    #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+    pub schema_registry: Option<String>,
+    /// The subject to register the schema under (default: TOPIC-value).
+    #[arg(long, requires = "schema_registry")]
+    pub subject: Option<String>,
+}
+
+pub fn produce_command(args: ProduceArgs) -> Result<(), CliError> {
+    let ProduceArgs { topic, bootstrap_servers, schema, key_field, schema_registry, subject } = args;
+    use self::ValueEncoding;
+    let schema = schema.map(|path| read_schema(&path)).transpose()?;
+    let registered = match (&schema, schema_registry) {
+        (Some(schema), Some(url)) => {
+            let registry = RegistryClient::for_url(&url);
+            let subject = subject.unwrap_or_else(|| format!("{topic}-value"));
+            let id = registry
+                .register(&subject, &schema.to_json())
+                .with_context(|| format!("cannot register the schema under subject {subject:?}"))?;
+            eprintln!("schema id {id} under subject {subject:?}");
+            Some(id)
+        }
+        _ => None,
+    };
+    let encoding = match (&schema, registered) {
+        (Some(schema), Some(id)) => ValueEncoding::ConfluentAvro { schema, id },
+        (Some(schema), None) => ValueEncoding::Avro(schema),
+        (None, _) => ValueEncoding::Json,
+    };
+    let stdin = std::io::stdin().lock();
+    let count = produce(&bootstrap_servers, &topic, encoding, key_field.as_deref(), stdin)?;
+    eprintln!("produced {count} records to {topic}");
+    Ok(())
+}
+
+/// The arguments of `meshhost consume`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    /// The topic.
+    pub topic: String,
+    #[arg(long, env = "MESHHOST_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub bootstrap_servers: String,
+    /// Avro schema file of the values.
+    #[arg(long, conflicts_with = "pipeline")]
+    pub schema: Option<PathBuf>,
+    /// Decode with the schema of this pipeline's sink writing to the topic.
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Stop when no record came for this many seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub idle_seconds: f64,
+    /// Values are in the Confluent wire format: decode each with its writer schema from this
+    /// Schema Registry (unless --schema or --pipeline says otherwise).
+    #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
+    pub schema_registry: Option<String>,
+}
+
+pub fn consume_command(args: ConsumeArgs) -> Result<(), CliError> {
+    let ConsumeArgs { topic, bootstrap_servers, schema, pipeline, max, idle_seconds, schema_registry } = args;
+    use self::ValueDecoding;
+    // What the values are: a schema file, a pipeline's sink, or a registry's ids.
+    let mut registry = schema_registry.map(|url| Arc::new(RegistryClient::for_url(&url)));
+    let schema = match (schema, pipeline) {
+        (Some(path), _) => Some(read_schema(&path)?),
+        (None, Some(pipeline)) => {
+            let engine = PluginEngine::new()?;
+            let overrides = Overrides { offline: true, ..Overrides::default() };
+            let (_, topology) = load_and_plan(&pipeline, overrides, &engine)?;
+            let sink = topology
+                .sinks
+                .iter()
+                .find(|s| s.topic == topic)
+                .ok_or_else(|| anyhow::anyhow!("no sink of {} writes to topic {topic}", pipeline.display()))?;
+            match &sink.encoder {
+                crate::codec::SinkEncoder::ConfluentAvro { registry: sink_registry, .. } => {
+                    registry = Some(sink_registry.clone());
+                    None
+                }
+                _ => Some((*sink.schema.parsed).clone()),
+            }
+        }
+        (None, None) => None,
+    };
+    let decoding = match (&schema, &registry) {
+        (Some(schema), _) => ValueDecoding::Avro(schema),
+        (None, Some(registry)) => ValueDecoding::ConfluentAvro(registry),
+        (None, None) => ValueDecoding::Text,
+    };
+    let idle = std::time::Duration::from_secs_f64(idle_seconds);
+    consume(&bootstrap_servers, &topic, decoding, max, idle, std::io::stdout().lock())?;
+    Ok(())
+}

@@ -735,7 +735,10 @@ impl Reader {
             conditions.join(" AND ")
         );
         if self.read_back.is_none() {
-            let sql = self.database.connect().map_err(|e| self.sql_failed("cannot connect to read back unchanged values", e))?;
+            let sql = self
+                .database
+                .connect()
+                .map_err(|e| self.sql_failed("cannot connect to read back unchanged values", e))?;
             self.read_back = Some(sql);
         }
         let sql = self.read_back.as_mut().expect("connected above");

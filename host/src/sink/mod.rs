@@ -1,5 +1,8 @@
-//! Where records go: the [`Sink`] trait. Kafka ([`crate::kafka::KafkaSink`]) is one
-//! implementation. Sink records, dead letters and state changelog writes all leave through it.
+//! Where records go: the [`Sink`] trait, and the sink kinds, a file or folder each: Kafka
+//! ([`kafka::KafkaSink`]). Sink records, dead letters and state changelog writes all leave
+//! through it.
+
+pub mod kafka;
 
 use std::time::Duration;
 
