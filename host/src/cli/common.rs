@@ -27,14 +27,10 @@ impl From<crate::plugin::PluginError> for CliError {
 }
 
 /// Whether logs are JSON lines (`MESHHOST_LOG_FORMAT=json`).
-fn json_logs() -> bool {
-    std::env::var("MESHHOST_LOG_FORMAT").is_ok_and(|f| f == "json")
-}
-
-/// Whether logs are JSON lines (`MESHHOST_LOG_FORMAT=json`).
 pub fn json_logs() -> bool {
     std::env::var("MESHHOST_LOG_FORMAT").is_ok_and(|f| f == "json")
 }
+
 
 /// Command-line settings that win over the pipeline file's.
 #[derive(Debug, Default)]

@@ -2,8 +2,11 @@
 //! labelled with the field names of the schema it carries, stateful processors marked.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
+use super::common::{load_and_plan, CliError, Overrides};
 use crate::config::{Format, PipelineConfig};
+use crate::plugin::PluginEngine;
 use crate::topology::{EdgeSchema, Target, Topology};
 
 /// How to draw the graph.

@@ -5,7 +5,7 @@
 //! pinned to its subject's latest version); with it, every source moves to the latest version
 //! and what that changes on each edge and sink is printed before the file is written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 

@@ -1,8 +1,9 @@
 //! `meshhost plugin ...`: the registry from the command line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use clap::Subcommand;
 
 use super::common::CliError;
 use crate::config::Problems;

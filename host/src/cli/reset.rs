@@ -7,11 +7,14 @@
 //! rebuilds the state from the replayed records alone.
 
 use std::time::Duration;
+use std::path::PathBuf;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::PipelineConfig;
+use super::common::{configure, run_settings, CliError, Overrides};
+use crate::config::Problems;
 use crate::kafka::QuietContext;
 
 /// Where to move the offsets.

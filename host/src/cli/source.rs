@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
+use clap::Subcommand;
 use meshhost_avro::Schema;
 
 use super::common::CliError;

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -15,7 +17,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::common::{load_and_plan, read_schema, CliError, Overrides};
 use crate::codec;
+use crate::plugin::PluginEngine;
 use crate::schema_registry::{wire, RegistryClient};
 
 /// How `produce` writes values.

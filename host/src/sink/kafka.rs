@@ -50,7 +50,7 @@ impl DeliveredCounts {
 struct DeliveryReports {
     tracker: Arc<DeliveryTracker>,
     delivered: Arc<DeliveredCounts>,
-    quiet: super::QuietContext,
+    quiet: crate::kafka::QuietContext,
 }
 
 impl ClientContext for DeliveryReports {
@@ -92,7 +92,7 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("partitioner", "murmur2_random")
-            .create_with_context(DeliveryReports { tracker, delivered, quiet: super::QuietContext::default() })?;
+            .create_with_context(DeliveryReports { tracker, delivered, quiet: crate::kafka::QuietContext::default() })?;
         Ok(KafkaSink { producer, max_message_bytes })
     }
 

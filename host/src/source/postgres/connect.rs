@@ -160,6 +160,7 @@ mod tests {
             publication: None,
             password_env: Some(password_env.into()),
             envelope: Default::default(),
+            partitioner: Default::default(),
         }
     }
 
