@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The change data capture demo: Postgres tables movies and talents, captured (row envelope) and
-# joined (demo/cdc/pipeline.yaml) into the Kafka topic movies-enriched; then an UPDATE and a
-# DELETE in Postgres, and the changed and retracted join results appear.
+# The change data capture demo, the Data Mesh movie entity as one pipeline: the Postgres table
+# movies, captured (row envelope), left-joined with the Kafka topic talents
+# (demo/cdc/pipeline.yaml) into the Kafka topic movies-enriched; then an UPDATE and a DELETE in
+# Postgres and a new talent on Kafka, and the changed and retracted join results appear.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PORT=19094
@@ -23,14 +24,12 @@ export PGPASSWORD=meshhost
 sql() { scripts/postgres.sh psql "$PG_PORT" -c "$1"; }
 rm -rf target/demo-cdc-state
 sql "CREATE TABLE movies (id text PRIMARY KEY, title text NOT NULL, year int NOT NULL);
-     CREATE TABLE talents (movie_id text PRIMARY KEY, cast_names text[] NOT NULL);
-     -- updates must carry unchanged long (TOASTed) values: meshhost asks for the whole old row
-     ALTER TABLE movies REPLICA IDENTITY FULL;
-     ALTER TABLE talents REPLICA IDENTITY FULL;
-     INSERT INTO movies VALUES ('m1', 'Inception', 2010), ('m2', 'Moonlight', 2016), ('m3', 'Free Solo', 2018);
-     INSERT INTO talents VALUES ('m1', '{Leonardo DiCaprio,Elliot Page}'), ('m2', '{Mahershala Ali}');"
+     INSERT INTO movies VALUES ('m1', 'Inception', 2010), ('m2', 'Moonlight', 2016), ('m3', 'Free Solo', 2018);"
+scripts/broker.sh topic talents 6 "$PORT"
 scripts/broker.sh topic movies-enriched 1 "$PORT"
-echo "== meshhost run demo/cdc/pipeline.yaml (snapshot of both tables, then their changes)"
+printf '%s\n' '{"movie_id": "m1", "cast": ["Leonardo DiCaprio", "Elliot Page"]}' '{"movie_id": "m2", "cast": ["Mahershala Ali"]}' |
+    "$BIN" produce talents --bootstrap-servers "$BROKER" --key-field movie_id
+echo "== meshhost run demo/cdc/pipeline.yaml (a snapshot of movies, then its changes, joined with talents)"
 MESHHOST_LOG=warn "$BIN" run demo/cdc/pipeline.yaml &
 RUN_PID=$!
 echo "== movies-enriched after the snapshot:"
@@ -38,8 +37,10 @@ echo "== movies-enriched after the snapshot:"
 echo "== UPDATE movies SET year = 2011 WHERE id = 'm1'; DELETE FROM movies WHERE id = 'm2'"
 sql "UPDATE movies SET year = 2011 WHERE id = 'm1'"
 sql "DELETE FROM movies WHERE id = 'm2'"
+echo '== talents on Kafka: {"movie_id": "m3", "cast": ["Alex Honnold"]}'
+echo '{"movie_id": "m3", "cast": ["Alex Honnold"]}' | "$BIN" produce talents --bootstrap-servers "$BROKER" --key-field movie_id
 sleep 3
-echo "== movies-enriched now (the last two records: m1 changed, m2 retracted by a tombstone):"
+echo "== movies-enriched now (the last three records: m1 changed, m2 retracted by a tombstone, m3 joined):"
 "$BIN" consume movies-enriched --bootstrap-servers "$BROKER" --idle-seconds 5 | cut -c1-220
 kill -TERM "$RUN_PID"
 wait "$RUN_PID"

@@ -74,8 +74,8 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$data'
 wal_level = logical
-max_replication_slots = 16
-max_wal_senders = 16
+max_replication_slots = 64
+max_wal_senders = 64
 fsync = off
 CONF
     # The server's log is in the data directory: its owner writes it.

@@ -13,7 +13,8 @@ mod tools;
 use std::path::PathBuf;
 
 pub use build::{build, Built};
-pub use scaffold::{new_plugin, Lang};
+pub use crate::registry::Lang;
+pub use scaffold::new_plugin;
 
 /// Why a plugin could not be scaffolded or built.
 #[derive(Debug, thiserror::Error)]

@@ -5,35 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{sdk, AuthoringError};
-
-/// A plugin language with a template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    Rust,
-    Python,
-    Js,
-}
-
-impl Lang {
-    /// The language's name, for messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            Lang::Rust => "Rust",
-            Lang::Python => "Python",
-            Lang::Js => "JavaScript",
-        }
-    }
-
-    /// Its `[build] lang` in plugin.toml.
-    fn key(self) -> &'static str {
-        match self {
-            Lang::Rust => "rust",
-            Lang::Python => "python",
-            Lang::Js => "js",
-        }
-    }
-}
+use crate::registry::Lang;
 
 /// (path in the project, template text) per language. `{{name}}`, `{{crate}}`, `{{artifact}}`,
 /// `{{lang}}` and `{{sdk_path}}` are filled in.

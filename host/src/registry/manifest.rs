@@ -23,12 +23,41 @@ pub struct Manifest {
     pub build: Option<BuildSpec>,
 }
 
+/// A plugin project's language (`[build] lang`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    /// The language's name, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+            Lang::Js => "JavaScript",
+        }
+    }
+
+    /// Its `[build] lang` in plugin.toml.
+    pub fn key(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+}
+
 /// The `[build]` table of a project's `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSpec {
     /// The project's language.
-    pub lang: crate::authoring::Lang,
+    pub lang: Lang,
     /// The processor's source file, for Python (`app.py`) and JavaScript (`app.js`).
     #[serde(default)]
     pub source: Option<String>,

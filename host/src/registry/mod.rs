@@ -24,7 +24,7 @@ pub mod lock;
 pub mod manifest;
 
 pub use lock::{LockFile, LockedPlugin};
-pub use manifest::{Manifest, OptionDoc, PublishedManifest};
+pub use manifest::{Lang, Manifest, OptionDoc, PublishedManifest};
 
 /// The file names inside a version directory.
 const COMPONENT_FILE: &str = "plugin.wasm";

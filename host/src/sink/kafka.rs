@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message};
 
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
-use crate::topology::delivery::{BatchId, DeliveryTracker};
+use crate::sink::delivery::{BatchId, DeliveryTracker};
 
 /// The pipeline's Kafka producer.
 pub struct KafkaSink {

@@ -2,16 +2,17 @@
 //! ([`kafka::KafkaSink`]). Sink records, dead letters and state changelog writes all leave
 //! through it.
 
+pub mod delivery;
 pub mod kafka;
 
 use std::time::Duration;
 
 use meshhost_sdk::Header;
 
-use crate::topology::delivery::BatchId;
+use crate::sink::delivery::BatchId;
 
 /// A destination for records that reports each delivery, asynchronously, to the
-/// [`DeliveryTracker`](crate::topology::delivery::DeliveryTracker) it was built with.
+/// [`DeliveryTracker`](crate::sink::delivery::DeliveryTracker) it was built with.
 pub trait Sink {
     /// Hand `record` over for `destination`; its delivery (or failure) is reported under `batch`.
     /// Blocks while the sink's queue is full.

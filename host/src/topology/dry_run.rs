@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::delivery::{BatchId, DeliveryTracker};
+use crate::sink::delivery::{BatchId, DeliveryTracker};
 use super::execute::{EdgeObserver, Executor};
 use super::run_loop::{Routes, RunLoop};
 use super::{Edge, Topology};

@@ -29,7 +29,7 @@ use crate::source::SourcePartition;
 use crate::state::{Changelog, Restored, StateStore};
 
 use super::breaker::Breaker;
-use super::delivery::DeliveryTracker;
+use crate::sink::delivery::DeliveryTracker;
 
 /// A stateful processor's state, as the handover sees it.
 pub struct StatefulProcessor {

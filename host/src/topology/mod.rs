@@ -17,7 +17,6 @@ use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 use crate::registry::PluginResolver;
 
 pub mod breaker;
-pub mod delivery;
 pub mod diff;
 pub mod dry_run;
 pub mod execute;
@@ -198,7 +197,12 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
     for (id, source) in &config.sources {
         let path = format!("sources.{id}");
         if let Some(postgres) = &source.postgres {
-            match crate::source::postgres::plan_source(config, id, postgres) {
+            let planned = crate::source::postgres::plan_source(config, id, postgres).and_then(|(table, schema)| {
+                let schema = EdgeSchema::parse(&schema.to_string())
+                    .map_err(|e| format!("the schema derived from table {}: {e}", table.table.qualified_name()))?;
+                Ok((table, schema))
+            });
+            match planned {
                 Ok((table, schema)) => topology.sources.push(SourceNode {
                     id: id.clone(),
                     topic: table.table.qualified_name(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::breaker::{Breaker, FailureRateLimit};
-use super::delivery::DeliveryTracker;
+use crate::sink::delivery::DeliveryTracker;
 use super::execute::Executor;
 use super::handover::{Deliveries, Handover, StatefulProcessor};
 use super::run_loop::{LoopError, Routes, RunLoop};

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::breaker::Breaker;
-use super::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
+use crate::sink::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
 use crate::observe::PipelineMetrics;

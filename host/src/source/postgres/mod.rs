@@ -33,19 +33,17 @@ pub use connect::DatabaseError;
 pub use table::TableDescription;
 
 /// Plan source `source_id`: describe its table (the database must answer) and derive the
-/// schema of its records. `Err` is the problem to report at `sources.<id>.postgres`.
+/// schema of its records (Avro JSON). `Err` is the problem to report at `sources.<id>.postgres`.
 pub fn plan_source(
     pipeline: &crate::config::PipelineConfig,
     source_id: &str,
     config: &PostgresSourceConfig,
-) -> Result<(capture::CapturedTable, crate::topology::EdgeSchema), String> {
+) -> Result<(capture::CapturedTable, serde_json::Value), String> {
     let table = describe_table(config).map_err(|e| e.to_string())?;
     let schema = match config.envelope {
         Envelope::Row => table.row_schema(),
         Envelope::Debezium => table.debezium_schema(),
     };
-    let schema = crate::topology::EdgeSchema::parse(&schema.to_string())
-        .map_err(|e| format!("the schema derived from table {}: {e}", table.qualified_name()))?;
     let on_schema_change =
         pipeline.sources[source_id].on_schema_change.unwrap_or(crate::config::SchemaChangePolicy::Stop);
     let captured = capture::CapturedTable {
