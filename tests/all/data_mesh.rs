@@ -299,4 +299,3 @@ fn two_instances_capture_once_and_the_survivor_takes_the_capture_over() {
     example.assert_no_dead_letters(&survivor);
     assert_clean_exit(&survivor.stop());
 }
-

@@ -12,8 +12,8 @@ mod tools;
 
 use std::path::PathBuf;
 
-pub use build::{build, Built};
 pub use crate::registry::Lang;
+pub use build::{build, Built};
 pub use scaffold::new_plugin;
 
 /// Why a plugin could not be scaffolded or built.

@@ -31,7 +31,6 @@ pub fn json_logs() -> bool {
     std::env::var("MESHHOST_LOG_FORMAT").is_ok_and(|f| f == "json")
 }
 
-
 /// Command-line settings that win over the pipeline file's.
 #[derive(Debug, Default)]
 pub struct Overrides {

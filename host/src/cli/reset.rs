@@ -6,14 +6,14 @@
 //! same state). `--wipe-state` deletes the local stores and the changelog topics, so the next run
 //! rebuilds the state from the replayed records alone.
 
-use std::time::Duration;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::PipelineConfig;
 use super::common::{configure, run_settings, CliError, Overrides};
+use crate::config::PipelineConfig;
 use crate::config::Problems;
 use crate::kafka::QuietContext;
 

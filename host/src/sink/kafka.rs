@@ -11,8 +11,8 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
 
-use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 use crate::sink::delivery::{BatchId, DeliveryTracker};
+use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 
 /// The pipeline's Kafka producer.
 pub struct KafkaSink {
@@ -92,7 +92,11 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("partitioner", "murmur2_random")
-            .create_with_context(DeliveryReports { tracker, delivered, quiet: crate::kafka::QuietContext::default() })?;
+            .create_with_context(DeliveryReports {
+                tracker,
+                delivered,
+                quiet: crate::kafka::QuietContext::default(),
+            })?;
         Ok(KafkaSink { producer, max_message_bytes })
     }
 

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::sink::delivery::{BatchId, DeliveryTracker};
 use super::execute::{EdgeObserver, Executor};
 use super::run_loop::{Routes, RunLoop};
 use super::{Edge, Topology};
 use crate::codec::SinkEncoder;
 use crate::kafka::QuietContext;
 use crate::plugin::batch::Record;
+use crate::sink::delivery::{BatchId, DeliveryTracker};
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 use crate::source::{Source, SourceError, SourcePartition, SourceRecord};
 use crate::state::StateStore;

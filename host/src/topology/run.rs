@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::breaker::{Breaker, FailureRateLimit};
-use crate::sink::delivery::DeliveryTracker;
 use super::execute::Executor;
 use super::handover::{Deliveries, Handover, StatefulProcessor};
 use super::run_loop::{LoopError, Routes, RunLoop};
@@ -24,6 +23,7 @@ use super::{SinkNode, SourceNode, Target, Topology};
 use crate::codec::{SinkEncoder, SourceDecoder};
 use crate::config::Problems;
 use crate::observe::PipelineMetrics;
+use crate::sink::delivery::DeliveryTracker;
 use crate::sink::kafka::{DeliveredCounts, KafkaSink};
 use crate::source::kafka::KafkaSource;
 use crate::source::SourceError;

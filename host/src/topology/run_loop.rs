@@ -16,11 +16,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::breaker::Breaker;
-use crate::sink::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use super::execute::{Effects, ExecuteError, Executor};
 use super::failure::Failure;
 use crate::observe::PipelineMetrics;
 use crate::plugin::batch::Record;
+use crate::sink::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 use crate::state::{Changelog, StateWrites};
@@ -332,12 +332,7 @@ mod tests {
         };
         let sources = vec![source("talents"), source("public.movies")];
         let sink = SinkNode { id: "out".into(), topic: "out".into(), encoder: SinkEncoder::Avro, schema };
-        Executor::new(Topology {
-            sources,
-            processors: Vec::new(),
-            sinks: vec![sink],
-            catalog: None,
-        })
+        Executor::new(Topology { sources, processors: Vec::new(), sinks: vec![sink], catalog: None })
     }
 
     fn routes() -> Routes {
@@ -429,11 +424,14 @@ mod tests {
         FailBatch(BatchId),
     }
 
+    /// A record the sink was given: (topic, key, n or the dead letter's error header).
+    type Sent = (String, String, String);
+
     struct MemorySink {
         tracker: Arc<DeliveryTracker>,
         delivery: Delivery,
-        /// (topic, key, n or the dead letter's error header) in the order sent.
-        sent: Mutex<Vec<(String, String, String)>>,
+        /// In the order sent.
+        sent: Mutex<Vec<Sent>>,
         held: Mutex<Vec<BatchId>>,
     }
 
@@ -478,7 +476,7 @@ mod tests {
         }
     }
 
-    fn run(source: &MemorySource, delivery: Delivery) -> (Result<RunStats, LoopError>, Vec<(String, String, String)>) {
+    fn run(source: &MemorySource, delivery: Delivery) -> (Result<RunStats, LoopError>, Vec<Sent>) {
         let tracker = Arc::new(DeliveryTracker::default());
         let sink = MemorySink::new(tracker.clone(), delivery);
         let routes = routes();
@@ -508,7 +506,7 @@ mod tests {
         ]
     }
 
-    fn sent(topic: &str, key: &str, what: &str) -> (String, String, String) {
+    fn sent(topic: &str, key: &str, what: &str) -> Sent {
         (topic.into(), key.into(), what.into())
     }
 
