@@ -190,7 +190,7 @@ pub struct GraphArgs {
     pub registry: Option<PathBuf>,
     /// text (default), dot (Graphviz: `| dot -Tsvg > dag.svg`) or mermaid.
     #[arg(long, value_enum, default_value = "text")]
-    pub format: super::graph::GraphFormat,
+    pub format: GraphFormat,
     /// Schema Registry URL, overriding the file's `schema_registry.url`.
     #[arg(long, env = "MESHHOST_SCHEMA_REGISTRY_URL")]
     pub schema_registry: Option<String>,
@@ -204,6 +204,6 @@ pub fn execute(args: GraphArgs) -> Result<(), CliError> {
     let engine = PluginEngine::new()?;
     let overrides = Overrides { registry, schema_registry, catalog, offline: true };
     let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
-    print!("{}", super::graph::render(&config, &topology, format));
+    print!("{}", render(&config, &topology, format));
     Ok(())
 }

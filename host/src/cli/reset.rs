@@ -226,7 +226,7 @@ pub struct ResetArgs {
     pub pipeline: PathBuf,
     /// earliest, latest, a time (2026-11-29T12:00:00Z) or TOPIC:PARTITION:OFFSET.
     #[arg(long)]
-    pub to: super::reset::ResetTarget,
+    pub to: ResetTarget,
     /// Also delete stateful processors' local stores and changelog topics: the next run
     /// rebuilds their state from the replayed records alone.
     #[arg(long)]
@@ -244,10 +244,8 @@ pub fn execute(args: ResetArgs) -> Result<(), CliError> {
     let (config, problems) = configure(&pipeline, overrides)?;
     problems.into_result(()).map_err(CliError::Invalid)?;
     let servers = run_settings(&config, bootstrap_servers).bootstrap_servers;
-    let moved = super::reset::reset(&config, &servers, &to, wipe_state).map_err(|error| match error {
-        super::reset::ResetError::Kafka { .. } | super::reset::ResetError::Wipe { .. } => {
-            CliError::Failed(error.into())
-        }
+    let moved = reset(&config, &servers, &to, wipe_state).map_err(|error| match error {
+        ResetError::Kafka { .. } | ResetError::Wipe { .. } => CliError::Failed(error.into()),
         error => CliError::Invalid(Problems::one("", error.to_string())),
     })?;
     for (topic, partition, before, after) in moved {

@@ -17,9 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::topology::execute::ExecutorCounts;
-use crate::topology::failure::Stage;
-use crate::topology::Topology;
+use super::{ExecutorCounts, Layout};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Component {
@@ -76,7 +74,7 @@ struct Labels {
 }
 
 impl PipelineMetrics {
-    pub fn new(pipeline: &str, topology: &Topology) -> PipelineMetrics {
+    pub fn new(pipeline: &str, layout: &Layout) -> PipelineMetrics {
         let component = |id: &str, kind: &str, port: &str| Component {
             pipeline: pipeline.to_string(),
             component_id: id.to_string(),
@@ -84,19 +82,19 @@ impl PipelineMetrics {
             port: port.to_string(),
         };
         let labels = Labels {
-            sources: topology.sources.iter().map(|s| component(&s.id, "source", "")).collect(),
-            processor_inputs: topology
+            sources: layout.sources.iter().map(|id| component(id, "source", "")).collect(),
+            processor_inputs: layout
                 .processors
                 .iter()
-                .map(|p| (0..p.inputs.len()).map(|i| component(&p.id, "processor", &format!("in{i}"))).collect())
+                .map(|(id, inputs, _)| (0..*inputs).map(|i| component(id, "processor", &format!("in{i}"))).collect())
                 .collect(),
-            processor_outputs: topology
+            processor_outputs: layout
                 .processors
                 .iter()
-                .map(|p| p.outputs.iter().map(|o| component(&p.id, "processor", &o.name)).collect())
+                .map(|(id, _, outputs)| outputs.iter().map(|port| component(id, "processor", port)).collect())
                 .collect(),
-            processors: topology.processors.iter().map(|p| component(&p.id, "processor", "")).collect(),
-            sinks: topology.sinks.iter().map(|s| component(&s.id, "sink", "")).collect(),
+            processors: layout.processors.iter().map(|(id, _, _)| component(id, "processor", "")).collect(),
+            sinks: layout.sinks.iter().map(|id| component(id, "sink", "")).collect(),
         };
         let mut registry = Registry::with_prefix("meshhost");
         let received = Family::default();
@@ -244,7 +242,8 @@ impl PipelineMetrics {
     }
 
     /// One record sent to dead letters.
-    pub fn dead_lettered(&self, component_id: &str, stage: Stage) {
+    /// `stage`: the dead letter's `meshhost.stage` (`decode`, `process`, `encode`).
+    pub fn dead_lettered(&self, component_id: &str, stage: &str) {
         let labels = Failed {
             pipeline: self.pipeline.clone(),
             component_id: component_id.to_string(),

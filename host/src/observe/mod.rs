@@ -18,6 +18,56 @@ use axum::Router;
 pub use metrics::PipelineMetrics;
 pub use tap::Taps;
 
+use crate::plugin::batch::Record;
+
+/// One edge of a pipeline's DAG as observers see it: a source's records, or a processor's output
+/// port, with the schema its values are datums of.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// `movies` (a source), `recent` and `recent.out` (a processor's first port), `enrich.matched`.
+    pub names: Vec<String>,
+    pub schema: Arc<meshhost_avro::Schema>,
+}
+
+/// The nodes of a pipeline, by index, for the labels of its metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// Source ids.
+    pub sources: Vec<String>,
+    /// Per processor: its id, its input port count and its output port names.
+    pub processors: Vec<(String, usize, Vec<String>)>,
+    /// Sink ids.
+    pub sinks: Vec<String>,
+}
+
+/// Watches records cross the DAG's edges (`meshhost tap`, `--dry-run`). Edges are numbered as
+/// `Topology::edges` lists them; values are Avro datums of the edge's schema.
+pub trait EdgeObserver: Send + Sync {
+    /// Whether records of `edge` are wanted now (asked per record: keep it cheap).
+    fn wants(&self, edge: usize) -> bool;
+    /// One record crossing `edge`.
+    fn record(&self, edge: usize, record: &Record);
+}
+
+/// Records counted per node since the executor was built (what `/metrics` reports).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExecutorCounts {
+    /// Per source: records read (tombstones included).
+    pub source_received: Vec<u64>,
+    /// Per processor, per input port: records handed to it.
+    pub processor_received: Vec<Vec<u64>>,
+    /// Per processor, per output port: records it emitted that passed the output checks.
+    pub processor_sent: Vec<Vec<u64>>,
+    /// Per processor: input records it neither emitted from nor failed (a filter's drops).
+    pub processor_discarded: Vec<u64>,
+    /// Per processor: calls that trapped (each rebuilds the instance).
+    pub processor_traps: Vec<u64>,
+    /// Per processor: seconds spent in `process` calls.
+    pub processor_call_seconds: Vec<f64>,
+    /// Per sink: records handed to it, encoded.
+    pub sink_received: Vec<u64>,
+}
+
 /// The OpenMetrics text format's media type (Prometheus scrapes it).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
 
+use super::{Edge, EdgeObserver};
 use crate::plugin::batch::Record;
-use crate::topology::execute::EdgeObserver;
-use crate::topology::{Edge, EdgeSchema};
 
 /// Records a tap may have waiting before newer ones are dropped.
 const TAP_BUFFER: usize = 1024;
@@ -64,10 +63,10 @@ impl EdgeObserver for Taps {
 
 /// `{"<what>": name, "key": ..., "value": ..., "timestamp": ...}` (what: `edge`, `sink`), the
 /// value decoded with `schema`.
-pub fn json_line(what: &str, name: &str, schema: &EdgeSchema, record: &Record) -> String {
+pub fn json_line(what: &str, name: &str, schema: &meshhost_avro::Schema, record: &Record) -> String {
     let value = match &record.value {
         None => serde_json::Value::Null,
-        Some(datum) => meshhost_avro::datum_to_json(&schema.parsed, datum)
+        Some(datum) => meshhost_avro::datum_to_json(schema, datum)
             .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()})),
     };
     let mut line = serde_json::Map::new();

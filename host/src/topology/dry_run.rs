@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::execute::{EdgeObserver, Executor};
+use super::execute::Executor;
 use super::run_loop::{Routes, RunLoop};
-use super::{Edge, Topology};
+use super::Topology;
 use crate::codec::SinkEncoder;
 use crate::kafka::QuietContext;
+use crate::observe::{Edge, EdgeObserver};
 use crate::plugin::batch::Record;
 use crate::sink::delivery::{BatchId, DeliveryTracker};
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
@@ -116,7 +117,7 @@ pub fn dry_run(
     for (topic, record) in sink.sent.into_inner().expect("never poisoned") {
         if let Some(index) = sinks.iter().position(|(id, _)| topic == format!("{SINK_PREFIX}{id}")) {
             let (id, schema) = &sinks[index];
-            lines.push(crate::observe::tap::json_line("sink", id, schema, &record));
+            lines.push(crate::observe::tap::json_line("sink", id, &schema.parsed, &record));
             sink_counts[index] += 1;
         } else {
             lines.push(dead_letter_line(&record.headers));

@@ -14,6 +14,7 @@ use meshhost_avro::MarshalWriter;
 use super::failure::Failure;
 use super::{ProcessorNode, Target, Topology};
 use crate::codec::{self, DecodeError};
+use crate::observe::{EdgeObserver, ExecutorCounts};
 use crate::plugin::batch::{Content, Processed, Record};
 use crate::plugin::bindings::ValueFormat;
 use crate::source::InputRecord;
@@ -75,34 +76,6 @@ pub struct ExecutorStats {
     pub outputs_validated: u64,
     /// Calls into processors, retries included.
     pub calls: u64,
-}
-
-/// Watches records cross the DAG's edges (`meshhost tap`, `--dry-run`). Edges are numbered as
-/// [`Topology::edges`] lists them; values are Avro datums of the edge's schema.
-pub trait EdgeObserver: Send + Sync {
-    /// Whether records of `edge` are wanted now (asked per record: keep it cheap).
-    fn wants(&self, edge: usize) -> bool;
-    /// One record crossing `edge`.
-    fn record(&self, edge: usize, record: &Record);
-}
-
-/// Records counted per node since the executor was built (what `/metrics` reports).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct ExecutorCounts {
-    /// Per source: records read (tombstones included).
-    pub source_received: Vec<u64>,
-    /// Per processor, per input port: records handed to it.
-    pub processor_received: Vec<Vec<u64>>,
-    /// Per processor, per output port: records it emitted that passed the output checks.
-    pub processor_sent: Vec<Vec<u64>>,
-    /// Per processor: input records it neither emitted from nor failed (a filter's drops).
-    pub processor_discarded: Vec<u64>,
-    /// Per processor: calls that trapped (each rebuilds the instance).
-    pub processor_traps: Vec<u64>,
-    /// Per processor: seconds spent in `process` calls.
-    pub processor_call_seconds: Vec<f64>,
-    /// Per sink: records handed to it, encoded.
-    pub sink_received: Vec<u64>,
 }
 
 /// Runs batches through a planned topology.

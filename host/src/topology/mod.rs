@@ -12,6 +12,8 @@ use meshhost_avro::Schema;
 
 use crate::codec::{SinkEncoder, SourceDecoder};
 use crate::config::{Format, InputRef, LimitsConfig, PipelineConfig, Problems};
+pub use crate::observe::Edge;
+use crate::observe::Layout;
 use crate::plugin::bindings::{InputPort, ValueFormat};
 use crate::plugin::{InitFailure, Limits, PluginEngine, ProcessorInstance};
 use crate::registry::PluginResolver;
@@ -138,30 +140,37 @@ impl Topology {
     }
 }
 
-/// One edge of the DAG: a source's records, or a processor's output port.
-#[derive(Debug, Clone)]
-pub struct Edge {
-    /// `movies` (a source), `recent` and `recent.out` (a processor's first port), `enrich.matched`.
-    pub names: Vec<String>,
-    pub schema: EdgeSchema,
-}
-
 impl Topology {
     /// Every edge: the sources in order, then each processor's output ports in order (the
-    /// numbering [`execute::EdgeObserver`] uses).
+    /// numbering [`crate::observe::EdgeObserver`] uses).
     pub fn edges(&self) -> Vec<Edge> {
         let mut edges: Vec<Edge> =
-            self.sources.iter().map(|s| Edge { names: vec![s.id.clone()], schema: s.schema.clone() }).collect();
+            self.sources.iter().map(|s| Edge { names: vec![s.id.clone()], schema: s.schema.parsed.clone() }).collect();
         for processor in &self.processors {
             for (port, output) in processor.outputs.iter().enumerate() {
                 let mut names = vec![format!("{}.{}", processor.id, output.name)];
                 if port == 0 {
                     names.insert(0, processor.id.clone());
                 }
-                edges.push(Edge { names, schema: output.schema.clone() });
+                edges.push(Edge { names, schema: output.schema.parsed.clone() });
             }
         }
         edges
+    }
+}
+
+impl Topology {
+    /// Its nodes' names, for the labels of its metrics.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            sources: self.sources.iter().map(|s| s.id.clone()).collect(),
+            processors: self
+                .processors
+                .iter()
+                .map(|p| (p.id.clone(), p.inputs.len(), p.outputs.iter().map(|o| o.name.clone()).collect()))
+                .collect(),
+            sinks: self.sinks.iter().map(|s| s.id.clone()).collect(),
+        }
     }
 }
 

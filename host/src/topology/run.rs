@@ -170,7 +170,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let mut taps = None;
     let metrics = match &settings.metrics_listen {
         Some(listen) => {
-            let metrics = Arc::new(PipelineMetrics::new(&settings.pipeline, &topology));
+            let metrics = Arc::new(PipelineMetrics::new(&settings.pipeline, &topology.layout()));
             let tap = Arc::new(crate::observe::Taps::new(topology.edges()));
             taps = Some(tap.clone());
             let address = crate::observe::serve(listen, metrics.clone(), tap)

@@ -282,7 +282,7 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
         self.failed.push((origin, failure.to_string()));
         if let Some(metrics) = self.metrics {
             let component = failure.processor.as_deref().unwrap_or(&self.routes.source_ids[consumed.source()]);
-            metrics.dead_lettered(component, failure.stage);
+            metrics.dead_lettered(component, failure.stage.as_str());
         }
         Ok(())
     }
