@@ -10,12 +10,12 @@ use serde_json::{json, Value as Json};
 use crate::support::*;
 
 /// The test Postgres's URL with the password in it.
-fn database() -> String {
+pub fn database() -> String {
     postgres().replace("meshhost@", &format!("meshhost:{POSTGRES_PASSWORD}@"))
 }
 
 /// A table name no other test uses (Postgres folds names to lower case).
-fn table_name(prefix: &str) -> String {
+pub fn table_name(prefix: &str) -> String {
     unique(prefix).replace('-', "_").to_lowercase()
 }
 
@@ -574,4 +574,41 @@ sinks:
         "m2 was joined first"
     );
     assert_clean_exit(&running.stop());
+}
+
+#[test]
+fn a_capture_moved_to_another_machine_mid_snapshot_takes_the_snapshot_again() {
+    let url = database();
+    let table = table_name("moved");
+    psql(
+        &url,
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, note text NOT NULL);
+             INSERT INTO {table} SELECT n, 'row ' || n FROM generate_series(1, 50000) n"
+        ),
+    );
+    let dir = PipelineDir::new();
+    let (pipeline, out) = capture_pipeline(&dir, &url, &table, "row");
+    // Small batches: the snapshot's delivery takes seconds, and the kill lands in it.
+    add_kafka_section(&pipeline, "kafka:\n  batch_size: 10\n");
+    let state = |name: &str| pipeline.parent().unwrap().join(name).display().to_string();
+    let first = start_run_with(&pipeline, &["--state-dir", &state("machine-a")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !first.log_so_far().contains("snapshot: reading the table") {
+        assert!(Instant::now() < deadline, "no snapshot:\n{}", first.log_so_far());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = first.log_so_far();
+    first.kill();
+    assert!(!log.contains("snapshot delivered"), "the snapshot was delivered before the kill:\n{log}");
+    // Another machine: a state directory with no record of the snapshot; Kafka's says it was
+    // not delivered, so the slot is dropped and the table read again (nothing missed).
+    psql(&url, &format!("UPDATE {table} SET note = 'changed' WHERE id = 7"));
+    let second = start_run_with(&pipeline, &["--state-dir", &state("machine-b")]);
+    wait_for_streaming(&second);
+    assert!(second.log_so_far().contains("the last run stopped during the snapshot"), "{}", second.log_so_far());
+    let expected = table_rows(&url, &format!("SELECT id, note FROM {table}"), "id");
+    wait_for_table(&out, &expected);
+    assert_clean_exit(&second.stop());
 }

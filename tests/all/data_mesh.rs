@@ -9,15 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 
+use crate::cdc::{database, table_name};
 use crate::support::*;
 
 const TALENT: &str = r#"{"type": "record", "name": "Talent", "fields": [
     {"name": "movie_id", "type": "string"}, {"name": "names", "type": {"type": "array", "items": "string"}}]}"#;
-
-/// The test Postgres's URL with the password in it.
-fn database() -> String {
-    postgres().replace("meshhost@", &format!("meshhost:{POSTGRES_PASSWORD}@"))
-}
 
 /// A synopsis long enough to be stored out of line (the column's storage is EXTERNAL: no
 /// compression), so that updates of other columns leave it out of the change.
@@ -114,7 +110,7 @@ struct Example {
 impl Example {
     fn new(python_partitioner: Option<&'static str>, pipeline_partitioner: Option<&str>, kafka: &str) -> Example {
         let url = database();
-        let movies = unique("movies").replace('-', "_").to_lowercase();
+        let movies = table_name("movies");
         psql(
             &url,
             &format!(

@@ -25,6 +25,7 @@ use meshhost_sdk::Header;
 use super::handover::{Handover, StatefulProcessor};
 use crate::source::kafka::{KafkaRecord, KafkaSource, SourceContext, TopicPartition};
 use crate::source::postgres::capture::{CapturedRecord, CapturedTable};
+use crate::source::postgres::snapshot::SharedRecords;
 use crate::source::postgres::PostgresSource;
 use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 use crate::state::{self, ChangelogError};
@@ -144,7 +145,8 @@ impl Capture {
             }
         }
         self.state_owned.store(true, std::sync::atomic::Ordering::SeqCst);
-        let source = PostgresSource::start(self.tables.clone(), &self.state_dir)?;
+        let shared = SharedRecords::open(&self.bootstrap_servers, &self.group_id)?;
+        let source = PostgresSource::start(self.tables.clone(), &self.state_dir, Some(shared))?;
         *self.running.lock().unwrap() = Some(source);
         tracing::info!("capturing the pipeline's tables on this instance");
         Ok(())

@@ -12,13 +12,14 @@
 //! in the middle of a transaction confirm nothing new, so a crash replays the whole
 //! transaction (duplicates, never a loss).
 //!
-//! **Snapshot bookkeeping.** A file in the state directory says whether the slot's snapshot
-//! was delivered (`<state_dir>/postgres/<slot>.snapshot`). A run that finds the slot but a
-//! snapshot in progress drops the slot and starts again (the snapshot is redone); a slot gone
-//! after a finished snapshot is an error (changes since are lost to it), not a silent re-read.
+//! **Snapshot bookkeeping** ([`super::snapshot`]): a record per slot says whether its snapshot
+//! was delivered, in the state directory and mirrored to Kafka for an instance that takes the
+//! capture over. A run that finds the slot but a snapshot in progress drops the slot and starts
+//! again (the snapshot is redone); a slot gone after a finished snapshot is an error (changes
+//! since are lost to it), not a silent re-read.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use pg_walstream::{
 };
 
 use super::connect::{literal, Database, DatabaseError};
+use super::snapshot::{SharedRecords, SnapshotMarker, SnapshotState};
 use super::table::TableDescription;
 use super::{Envelope, PostgresSourceConfig};
 use crate::config::SchemaChangePolicy;
@@ -120,7 +122,7 @@ struct Shared {
     feedback: Mutex<Option<Arc<SharedLsnFeedback>>>,
     /// The WAL position confirmed last.
     confirmed: Mutex<u64>,
-    marker: PathBuf,
+    marker: SnapshotMarker,
 }
 
 impl Shared {
@@ -163,8 +165,8 @@ impl Shared {
         }
         drop(progress);
         if snapshot_done {
-            write_marker(&self.marker, SnapshotState::Done)?;
-            tracing::info!(marker = %self.marker.display(), "snapshot delivered");
+            self.marker.write(SnapshotState::Done)?;
+            tracing::info!(marker = %self.marker.file.display(), "snapshot delivered");
         }
         if let Some(lsn) = confirmable {
             self.confirm(lsn);
@@ -185,10 +187,12 @@ pub struct PostgresSource {
 
 impl PostgresSource {
     /// Start a reader for each table: `tables[i]` is source `i` of the topology (`None` for a
-    /// source that is not a table). Snapshot bookkeeping lives under `state_dir`.
+    /// source that is not a table). Snapshot bookkeeping lives under `state_dir`, mirrored to
+    /// `shared` when given.
     pub fn start(
         tables: Vec<Option<(CapturedTable, Arc<Schema>)>>,
         state_dir: &Path,
+        shared: Option<SharedRecords>,
     ) -> Result<PostgresSource, SourceError> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
         let cancel = CancellationToken::new();
@@ -207,7 +211,7 @@ impl PostgresSource {
                 progress: Mutex::default(),
                 feedback: Mutex::default(),
                 confirmed: Mutex::default(),
-                marker: marker_dir.join(format!("{}.snapshot", table.slot)),
+                marker: SnapshotMarker::new(&marker_dir, &table.slot, shared.clone()),
             });
             readers.push(Some(shared.clone()));
             let reader = Reader {
@@ -315,32 +319,6 @@ fn client(what: String, error: impl std::error::Error + Send + Sync + 'static) -
     SourceError::Client { what, source: Box::new(error) }
 }
 
-/// Where a slot's snapshot stands, as the marker file records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SnapshotState {
-    InProgress,
-    Done,
-}
-
-fn read_marker(path: &Path) -> Option<SnapshotState> {
-    match std::fs::read_to_string(path).ok()?.trim() {
-        "done" => Some(SnapshotState::Done),
-        _ => Some(SnapshotState::InProgress),
-    }
-}
-
-fn write_marker(path: &Path, state: SnapshotState) -> Result<(), SourceError> {
-    let text = match state {
-        SnapshotState::InProgress => "in progress\n",
-        SnapshotState::Done => "done\n",
-    };
-    // Written aside and renamed: a crash leaves the old marker or the new one, never half.
-    let aside = path.with_extension("snapshot.new");
-    std::fs::write(&aside, text)
-        .and_then(|()| std::fs::rename(&aside, path))
-        .map_err(|e| client(format!("cannot write {}", path.display()), e))
-}
-
 /// The open transaction's identity, from its Begin.
 #[derive(Debug, Clone, Copy)]
 struct Transaction {
@@ -429,7 +407,7 @@ impl Reader {
         if slot_exists {
             self.wait_until_inactive(&mut sql).await?;
         }
-        let marker = read_marker(&self.shared.marker);
+        let marker = self.shared.marker.read()?;
         let mut snapshot = !slot_exists;
         match (slot_exists, marker) {
             (true, Some(SnapshotState::InProgress)) => {
@@ -439,15 +417,15 @@ impl Reader {
                 snapshot = true;
             }
             (true, None) => {
-                tracing::warn!(%slot, marker = %self.shared.marker.display(), "the slot exists but this state directory has no record of its snapshot: assuming it was delivered, streaming from the slot");
-                write_marker(&self.shared.marker, SnapshotState::Done)?;
+                tracing::warn!(%slot, marker = %self.shared.marker.file.display(), "the slot exists but no record of its snapshot does (here or in Kafka): assuming it was delivered, streaming from the slot");
+                self.shared.marker.write(SnapshotState::Done)?;
             }
             (false, Some(SnapshotState::Done)) => {
                 return Err(Stop::Failed(client(
                     format!(
                         "replication slot {slot} does not exist, but this pipeline has captured table {} through it before: the changes made since it was lost cannot be read any more. To capture the table again from a fresh snapshot, remove {} and start the pipeline again (consumers then see every row again)",
                         self.table.table.qualified_name(),
-                        self.shared.marker.display()
+                        self.shared.marker.file.display()
                     ),
                     Gone,
                 )));
@@ -473,7 +451,7 @@ impl Reader {
             .map_err(|e| self.failed("cannot open a replication connection", e))?;
         *self.shared.feedback.lock().unwrap() = Some(stream.shared_lsn_feedback.clone());
         let mut stream = if snapshot {
-            write_marker(&self.shared.marker, SnapshotState::InProgress)?;
+            self.shared.marker.write(SnapshotState::InProgress)?;
             self.snapshot(stream).await?
         } else {
             stream
@@ -924,7 +902,7 @@ mod tests {
             progress: Mutex::default(),
             feedback: Mutex::default(),
             confirmed: Mutex::default(),
-            marker: dir.join("slot.snapshot"),
+            marker: SnapshotMarker::new(dir, "slot", None),
         }
     }
 
@@ -953,11 +931,11 @@ mod tests {
     fn the_snapshot_is_marked_done_when_its_last_row_is_delivered() {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(dir.path());
-        write_marker(&shared.marker, SnapshotState::InProgress).unwrap();
+        shared.marker.write(SnapshotState::InProgress).unwrap();
         shared.progress.lock().unwrap().snapshot_end = Some(3);
         shared.delivered(2).unwrap();
-        assert_eq!(read_marker(&shared.marker), Some(SnapshotState::InProgress));
+        assert_eq!(shared.marker.read().unwrap(), Some(SnapshotState::InProgress));
         shared.delivered(3).unwrap();
-        assert_eq!(read_marker(&shared.marker), Some(SnapshotState::Done));
+        assert_eq!(shared.marker.read().unwrap(), Some(SnapshotState::Done));
     }
 }

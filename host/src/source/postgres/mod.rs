@@ -25,6 +25,7 @@ pub use crate::config::postgres::{Envelope, PostgresSourceConfig};
 
 pub mod capture;
 pub mod connect;
+pub mod snapshot;
 pub mod table;
 pub mod value;
 
