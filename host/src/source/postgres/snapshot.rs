@@ -42,11 +42,19 @@ impl SnapshotState {
     }
 }
 
-/// The compacted topic snapshot records are mirrored to.
-#[derive(Debug, Clone)]
+/// The compacted topic snapshot records are mirrored to, with a writer made once (a write
+/// happens on the run loop's thread when a snapshot's last row is delivered: it must be quick).
+#[derive(Clone)]
 pub struct SharedRecords {
     pub bootstrap_servers: String,
     pub topic: String,
+    writer: std::sync::Arc<FutureProducer<QuietContext>>,
+}
+
+impl std::fmt::Debug for SharedRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRecords").field("topic", &self.topic).finish_non_exhaustive()
+    }
 }
 
 impl SharedRecords {
@@ -55,7 +63,14 @@ impl SharedRecords {
         let topic = format!("{group_id}-captures");
         crate::kafka::ensure_topic(bootstrap_servers, &topic, 1, &[("cleanup.policy", "compact")])
             .map_err(|e| failed(format!("cannot create the topic of snapshot records {topic}"), e))?;
-        Ok(SharedRecords { bootstrap_servers: bootstrap_servers.to_string(), topic })
+        let writer: FutureProducer<QuietContext> = crate::kafka::client_config(bootstrap_servers, &[])
+            .create_with_context(QuietContext::default())
+            .map_err(|e| failed(format!("snapshot records {topic}: cannot create a writer"), e))?;
+        Ok(SharedRecords {
+            bootstrap_servers: bootstrap_servers.to_string(),
+            topic,
+            writer: std::sync::Arc::new(writer),
+        })
     }
 }
 
@@ -149,12 +164,8 @@ fn write_shared(shared: &SharedRecords, slot: &str, state: SnapshotState) -> Res
         let what = format!("snapshot records {}: {what}", shared.topic);
         move |e| failed(what, e)
     };
-    let producer: FutureProducer<QuietContext> = crate::kafka::client_config(&shared.bootstrap_servers, &[])
-        .set("enable.idempotence", "true")
-        .create_with_context(QuietContext::default())
-        .map_err(kafka("cannot create a writer"))?;
     let record = FutureRecord::to(&shared.topic).key(slot).payload(state.text());
-    crate::kafka::block_on(producer.send(record, Timeout::After(KAFKA_TIMEOUT)))
+    crate::kafka::block_on(shared.writer.send(record, Timeout::After(KAFKA_TIMEOUT)))
         .map_err(|(error, _)| kafka("cannot write")(error))?;
     Ok(())
 }
