@@ -269,14 +269,12 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             .iter()
             .map(|s| s.postgres.as_ref().map(|table| ((**table).clone(), s.schema.parsed.clone())))
             .collect();
-        let state = capture_stateful
-            .into_iter()
-            .map(|s| {
-                let partitions = s.changelog.partitions;
-                (s, partitions)
-            })
-            .collect();
-        Capture::new(tables, settings.state_dir.clone(), state, (&settings.bootstrap_servers, &settings.group_id))
+        Capture::new(
+            tables,
+            settings.state_dir.clone(),
+            capture_stateful,
+            (&settings.bootstrap_servers, &settings.group_id),
+        )
     });
     let source = PipelineSource { kafka, capture };
     // Unless the run ends cleanly, the consumer's close (after this guard is dropped) must not

@@ -91,8 +91,8 @@ pub struct Capture {
     pub tables: Vec<Option<(CapturedTable, Arc<Schema>)>>,
     /// Where the slots' snapshot markers live.
     pub state_dir: PathBuf,
-    /// Stateful processors fed by captured tables only, with their state partition count.
-    pub state: Vec<(StatefulProcessor, i32)>,
+    /// Stateful processors fed by captured tables only.
+    pub state: Vec<StatefulProcessor>,
     /// For the changelog reader of `state`.
     pub bootstrap_servers: String,
     pub group_id: String,
@@ -105,7 +105,7 @@ impl Capture {
     pub fn new(
         tables: Vec<Option<(CapturedTable, Arc<Schema>)>>,
         state_dir: PathBuf,
-        state: Vec<(StatefulProcessor, i32)>,
+        state: Vec<StatefulProcessor>,
         (bootstrap_servers, group_id): (&str, &str),
     ) -> Capture {
         Capture {
@@ -125,7 +125,7 @@ impl Capture {
 
     /// Restore the capture-only state, then start a reader per table.
     fn start(&self) -> Result<(), SourceError> {
-        for (processor, partitions) in &self.state {
+        for processor in &self.state {
             let state_error = |source: ChangelogError| SourceError::Client {
                 what: format!("state of processor {}", processor.id),
                 source: Box::new(source),
@@ -137,7 +137,7 @@ impl Capture {
                     source,
                 })
             })?;
-            for partition in 0..*partitions {
+            for partition in 0..processor.changelog.partitions {
                 let outcome =
                     state::restore(&reader, &processor.store, &processor.changelog, partition, &|| false, &|_| {})
                         .map_err(state_error)?;
@@ -167,7 +167,7 @@ impl Capture {
         if !self.state_owned.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
-        for (processor, partitions) in &self.state {
+        for processor in &self.state {
             let reader = state::reader(&self.bootstrap_servers, &self.group_id).map_err(|source| {
                 let error = ChangelogError::Kafka {
                     topic: processor.changelog.topic.clone(),
@@ -176,7 +176,7 @@ impl Capture {
                 };
                 (processor.id.clone(), Box::new(error))
             })?;
-            let all: Vec<i32> = (0..*partitions).collect();
+            let all: Vec<i32> = (0..processor.changelog.partitions).collect();
             state::mark_clean(&reader, &processor.store, &processor.changelog, &all)
                 .map_err(|e| (processor.id.clone(), Box::new(e)))?;
         }
