@@ -46,13 +46,6 @@ impl Partitioner {
             )
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Partitioner::Murmur2 => "murmur2",
-            Partitioner::Consistent => "consistent",
-        }
-    }
 }
 
 #[cfg(test)]

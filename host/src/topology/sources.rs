@@ -23,7 +23,7 @@ use meshhost_avro::Schema;
 use meshhost_sdk::Header;
 
 use super::handover::{Handover, StatefulProcessor};
-use crate::source::kafka::{KafkaRecord, KafkaSource, SourceContext, TopicPartition};
+use crate::source::kafka::{KafkaRecord, KafkaSource, TopicPartition};
 use crate::source::postgres::capture::{CapturedRecord, CapturedTable};
 use crate::source::postgres::snapshot::SharedRecords;
 use crate::source::postgres::PostgresSource;
@@ -88,14 +88,14 @@ pub struct KafkaSide {
 /// The pipeline's captured tables, read on the instance that leads the capture.
 pub struct Capture {
     /// Per source index: the table and its schema (`None` for a Kafka source).
-    pub tables: Vec<Option<(CapturedTable, Arc<Schema>)>>,
+    tables: Vec<Option<(CapturedTable, Arc<Schema>)>>,
     /// Where the slots' snapshot markers live.
-    pub state_dir: PathBuf,
+    state_dir: PathBuf,
     /// Stateful processors fed by captured tables only.
-    pub state: Vec<StatefulProcessor>,
+    state: Vec<StatefulProcessor>,
     /// For the changelog reader of `state`.
-    pub bootstrap_servers: String,
-    pub group_id: String,
+    bootstrap_servers: String,
+    group_id: String,
     running: Mutex<Option<PostgresSource>>,
     /// Whether `state` was restored by this instance and may be marked clean at the end.
     state_owned: AtomicBool,
@@ -299,12 +299,5 @@ impl Source for PipelineSource {
             }
         }
         Ok(())
-    }
-}
-
-/// The consumer's context, for the handover's close.
-impl KafkaSide {
-    pub fn context(&self) -> &SourceContext {
-        self.source.context()
     }
 }
