@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                       the full suite (1M records of 200 B, 250k of 2 KB)
 #   scripts/bench.sh --quick               a smoke run (100k / 25k records, fewer rounds)
-#   scripts/bench.sh --only avro,stage     some of: avro, source, stage, load, startup, e2e, metrics, guest
+#   scripts/bench.sh --only avro,stage     some of: avro, source, stage, load, startup, e2e, metrics, guest, catalog
 #   scripts/bench.sh --records N --records-2k N --rounds R --e2e-rounds R
 #
 # MESHHOST_BENCH_PORT changes the broker port. The broker started here is stopped at the end.

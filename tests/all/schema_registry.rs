@@ -174,6 +174,116 @@ fn restarted_and_second_servers_serve_the_same_ids() {
     assert_eq!(python_json(&["get-by-id", &second.url, "4"]), python_json(&["get-by-id", &server.url, "4"]));
 }
 
+/// POST `body` to `url`: status and JSON answer.
+fn post_json(url: &str, body: &Json) -> (u16, Json) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .send(body.to_string().as_bytes())
+        .expect("the catalog answers");
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Json::Null))
+}
+
+#[test]
+fn writers_racing_on_two_servers_all_succeed_with_one_id_per_schema() {
+    let first = CatalogServer::start();
+    let second = CatalogServer::start_on(&first.topic);
+    let urls = [first.url.clone(), second.url.clone()];
+    // Every version of `shared-value` is a new schema: no compatibility to refuse one.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let status = agent
+        .put(&format!("{}/config/shared-value", first.url))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .send(r#"{"compatibility":"NONE"}"#.as_bytes())
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+
+    // 8 writers, 12 registrations each, alternating servers: a subject of their own, a new
+    // schema under the one shared subject, and one schema all of them register there.
+    let schema =
+        |name: &str| format!(r#"{{"type":"record","name":"{name}","fields":[{{"name":"id","type":"long"}}]}}"#);
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let urls = urls.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for i in 0..12 {
+                    let url = &urls[(writer + i) % 2];
+                    let (subject, name) = match i % 3 {
+                        0 => (format!("own-{writer}-{i}-value"), format!("own_{writer}_{i}")),
+                        1 => ("shared-value".to_string(), format!("shared_{writer}_{i}")),
+                        _ => ("shared-value".to_string(), "everyone".to_string()),
+                    };
+                    let (status, answer) =
+                        post_json(&format!("{url}/subjects/{subject}/versions"), &json!({"schema": schema(&name)}));
+                    assert_eq!(status, 200, "{subject} on {url}: {answer}");
+                    let id = answer["id"].as_u64().unwrap();
+                    // Read back at once from the other server.
+                    let other = &urls[(writer + i + 1) % 2];
+                    let (status, found) =
+                        post_json(&format!("{other}/subjects/{subject}"), &json!({"schema": schema(&name)}));
+                    assert_eq!((status, found["id"].as_u64()), (200, Some(id)), "{name} looked up on {other}");
+                    answers.push((name, id));
+                }
+                answers
+            })
+        })
+        .collect();
+    let answers: Vec<(String, u64)> = writers.into_iter().flat_map(|w| w.join().expect("writer")).collect();
+
+    let mut id_of: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (name, id) in &answers {
+        assert_eq!(*id_of.entry(name.clone()).or_insert(*id), *id, "{name} got two ids");
+    }
+    let mut ids: Vec<u64> = id_of.values().copied().collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), id_of.len(), "two schemas share an id: {id_of:?}");
+    assert_eq!(id_of.len(), 8 * 4 + 8 * 4 + 1);
+
+    // Both servers hold the same versions of the shared subject: one per schema registered there.
+    let versions = |url: &str| -> Vec<(u64, u64)> {
+        let numbers: Vec<u64> = serde_json::from_str(
+            &agent
+                .get(&format!("{url}/subjects/shared-value/versions"))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap(),
+        )
+        .unwrap();
+        numbers
+            .into_iter()
+            .map(|n| {
+                let text = agent
+                    .get(&format!("{url}/subjects/shared-value/versions/{n}"))
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .read_to_string()
+                    .unwrap();
+                (n, serde_json::from_str::<Json>(&text).unwrap()["id"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let on_first = versions(&first.url);
+    assert_eq!(versions(&second.url), on_first);
+    let mut shared_ids: Vec<u64> = on_first.iter().map(|(_, id)| *id).collect();
+    shared_ids.sort();
+    let mut expected: Vec<u64> =
+        id_of.iter().filter(|(name, _)| !name.starts_with("own_")).map(|(_, id)| *id).collect();
+    expected.sort();
+    assert_eq!(shared_ids, expected, "the shared subject's versions are exactly its schemas, once each");
+}
+
 /// The filter + projection pipeline from a `confluent-avro` topic to a `confluent-avro` topic.
 fn confluent_pipeline(
     dir: &PipelineDir,

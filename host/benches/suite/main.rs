@@ -1,7 +1,7 @@
 //! meshhost's benchmark suite: one run, one table of ratios measured in that run.
 //!
 //! ```text
-//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest] [--records N] [--records-2k N] [--rounds R]
+//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest,catalog] [--records N] [--records-2k N] [--rounds R]
 //! ```
 //!
 //! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
@@ -12,6 +12,7 @@
 //! the numbers hold up on a busy machine better than absolute ones; none is an assertion.
 
 mod avro_path;
+mod catalog;
 mod data;
 mod e2e;
 mod guest;
@@ -54,7 +55,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest-stage", "guest"]
+        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest-stage", "guest", "catalog"]
             .map(String::from)
             .to_vec(),
         records: 1_000_000,
@@ -94,7 +95,7 @@ fn options() -> Options {
             }
             "--bench" => {} // passed by `cargo bench`
             "-h" | "--help" => {
-                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
+                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest,catalog] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (see --help)"),
@@ -202,6 +203,52 @@ fn machine() -> String {
     format!("{model}, {cores} cores, {mem}, Linux {kernel}; load average at start {load}")
 }
 
+/// The catalog phase: writes per second and p99 against what the log allows.
+fn catalog_rows(broker: &str, rows: &mut Vec<Row>) {
+    use catalog::Write;
+    let floor = catalog::produce_floor(broker, 200);
+    let floor_text = format!("{floor:.0} produces/s");
+    let topic = kafka::unique("_bench_catalog");
+    let one = catalog::serve(broker, &topic);
+    let second = catalog::serve(broker, &topic);
+    let one_server = vec![one.url.clone()];
+    let two_servers = vec![one.url.clone(), second.url.clone()];
+    catalog::round(&one_server, Write::Register, 1, 1); // warm up: connections, the chaser's metadata
+                                                        // The subject every published source names.
+    let shared = r#"{"schema":"{\"type\":\"record\",\"name\":\"shared\",\"fields\":[]}"}"#;
+    ureq::post(&format!("{}/subjects/bench-shared-value/versions", one.url))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .send(shared.as_bytes())
+        .expect("register the shared subject");
+    for (kind, what) in [(Write::Register, "registrations"), (Write::Publish, "source publishes")] {
+        for (urls, servers) in [(&one_server, "one server"), (&two_servers, "two servers")] {
+            let sequential = catalog::round(urls, kind, 1, 100);
+            let goal_met = (kind == Write::Register && urls.len() == 1).then_some(sequential.per_second >= 100.0);
+            rows.push(Row::new(
+                format!(
+                    "Catalog, {what} in a row from 1 client, {servers}: vs acknowledged produces in a row (writes/s)"
+                ),
+                format!("{:.0}/s, p99 {:.1} ms", sequential.per_second, sequential.p99_ms),
+                floor_text.clone(),
+                sequential.per_second / floor,
+                if goal_met.is_some() { "≥ 100/s" } else { "(reported)" },
+                goal_met,
+            ));
+            let concurrent = catalog::round(urls, kind, 16, 25);
+            let goal_met = (kind == Write::Register && urls.len() == 1).then_some(concurrent.p99_ms <= 100.0);
+            rows.push(Row::new(
+                format!("Catalog, {what} from 16 clients at once (400), {servers}: vs acknowledged produces in a row (writes/s)"),
+                format!("{:.0}/s, p99 {:.1} ms", concurrent.per_second, concurrent.p99_ms),
+                floor_text.clone(),
+                concurrent.per_second / floor,
+                if goal_met.is_some() { "p99 ≤ 100 ms" } else { "(reported)" },
+                goal_met,
+            ));
+        }
+    }
+    catalog::assert_same(&two_servers);
+}
+
 fn main() {
     let options = options();
     let started = Instant::now();
@@ -218,11 +265,15 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
 
     // Before any measurement: the broker may have to be installed and started.
-    let broker = if ["e2e", "startup", "source", "metrics", "guest"].iter().any(|p| enabled(p)) {
+    let broker = if ["e2e", "startup", "source", "metrics", "guest", "catalog"].iter().any(|p| enabled(p)) {
         broker(&options)
     } else {
         String::new()
     };
+
+    if enabled("catalog") {
+        catalog_rows(&broker, &mut rows);
+    }
 
     if enabled("avro") {
         for size in [200, 2048] {

@@ -103,11 +103,14 @@ async fn register(State(store): Store, Path(subject): Path<String>, Query(params
 
 async fn lookup(State(store): Store, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
     let (_, schema) = requested_schema(&body)?;
-    let guard = store.read();
-    let state = &guard.schemas;
-    let (version, entry) = state.find(&subject, &schema, flag(&params, "deleted"))?;
-    let stored = state.schema(entry.id)?;
-    Ok(ok(json!({"subject": subject, "version": version, "id": entry.id, "schema": stored.text})))
+    let found = store
+        .read_fresh(|state| {
+            let (version, entry) = state.schemas.find(&subject, &schema, flag(&params, "deleted"))?;
+            Ok((version, entry.id, state.schemas.schema(entry.id)?.text.clone()))
+        })
+        .await?;
+    let (version, id, text) = found;
+    Ok(ok(json!({"subject": subject, "version": version, "id": id, "schema": text})))
 }
 
 async fn version(
@@ -116,19 +119,25 @@ async fn version(
     Query(params): Params,
 ) -> Answer {
     let spec = VersionSpec::parse(&version)?;
-    let guard = store.read();
-    let state = &guard.schemas;
-    let (version, entry) = state.version(&subject, spec, flag(&params, "deleted"))?;
-    let stored = state.schema(entry.id)?;
-    Ok(ok(json!({"subject": subject, "version": version, "id": entry.id, "schema": stored.text})))
+    let found = store
+        .read_fresh(|state| {
+            let (version, entry) = state.schemas.version(&subject, spec, flag(&params, "deleted"))?;
+            Ok((version, entry.id, state.schemas.schema(entry.id)?.text.clone()))
+        })
+        .await?;
+    let (version, id, text) = found;
+    Ok(ok(json!({"subject": subject, "version": version, "id": id, "schema": text})))
 }
 
 async fn version_schema(State(store): Store, Path((subject, version)): Path<(String, String)>) -> Answer {
     let spec = VersionSpec::parse(&version)?;
-    let guard = store.read();
-    let state = &guard.schemas;
-    let (_, entry) = state.version(&subject, spec, false)?;
-    Ok(raw_schema(&state.schema(entry.id)?.text))
+    let text = store
+        .read_fresh(|state| {
+            let (_, entry) = state.schemas.version(&subject, spec, false)?;
+            Ok(state.schemas.schema(entry.id)?.text.clone())
+        })
+        .await?;
+    Ok(raw_schema(&text))
 }
 
 /// A schema's own JSON as the body.
@@ -156,12 +165,13 @@ fn parse_id(id: &str) -> Result<u32, CatalogError> {
 
 async fn schema_by_id(State(store): Store, Path(id): Path<String>) -> Answer {
     let id = parse_id(&id)?;
-    Ok(ok(json!({"schema": store.read().schemas.schema(id)?.text})))
+    let text = store.read_fresh(|state| Ok(state.schemas.schema(id)?.text.clone())).await?;
+    Ok(ok(json!({"schema": text})))
 }
 
 async fn schema_text_by_id(State(store): Store, Path(id): Path<String>) -> Answer {
     let id = parse_id(&id)?;
-    Ok(raw_schema(&store.read().schemas.schema(id)?.text))
+    Ok(raw_schema(&store.read_fresh(|state| Ok(state.schemas.schema(id)?.text.clone())).await?))
 }
 
 async fn schema_versions(State(store): Store, Path(id): Path<String>, Query(params): Params) -> Answer {

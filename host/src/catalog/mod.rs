@@ -115,6 +115,7 @@ impl CatalogError {
         match self {
             CatalogError::Incompatible { .. } => 409,
             CatalogError::InvalidSchema(_)
+            | CatalogError::InvalidSource(_)
             | CatalogError::InvalidVersion(_)
             | CatalogError::InvalidCompatibility(_) => 422,
             CatalogError::Store(_) | CatalogError::Timeout(_) => 500,

@@ -1,17 +1,27 @@
-//! The catalog's state kept durable in its Kafka topic: one reader thread folds the topic into
-//! [`Schemas`]; writes produce a record and wait until the reader has applied it.
+//! The catalog's state kept durable in its Kafka topic, folded in log order ([`Fold`]); writes
+//! produce a record and answer once it is applied.
 //!
 //! Ids are assigned from the state a writer has caught up with, and the record carries them,
 //! so they agree on every server. Two servers that write at once may pick the same version or
 //! id; the log's order decides (see [`super::schemas`]) and the loser tombstones its record and
 //! tries again.
+//!
+//! Where a write's time goes. A reader thread follows the topic with long fetches, so that an
+//! idle server costs the broker nearly nothing. Waiting for that reader to return a write's own
+//! record took ~240 ms a write on the project's broker, which answers a waiting fetch by polling
+//! its storage at halving intervals of the fetch's wait, not when a record arrives. So a write
+//! does not wait for the reader: when every record before its own is applied (the usual case: it
+//! caught up just before), the writer applies its own record, the one it produced; otherwise it
+//! reads the missing records itself with a second consumer ([`Chaser`]) assigned only while it
+//! catches up. Both go through [`Fold::apply`], which applies each record once, in log order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use meshhost_avro::Schema;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -25,8 +35,9 @@ use crate::kafka::{client_config, ensure_topic, CreateTopicError};
 
 /// How long a write waits to read its own record back.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Attempts at a registration that keeps losing races to other servers.
-const REGISTER_ATTEMPTS: usize = 5;
+/// The chaser's fetch wait: it reads records already in the log, so a fetch that finds none
+/// should come back quickly and ask again.
+const CHASE_FETCH_WAIT_MS: &str = "5";
 
 /// The catalog could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +50,14 @@ pub enum StoreError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error("cannot read the catalog topic {topic} to its end: {reason}")]
+    CatchUp { topic: String, reason: String },
 }
 
 pub struct CatalogStore {
     topic: String,
-    state: Arc<RwLock<CatalogState>>,
-    /// The next offset the reader will apply.
-    applied: watch::Receiver<i64>,
+    fold: Arc<Fold>,
+    chaser: Arc<Chaser>,
     producer: FutureProducer,
     /// For the topic's end offset, when a writer catches up.
     watermarks: Arc<BaseConsumer>,
@@ -54,20 +66,116 @@ pub struct CatalogStore {
     stop: Arc<AtomicBool>,
 }
 
+/// The catalog topic folded into [`CatalogState`], each record once and in log order, by
+/// whichever of the reader thread, the chaser and a writer has it first.
+struct Fold {
+    state: RwLock<CatalogState>,
+    /// The offset after the last record applied.
+    next: watch::Sender<i64>,
+}
+
+/// How a record reached [`Fold::apply`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Read from the topic by a consumer that has read every record before it (offsets may
+    /// skip: compaction removes records).
+    Read,
+    /// Written by this server; it may be applied only when every record before it is.
+    Own,
+}
+
+impl Fold {
+    /// Apply the record at `offset` unless it is already applied (or, for [`Arrival::Own`],
+    /// records before it are not yet); whether it was applied.
+    fn apply(&self, offset: i64, record: Result<CatalogRecord, String>, arrival: Arrival) -> bool {
+        let mut state = self.state.write().expect("never poisoned");
+        let next = *self.next.borrow();
+        let in_order = match arrival {
+            Arrival::Read => offset >= next,
+            Arrival::Own => offset == next,
+        };
+        if !in_order {
+            return false;
+        }
+        match record {
+            Ok(record) => {
+                if state.apply(record) == Applied::Conflict {
+                    tracing::debug!("catalog: record at offset {offset} lost a race; ignored");
+                }
+            }
+            Err(reason) => tracing::warn!("catalog: record at offset {offset} skipped: {reason}"),
+        }
+        self.next.send_replace(offset + 1);
+        true
+    }
+
+    fn apply_message(&self, message: &BorrowedMessage<'_>) {
+        let record = CatalogRecord::decode(message.key(), message.payload());
+        self.apply(message.offset(), record, Arrival::Read);
+    }
+
+    fn next(&self) -> i64 {
+        *self.next.borrow()
+    }
+}
+
+/// A second consumer of the topic, assigned only while a writer catches up to an offset the
+/// reader thread has not reached.
+struct Chaser {
+    topic: String,
+    consumer: Mutex<BaseConsumer>,
+}
+
+impl Chaser {
+    /// Read and apply records until the one at `offset` is applied, or `timeout` passes.
+    fn chase(&self, fold: &Fold, offset: i64, timeout: Duration) -> Result<(), String> {
+        let consumer = self.consumer.lock().expect("never poisoned");
+        if fold.next() > offset {
+            return Ok(());
+        }
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition_offset(&self.topic, 0, Offset::Offset(fold.next())).map_err(|e| e.to_string())?;
+        consumer.assign(&partitions).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + timeout;
+        let outcome = loop {
+            if fold.next() > offset {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(format!("offset {offset} of {} not read back", self.topic));
+            }
+            match consumer.poll(left.min(Duration::from_millis(100))) {
+                None => {}
+                Some(Ok(message)) => fold.apply_message(&message),
+                Some(Err(error)) => tracing::warn!("catalog: catching up on the topic: {error}"),
+            }
+        };
+        consumer.unassign().map_err(|e| e.to_string())?;
+        outcome
+    }
+}
+
 impl CatalogStore {
     /// Open the catalog in `topic` (created, compacted, if missing) and read it to its end.
     pub fn open(bootstrap_servers: &str, topic: &str) -> Result<CatalogStore, StoreError> {
         ensure_topic(bootstrap_servers, topic, 1, &[("cleanup.policy", "compact")])?;
         let kafka = |source| StoreError::Kafka { topic: topic.to_string(), source };
-        let reader: BaseConsumer = client_config(bootstrap_servers, &[])
-            .set("group.id", "meshhost-catalog")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(kafka)?;
+        let consumer = |fetch_wait_ms: &str| -> Result<BaseConsumer, StoreError> {
+            client_config(bootstrap_servers, &[])
+                .set("group.id", "meshhost-catalog")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false")
+                .set("fetch.wait.max.ms", fetch_wait_ms)
+                .create()
+                .map_err(kafka)
+        };
+        // The reader waits long on an idle topic: the librdkafka default.
+        let reader = consumer("500")?;
         let mut partitions = TopicPartitionList::new();
         partitions.add_partition_offset(topic, 0, Offset::Beginning).map_err(kafka)?;
         reader.assign(&partitions).map_err(kafka)?;
+        let chaser = Chaser { topic: topic.to_string(), consumer: Mutex::new(consumer(CHASE_FETCH_WAIT_MS)?) };
         let watermarks: Arc<BaseConsumer> = Arc::new(
             client_config(bootstrap_servers, &[]).set("group.id", "meshhost-catalog").create().map_err(kafka)?,
         );
@@ -77,42 +185,57 @@ impl CatalogStore {
             .create()
             .map_err(kafka)?;
 
-        let state = Arc::new(RwLock::new(CatalogState::default()));
-        let (applied_tx, applied) = watch::channel(0i64);
+        let fold = Arc::new(Fold { state: RwLock::new(CatalogState::default()), next: watch::channel(0i64).0 });
         let stop = Arc::new(AtomicBool::new(false));
-        let (thread_state, thread_stop) = (state.clone(), stop.clone());
+        let (thread_fold, thread_stop) = (fold.clone(), stop.clone());
         std::thread::Builder::new()
             .name("catalog-reader".into())
-            .spawn(move || read_log(reader, thread_state, applied_tx, thread_stop))
+            .spawn(move || read_log(reader, thread_fold, thread_stop))
             .expect("cannot start the catalog reader thread");
 
-        let store = CatalogStore {
+        let end = end_offset(&watermarks, topic).map_err(kafka)?;
+        chaser
+            .chase(&fold, end - 1, WRITE_TIMEOUT)
+            .map_err(|reason| StoreError::CatchUp { topic: topic.to_string(), reason })?;
+        Ok(CatalogStore {
             topic: topic.to_string(),
-            state,
-            applied,
+            fold,
+            chaser: Arc::new(chaser),
             producer,
             watermarks,
             write_lock: tokio::sync::Mutex::new(()),
             stop,
-        };
-        let end = end_offset(&store.watermarks, topic).map_err(kafka)?;
-        let mut applied = store.applied.clone();
-        while *applied.borrow_and_update() < end {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(store)
+        })
     }
 
     /// The state as of the last record read.
     pub fn read(&self) -> RwLockReadGuard<'_, CatalogState> {
-        self.state.read().expect("the catalog reader never panics holding the lock")
+        self.fold.state.read().expect("the catalog reader never panics holding the lock")
+    }
+
+    /// `answer` from the state; when it finds nothing, again after catching up with the topic,
+    /// so that what another server has just written is found here too (a deserializer looking up
+    /// an id a producer registered elsewhere).
+    pub async fn read_fresh<T>(
+        &self,
+        answer: impl Fn(&CatalogState) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let first = answer(&self.read());
+        match first {
+            Err(error) if error.status() == 404 => {
+                self.catch_up().await?;
+                answer(&self.read())
+            }
+            answer => answer,
+        }
     }
 
     /// Register `text` (parsed: `schema`) under `subject`; its id. Refused when it would break a
     /// pipeline that reads a source on that subject, unless `force`.
     pub async fn register(&self, subject: &str, text: &str, schema: &Schema, force: bool) -> Result<u32, CatalogError> {
         let _write = self.write_lock.lock().await;
-        for _ in 0..REGISTER_ATTEMPTS {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        for lost in 0.. {
             self.catch_up().await?;
             let plan = self.read().schemas.plan_registration(subject, text, schema)?;
             let (key, value) = match plan {
@@ -124,14 +247,21 @@ impl CatalogStore {
                 return Err(CatalogError::BreaksConsumers { subject: subject.to_string(), reasons: broken });
             }
             self.append(CatalogRecord::Schema { key: key.clone(), value: Some(value) }).await?;
-            let written =
-                self.read().schemas.version(subject, VersionSpec::Number(key.version), true).map(|(_, e)| e.id);
-            if written == Ok(key.id) {
+            // Registered when the subject now has this schema: the same version and id can
+            // have gone to another server's schema first (both planned from the same state).
+            let now = self.read().schemas.plan_registration(subject, text, schema);
+            if now == Ok(Registration::Existing { id: key.id, version: key.version }) {
                 return Ok(key.id);
             }
-            // Another server's record came first: take ours back out of the log and retry.
+            // Another server's record came first: take ours back out of the log and try again.
+            // Two servers that keep writing would keep colliding in step; a random pause that
+            // grows with each loss breaks the step.
             tracing::info!("catalog: registration under {subject:?} lost a race with another server; retrying");
             self.append(CatalogRecord::Schema { key, value: None }).await?;
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(race_pause(lost)).await;
         }
         Err(CatalogError::Store(format!("could not register under {subject:?}: other servers kept writing")))
     }
@@ -254,7 +384,7 @@ impl CatalogStore {
         self.applied_past(end - 1).await
     }
 
-    /// Write one record and wait until the reader has applied it.
+    /// Write one record and answer once it is applied.
     async fn append(&self, record: CatalogRecord) -> Result<(), CatalogError> {
         let (key, value) = record.encode();
         let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).key(&key).partition(0);
@@ -266,18 +396,22 @@ impl CatalogStore {
             .send(message, WRITE_TIMEOUT)
             .await
             .map_err(|(e, _)| CatalogError::Store(format!("cannot write to {}: {e}", self.topic)))?;
+        if self.fold.apply(delivery.offset, Ok(record), Arrival::Own) {
+            return Ok(());
+        }
         self.applied_past(delivery.offset).await
     }
 
-    /// Wait until the record at `offset` has been applied.
+    /// Wait until the record at `offset` has been applied, reading it if the reader has not.
     async fn applied_past(&self, offset: i64) -> Result<(), CatalogError> {
-        let mut applied = self.applied.clone();
-        let outcome = tokio::time::timeout(WRITE_TIMEOUT, applied.wait_for(|next| *next > offset)).await;
-        match outcome {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(CatalogError::Store("the catalog reader stopped".to_string())),
-            Err(_) => Err(CatalogError::Timeout(format!("offset {offset} of {} not read back", self.topic))),
+        if self.fold.next() > offset {
+            return Ok(());
         }
+        let (fold, chaser) = (self.fold.clone(), self.chaser.clone());
+        tokio::task::spawn_blocking(move || chaser.chase(&fold, offset, WRITE_TIMEOUT))
+            .await
+            .map_err(|e| CatalogError::Store(e.to_string()))?
+            .map_err(CatalogError::Timeout)
     }
 }
 
@@ -287,34 +421,26 @@ impl Drop for CatalogStore {
     }
 }
 
+/// A random pause of up to 2^`lost` ms (at most 64 ms) after a registration lost its `lost`-th race.
+fn race_pause(lost: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let bound_us = 1000u64 << lost.min(6);
+    Duration::from_micros(random % bound_us)
+}
+
 /// The offset after the catalog topic's last record.
 fn end_offset(consumer: &BaseConsumer, topic: &str) -> Result<i64, rdkafka::error::KafkaError> {
     consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).map(|(_, high)| high)
 }
 
-/// The reader thread: apply every record in log order, publishing the next offset.
-fn read_log(
-    reader: BaseConsumer,
-    state: Arc<RwLock<CatalogState>>,
-    applied: watch::Sender<i64>,
-    stop: Arc<AtomicBool>,
-) {
+/// The reader thread: follow the topic, applying every record the writers have not.
+fn read_log(reader: BaseConsumer, fold: Arc<Fold>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         match reader.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(error)) => tracing::warn!("catalog: reading the topic: {error}"),
-            Some(Ok(message)) => {
-                match CatalogRecord::decode(message.key(), message.payload()) {
-                    Ok(record) => {
-                        let outcome = state.write().expect("never poisoned").apply(record);
-                        if outcome == Applied::Conflict {
-                            tracing::debug!("catalog: record at offset {} lost a race; ignored", message.offset());
-                        }
-                    }
-                    Err(reason) => tracing::warn!("catalog: record at offset {} skipped: {reason}", message.offset()),
-                }
-                applied.send_replace(message.offset() + 1);
-            }
+            Some(Ok(message)) => fold.apply_message(&message),
         }
     }
 }
