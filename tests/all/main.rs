@@ -12,6 +12,7 @@ mod languages;
 mod movies;
 mod observe;
 mod pipeline;
+mod postgres_sink;
 mod registry;
 mod reset;
 mod scaffold;

@@ -86,7 +86,17 @@ fn collect(config: &PipelineConfig, topology: &Topology) -> (Vec<Node>, Vec<Edge
         }
     }
     for sink in &topology.sinks {
-        let detail = format!("topic {} ({})", sink.topic, format(sink.encoder.format()));
+        let detail = match &sink.postgres {
+            Some(table) => {
+                let mode = match table.mode() {
+                    crate::config::postgres::SinkMode::Upsert => format!("upsert on {}", table.key.join(", ")),
+                    crate::config::postgres::SinkMode::Insert => "insert".to_string(),
+                };
+                let (schema, name) = table.schema_and_table();
+                format!("table {schema}.{name} ({mode})")
+            }
+            None => format!("topic {} ({})", sink.topic, format(sink.encoder.format())),
+        };
         nodes.push(Node { id: sink.id.clone(), kind: NodeKind::Sink, detail });
     }
     (nodes, edges)

@@ -232,10 +232,13 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// The Kafka topic to write.
+    /// The Kafka topic to write (or `postgres:`).
+    #[serde(default)]
     pub topic: String,
-    /// How values are encoded; the Avro schema is the one its inputs produce.
-    pub format: Format,
+    /// How values are encoded in the topic; the Avro schema is the one its inputs produce.
+    pub format: Option<Format>,
+    /// A Postgres table to write instead of a topic.
+    pub postgres: Option<postgres::PostgresSinkConfig>,
     /// Upstream ids, as for processors; all must produce the same schema.
     pub inputs: Vec<InputRef>,
     /// `confluent-avro`: the registry subject the schema is registered under (default
@@ -267,6 +270,20 @@ impl SourceConfig {
 }
 
 impl SinkConfig {
+    /// How values are encoded (checked present for a topic when the file was loaded; a table's
+    /// rows are built from the Avro datum).
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or(Format::Avro)
+    }
+
+    /// What the run loop routes the sink's records under: its topic, or its table's name.
+    pub fn destination(&self) -> String {
+        match &self.postgres {
+            Some(postgres) => postgres.destination(),
+            None => self.topic.clone(),
+        }
+    }
+
     /// The registry subject of a `confluent-avro` sink.
     pub fn subject(&self) -> String {
         self.subject.clone().unwrap_or_else(|| format!("{}-value", self.topic))
@@ -522,11 +539,31 @@ impl PipelineConfig {
             }
         }
         for (id, sink) in &self.sinks {
-            if sink.subject.is_some() && sink.format != Format::ConfluentAvro {
+            if let Some(postgres) = &sink.postgres {
+                postgres.check(&format!("sinks.{id}.postgres"), problems);
+                for (key, given) in [
+                    ("topic", !sink.topic.is_empty()),
+                    ("format", sink.format.is_some()),
+                    ("subject", sink.subject.is_some()),
+                    ("publish", sink.publish.is_some()),
+                ] {
+                    if given {
+                        problems.push(&format!("sinks.{id}.{key}"), "not for a postgres sink (it writes a table)");
+                    }
+                }
+                continue;
+            }
+            if sink.topic.is_empty() {
+                problems.push(&format!("sinks.{id}.topic"), "required (or postgres: a table to write)");
+            }
+            if sink.format.is_none() {
+                problems.push(&format!("sinks.{id}.format"), "required: avro, confluent-avro or json");
+            }
+            if sink.subject.is_some() && sink.format() != Format::ConfluentAvro {
                 problems.push(&format!("sinks.{id}.subject"), "only for format confluent-avro");
             }
             if let Some(publish) = &sink.publish {
-                if sink.format != Format::ConfluentAvro {
+                if sink.format() != Format::ConfluentAvro {
                     problems.push(
                         &format!("sinks.{id}.publish"),
                         "only for format confluent-avro: a source's schema lives in the registry",

@@ -1,5 +1,6 @@
-//! A source's `postgres:` section: a captured table, as the pipeline file gives it. What needs
-//! the database (its columns, the slot) is the `postgres` module's, at planning and run time.
+//! The `postgres:` sections of a source (a captured table) and of a sink (a table written), as
+//! the pipeline file gives them. What needs the database (its columns, the slot, the table) is
+//! the `source::postgres` and `sink::postgres` modules', at planning and run time.
 
 use serde::Deserialize;
 
@@ -43,12 +44,97 @@ pub enum Envelope {
     Debezium,
 }
 
+/// A sink's `postgres:` section: the table records are written to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// A libpq connection URI, as for a source.
+    pub url: String,
+    /// The table, `schema.table` (`public` when no schema is given).
+    pub table: String,
+    /// How records become rows (default: `upsert` when `key` is given, else `insert`).
+    pub mode: Option<SinkMode>,
+    /// The primary key columns, fields of the records' schema (`upsert` needs them).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Create the table from the records' schema when it is missing, and add the columns of
+    /// new optional fields (default false: a missing table stops the run).
+    #[serde(default)]
+    pub create: bool,
+    /// Most rows per transaction (default 1000).
+    pub batch_size: Option<usize>,
+    /// The environment variable holding the password when the URL has none (default
+    /// `PGPASSWORD`).
+    pub password_env: Option<String>,
+}
+
+/// How a Postgres sink writes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkMode {
+    /// One row per key: a record inserts or replaces its key's row, a tombstone deletes it.
+    Upsert,
+    /// Every record appends a row.
+    Insert,
+}
+
+/// Rows per transaction when `batch_size` is not given.
+const DEFAULT_SINK_BATCH: usize = 1000;
+
+impl PostgresSinkConfig {
+    /// Checks that need no database.
+    pub fn check(&self, path: &str, problems: &mut Problems) {
+        check_table_and_url(&self.table, &self.url, path, problems);
+        if self.mode == Some(SinkMode::Upsert) && self.key.is_empty() {
+            problems.push(&format!("{path}.key"), "mode upsert needs the key columns");
+        }
+        if self.batch_size == Some(0) {
+            problems.push(&format!("{path}.batch_size"), "must be at least 1");
+        }
+    }
+
+    pub fn mode(&self) -> SinkMode {
+        self.mode.unwrap_or(if self.key.is_empty() { SinkMode::Insert } else { SinkMode::Upsert })
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(DEFAULT_SINK_BATCH)
+    }
+
+    /// `(schema, table)`.
+    pub fn schema_and_table(&self) -> (&str, &str) {
+        split_table(&self.table)
+    }
+
+    /// The name the run loop routes the sink's records under: never a Kafka topic (`:` is not
+    /// allowed in one).
+    pub fn destination(&self) -> String {
+        let (schema, table) = self.schema_and_table();
+        format!("postgres:{schema}.{table}")
+    }
+}
+
+/// `TABLE` or `SCHEMA.TABLE`, and a postgres URI.
+fn check_table_and_url(table: &str, url: &str, path: &str, problems: &mut Problems) {
+    if table.split('.').count() > 2 || table.split('.').any(str::is_empty) {
+        problems.push(&format!("{path}.table"), "must be TABLE or SCHEMA.TABLE");
+    }
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        problems.push(&format!("{path}.url"), "must be a postgres:// or postgresql:// URI");
+    }
+}
+
+fn split_table(table: &str) -> (&str, &str) {
+    match table.split_once('.') {
+        Some((schema, table)) => (schema, table),
+        None => ("public", table),
+    }
+}
+
 impl PostgresSourceConfig {
     /// Checks that need no database: names that Postgres would refuse.
     pub fn check(&self, path: &str, problems: &mut Problems) {
-        if self.table.split('.').count() > 2 || self.table.split('.').any(str::is_empty) {
-            problems.push(&format!("{path}.table"), "must be TABLE or SCHEMA.TABLE");
-        }
+        check_table_and_url(&self.table, &self.url, path, problems);
         for (key, name) in [("slot", &self.slot), ("publication", &self.publication)] {
             if let Some(name) = name {
                 if !valid_object_name(name) {
@@ -59,17 +145,11 @@ impl PostgresSourceConfig {
                 }
             }
         }
-        if !self.url.starts_with("postgres://") && !self.url.starts_with("postgresql://") {
-            problems.push(&format!("{path}.url"), "must be a postgres:// or postgresql:// URI");
-        }
     }
 
     /// `(schema, table)`.
     pub fn schema_and_table(&self) -> (&str, &str) {
-        match self.table.split_once('.') {
-            Some((schema, table)) => (schema, table),
-            None => ("public", &self.table),
-        }
+        split_table(&self.table)
     }
 
     /// The replication slot's name.

@@ -40,6 +40,13 @@ impl DeliveredCounts {
         }
     }
 
+    /// `n` deliveries to `destination` made elsewhere (a Postgres sink's rows).
+    pub fn add(&self, destination: &str, n: u64) {
+        if let Some((_, count)) = self.topics.iter().find(|(t, _)| t == destination) {
+            count.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Deliveries so far to the `index`th topic.
     pub fn get(&self, index: usize) -> u64 {
         self.topics.get(index).map_or(0, |(_, count)| count.load(Ordering::Relaxed))

@@ -1,9 +1,11 @@
 //! Where records go: the [`Sink`] trait, and the sink kinds, a file or folder each: Kafka
-//! ([`kafka::KafkaSink`]). Sink records, dead letters and state changelog writes all leave
-//! through it.
+//! ([`kafka::KafkaSink`]: sink topics, dead letters and state changelogs) and Postgres tables
+//! ([`postgres::PostgresSink`]); [`pipeline::PipelineSink`] routes a run's records to them.
 
 pub mod delivery;
 pub mod kafka;
+pub mod pipeline;
+pub mod postgres;
 
 use std::time::Duration;
 
@@ -40,6 +42,16 @@ pub struct OutgoingRecord<'a> {
     pub headers: &'a [Header],
     /// Milliseconds since the Unix epoch.
     pub timestamp: Option<i64>,
+    /// The source record it came from, for a sink that dead-letters records itself (Postgres).
+    pub origin: Option<Origin<'a>>,
+}
+
+/// Where a record was read: source topic (or captured table), partition and position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub position: i64,
 }
 
 /// A record the sink could not take, or a flush that did not complete.

@@ -13,6 +13,8 @@ pub enum Stage {
     Process,
     /// An output did not match its declared schema, or could not be written in the sink's format.
     Encode,
+    /// The sink's store refused the record (a Postgres constraint, a value out of range).
+    Deliver,
 }
 
 impl Stage {
@@ -22,6 +24,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Process => "process",
             Stage::Encode => "encode",
+            Stage::Deliver => "deliver",
         }
     }
 }
@@ -109,6 +112,11 @@ impl Failure {
     /// A record that cannot be written in its sink's format.
     pub fn encode(error: impl Into<String>) -> Failure {
         Failure { stage: Stage::Encode, processor: None, error: bounded(error.into()), cause: Cause::Data }
+    }
+
+    /// A record the sink's store refused, with the store's reason.
+    pub fn deliver(error: impl Into<String>) -> Failure {
+        Failure { stage: Stage::Deliver, processor: None, error: bounded(error.into()), cause: Cause::Data }
     }
 
     fn process(processor: &str, error: impl Into<String>, cause: Cause) -> Failure {

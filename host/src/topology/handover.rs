@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
 use rdkafka::TopicPartitionList;
 
 use crate::observe::PipelineMetrics;
-use crate::sink::kafka::KafkaSink;
+use crate::sink::pipeline::PipelineSink;
 use crate::sink::Sink;
 use crate::source::kafka::{next_offsets, offset_list, RebalanceHandler, SourceContext, TopicPartition};
 use crate::source::SourcePartition;
@@ -44,7 +44,7 @@ pub struct StatefulProcessor {
 
 /// What a revoke flushes and commits: the run's producer and delivery bookkeeping.
 pub struct Deliveries {
-    pub sink: Arc<KafkaSink>,
+    pub sink: Arc<PipelineSink>,
     pub tracker: Arc<DeliveryTracker>,
     /// Last delivered position per (source, partition): what may be committed.
     pub delivered: Arc<Mutex<HashMap<SourcePartition, i64>>>,
@@ -68,7 +68,7 @@ struct Restores {
     stateful: Vec<StatefulProcessor>,
     /// Flushed before a restore reads the changelog's end: writes of this process still in
     /// flight (after a lost assignment) must be in it.
-    sink: Arc<KafkaSink>,
+    sink: Arc<PipelineSink>,
     /// Per partition number: the generation of its restore and how many processors' restores
     /// it still waits for.
     pending: Mutex<HashMap<i32, (u64, usize)>>,

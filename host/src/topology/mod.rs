@@ -89,7 +89,10 @@ pub struct OutputNode {
 
 pub struct SinkNode {
     pub id: String,
+    /// The Kafka topic, or a table's destination name (`postgres:schema.table`).
     pub topic: String,
+    /// The table it writes, for a Postgres sink.
+    pub postgres: Option<Arc<crate::config::postgres::PostgresSinkConfig>>,
     pub encoder: SinkEncoder,
     pub schema: EdgeSchema,
 }
@@ -110,6 +113,7 @@ impl Topology {
             sinks.push(SinkNode {
                 id: port.name.clone(),
                 topic: port.name.clone(),
+                postgres: None,
                 encoder: SinkEncoder::Avro,
                 schema: schema.clone(),
             });
@@ -380,7 +384,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
                 Upstream::NoPort(message) => problems.push(&format!("sinks.{id}.inputs[{i}]"), message),
             }
         }
-        let encoder = match (sink.format, &registry) {
+        let encoder = match (sink.format(), &registry) {
             (Format::Avro, _) => SinkEncoder::Avro,
             (Format::Json, _) => SinkEncoder::Json,
             (Format::ConfluentAvro, Some(registry)) => {
@@ -392,7 +396,13 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
             }
         };
         if let (Some(schema), true) = (schema, complete) {
-            topology.sinks.push(SinkNode { id: id.clone(), topic: sink.topic.clone(), encoder, schema });
+            topology.sinks.push(SinkNode {
+                id: id.clone(),
+                topic: sink.destination(),
+                postgres: sink.postgres.clone().map(Arc::new),
+                encoder,
+                schema,
+            });
         }
     }
 

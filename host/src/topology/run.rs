@@ -25,6 +25,8 @@ use crate::config::Problems;
 use crate::observe::PipelineMetrics;
 use crate::sink::delivery::DeliveryTracker;
 use crate::sink::kafka::{DeliveredCounts, KafkaSink};
+use crate::sink::pipeline::PipelineSink;
+use crate::sink::postgres::{DeadLetters, PostgresSink, PostgresSinkError};
 use crate::source::kafka::KafkaSource;
 use crate::source::SourceError;
 use crate::state::{Changelog, ChangelogError};
@@ -112,6 +114,8 @@ pub enum RunError {
     #[error("topics missing on {servers}: {}; create them first", topics.join(", "))]
     TopicsMissing { servers: String, topics: Vec<String> },
     #[error(transparent)]
+    PostgresSink(#[from] PostgresSinkError),
+    #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot create the Kafka producer")]
     Producer(#[source] rdkafka::error::KafkaError),
@@ -160,7 +164,18 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         Some(_) => DeliveredCounts::for_topics(sink_topics.clone()),
         None => DeliveredCounts::default(),
     });
-    let sink = Arc::new(KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?);
+    let kafka_sink =
+        Arc::new(KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?);
+    let mut tables = Vec::new();
+    for node in &topology.sinks {
+        if let Some(config) = &node.postgres {
+            let dead_letters = DeadLetters { kafka: kafka_sink.clone(), topic: settings.dead_letter_topic.clone() };
+            let schema = node.schema.parsed.clone();
+            let counts = sink_deliveries.clone();
+            tables.push(PostgresSink::open(&node.id, config, schema, tracker.clone(), dead_letters, counts)?);
+        }
+    }
+    let sink = Arc::new(PipelineSink::new(kafka_sink, tables));
     match topology.register_sink_schemas() {
         Ok(()) => {}
         Err(SinkSchemaError::Refused(problems)) => return Err(RunError::Invalid(problems)),
@@ -180,8 +195,8 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         }
         None => None,
     };
-    if let Some(first) = topology.sinks.first() {
-        sink.warm_up(&first.topic);
+    if let Some(first) = topology.sinks.iter().find(|s| s.postgres.is_none()) {
+        sink.kafka().warm_up(&first.topic);
     }
     let problems = super::check_partitions(&topology, |topic| partition_counts.get(topic).copied());
     if !problems.is_empty() {
@@ -297,7 +312,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     };
     let mut watch = Watch {
         metrics: metrics.as_deref(),
-        sink: &sink,
+        sink: sink.kafka(),
         sink_deliveries: &sink_deliveries,
         routes: &routes,
         summary: Summary::new(settings.status_line),
@@ -477,6 +492,7 @@ fn route_joined_tables(
         topology.sinks.push(SinkNode {
             id: format!("{}.rows", source.id),
             topic: rows.clone(),
+            postgres: None,
             encoder: SinkEncoder::Avro,
             schema: source.schema.clone(),
         });
@@ -513,7 +529,7 @@ fn check_topics_exist(
 ) -> Result<(), RunError> {
     let mut needed: Vec<String> = Vec::new();
     needed.extend(topology.sources.iter().filter(|s| s.postgres.is_none()).map(|s| s.topic.clone()));
-    needed.extend(topology.sinks.iter().map(|s| s.topic.clone()));
+    needed.extend(topology.sinks.iter().filter(|s| s.postgres.is_none()).map(|s| s.topic.clone()));
     needed.extend(settings.dead_letter_topic.clone());
     let mut missing: Vec<String> = needed.into_iter().filter(|t| !counts.contains_key(t)).collect();
     missing.sort();

@@ -21,7 +21,7 @@ use super::failure::Failure;
 use crate::observe::PipelineMetrics;
 use crate::plugin::batch::Record;
 use crate::sink::delivery::{last_positions, BatchId, DeliveryError, DeliveryTracker};
-use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
+use crate::sink::{Destination, Origin, OutgoingRecord, Sink, SinkError};
 use crate::source::{InputRecord, Source, SourceError, SourcePartition};
 use crate::state::{Changelog, StateWrites};
 
@@ -238,11 +238,17 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
     fn send(&mut self, sink: usize, origin: usize, record: Record) -> Result<(), OutboxError> {
         let partition = self.routes.keeps_partition[sink].then(|| self.batch[origin].partition());
         let destination = Destination { topic: &self.routes.sink_topics[sink], partition };
+        let consumed = &self.batch[origin];
         let outgoing = OutgoingRecord {
             key: record.key.as_deref(),
             value: record.value.as_deref(),
             headers: &record.headers,
             timestamp: record.timestamp,
+            origin: Some(Origin {
+                topic: &self.routes.source_topics[consumed.source()],
+                partition: consumed.partition(),
+                position: consumed.position(),
+            }),
         };
         match self.send_to(destination, outgoing) {
             Ok(()) => {
@@ -276,6 +282,7 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
             value: consumed.value(),
             headers: &headers,
             timestamp: consumed.timestamp(),
+            origin: None,
         };
         self.send_to(Destination { topic: dead_letter_topic, partition: None }, record)?;
         self.dead_lettered += 1;
@@ -331,7 +338,8 @@ mod tests {
             targets: vec![Target::Sink { index: 0 }],
         };
         let sources = vec![source("talents"), source("public.movies")];
-        let sink = SinkNode { id: "out".into(), topic: "out".into(), encoder: SinkEncoder::Avro, schema };
+        let sink =
+            SinkNode { id: "out".into(), topic: "out".into(), postgres: None, encoder: SinkEncoder::Avro, schema };
         Executor::new(Topology { sources, processors: Vec::new(), sinks: vec![sink], catalog: None })
     }
 

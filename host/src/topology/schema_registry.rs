@@ -155,7 +155,7 @@ pub fn catalog_binding(
                 owner: publish.owner.clone(),
                 tags: publish.tags.clone(),
                 topic: sink.topic.clone(),
-                format: sink.format,
+                format: sink.format(),
                 subject: sink.subject(),
                 origin: Origin::Pipeline {
                     pipeline: config.name.clone(),

@@ -216,7 +216,7 @@ impl PostgresSource {
             readers.push(Some(shared.clone()));
             let reader = Reader {
                 index,
-                database: Database::new(&table.config),
+                database: Database::new(&table.config.url, table.config.password_env.as_deref()),
                 table,
                 schema,
                 shared,

@@ -3,8 +3,6 @@
 
 use pg_walstream::{PgReplicationConnection, ReplicationError};
 
-use super::PostgresSourceConfig;
-
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
@@ -40,10 +38,11 @@ pub struct Database {
 }
 
 impl Database {
-    /// The database of a `postgres:` source; the password comes from the URL or the environment.
-    pub fn new(config: &PostgresSourceConfig) -> Database {
-        let password_env = config.password_env.clone().unwrap_or_else(|| "PGPASSWORD".to_string());
-        let (scheme, rest) = config.url.split_once("://").unwrap_or(("postgres", &config.url));
+    /// The database at `url` (a `postgres:` source's or sink's); the password comes from the
+    /// URL or the environment variable `password_env` (default `PGPASSWORD`).
+    pub fn new(url: &str, password_env: Option<&str>) -> Database {
+        let password_env = password_env.unwrap_or("PGPASSWORD").to_string();
+        let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
         let (userinfo, location) = match rest.rsplit_once('@') {
             Some((userinfo, location)) => (Some(userinfo), location),
             None => (None, rest),
@@ -55,10 +54,15 @@ impl Database {
                 let password = percent_encoding::utf8_percent_encode(&password, percent_encoding::NON_ALPHANUMERIC);
                 format!("{scheme}://{userinfo}:{password}@{location}")
             }
-            _ => config.url.clone(),
+            _ => url.to_string(),
         };
         let address = location.split('?').next().unwrap_or(location).to_string();
         Database { uri, address, user, password_env }
+    }
+
+    /// The URI for plain SQL, with the password.
+    pub fn uri(&self) -> &str {
+        &self.uri
     }
 
     /// The URI of a replication connection (logical, to this database).
@@ -152,27 +156,14 @@ pub fn ident(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn config(url: &str, password_env: &str) -> PostgresSourceConfig {
-        PostgresSourceConfig {
-            url: url.into(),
-            table: "movies".into(),
-            slot: None,
-            publication: None,
-            password_env: Some(password_env.into()),
-            envelope: Default::default(),
-            partitioner: Default::default(),
-        }
-    }
-
     #[test]
     fn the_password_comes_from_the_environment_when_the_url_has_none() {
         std::env::set_var("MESHHOST_TEST_PG_PASSWORD", "p@ss word");
-        let database =
-            Database::new(&config("postgres://alice@db:5432/app?sslmode=disable", "MESHHOST_TEST_PG_PASSWORD"));
+        let database = Database::new("postgres://alice@db:5432/app?sslmode=disable", Some("MESHHOST_TEST_PG_PASSWORD"));
         assert_eq!(database.uri, "postgres://alice:p%40ss%20word@db:5432/app?sslmode=disable");
         assert_eq!(database.address, "db:5432/app");
         assert_eq!(database.replication_uri(), format!("{}&replication=database", database.uri));
-        let given = Database::new(&config("postgres://alice:secret@db/app", "MESHHOST_TEST_PG_PASSWORD"));
+        let given = Database::new("postgres://alice:secret@db/app", Some("MESHHOST_TEST_PG_PASSWORD"));
         assert_eq!(given.uri, "postgres://alice:secret@db/app");
         assert_eq!(given.replication_uri(), "postgres://alice:secret@db/app?replication=database");
     }

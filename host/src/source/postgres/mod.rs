@@ -62,7 +62,7 @@ pub fn plan_source(
 /// Connect and describe the source's table, checking the server's settings the text forms
 /// depend on.
 pub fn describe_table(config: &PostgresSourceConfig) -> Result<TableDescription, table::DescribeError> {
-    let database = connect::Database::new(config);
+    let database = connect::Database::new(&config.url, config.password_env.as_deref());
     let mut sql = database.connect()?;
     for (setting, expected) in [("DateStyle", "ISO"), ("bytea_output", "hex")] {
         let value = sql

@@ -1,0 +1,253 @@
+//! The Postgres sink against the real test Postgres, read back with `psql`: upserts (one key
+//! twice in a batch, tombstones, a replay that leaves the table as it was), appends, a row the
+//! database refuses going to dead letters, a new optional field becoming a column, and a
+//! database restarted mid-run.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cdc::{database, table_name};
+use crate::support::*;
+
+const MOVIE: &str = r#"{"type": "record", "name": "Movie", "fields": [
+    {"name": "id", "type": "string"},
+    {"name": "title", "type": "string"},
+    {"name": "year", "type": "int"},
+    {"name": "rating", "type": {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 1}},
+    {"name": "released", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+    {"name": "tags", "type": {"type": "array", "items": "string"}}
+]}"#;
+
+/// A movie as the topic's JSON value (the decimal as Avro JSON: its unscaled bytes).
+fn movie(id: &str, title: &str, year: i32, rating_tenths: u8) -> Option<Vec<u8>> {
+    let value = json!({
+        "id": id, "title": title, "year": year,
+        "rating": String::from(char::from(rating_tenths)),
+        "released": 1_700_000_000_000i64 + year as i64,
+        "tags": ["a", "b\"c"],
+    });
+    Some(value.to_string().into_bytes())
+}
+
+fn keyed(id: &str, value: Option<Vec<u8>>) -> KeyValue {
+    (Some(id.as_bytes().to_vec()), value)
+}
+
+/// Poll `sql` until it answers `expected` (30 s at most; a failing query, such as one of a
+/// table the sink has not created yet, is asked again).
+fn wait_for(url: &str, sql: &str, expected: &str, running: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", url, "-c", sql])
+            .env("PGPASSWORD", POSTGRES_PASSWORD)
+            .output()
+            .expect("run psql");
+        let got = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        if got.trim() == expected.trim() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql} answered\n{got}\nnot\n{expected}\nlog:\n{}", running.log_so_far());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Setup {
+    url: String,
+    upserts: String,
+    appends: String,
+    input: String,
+    dlq: String,
+    dir: PipelineDir,
+    pipeline: std::path::PathBuf,
+}
+
+/// A topic of movies into two tables: `upserts` (keyed by id, created beforehand with a CHECK
+/// the sink must respect) and `appends` (created by the sink).
+fn setup(schema: &str) -> Setup {
+    let url = database();
+    let (upserts, appends) = (table_name("movies_up"), table_name("movies_log"));
+    psql(
+        &url,
+        &format!(
+            "CREATE TABLE {upserts} (id text PRIMARY KEY, title text NOT NULL, year int NOT NULL CHECK (year > 1800),
+               rating numeric(4,1) NOT NULL, released timestamptz, tags text[] NOT NULL)"
+        ),
+    );
+    let (input, _, dlq) = pipeline_topics("pg-sink", 2);
+    let dir = PipelineDir::new();
+    dir.write("movie.avsc", schema);
+    let pipeline = dir.write(
+        "pipeline.yaml",
+        &format!(
+            "name: {name}
+sources:
+  movies: {{topic: {input}, format: json, schema: movie.avsc}}
+sinks:
+  upserts:
+    postgres: {{url: '{url}', table: {upserts}, key: [id], create: true}}
+    inputs: [movies]
+  appends:
+    postgres: {{url: '{url}', table: public.{appends}, create: true, batch_size: 3}}
+    inputs: [movies]
+dead_letter:
+  topic: {dlq}
+",
+            name = unique("pgsink")
+        ),
+    );
+    Setup { url, upserts, appends, input, dlq, dir, pipeline }
+}
+
+#[test]
+fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() {
+    let setup = setup(MOVIE);
+    let Setup { url, upserts, appends, input, dlq, .. } = &setup;
+    // m1 twice (the last wins), m2 then deleted, a tombstone for a key never written, and a
+    // year the table's CHECK refuses.
+    produce(
+        input,
+        &[
+            keyed("m1", movie("m1", "First", 1999, 71)),
+            keyed("m2", movie("m2", "Second\tTabbed", 2001, 80)),
+            keyed("m1", movie("m1", "First (again)", 2000, 72)),
+            keyed("m9", None),
+            keyed("m3", movie("m3", "Too old", 1700, 50)),
+            keyed("m2", None),
+            keyed("m4", movie("m4", "Fourth", 2004, 99)),
+        ],
+    );
+    let running = start_run(&setup.pipeline);
+    let rows = format!("SELECT id, title, year, rating, released AT TIME ZONE 'UTC', tags FROM {upserts} ORDER BY id");
+    wait_for(
+        url,
+        &rows,
+        "m1|First (again)|2000|7.2|2023-11-14 22:13:22|{a,\"b\\\"c\"}\nm4|Fourth|2004|9.9|2023-11-14 22:13:22.004|{a,\"b\\\"c\"}",
+        &running,
+    );
+    // Every record with a value is appended, in topic order per key; tombstones have no row.
+    wait_for(url, &format!("SELECT count(*) FROM {appends}"), "5", &running);
+    assert_eq!(
+        psql(url, &format!("SELECT id, title, year FROM {appends} WHERE id IN ('m1', 'm2') ORDER BY id, year")),
+        "m1|First|1999\nm1|First (again)|2000\nm2|Second\tTabbed|2001\n"
+    );
+    assert_eq!(
+        psql(url, &format!("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{appends}' ORDER BY ordinal_position")),
+        "id|text\ntitle|text\nyear|integer\nrating|numeric\nreleased|timestamp with time zone\ntags|ARRAY\n"
+    );
+
+    // Dead letters at stage deliver: m3 refused by the CHECK, and the two tombstones the
+    // append sink cannot write; the rest was delivered.
+    let dead = read(dlq, 3, Duration::from_secs(20));
+    let mut reasons: Vec<(String, String, String)> = dead
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+            (key, r.header("meshhost.stage").unwrap(), r.header("meshhost.error").unwrap())
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[0].0, "m2");
+    assert_eq!(reasons[0].2, "sink appends: a tombstone (no value) for a table written in insert mode");
+    assert_eq!(reasons[1].0, "m3");
+    assert_eq!(reasons[1].1, "deliver");
+    assert!(
+        reasons[1].2.starts_with("sink upserts: Postgres refused the row: new row for relation")
+            && reasons[1].2.contains("violates check constraint"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2].0, "m9");
+    assert!(dead.iter().all(|r| r.header("meshhost.source.topic").as_deref() == Some(input.as_str())));
+    assert_clean_exit(&running.stop());
+
+    // A replay from the start leaves the upsert table as it was.
+    let checksum = format!("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM {upserts} t");
+    let before = psql(url, &checksum);
+    let (code, _, stderr) =
+        meshhost(&["reset", setup.pipeline.to_str().unwrap(), "--to", "earliest", "--bootstrap-servers", broker()]);
+    assert_eq!(code, 0, "{stderr}");
+    let running = start_run(&setup.pipeline);
+    wait_for(url, &format!("SELECT count(*) FROM {appends}"), "10", &running);
+    assert_clean_exit(&running.stop());
+    assert_eq!(psql(url, &checksum), before);
+}
+
+#[test]
+fn a_new_optional_field_becomes_a_column_and_old_rows_get_null() {
+    let setup = setup(MOVIE);
+    let Setup { url, upserts, appends, input, .. } = &setup;
+    produce(input, &[keyed("m1", movie("m1", "First", 1999, 71))]);
+    let running = start_run(&setup.pipeline);
+    wait_for(url, &format!("SELECT count(*) FROM {appends}"), "1", &running);
+    assert_clean_exit(&running.stop());
+
+    let v2 = MOVIE.replace(
+        r#"{"name": "id", "type": "string"},"#,
+        r#"{"name": "id", "type": "string"}, {"name": "country", "type": ["null", "string"], "default": null},"#,
+    );
+    setup.dir.write("movie.avsc", &v2);
+    let value = json!({"id": "m2", "country": "FR", "title": "Second", "year": 2001, "rating": "P",
+                       "released": null, "tags": []});
+    produce(input, &[keyed("m2", Some(value.to_string().into_bytes()))]);
+    let running = start_run(&setup.pipeline);
+    for table in [upserts, appends] {
+        wait_for(
+            url,
+            &format!("SELECT id, coalesce(country, 'NULL') FROM {table} ORDER BY id"),
+            "m1|NULL\nm2|FR",
+            &running,
+        );
+    }
+    assert_clean_exit(&running.stop());
+
+    // A retyped field stops the run naming the column.
+    let v3 = v2.replace(r#"{"name": "year", "type": "int"}"#, r#"{"name": "year", "type": "string"}"#);
+    setup.dir.write("movie.avsc", &v3);
+    let (code, _, stderr) = meshhost(&["run", setup.pipeline.to_str().unwrap(), "--bootstrap-servers", broker()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains(&format!("column year of public.{upserts} is int4, but its field needs text")), "{stderr}");
+}
+
+#[test]
+fn postgres_restarted_mid_run_loses_nothing() {
+    let own = OwnPostgres::start();
+    let url = own.url.replace("meshhost@", &format!("meshhost:{POSTGRES_PASSWORD}@"));
+    let table = table_name("restarted");
+    let (input, _, dlq) = pipeline_topics("pg-restart", 2);
+    let dir = PipelineDir::new();
+    dir.write("movie.avsc", MOVIE);
+    let pipeline = dir.write(
+        "pipeline.yaml",
+        &format!(
+            "name: {name}
+sources:
+  movies: {{topic: {input}, format: json, schema: movie.avsc}}
+sinks:
+  out:
+    postgres: {{url: '{url}', table: {table}, key: [id], create: true, batch_size: 50}}
+    inputs: [movies]
+dead_letter:
+  topic: {dlq}
+",
+            name = unique("pgrestart")
+        ),
+    );
+    let batch = |from: usize, to: usize| -> Vec<KeyValue> {
+        (from..to).map(|n| keyed(&format!("m{n}"), movie(&format!("m{n}"), &format!("Movie {n}"), 2000, 70))).collect()
+    };
+    produce(&input, &batch(0, 500));
+    let running = start_run(&pipeline);
+    wait_for(&url, &format!("SELECT count(*) FROM {table}"), "500", &running);
+    own.restart();
+    produce(&input, &batch(500, 1000));
+    wait_for(&url, &format!("SELECT count(*), count(DISTINCT id) FROM {table}"), "1000|1000", &running);
+    assert!(
+        running.log_so_far().contains("retrying in"),
+        "the broken connection was retried:\n{}",
+        running.log_so_far()
+    );
+    assert_clean_exit(&running.stop());
+    assert!(read(&dlq, 1, Duration::from_secs(1)).is_empty());
+}
