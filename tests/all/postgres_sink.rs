@@ -54,6 +54,7 @@ fn wait_for(url: &str, sql: &str, expected: &str, running: &Running) {
 }
 
 struct Setup {
+    group: String,
     url: String,
     upserts: String,
     appends: String,
@@ -78,6 +79,7 @@ fn setup(schema: &str) -> Setup {
     let (input, _, dlq) = pipeline_topics("pg-sink", 2);
     let dir = PipelineDir::new();
     dir.write("movie.avsc", schema);
+    let name = unique("pgsink");
     let pipeline = dir.write(
         "pipeline.yaml",
         &format!(
@@ -93,11 +95,10 @@ sinks:
     inputs: [movies]
 dead_letter:
   topic: {dlq}
-",
-            name = unique("pgsink")
+"
         ),
     );
-    Setup { url, upserts, appends, input, dlq, dir, pipeline }
+    Setup { group: format!("meshhost-{name}"), url, upserts, appends, input, dlq, dir, pipeline }
 }
 
 #[test]
@@ -162,16 +163,29 @@ fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() 
     assert!(dead.iter().all(|r| r.header("meshhost.source.topic").as_deref() == Some(input.as_str())));
     assert_clean_exit(&running.stop());
 
-    // A replay from the start leaves the upsert table as it was.
-    let checksum = format!("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM {upserts} t");
-    let before = psql(url, &checksum);
+    // A replay from the start leaves both tables as they were: upserts by their nature, appends
+    // by the positions kept beside the table.
+    let checksum = |table: &str| {
+        psql(url, &format!("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t"))
+    };
+    let before = (checksum(upserts), checksum(appends));
     let (code, _, stderr) =
         meshhost(&["reset", setup.pipeline.to_str().unwrap(), "--to", "earliest", "--bootstrap-servers", broker()]);
     assert_eq!(code, 0, "{stderr}");
     let running = start_run(&setup.pipeline);
-    wait_for(url, &format!("SELECT count(*) FROM {appends}"), "10", &running);
+    wait_until_consumed(&setup.group, input, &running);
     assert_clean_exit(&running.stop());
-    assert_eq!(psql(url, &checksum), before);
+    assert_eq!((checksum(upserts), checksum(appends)), before);
+}
+
+/// Wait until the pipeline's group has committed the end of `topic` (60 s at most).
+fn wait_until_consumed(group: &str, topic: &str, running: &Running) {
+    let end = end_offsets(topic);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed_offsets(group, topic) != end {
+        assert!(Instant::now() < deadline, "{topic} not consumed to its end {end:?}:\n{}", running.log_so_far());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -248,6 +262,71 @@ dead_letter:
         "the broken connection was retried:\n{}",
         running.log_so_far()
     );
+    assert_clean_exit(&running.stop());
+    assert!(read(&dlq, 1, Duration::from_secs(1)).is_empty());
+}
+
+#[test]
+fn sigkills_at_random_moments_leave_upserts_right_and_one_append_per_record() {
+    let url = database();
+    let (upserts, appends) = (table_name("killed_up"), table_name("killed_log"));
+    let (input, _, dlq) = pipeline_topics("pg-kill", 3);
+    let dir = PipelineDir::new();
+    dir.write(
+        "event.avsc",
+        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
+    );
+    let pipeline = dir.write(
+        "pipeline.yaml",
+        &format!(
+            "name: {name}
+kafka:
+  properties: {{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"}}
+sources:
+  events: {{topic: {input}, format: json, schema: event.avsc}}
+sinks:
+  latest:
+    postgres: {{url: '{url}', table: {upserts}, key: [id], create: true, batch_size: 100}}
+    inputs: [events]
+  log:
+    postgres: {{url: '{url}', table: {appends}, create: true, batch_size: 100}}
+    inputs: [events]
+dead_letter:
+  topic: {dlq}
+",
+            name = unique("pgkill")
+        ),
+    );
+    // 20000 events over 50 keys; the reference is the last seq of each key.
+    let events: Vec<KeyValue> = (0..20_000)
+        .map(|seq| {
+            let id = format!("k{}", seq % 50);
+            keyed(&id, Some(json!({"id": id, "seq": seq}).to_string().into_bytes()))
+        })
+        .collect();
+    produce(&input, &events);
+    let appended = || psql(&url, &format!("SELECT count(*) FROM {appends}")).trim().parse::<u64>().unwrap_or(0);
+    let mut moment = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    for round in 1..=4u64 {
+        let running = start_run(&pipeline);
+        // Mid-stream: once the table has grown past this round's mark, at a random moment up
+        // to 0.2 s later (a cheap LCG: no dependency).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while psql(&url, &format!("SELECT to_regclass('{appends}') IS NOT NULL")).trim() != "t"
+            || appended() < round * 3000
+        {
+            assert!(Instant::now() < deadline, "round {round}: no progress:\n{}", running.log_so_far());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        moment = moment.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis((moment >> 33) % 200));
+        running.kill();
+    }
+    assert!(appended() < 20_000, "the kills came after the end: nothing was cut mid-stream");
+    let running = start_run(&pipeline);
+    wait_for(&url, &format!("SELECT count(*), count(DISTINCT seq) FROM {appends}"), "20000|20000", &running);
+    let expected: String = (0..50).map(|k| format!("k{k}|{}\n", 19_950 + k)).collect();
+    wait_for(&url, &format!("SELECT id, seq FROM {upserts} ORDER BY seq"), &expected, &running);
     assert_clean_exit(&running.stop());
     assert!(read(&dlq, 1, Duration::from_secs(1)).is_empty());
 }

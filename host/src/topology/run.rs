@@ -172,7 +172,15 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
             let dead_letters = DeadLetters { kafka: kafka_sink.clone(), topic: settings.dead_letter_topic.clone() };
             let schema = node.schema.parsed.clone();
             let counts = sink_deliveries.clone();
-            tables.push(PostgresSink::open(&node.id, config, schema, tracker.clone(), dead_letters, counts)?);
+            tables.push(PostgresSink::open(
+                &settings.pipeline,
+                &node.id,
+                config,
+                schema,
+                tracker.clone(),
+                dead_letters,
+                counts,
+            )?);
         }
     }
     let sink = Arc::new(PipelineSink::new(kafka_sink, tables));

@@ -9,7 +9,10 @@
 //!   key replaces an earlier one anyway), copied into a staging table, then one `DELETE` for the
 //!   tombstones and one `INSERT ... ON CONFLICT (key) DO UPDATE` for the rest. Replaying records
 //!   leaves the table as it was.
-//! - `insert`: the rows are copied straight into the table.
+//! - `insert`: the rows are copied straight into the table, and in the same transaction each
+//!   source partition's next position goes into `meshhost_offsets` beside it ([`Offsets`]); a
+//!   record below it (a replay, a redelivery after a crash between the commit here and the
+//!   source's acknowledgement) is not written again.
 //!
 //! Batching is `COPY FROM STDIN` (text format, [`row`]): one round trip for any number of rows,
 //! parsed by Postgres' own input functions; see the README's Performance section for what it
@@ -24,6 +27,8 @@
 pub mod row;
 pub mod table;
 
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -105,6 +110,7 @@ impl PostgresSink {
     /// Connect, make sure the table takes the schema's records (creating or extending it with
     /// `create: true`), and start the writer.
     pub fn open(
+        pipeline: &str,
         id: &str,
         config: &PostgresSinkConfig,
         schema: Arc<Schema>,
@@ -126,8 +132,10 @@ impl PostgresSink {
         .map_err(|source| PostgresSinkError::Table { sink: id.to_string(), source })?;
         let leading = if by_record_key { config.key.len() } else { 0 };
         let database = Database::new(&config.url, config.password_env.as_deref());
-        let mut client = postgres::Client::connect(database.uri(), postgres::NoTls).map_err(|error| {
-            PostgresSinkError::Connect { sink: id.into(), address: database.address.clone(), message: describe(&error) }
+        let mut client = connect(&database).map_err(|error| PostgresSinkError::Connect {
+            sink: id.into(),
+            address: database.address.clone(),
+            message: describe(&error),
         })?;
         prepare_table(id, config, &definition, &database, &mut client)?;
         let mode = config.mode();
@@ -136,11 +144,13 @@ impl PostgresSink {
             address: database.address.clone(),
             message: describe(&error),
         };
-        if mode == SinkMode::Upsert {
-            client.batch_execute(&create_stage_sql(&definition)).map_err(statement)?;
+        match mode {
+            SinkMode::Upsert => client.batch_execute(&create_stage_sql(&definition)).map_err(statement)?,
+            SinkMode::Insert => client.batch_execute(&Offsets::create_sql(&definition.table)).map_err(statement)?,
         }
         let (queue, messages) = std::sync::mpsc::sync_channel(config.batch_size() * QUEUE_BATCHES);
         let writer = Writer {
+            pipeline: pipeline.to_string(),
             sink: id.to_string(),
             destination: config.destination(),
             mode,
@@ -209,6 +219,13 @@ impl Drop for PostgresSink {
             let _ = handle.join();
         }
     }
+}
+
+/// A connection that keeps notices ("already exists, skipping") out of the log.
+fn connect(database: &Database) -> Result<postgres::Client, postgres::Error> {
+    let mut client = postgres::Client::connect(database.uri(), postgres::NoTls)?;
+    client.batch_execute("SET client_min_messages TO warning")?;
+    Ok(client)
 }
 
 /// The database's own message (and detail) when it has one.
@@ -333,6 +350,7 @@ fn merge_sql(definition: &TableDefinition) -> String {
 
 /// The sink's thread: writes what queues, in transactions.
 struct Writer {
+    pipeline: String,
     sink: String,
     destination: String,
     mode: SinkMode,
@@ -403,19 +421,19 @@ impl Writer {
             self.dead_letter(row.pending, why);
         }
         // Upsert: the last record of each key is the row; earlier ones are delivered with it.
-        let lines: Vec<&str> = match self.mode {
-            SinkMode::Insert => writable.iter().map(|row| line(row).text.as_str()).collect(),
+        let written: Vec<&Row> = match self.mode {
+            SinkMode::Insert => writable.iter().collect(),
             SinkMode::Upsert => {
-                let mut last: std::collections::HashMap<&[String], usize> = std::collections::HashMap::new();
+                let mut last: HashMap<&[String], usize> = HashMap::new();
                 for (index, row) in writable.iter().enumerate() {
                     last.insert(&line(row).key, index);
                 }
                 let mut kept: Vec<usize> = last.into_values().collect();
                 kept.sort_unstable();
-                kept.into_iter().map(|index| line(&writable[index]).text.as_str()).collect()
+                kept.into_iter().map(|index| &writable[index]).collect()
             }
         };
-        match self.commit_retrying(&lines) {
+        match self.commit_retrying(&written) {
             Ok(()) => self.delivered(writable),
             Err((Fault::Row, _)) => self.one_by_one(writable),
             Err((_, failure)) => {
@@ -429,7 +447,7 @@ impl Writer {
     /// After a refused transaction: each row in its own, the refused ones to dead letters.
     fn one_by_one(&mut self, rows: Vec<Row>) {
         for row in rows {
-            match self.commit_retrying(&[line(&row).text.as_str()]) {
+            match self.commit_retrying(&[&row]) {
                 Ok(()) => self.delivered(vec![row]),
                 Err((Fault::Row, why)) => self.dead_letter(row.pending, why),
                 Err((_, failure)) => self.tracker.delivered(row.pending.batch, Some(failure)),
@@ -437,13 +455,13 @@ impl Writer {
         }
     }
 
-    /// Commit `lines`, retrying while the database is away (for [`RETRY_FOR`]). A row fault
+    /// Commit `rows`, retrying while the database is away (for [`RETRY_FOR`]). A row fault
     /// comes back with the database's message; any other failure stops the sink for good.
-    fn commit_retrying(&mut self, lines: &[&str]) -> Result<(), (Fault, String)> {
+    fn commit_retrying(&mut self, rows: &[&Row]) -> Result<(), (Fault, String)> {
         let deadline = Instant::now() + RETRY_FOR;
         let mut pause = Duration::from_millis(200);
         loop {
-            let (fault, message) = match self.commit(lines) {
+            let (fault, message) = match self.commit(rows) {
                 Ok(()) => return Ok(()),
                 Err(failure) => failure,
             };
@@ -469,35 +487,37 @@ impl Writer {
         }
     }
 
-    /// One transaction: COPY the lines (into the table, or the staging table and merge).
-    fn commit(&mut self, lines: &[&str]) -> Result<(), (Fault, String)> {
+    /// One transaction: COPY the rows into the staging table and merge (upsert), or into the
+    /// table with the sources' next positions (insert).
+    fn commit(&mut self, rows: &[&Row]) -> Result<(), (Fault, String)> {
         let db = |error: postgres::Error| (fault(&error), describe(&error));
         if self.client.is_none() {
-            let mut client = postgres::Client::connect(self.database.uri(), postgres::NoTls).map_err(db)?;
+            let mut client = connect(&self.database).map_err(db)?;
             if self.mode == SinkMode::Upsert {
                 client.batch_execute(&create_stage_sql(&self.definition)).map_err(db)?;
             }
             self.client = Some(client);
         }
-        let copy = match self.mode {
-            SinkMode::Insert => {
-                format!("COPY {} ({}) FROM STDIN", self.definition.table.quoted(), column_list(&self.definition))
-            }
-            SinkMode::Upsert => format!("COPY {STAGE} ({}, meshhost_delete) FROM STDIN", column_list(&self.definition)),
-        };
-        let merge = (self.mode == SinkMode::Upsert).then(|| merge_sql(&self.definition));
+        let columns = column_list(&self.definition);
         let client = self.client.as_mut().expect("connected above");
         let mut transaction = client.transaction().map_err(db)?;
-        let mut writer = transaction.copy_in(&copy).map_err(db)?;
-        let mut data = Vec::with_capacity(lines.iter().map(|l| l.len()).sum());
-        for line in lines {
-            data.extend_from_slice(line.as_bytes());
+        let (copy, rows) = match self.mode {
+            SinkMode::Upsert => (format!("COPY {STAGE} ({columns}, meshhost_delete) FROM STDIN"), rows.to_vec()),
+            SinkMode::Insert => {
+                let copy = format!("COPY {} ({columns}) FROM STDIN", self.definition.table.quoted());
+                let offsets = Offsets { table: &self.definition.table, pipeline: &self.pipeline, sink: &self.sink };
+                (copy, offsets.unwritten(&mut transaction, rows).map_err(db)?)
+            }
+        };
+        let mut data = Vec::with_capacity(rows.iter().map(|row| line(row).text.len()).sum());
+        for row in &rows {
+            data.extend_from_slice(line(row).text.as_bytes());
         }
-        use std::io::Write as _;
+        let mut writer = transaction.copy_in(&copy).map_err(db)?;
         writer.write_all(&data).map_err(|e| (Fault::Transient, e.to_string()))?;
         writer.finish().map_err(db)?;
-        if let Some(merge) = merge {
-            transaction.batch_execute(&merge).map_err(db)?;
+        if self.mode == SinkMode::Upsert {
+            transaction.batch_execute(&merge_sql(&self.definition)).map_err(db)?;
         }
         transaction.commit().map_err(db)
     }
@@ -537,6 +557,67 @@ impl Writer {
         if let Err(error) = self.dead_letters.kafka.send(destination, record, pending.batch) {
             self.tracker.delivered(pending.batch, Some(error.to_string()));
         }
+    }
+}
+
+/// An insert sink's progress, kept in `meshhost_offsets` beside its table and moved in the
+/// transaction that writes the rows: the next position of each source partition it has
+/// written. A record below it is in the table already (a replay, or a redelivery after a crash
+/// between the commit here and the source's acknowledgement), and is not written again.
+struct Offsets<'a> {
+    table: &'a TableName,
+    pipeline: &'a str,
+    sink: &'a str,
+}
+
+impl Offsets<'_> {
+    fn create_sql(table: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}.meshhost_offsets (pipeline text, sink text, source text, partition integer, \
+             next_position bigint NOT NULL, PRIMARY KEY (pipeline, sink, source, partition))",
+            ident(&table.schema)
+        )
+    }
+
+    /// The rows not yet written (locking the sink's progress until the transaction ends), and
+    /// the progress moved past all of `rows`.
+    fn unwritten<'r>(
+        &self,
+        transaction: &mut postgres::Transaction<'_>,
+        rows: &[&'r Row],
+    ) -> Result<Vec<&'r Row>, postgres::Error> {
+        let schema = ident(&self.table.schema);
+        let written: HashMap<(String, i32), i64> = transaction
+            .query(
+                &format!(
+                    "SELECT source, partition, next_position FROM {schema}.meshhost_offsets \
+                     WHERE pipeline = $1 AND sink = $2 FOR UPDATE"
+                ),
+                &[&self.pipeline, &self.sink],
+            )?
+            .into_iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect();
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        let mut unwritten = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (source, partition, position) = &row.pending.origin;
+            let done = written.get(&(source.clone(), *partition)).copied().unwrap_or(i64::MIN);
+            if *position >= done {
+                unwritten.push(*row);
+            }
+            let after = next.entry((source.as_str(), *partition)).or_insert(position + 1);
+            *after = (*after).max(position + 1);
+        }
+        let upsert = format!(
+            "INSERT INTO {schema}.meshhost_offsets VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (pipeline, sink, source, partition) \
+             DO UPDATE SET next_position = GREATEST(meshhost_offsets.next_position, EXCLUDED.next_position)"
+        );
+        for ((source, partition), position) in next {
+            transaction.execute(&upsert, &[&self.pipeline, &self.sink, &source, &partition, &position])?;
+        }
+        Ok(unwritten)
     }
 }
 
