@@ -221,6 +221,63 @@ fn movies_join_talents(python_partitioner: Option<&'static str>, pipeline_partit
     assert_clean_exit(&running.stop());
 }
 
+/// The Data Mesh example delivered where the data is used: the join into `movies_enriched`
+/// of another database (upserts keyed by the movie id, the record key), read back with `psql`
+/// and compared with the join computed from the table and the topic, through changes on both
+/// sides and a SIGKILL.
+#[test]
+fn movies_join_talents_into_a_table_of_another_database() {
+    let fast_group = "kafka:\n  properties: {session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"}\n";
+    let example = Example::new(Some("murmur2_random"), None, fast_group);
+    let database = table_name("enriched");
+    psql(&example.url, &format!("CREATE DATABASE {database}"));
+    let target = example.url.rsplit_once('/').map(|(server, _)| format!("{server}/{database}")).unwrap();
+    let text = std::fs::read_to_string(&example.pipeline).unwrap().replace(
+        &format!("  out: {{topic: {}, format: json, inputs: [enriched]}}", example.out),
+        &format!("  out:\n    postgres: {{url: '{target}', table: movies_enriched, key: [id], create: true}}\n    inputs: [enriched]"),
+    );
+    let pipeline = example.dir.write("to-postgres.yaml", &text);
+    let wait_for_table = |running: &Running| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let expected = expected_join(&example.url, &example.movies, &example.talents);
+            let rows = std::process::Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", &target, "-c"])
+                .arg("SELECT id, json_build_object('movies', movies, 'talents', talents) FROM movies_enriched")
+                .env("PGPASSWORD", POSTGRES_PASSWORD)
+                .output()
+                .expect("run psql");
+            let got: BTreeMap<String, Json> = String::from_utf8_lossy(&rows.stdout)
+                .lines()
+                .filter_map(|line| line.split_once('|'))
+                .map(|(id, row)| (id.to_string(), serde_json::from_str(row).unwrap()))
+                .collect();
+            if got == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "movies_enriched differs from the table ⋈ topic at {:?}\nlog:\n{}",
+                expected.keys().chain(got.keys()).filter(|k| expected.get(*k) != got.get(*k)).collect::<Vec<_>>(),
+                running.log_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let running = start_run(&pipeline);
+    wait_for_table(&running);
+    change_both_sides(&example);
+    wait_for_table(&running);
+    example.sql("UPDATE {movies} SET year = year + 100 WHERE id IN ('m6', 'm7', 'm8')");
+    running.kill();
+    example.sql("UPDATE {movies} SET title = 'Movie 9 (cut)' WHERE id = 'm9'; DELETE FROM {movies} WHERE id = 'm10'");
+    example.produce_talents(&[("m6", Some(&["Alan"][..])), ("m11", None)]);
+    let running = start_run(&pipeline);
+    wait_for_table(&running);
+    example.assert_no_dead_letters(&running);
+    assert_clean_exit(&running.stop());
+}
+
 /// What the instance that captures the tables logs when it starts to, and stops.
 const CAPTURING: &str = "capturing the pipeline's tables on this instance";
 const NO_LONGER: &str = "no longer the capturing instance";

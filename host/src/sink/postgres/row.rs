@@ -136,15 +136,16 @@ impl RowEncoder {
 /// The text of one value for a column of type `column`; `None` is NULL.
 fn cell(schema: &Schema, ty: &AvroType, value: &Value, column: &SqlType) -> Result<Option<String>, String> {
     let ty = schema.resolve(ty);
+    // A union's value is its branch's (null is NULL, also in a jsonb column).
+    if let (Value::Union(branch, inner), AvroType::Union(branches)) = (value, ty) {
+        let branch = branches.get(*branch as usize).ok_or("a union branch the schema does not have")?;
+        return cell(schema, branch, inner, column);
+    }
     if let Value::Null = value {
         return Ok(None);
     }
     if *column == SqlType::Jsonb {
         return Ok(Some(meshhost_avro::to_json(schema, ty, value).to_string()));
-    }
-    if let (Value::Union(branch, inner), AvroType::Union(branches)) = (value, ty) {
-        let branch = branches.get(*branch as usize).ok_or("a union branch the schema does not have")?;
-        return cell(schema, branch, inner, column);
     }
     let logical = match ty {
         AvroType::Logical { attributes, .. } => attributes.get("logicalType").and_then(|l| l.as_str()),
