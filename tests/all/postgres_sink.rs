@@ -119,6 +119,7 @@ fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() 
             keyed("m4", movie("m4", "Fourth", 2004, 99)),
         ],
     );
+    let listen = add_metrics_listener(&setup.pipeline);
     let running = start_run(&setup.pipeline);
     let rows = format!("SELECT id, title, year, rating, released AT TIME ZONE 'UTC', tags FROM {upserts} ORDER BY id");
     wait_for(
@@ -161,6 +162,29 @@ fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() 
     );
     assert_eq!(reasons[2].0, "m9");
     assert!(dead.iter().all(|r| r.header("meshhost.source.topic").as_deref() == Some(input.as_str())));
+    // Metrics: rows committed per sink (superseded upserts included), dead letters at deliver.
+    let wanted = [
+        ("meshhost_component_sent_records_total", "upserts", "6"),
+        ("meshhost_component_sent_records_total", "appends", "5"),
+        ("meshhost_dead_lettered_records_total", "upserts", "1"),
+        ("meshhost_dead_lettered_records_total", "appends", "2"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics =
+            ureq::get(&format!("http://{listen}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+        let value = |name: &str, component: &str| {
+            let component = format!("component_id=\"{component}\"");
+            let line = metrics.lines().find(|l| l.starts_with(name) && l.contains(&component));
+            line.and_then(|l| l.rsplit(' ').next()).unwrap_or("none").to_string()
+        };
+        let got: Vec<String> = wanted.iter().map(|(name, component, _)| value(name, component)).collect();
+        if got.iter().zip(&wanted).all(|(got, (_, _, want))| got == want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics {got:?}, not {wanted:?}:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_clean_exit(&running.stop());
 
     // A replay from the start leaves both tables as they were: upserts by their nature, appends
@@ -216,9 +240,12 @@ fn a_new_optional_field_becomes_a_column_and_old_rows_get_null() {
     }
     assert_clean_exit(&running.stop());
 
-    // A retyped field stops the run naming the column.
+    // A retyped field: validate (the database answering) and run refuse it, naming the column.
     let v3 = v2.replace(r#"{"name": "year", "type": "int"}"#, r#"{"name": "year", "type": "string"}"#);
     setup.dir.write("movie.avsc", &v3);
+    let (code, _, stderr) = validate(&setup.pipeline);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("column year of public.{upserts} is int4, but its field needs text")), "{stderr}");
     let (code, _, stderr) = meshhost(&["run", setup.pipeline.to_str().unwrap(), "--bootstrap-servers", broker()]);
     assert_ne!(code, 0);
     assert!(stderr.contains(&format!("column year of public.{upserts} is int4, but its field needs text")), "{stderr}");

@@ -134,6 +134,21 @@ pub fn check_sink_schemas_online(topology: &Topology) -> Result<(), CliError> {
     }
 }
 
+/// `validate` is offline, but when a sink's database answers it checks that the table takes
+/// the sink's records (or that `create: true` would make it so).
+pub fn check_tables_online(topology: &Topology) -> Result<(), CliError> {
+    let mut problems = crate::config::Problems::default();
+    for sink in &topology.sinks {
+        let Some(config) = &sink.postgres else { continue };
+        match crate::sink::postgres::check_table(&sink.id, config, &sink.schema.parsed) {
+            Ok(Some(_)) => {}
+            Ok(None) => eprintln!("note: the table of sink {} not checked: its database does not answer", sink.id),
+            Err(error) => problems.push(&format!("sinks.{}.postgres", sink.id), error.to_string()),
+        }
+    }
+    problems.into_result(()).map_err(CliError::Invalid)
+}
+
 /// `validate` is offline, but when a broker answers it also checks that the inputs of
 /// stateful processors are co-partitioned.
 pub fn check_partitions_online(

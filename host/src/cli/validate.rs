@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::common::{check_partitions_online, check_sink_schemas_online, load_and_plan, CliError, Overrides};
+use super::common::{
+    check_partitions_online, check_sink_schemas_online, check_tables_online, load_and_plan, CliError, Overrides,
+};
 use crate::plugin::PluginEngine;
 
 /// The arguments of `meshhost validate`.
@@ -33,6 +35,7 @@ pub fn execute(args: ValidateArgs) -> Result<(), CliError> {
     let (config, topology) = load_and_plan(&pipeline, overrides, &engine)?;
     check_partitions_online(&config, &topology, bootstrap_servers)?;
     check_sink_schemas_online(&topology)?;
+    check_tables_online(&topology)?;
     println!(
         "{}: valid ({} sources, {} processors, {} sinks)",
         pipeline.display(),

@@ -122,7 +122,7 @@ impl PipelineMetrics {
         let dead_lettered = Family::default();
         registry.register(
             "dead_lettered_records",
-            "Records sent to the dead-letter topic, by the stage that failed (decode, process, encode) and the component",
+            "Records sent to the dead-letter topic, by the stage that failed (decode, process, encode, deliver) and the component",
             dead_lettered.clone(),
         );
         let batch_records = Histogram::new(exponential_buckets(1.0, 4.0, 8));

@@ -166,24 +166,6 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     });
     let kafka_sink =
         Arc::new(KafkaSink::new(&client, tracker.clone(), sink_deliveries.clone()).map_err(RunError::Producer)?);
-    let mut tables = Vec::new();
-    for node in &topology.sinks {
-        if let Some(config) = &node.postgres {
-            let dead_letters = DeadLetters { kafka: kafka_sink.clone(), topic: settings.dead_letter_topic.clone() };
-            let schema = node.schema.parsed.clone();
-            let counts = sink_deliveries.clone();
-            tables.push(PostgresSink::open(
-                &settings.pipeline,
-                &node.id,
-                config,
-                schema,
-                tracker.clone(),
-                dead_letters,
-                counts,
-            )?);
-        }
-    }
-    let sink = Arc::new(PipelineSink::new(kafka_sink, tables));
     match topology.register_sink_schemas() {
         Ok(()) => {}
         Err(SinkSchemaError::Refused(problems)) => return Err(RunError::Invalid(problems)),
@@ -203,6 +185,21 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         }
         None => None,
     };
+    let mut tables = Vec::new();
+    for node in &topology.sinks {
+        if let Some(config) = &node.postgres {
+            let dead_letters = DeadLetters {
+                kafka: kafka_sink.clone(),
+                topic: settings.dead_letter_topic.clone(),
+                metrics: metrics.clone(),
+            };
+            let (schema, counts) = (node.schema.parsed.clone(), sink_deliveries.clone());
+            let pipeline = &settings.pipeline;
+            let table = PostgresSink::open(pipeline, &node.id, config, schema, tracker.clone(), dead_letters, counts)?;
+            tables.push(table);
+        }
+    }
+    let sink = Arc::new(PipelineSink::new(kafka_sink, tables));
     if let Some(first) = topology.sinks.iter().find(|s| s.postgres.is_none()) {
         sink.kafka().warm_up(&first.topic);
     }

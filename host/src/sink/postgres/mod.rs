@@ -97,6 +97,8 @@ enum Message {
 pub struct DeadLetters {
     pub kafka: Arc<KafkaSink>,
     pub topic: Option<String>,
+    /// Counted there too (`meshhost_dead_lettered_total`, stage `deliver`).
+    pub metrics: Option<Arc<crate::observe::PipelineMetrics>>,
 }
 
 /// One `postgres:` sink.
@@ -118,26 +120,14 @@ impl PostgresSink {
         dead_letters: DeadLetters,
         counts: Arc<DeliveredCounts>,
     ) -> Result<PostgresSink, PostgresSinkError> {
-        let (schema_name, table_name) = config.schema_and_table();
-        let table = TableName::new(schema_name, table_name);
-        // Key columns that are fields come from the value; names that are not, from the record key.
-        let fields: Vec<&str> =
-            schema.root_record().map(|r| r.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default();
-        let by_record_key = !config.key.is_empty() && config.key.iter().all(|k| !fields.contains(&k.as_str()));
-        let definition = if by_record_key {
-            TableDefinition::keyed_by_record_key(table, &schema, &config.key)
-        } else {
-            TableDefinition::from_schema(table, &schema, &config.key)
-        }
-        .map_err(|source| PostgresSinkError::Table { sink: id.to_string(), source })?;
-        let leading = if by_record_key { config.key.len() } else { 0 };
+        let (definition, leading) = definition(id, config, &schema)?;
         let database = Database::new(&config.url, config.password_env.as_deref());
         let mut client = connect(&database).map_err(|error| PostgresSinkError::Connect {
             sink: id.into(),
             address: database.address.clone(),
             message: describe(&error),
         })?;
-        prepare_table(id, config, &definition, &database, &mut client)?;
+        prepare_table(id, config, &definition, &database, &mut client, true)?;
         let mode = config.mode();
         let statement = |error: postgres::Error| PostgresSinkError::Statement {
             sink: id.to_string(),
@@ -262,14 +252,51 @@ fn fault(error: &postgres::Error) -> Fault {
     }
 }
 
-/// Create the table (or add columns) as `create:` allows; check that it takes the schema.
+/// The table a sink's records want, and how many leading columns hold the record key. Key
+/// columns that are fields of the records come from the value; names that are not, from the
+/// record key.
+fn definition(
+    id: &str,
+    config: &PostgresSinkConfig,
+    schema: &Schema,
+) -> Result<(TableDefinition, usize), PostgresSinkError> {
+    let (schema_name, table_name) = config.schema_and_table();
+    let table = TableName::new(schema_name, table_name);
+    let fields: Vec<&str> =
+        schema.root_record().map(|r| r.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default();
+    let by_record_key = !config.key.is_empty() && config.key.iter().all(|k| !fields.contains(&k.as_str()));
+    let definition = if by_record_key {
+        TableDefinition::keyed_by_record_key(table, schema, &config.key)
+    } else {
+        TableDefinition::from_schema(table, schema, &config.key)
+    }
+    .map_err(|source| PostgresSinkError::Table { sink: id.to_string(), source })?;
+    Ok((definition, if by_record_key { config.key.len() } else { 0 }))
+}
+
+/// `meshhost validate`: whether the sink's table takes its records (or would be created or
+/// extended with `create: true`). `Ok(None)` when the database does not answer.
+pub fn check_table(
+    id: &str,
+    config: &PostgresSinkConfig,
+    schema: &Schema,
+) -> Result<Option<String>, PostgresSinkError> {
+    let (definition, _) = definition(id, config, schema)?;
+    let database = Database::new(&config.url, config.password_env.as_deref());
+    let Ok(mut client) = connect(&database) else { return Ok(None) };
+    prepare_table(id, config, &definition, &database, &mut client, false).map(Some)
+}
+
+/// Create the table (or add columns) as `create:` allows, when `apply`; check that it takes
+/// the schema. What was (or would be) done.
 fn prepare_table(
     id: &str,
     config: &PostgresSinkConfig,
     definition: &TableDefinition,
     database: &Database,
     client: &mut postgres::Client,
-) -> Result<(), PostgresSinkError> {
+    apply: bool,
+) -> Result<String, PostgresSinkError> {
     let statement = |error: postgres::Error| PostgresSinkError::Statement {
         sink: id.to_string(),
         address: database.address.clone(),
@@ -286,27 +313,36 @@ fn prepare_table(
         .into_iter()
         .map(|row| ExistingColumn { name: row.get(0), data_type: row.get(1), nullable: row.get(2) })
         .collect();
-    if existing.is_empty() {
+    let mut statements = Vec::new();
+    let done = if existing.is_empty() {
         if !config.create {
             return Err(PostgresSinkError::NoTable { sink: id.into(), table: table.to_string() });
         }
-        tracing::info!(sink = id, %table, "creating the table from the schema");
-        return client.batch_execute(&definition.create_sql()).map_err(statement);
-    }
-    match definition.changes(&existing).map_err(|source| PostgresSinkError::Table { sink: id.into(), source })? {
-        TableChange::UpToDate => Ok(()),
-        TableChange::AddColumns(added) => {
-            if !config.create {
-                let column = added[0].column.clone();
-                return Err(PostgresSinkError::NoColumn { sink: id.into(), table: table.to_string(), column });
+        statements.push(definition.create_sql());
+        format!("table {table} created from the schema")
+    } else {
+        match definition.changes(&existing).map_err(|source| PostgresSinkError::Table { sink: id.into(), source })? {
+            TableChange::UpToDate => format!("table {table} takes the records"),
+            TableChange::AddColumns(added) => {
+                if !config.create {
+                    let column = added[0].column.clone();
+                    return Err(PostgresSinkError::NoColumn { sink: id.into(), table: table.to_string(), column });
+                }
+                let names: Vec<String> = added.iter().map(|a| a.column.clone()).collect();
+                statements.extend(added.into_iter().map(|a| a.sql));
+                format!("table {table}: columns added for new optional fields: {}", names.join(", "))
             }
-            for column in added {
-                tracing::info!(sink = id, %table, column = %column.column, "adding a column for a new optional field");
-                client.batch_execute(&column.sql).map_err(statement)?;
-            }
-            Ok(())
+        }
+    };
+    if apply {
+        for sql in &statements {
+            client.batch_execute(sql).map_err(statement)?;
+        }
+        if !statements.is_empty() {
+            tracing::info!(sink = id, "{done}");
         }
     }
+    Ok(done)
 }
 
 /// The columns, quoted and comma-separated.
@@ -556,6 +592,10 @@ impl Writer {
         let destination = Destination { topic, partition: None };
         if let Err(error) = self.dead_letters.kafka.send(destination, record, pending.batch) {
             self.tracker.delivered(pending.batch, Some(error.to_string()));
+            return;
+        }
+        if let Some(metrics) = &self.dead_letters.metrics {
+            metrics.dead_lettered(&self.sink, failure.stage.as_str());
         }
     }
 }
