@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                       the full suite (1M records of 200 B, 250k of 2 KB)
 #   scripts/bench.sh --quick               a smoke run (100k / 25k records, fewer rounds)
-#   scripts/bench.sh --only avro,stage     some of: avro, source, stage, load, startup, e2e, metrics, guest, catalog
+#   scripts/bench.sh --only avro,stage     some of: avro, source, stage, load, startup, e2e, metrics, guest, catalog, postgres
 #   scripts/bench.sh --records N --records-2k N --rounds R --e2e-rounds R
 #
 # MESHHOST_BENCH_PORT changes the broker port. The broker started here is stopped at the end.
@@ -17,7 +17,8 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 PORT="${MESHHOST_BENCH_PORT:-19094}"
 scripts/broker.sh start "$PORT"
-trap 'scripts/broker.sh stop "$PORT"' EXIT
+# The postgres phase starts Postgres on 15434 (MESHHOST_BENCH_POSTGRES names another port to use).
+trap 'scripts/broker.sh stop "$PORT"; [ -n "${MESHHOST_BENCH_POSTGRES:-}" ] || scripts/postgres.sh stop 15434 >/dev/null 2>&1 || true' EXIT
 cargo build --release -p meshhost --bench suite
 SUITE="$(cargo build --release -p meshhost --bench suite --message-format=json 2>/dev/null \
     | sed -n 's/.*"executable":"\([^"]*\/suite-[0-9a-f]*\)".*/\1/p' | tail -n 1)"

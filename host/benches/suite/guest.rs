@@ -60,7 +60,7 @@ pub fn build(project: &str, scratch: &Path) -> PathBuf {
 }
 
 /// The Python of the interop venv (`scripts/pyenv.sh`: confluent-kafka, fastavro).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let output = Command::new(crate::workspace().join("scripts/pyenv.sh")).output().expect("run scripts/pyenv.sh");
     assert!(output.status.success(), "scripts/pyenv.sh: {}", String::from_utf8_lossy(&output.stderr));
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())

@@ -1,7 +1,7 @@
 //! meshhost's benchmark suite: one run, one table of ratios measured in that run.
 //!
 //! ```text
-//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest,catalog] [--records N] [--records-2k N] [--rounds R]
+//! scripts/bench.sh [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest,catalog,postgres] [--records N] [--records-2k N] [--rounds R]
 //! ```
 //!
 //! `scripts/bench.sh` starts the broker on port 19094, builds in release and runs this binary.
@@ -17,6 +17,7 @@ mod data;
 mod e2e;
 mod guest;
 mod kafka;
+mod postgres;
 mod source_decode;
 mod stage;
 
@@ -55,9 +56,21 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         broker: std::env::var("MESHHOST_BENCH_BROKER").ok(),
-        only: ["avro", "source", "stage", "load", "startup", "e2e", "metrics", "guest-stage", "guest", "catalog"]
-            .map(String::from)
-            .to_vec(),
+        only: [
+            "avro",
+            "source",
+            "stage",
+            "load",
+            "startup",
+            "e2e",
+            "metrics",
+            "guest-stage",
+            "guest",
+            "catalog",
+            "postgres",
+        ]
+        .map(String::from)
+        .to_vec(),
         records: 1_000_000,
         records_2k: 250_000,
         rounds: 9,
@@ -95,7 +108,7 @@ fn options() -> Options {
             }
             "--bench" => {} // passed by `cargo bench`
             "-h" | "--help" => {
-                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest,catalog] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
+                eprintln!("usage: suite [--quick] [--only avro,source,stage,load,startup,e2e,metrics,guest-stage,guest,catalog,postgres] [--records N] [--records-2k N] [--rounds R] [--e2e-rounds R] [--stage-cases 200x1,200x1024,...] [--broker HOST:PORT] [--out FILE]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (see --help)"),
@@ -265,7 +278,7 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
 
     // Before any measurement: the broker may have to be installed and started.
-    let broker = if ["e2e", "startup", "source", "metrics", "guest", "catalog"].iter().any(|p| enabled(p)) {
+    let broker = if ["e2e", "startup", "source", "metrics", "guest", "catalog", "postgres"].iter().any(|p| enabled(p)) {
         broker(&options)
     } else {
         String::new()
@@ -273,6 +286,39 @@ fn main() {
 
     if enabled("catalog") {
         catalog_rows(&broker, &mut rows);
+    }
+
+    if enabled("postgres") {
+        let url = postgres::start();
+        let records = (options.records / 5).max(10_000);
+        let r = postgres::run(&broker, &url, &scratch, &cache, records, rounds.min(3));
+        let what = format!("{} movies of 200 B", count(records));
+        rows.push(Row::new(
+            format!(
+                "Postgres sink, insert mode, {what}: meshhost (Kafka → table) vs psql \\copy of the same rows (rows/s)"
+            ),
+            rate(r.insert),
+            rate(r.copy),
+            r.insert / r.copy,
+            "≥ 0.5×",
+            Some(r.insert / r.copy >= 0.5),
+        ));
+        rows.push(Row::new(
+            format!("Postgres sink, upsert mode, {what}: meshhost vs psql \\copy of the same rows (rows/s)"),
+            rate(r.upsert),
+            rate(r.copy),
+            r.upsert / r.copy,
+            "(reported)",
+            None,
+        ));
+        rows.push(Row::new(
+            format!("Postgres sink, upsert mode, {what}: meshhost vs a Python confluent-kafka + psycopg executemany loop (rows/s)"),
+            rate(r.upsert),
+            rate(r.python),
+            r.upsert / r.python,
+            "≥ 5×",
+            Some(r.upsert / r.python >= 5.0),
+        ));
     }
 
     if enabled("avro") {

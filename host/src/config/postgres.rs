@@ -79,7 +79,7 @@ pub enum SinkMode {
 }
 
 /// Rows per transaction when `batch_size` is not given.
-const DEFAULT_SINK_BATCH: usize = 1000;
+const DEFAULT_SINK_BATCH: usize = 5000;
 
 impl PostgresSinkConfig {
     /// Checks that need no database.
