@@ -26,7 +26,7 @@ pub const EXIT_INVALID: u8 = 2;
 /// Exit code for a failure while running.
 pub const EXIT_FAILURE: u8 = 1;
 
-/// Data movement and processing host: Kafka sources → WebAssembly processors → Kafka sinks.
+/// Data movement and processing host: Kafka topics and captured Postgres tables → WebAssembly processors → Kafka topics and Postgres tables.
 #[derive(Debug, Parser)]
 #[command(name = "meshhost", version, about)]
 pub struct Cli {
