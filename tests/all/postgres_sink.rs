@@ -58,24 +58,28 @@ struct Setup {
     url: String,
     upserts: String,
     appends: String,
+    checked: String,
     input: String,
     dlq: String,
     dir: PipelineDir,
     pipeline: std::path::PathBuf,
 }
 
-/// A topic of movies into two tables: `upserts` (keyed by id, created beforehand with a CHECK
-/// the sink must respect) and `appends` (created by the sink).
+/// A topic of movies into three tables: `upserts` (keyed by id) and `checked` (appended to),
+/// both created beforehand with a CHECK the sink must respect, and `appends` (created by the
+/// sink).
 fn setup(schema: &str) -> Setup {
     let url = database();
-    let (upserts, appends) = (table_name("movies_up"), table_name("movies_log"));
-    psql(
-        &url,
-        &format!(
-            "CREATE TABLE {upserts} (id text PRIMARY KEY, title text NOT NULL, year int NOT NULL CHECK (year > 1800),
-               rating numeric(4,1) NOT NULL, released timestamptz, tags text[] NOT NULL)"
-        ),
-    );
+    let (upserts, appends, checked) = (table_name("movies_up"), table_name("movies_log"), table_name("checked"));
+    for (table, key) in [(&upserts, " PRIMARY KEY"), (&checked, "")] {
+        psql(
+            &url,
+            &format!(
+                "CREATE TABLE {table} (id text{key}, title text NOT NULL, year int NOT NULL CHECK (year > 1800),
+                   rating numeric(4,1) NOT NULL, released timestamptz, tags text[] NOT NULL)"
+            ),
+        );
+    }
     let (input, _, dlq) = pipeline_topics("pg-sink", 2);
     let dir = PipelineDir::new();
     dir.write("movie.avsc", schema);
@@ -93,18 +97,21 @@ sinks:
   appends:
     postgres: {{url: '{url}', table: public.{appends}, create: true, batch_size: 3}}
     inputs: [movies]
+  checked:
+    postgres: {{url: '{url}', table: {checked}, create: true}}
+    inputs: [movies]
 dead_letter:
   topic: {dlq}
 "
         ),
     );
-    Setup { group: format!("meshhost-{name}"), url, upserts, appends, input, dlq, dir, pipeline }
+    Setup { group: format!("meshhost-{name}"), url, upserts, appends, checked, input, dlq, dir, pipeline }
 }
 
 #[test]
 fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() {
     let setup = setup(MOVIE);
-    let Setup { url, upserts, appends, input, dlq, .. } = &setup;
+    let Setup { url, upserts, appends, checked, input, dlq, .. } = &setup;
     // m1 twice (the last wins), m2 then deleted, a tombstone for a key never written, and a
     // year the table's CHECK refuses.
     produce(
@@ -139,35 +146,53 @@ fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() 
         "id|text\ntitle|text\nyear|integer\nrating|numeric\nreleased|timestamp with time zone\ntags|ARRAY\n"
     );
 
-    // Dead letters at stage deliver: m3 refused by the CHECK, and the two tombstones the
-    // append sink cannot write; the rest was delivered.
-    let dead = read(dlq, 3, Duration::from_secs(20));
-    let mut reasons: Vec<(String, String, String)> = dead
+    // The appended rows the CHECK takes (m3 refused: the rest of its transaction written).
+    wait_for(
+        url,
+        &format!("SELECT id, year FROM {checked} ORDER BY id, year"),
+        "m1|1999\nm1|2000\nm2|2001\nm4|2004",
+        &running,
+    );
+
+    // Dead letters, all at stage deliver: m3 refused by both CHECKs, and the two tombstones
+    // each append sink cannot write; the rest was delivered.
+    let dead = read(dlq, 6, Duration::from_secs(20));
+    let mut reasons: Vec<String> = dead
         .iter()
         .map(|r| {
+            assert_eq!(r.header("meshhost.stage").as_deref(), Some("deliver"));
+            assert_eq!(r.header("meshhost.source.topic").as_deref(), Some(input.as_str()));
             let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
-            (key, r.header("meshhost.stage").unwrap(), r.header("meshhost.error").unwrap())
+            let error = r.header("meshhost.error").unwrap();
+            // The database's message names the table and the constraint: keep its start.
+            let error = match error.split_once(" Postgres refused the row: new row for relation") {
+                Some((sink, rest)) if rest.contains("violates check constraint") => format!("{sink} CHECK"),
+                _ => error,
+            };
+            format!("{key} {error}")
         })
         .collect();
     reasons.sort();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
-    assert_eq!(reasons[0].0, "m2");
-    assert_eq!(reasons[0].2, "sink appends: a tombstone (no value) for a table written in insert mode");
-    assert_eq!(reasons[1].0, "m3");
-    assert_eq!(reasons[1].1, "deliver");
-    assert!(
-        reasons[1].2.starts_with("sink upserts: Postgres refused the row: new row for relation")
-            && reasons[1].2.contains("violates check constraint"),
-        "{reasons:?}"
+    let tombstone = "a tombstone (no value) for a table written in insert mode";
+    assert_eq!(
+        reasons,
+        [
+            format!("m2 sink appends: {tombstone}"),
+            format!("m2 sink checked: {tombstone}"),
+            "m3 sink checked: CHECK".to_string(),
+            "m3 sink upserts: CHECK".to_string(),
+            format!("m9 sink appends: {tombstone}"),
+            format!("m9 sink checked: {tombstone}"),
+        ]
     );
-    assert_eq!(reasons[2].0, "m9");
-    assert!(dead.iter().all(|r| r.header("meshhost.source.topic").as_deref() == Some(input.as_str())));
     // Metrics: rows committed per sink (superseded upserts included), dead letters at deliver.
     let wanted = [
         ("meshhost_component_sent_records_total", "upserts", "6"),
         ("meshhost_component_sent_records_total", "appends", "5"),
         ("meshhost_dead_lettered_records_total", "upserts", "1"),
         ("meshhost_dead_lettered_records_total", "appends", "2"),
+        ("meshhost_component_sent_records_total", "checked", "4"),
+        ("meshhost_dead_lettered_records_total", "checked", "3"),
     ];
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -192,14 +217,14 @@ fn upserts_deletes_appends_and_refused_rows_reach_the_tables_and_dead_letters() 
     let checksum = |table: &str| {
         psql(url, &format!("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t"))
     };
-    let before = (checksum(upserts), checksum(appends));
+    let before = (checksum(upserts), checksum(appends), checksum(checked));
     let (code, _, stderr) =
         meshhost(&["reset", setup.pipeline.to_str().unwrap(), "--to", "earliest", "--bootstrap-servers", broker()]);
     assert_eq!(code, 0, "{stderr}");
     let running = start_run(&setup.pipeline);
     wait_until_consumed(&setup.group, input, &running);
     assert_clean_exit(&running.stop());
-    assert_eq!((checksum(upserts), checksum(appends)), before);
+    assert_eq!((checksum(upserts), checksum(appends), checksum(checked)), before);
 }
 
 /// Wait until the pipeline's group has committed the end of `topic` (60 s at most).
@@ -311,20 +336,31 @@ kafka:
   properties: {{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"}}
 sources:
   events: {{topic: {input}, format: json, schema: event.avsc}}
+processors:
+  all:
+    uses: mesh/filter@0.1
+    inputs: [events]
+    with: {{condition: \"seq >= 0\"}}
+  again:
+    uses: mesh/filter@0.1
+    inputs: [events]
+    with: {{condition: \"seq >= 0\"}}
 sinks:
   latest:
     postgres: {{url: '{url}', table: {upserts}, key: [id], create: true, batch_size: 100}}
     inputs: [events]
   log:
     postgres: {{url: '{url}', table: {appends}, create: true, batch_size: 100}}
-    inputs: [events]
+    inputs: [all, again]
 dead_letter:
   topic: {dlq}
 ",
             name = unique("pgkill")
         ),
     );
-    // 20000 events over 50 keys; the reference is the last seq of each key.
+    // 20000 events over 50 keys; the reference is the last seq of each key. The log gets each
+    // event twice (two processors feed it): two outputs of one source record, which a
+    // transaction may split.
     let events: Vec<KeyValue> = (0..20_000)
         .map(|seq| {
             let id = format!("k{}", seq % 50);
@@ -340,7 +376,7 @@ dead_letter:
         // to 0.2 s later (a cheap LCG: no dependency).
         let deadline = Instant::now() + Duration::from_secs(60);
         while psql(&url, &format!("SELECT to_regclass('{appends}') IS NOT NULL")).trim() != "t"
-            || appended() < round * 3000
+            || appended() < round * 6000
         {
             assert!(Instant::now() < deadline, "round {round}: no progress:\n{}", running.log_so_far());
             std::thread::sleep(Duration::from_millis(20));
@@ -349,9 +385,12 @@ dead_letter:
         std::thread::sleep(Duration::from_millis((moment >> 33) % 200));
         running.kill();
     }
-    assert!(appended() < 20_000, "the kills came after the end: nothing was cut mid-stream");
+    assert!(appended() < 40_000, "the kills came after the end: nothing was cut mid-stream");
     let running = start_run(&pipeline);
-    wait_for(&url, &format!("SELECT count(*), count(DISTINCT seq) FROM {appends}"), "20000|20000", &running);
+    let twice = format!(
+        "SELECT count(*), count(DISTINCT seq), min(n), max(n) FROM (SELECT seq, count(*) AS n FROM {appends} GROUP BY seq) s"
+    );
+    wait_for(&url, &twice, "20000|20000|2|2", &running);
     let expected: String = (0..50).map(|k| format!("k{k}|{}\n", 19_950 + k)).collect();
     wait_for(&url, &format!("SELECT id, seq FROM {upserts} ORDER BY seq"), &expected, &running);
     assert_clean_exit(&running.stop());

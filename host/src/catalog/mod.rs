@@ -113,7 +113,7 @@ impl CatalogError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            CatalogError::Incompatible { .. } => 409,
+            CatalogError::Incompatible { .. } | CatalogError::BreaksConsumers { .. } => 409,
             CatalogError::InvalidSchema(_)
             | CatalogError::InvalidSource(_)
             | CatalogError::InvalidVersion(_)

@@ -35,6 +35,8 @@ use crate::kafka::{client_config, ensure_topic, CreateTopicError};
 
 /// How long a write waits to read its own record back.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a server starting up reads the topic before it gives up.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The chaser's fetch wait: it reads records already in the log, so a fetch that finds none
 /// should come back quickly and ask again.
 const CHASE_FETCH_WAIT_MS: &str = "5";
@@ -151,7 +153,9 @@ impl Chaser {
                 Some(Err(error)) => tracing::warn!("catalog: catching up on the topic: {error}"),
             }
         };
-        consumer.unassign().map_err(|e| e.to_string())?;
+        if let Err(error) = consumer.unassign() {
+            tracing::warn!("catalog: cannot unassign the catch-up consumer: {error}");
+        }
         outcome
     }
 }
@@ -167,6 +171,8 @@ impl CatalogStore {
                 .set("enable.auto.commit", "false")
                 .set("enable.partition.eof", "false")
                 .set("fetch.wait.max.ms", fetch_wait_ms)
+                // Never skip ahead: an offset out of range reads from the start again.
+                .set("auto.offset.reset", "earliest")
                 .create()
                 .map_err(kafka)
         };
@@ -195,7 +201,7 @@ impl CatalogStore {
 
         let end = end_offset(&watermarks, topic).map_err(kafka)?;
         chaser
-            .chase(&fold, end - 1, WRITE_TIMEOUT)
+            .chase(&fold, end - 1, OPEN_TIMEOUT)
             .map_err(|reason| StoreError::CatchUp { topic: topic.to_string(), reason })?;
         Ok(CatalogStore {
             topic: topic.to_string(),

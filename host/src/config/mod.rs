@@ -276,10 +276,11 @@ impl SinkConfig {
         self.format.unwrap_or(Format::Avro)
     }
 
-    /// What the run loop routes the sink's records under: its topic, or its table's name.
-    pub fn destination(&self) -> String {
+    /// What the run loop routes the records of sink `id` under: its topic, or `postgres:ID`
+    /// (never a topic name: `:` is not allowed in one; by id, as two sinks may write one table).
+    pub fn destination(&self, id: &str) -> String {
         match &self.postgres {
-            Some(postgres) => postgres.destination(),
+            Some(_) => format!("postgres:{id}"),
             None => self.topic.clone(),
         }
     }

@@ -61,7 +61,7 @@ pub struct PostgresSinkConfig {
     /// new optional fields (default false: a missing table stops the run).
     #[serde(default)]
     pub create: bool,
-    /// Most rows per transaction (default 1000).
+    /// Most rows per transaction (default 5000).
     pub batch_size: Option<usize>,
     /// The environment variable holding the password when the URL has none (default
     /// `PGPASSWORD`).
@@ -104,13 +104,6 @@ impl PostgresSinkConfig {
     /// `(schema, table)`.
     pub fn schema_and_table(&self) -> (&str, &str) {
         split_table(&self.table)
-    }
-
-    /// The name the run loop routes the sink's records under: never a Kafka topic (`:` is not
-    /// allowed in one).
-    pub fn destination(&self) -> String {
-        let (schema, table) = self.schema_and_table();
-        format!("postgres:{schema}.{table}")
     }
 }
 

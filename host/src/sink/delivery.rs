@@ -107,6 +107,11 @@ impl DeliveryTracker {
         self.changed.notify_all();
     }
 
+    /// The failure that stops the run, if a delivery failed.
+    pub fn failure(&self) -> Option<String> {
+        self.state.lock().unwrap().failure.clone()
+    }
+
     /// Block while `max` or more batches are incomplete (backpressure), or until a failure.
     pub fn wait_for_room(&self, max: usize) {
         let mut state = self.state.lock().unwrap();

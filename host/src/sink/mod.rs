@@ -20,6 +20,10 @@ pub trait Sink {
     /// Blocks while the sink's queue is full.
     fn send(&self, destination: Destination<'_>, record: OutgoingRecord<'_>, batch: BatchId) -> Result<(), SinkError>;
 
+    /// Every record of batch `batch` has been handed over (a sink that writes whole batches
+    /// at a time may now write it).
+    fn sealed(&self, _batch: BatchId) {}
+
     /// Wait until everything handed over has been delivered or has failed.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
 }
@@ -46,12 +50,18 @@ pub struct OutgoingRecord<'a> {
     pub origin: Option<Origin<'a>>,
 }
 
-/// Where a record was read: source topic (or captured table), partition and position.
+/// Where a sink record came from: the source record it derives from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin<'a> {
+    /// The source's id in the pipeline.
+    pub source: &'a str,
+    /// Its topic (or captured table).
     pub topic: &'a str,
     pub partition: i32,
     pub position: i64,
+    /// Whether the position is durable (a Kafka offset) rather than a capture's per-run
+    /// sequence: only a durable position can say, after a restart, what was written.
+    pub durable: bool,
 }
 
 /// A record the sink could not take, or a flush that did not complete.

@@ -35,6 +35,12 @@ impl Sink for PipelineSink {
         self.kafka.send(destination, record, batch)
     }
 
+    fn sealed(&self, batch: BatchId) {
+        for table in &self.tables {
+            table.sealed(batch);
+        }
+    }
+
     /// Tables first: the rows they refuse become dead letters in the Kafka producer.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
         for table in &self.tables {

@@ -93,6 +93,7 @@ pub fn dry_run(
         source_topics: source_ids.clone(),
         sink_topics: sinks.iter().map(|(id, _)| format!("{SINK_PREFIX}{id}")).collect(),
         keeps_partition: vec![false; sinks.len()],
+        durable_positions: vec![true; source_ids.len()],
         dead_letter_topic: Some(DEAD_LETTERS.into()),
         changelogs: (0..executor.topology().processors.len()).map(|_| None).collect(),
     };

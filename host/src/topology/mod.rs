@@ -398,7 +398,7 @@ pub fn plan(config: &PipelineConfig, engine: &PluginEngine, plugins: &PluginReso
         if let (Some(schema), true) = (schema, complete) {
             topology.sinks.push(SinkNode {
                 id: id.clone(),
-                topic: sink.destination(),
+                topic: sink.destination(id),
                 postgres: sink.postgres.clone().map(Arc::new),
                 encoder,
                 schema,

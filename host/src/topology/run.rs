@@ -26,7 +26,7 @@ use crate::observe::PipelineMetrics;
 use crate::sink::delivery::DeliveryTracker;
 use crate::sink::kafka::{DeliveredCounts, KafkaSink};
 use crate::sink::pipeline::PipelineSink;
-use crate::sink::postgres::{DeadLetters, PostgresSink, PostgresSinkError};
+use crate::sink::postgres::{PostgresSink, PostgresSinkError, Reporting};
 use crate::source::kafka::KafkaSource;
 use crate::source::SourceError;
 use crate::state::{Changelog, ChangelogError};
@@ -188,14 +188,15 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
     let mut tables = Vec::new();
     for node in &topology.sinks {
         if let Some(config) = &node.postgres {
-            let dead_letters = DeadLetters {
+            let reporting = Reporting {
+                tracker: tracker.clone(),
+                counts: sink_deliveries.clone(),
                 kafka: kafka_sink.clone(),
-                topic: settings.dead_letter_topic.clone(),
+                dead_letter_topic: settings.dead_letter_topic.clone(),
                 metrics: metrics.clone(),
             };
-            let (schema, counts) = (node.schema.parsed.clone(), sink_deliveries.clone());
-            let pipeline = &settings.pipeline;
-            let table = PostgresSink::open(pipeline, &node.id, config, schema, tracker.clone(), dead_letters, counts)?;
+            let schema = node.schema.parsed.clone();
+            let table = PostgresSink::open(&settings.pipeline, &node.id, &node.topic, config, schema, reporting)?;
             tables.push(table);
         }
     }
@@ -255,6 +256,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
         source_topics: executor.topology().sources.iter().map(|s| s.topic.clone()).collect(),
         sink_topics: sink_topics.clone(),
         keeps_partition,
+        durable_positions: executor.topology().sources.iter().map(|s| s.postgres.is_none()).collect(),
         dead_letter_topic: settings.dead_letter_topic.clone(),
         changelogs,
     };

@@ -113,6 +113,7 @@ impl<S: Source, K: Sink> RunLoop<'_, S, K> {
                 if let Some(metrics) = self.metrics {
                     metrics.publish(executor.counts(), batch.len());
                 }
+                self.sink.sealed(id);
                 self.tracker.seal(id, sent);
                 if let Some(breaker) = self.breaker {
                     stopped = count_failures(&mut breaker.lock().unwrap(), &batch, failed);
@@ -188,6 +189,8 @@ pub struct Routes {
     /// Per sink: whether a record goes to its source record's partition (the topic a captured
     /// table is joined through: the partition is the key's under the joined topics' partitioner).
     pub keeps_partition: Vec<bool>,
+    /// Per source: whether its positions are durable (Kafka offsets; a capture's are per run).
+    pub durable_positions: Vec<bool>,
     pub dead_letter_topic: Option<String>,
     /// Per processor: its changelog if stateful.
     pub changelogs: Vec<Option<Changelog>>,
@@ -245,9 +248,11 @@ impl<S: Sink, R: InputRecord> Effects for Outbox<'_, S, R> {
             headers: &record.headers,
             timestamp: record.timestamp,
             origin: Some(Origin {
+                source: &self.routes.source_ids[consumed.source()],
                 topic: &self.routes.source_topics[consumed.source()],
                 partition: consumed.partition(),
                 position: consumed.position(),
+                durable: self.routes.durable_positions[consumed.source()],
             }),
         };
         match self.send_to(destination, outgoing) {
@@ -349,6 +354,7 @@ mod tests {
             source_topics: vec!["talents".into(), "public.movies".into()],
             sink_topics: vec!["out".into()],
             keeps_partition: vec![false],
+            durable_positions: vec![true, false],
             dead_letter_topic: Some("dlq".into()),
             changelogs: Vec::new(),
         }

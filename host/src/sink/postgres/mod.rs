@@ -10,9 +10,9 @@
 //!   tombstones and one `INSERT ... ON CONFLICT (key) DO UPDATE` for the rest. Replaying records
 //!   leaves the table as it was.
 //! - `insert`: the rows are copied straight into the table, and in the same transaction each
-//!   source partition's next position goes into `meshhost_offsets` beside it ([`Offsets`]); a
-//!   record below it (a replay, a redelivery after a crash between the commit here and the
-//!   source's acknowledgement) is not written again.
+//!   source partition's position after them goes into `meshhost_offsets` beside it
+//!   ([`Offsets`]); a record below it (a replay, a redelivery after a crash between the commit
+//!   here and the source's acknowledgement) is not written again.
 //!
 //! Batching is `COPY FROM STDIN` (text format, [`row`]): one round trip for any number of rows,
 //! parsed by Postgres' own input functions; see the README's Performance section for what it
@@ -52,7 +52,8 @@ pub const RETRY_FOR: Duration = Duration::from_secs(60);
 /// The staging table of an upsert sink's connection (temporary: each connection has its own).
 const STAGE: &str = "meshhost_stage";
 
-/// Records queued per row of `batch_size` before `send` blocks (backpressure).
+/// The writer's queue holds this many transactions' worth of records (`batch_size` each);
+/// `send` blocks when it is full (backpressure).
 const QUEUE_BATCHES: usize = 4;
 
 /// Why the sink could not start.
@@ -77,27 +78,43 @@ pub enum PostgresSinkError {
 }
 
 /// A record handed to the sink, owned (the writer thread keeps it until it is committed).
+#[derive(Clone)]
 struct Pending {
     batch: BatchId,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<Header>,
     timestamp: Option<i64>,
-    /// Source topic (or table), partition and position: a dead letter's headers.
-    origin: (String, i32, i64),
+    origin: RecordOrigin,
+}
+
+/// [`crate::sink::Origin`], owned; the names are shared (interned), not copied per record.
+#[derive(Debug, Clone, Default)]
+struct RecordOrigin {
+    source: Arc<str>,
+    topic: Arc<str>,
+    partition: i32,
+    position: i64,
+    durable: bool,
 }
 
 enum Message {
     Record(Row),
+    /// The run loop finished a batch: the records before this are all of it.
+    Sealed,
     /// Answer once everything sent before is committed (or failed).
     Flush(std::sync::mpsc::Sender<()>),
 }
 
-/// Where a refused row goes: the run's Kafka producer and dead-letter topic.
-pub struct DeadLetters {
+/// What a table sink reports to: the run's delivery tracker and counts, and where refused rows
+/// go — the run's Kafka producer and dead-letter topic, and its metrics.
+pub struct Reporting {
+    pub tracker: Arc<DeliveryTracker>,
+    /// Rows committed, as the sink's sent records.
+    pub counts: Arc<DeliveredCounts>,
     pub kafka: Arc<KafkaSink>,
-    pub topic: Option<String>,
-    /// Counted there too (`meshhost_dead_lettered_total`, stage `deliver`).
+    pub dead_letter_topic: Option<String>,
+    /// Dead letters counted there too (`meshhost_dead_lettered_records_total`, stage `deliver`).
     pub metrics: Option<Arc<crate::observe::PipelineMetrics>>,
 }
 
@@ -108,8 +125,10 @@ pub struct PostgresSink {
     /// waits for the database (measured: the writer encoding them too was the bottleneck).
     encoder: RowEncoder,
     mode: SinkMode,
+    /// The source ids and topics records come from (a handful), shared by their records.
+    names: Mutex<Vec<Arc<str>>>,
     queue: Option<SyncSender<Message>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl PostgresSink {
@@ -118,11 +137,10 @@ impl PostgresSink {
     pub fn open(
         pipeline: &str,
         id: &str,
+        destination: &str,
         config: &PostgresSinkConfig,
         schema: Arc<Schema>,
-        tracker: Arc<DeliveryTracker>,
-        dead_letters: DeadLetters,
-        counts: Arc<DeliveredCounts>,
+        reporting: Reporting,
     ) -> Result<PostgresSink, PostgresSinkError> {
         let (definition, leading) = definition(id, config, &schema)?;
         let database = Database::new(&config.url, config.password_env.as_deref());
@@ -140,34 +158,36 @@ impl PostgresSink {
         };
         match mode {
             SinkMode::Upsert => client.batch_execute(&create_stage_sql(&definition)).map_err(statement)?,
-            SinkMode::Insert => client.batch_execute(&Offsets::create_sql(&definition.table)).map_err(statement)?,
+            SinkMode::Insert => {
+                client.batch_execute(&Offsets::create_sql(&definition.table.schema)).map_err(statement)?
+            }
         }
         let encoder = RowEncoder::new(schema, &definition, leading);
         let (queue, messages) = std::sync::mpsc::sync_channel(config.batch_size() * QUEUE_BATCHES);
         let writer = Writer {
             pipeline: pipeline.to_string(),
             sink: id.to_string(),
-            destination: config.destination(),
+            destination: destination.to_string(),
             mode,
             batch_size: config.batch_size(),
             definition,
             database,
             client: Some(client),
-            tracker,
-            dead_letters,
-            counts,
+            reporting,
             failed: None,
+            unsettled_dead_letters: false,
         };
         let handle = std::thread::Builder::new()
             .name(format!("sink-{id}"))
             .spawn(move || writer.run(messages))
             .expect("cannot start a sink writer thread");
         Ok(PostgresSink {
-            destination: config.destination(),
+            destination: destination.to_string(),
             encoder,
             mode,
+            names: Mutex::default(),
             queue: Some(queue),
-            writer: Mutex::new(Some(handle)),
+            writer: Some(handle),
         })
     }
 
@@ -179,11 +199,32 @@ impl PostgresSink {
     fn queue(&self) -> &SyncSender<Message> {
         self.queue.as_ref().expect("present until dropped")
     }
+
+    fn intern(&self, name: &str) -> Arc<str> {
+        let mut names = self.names.lock().expect("never poisoned");
+        match names.iter().find(|known| &***known == name) {
+            Some(known) => known.clone(),
+            None => {
+                let known: Arc<str> = name.into();
+                names.push(known.clone());
+                known
+            }
+        }
+    }
 }
 
 impl Sink for PostgresSink {
     fn send(&self, _destination: Destination<'_>, record: OutgoingRecord<'_>, batch: BatchId) -> Result<(), SinkError> {
-        let origin = record.origin.map(|o| (o.topic.to_string(), o.partition, o.position)).unwrap_or_default();
+        let origin = record
+            .origin
+            .map(|o| RecordOrigin {
+                source: self.intern(o.source),
+                topic: self.intern(o.topic),
+                partition: o.partition,
+                position: o.position,
+                durable: o.durable,
+            })
+            .unwrap_or_default();
         let pending = Pending {
             batch,
             key: record.key.map(<[u8]>::to_vec),
@@ -204,6 +245,10 @@ impl Sink for PostgresSink {
         })
     }
 
+    fn sealed(&self, _batch: BatchId) {
+        let _ = self.queue().send(Message::Sealed); // a stopped writer has failed the records already
+    }
+
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
         let (done, wait) = std::sync::mpsc::channel();
         let stopped = || SinkError::Flush(format!("{}: the sink's writer stopped", self.destination).into());
@@ -221,15 +266,22 @@ impl Sink for PostgresSink {
 impl Drop for PostgresSink {
     fn drop(&mut self) {
         drop(self.queue.take()); // the writer ends when its queue closes
-        if let Some(handle) = self.writer.lock().unwrap().take() {
+        if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
     }
 }
 
-/// A connection that keeps notices ("already exists, skipping") out of the log.
+/// A connection that keeps notices ("already exists, skipping") out of the log, and that
+/// notices a database gone silent (a host that vanished sends no reset): connecting gives up
+/// after 10 s, and a connection whose sent data goes unacknowledged for 30 s is dropped.
 fn connect(database: &Database) -> Result<postgres::Client, postgres::Error> {
-    let mut client = postgres::Client::connect(database.uri(), postgres::NoTls)?;
+    let mut config: postgres::Config = database.uri().parse()?;
+    config
+        .connect_timeout(Duration::from_secs(10))
+        .keepalives_idle(Duration::from_secs(10))
+        .tcp_user_timeout(Duration::from_secs(30));
+    let mut client = config.connect(postgres::NoTls)?;
     client.batch_execute("SET client_min_messages TO warning")?;
     Ok(client)
 }
@@ -259,12 +311,18 @@ enum Fault {
 fn fault(error: &postgres::Error) -> Fault {
     match error.code().map(|code| code.code()) {
         Some(code) if code.starts_with("22") || code.starts_with("23") => Fault::Row,
-        // Connection exceptions, shutdowns, serialization failures and deadlocks.
-        Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01" => {
+        // Connection exceptions, shutdowns, a server starting up or full (53300 too many
+        // connections), a cancelled statement, a standby not yet promoted (25006 read-only),
+        // serialization failures and deadlocks.
+        Some(code)
+            if code.starts_with("08")
+                || code.starts_with("57P")
+                || ["53300", "57014", "25006", "40001", "40P01"].contains(&code) =>
+        {
             Fault::Transient
         }
         Some(_) => Fault::Fatal,
-        None => Fault::Transient, // no answer from the server: the connection is gone
+        None => Fault::Transient, // no SQLSTATE: the connection failed or closed
     }
 }
 
@@ -420,11 +478,11 @@ struct Writer {
     database: Database,
     /// `None` after the connection broke, until it is made again.
     client: Option<postgres::Client>,
-    tracker: Arc<DeliveryTracker>,
-    dead_letters: DeadLetters,
-    counts: Arc<DeliveredCounts>,
+    reporting: Reporting,
     /// Once set, every later record fails with it: nothing is written past a failure.
     failed: Option<String>,
+    /// Dead letters were sent since the producer was last flushed.
+    unsettled_dead_letters: bool,
 }
 
 /// A record of the transaction being written, with its COPY line (or why it has none).
@@ -434,22 +492,30 @@ struct Row {
 }
 
 impl Writer {
+    /// Write what queues, whole run-loop batches at a time (up to `batch_size` rows, or one
+    /// larger batch): every output of a source record is then in the transaction that moves
+    /// its source's position past it.
     fn run(mut self, messages: Receiver<Message>) {
         let mut rows: Vec<Row> = Vec::with_capacity(self.batch_size);
+        // `rows[..sealed]` belong to batches the run loop has finished.
+        let mut sealed = 0;
         let mut flushes = Vec::new();
         while let Ok(first) = messages.recv() {
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
                     Message::Record(row) => rows.push(row),
+                    Message::Sealed => sealed = rows.len(),
                     Message::Flush(done) => flushes.push(done),
                 }
-                if rows.len() < self.batch_size {
+                if sealed < self.batch_size {
                     next = messages.try_recv().ok();
                 }
             }
-            if !rows.is_empty() {
-                self.write(std::mem::take(&mut rows));
+            if sealed > 0 {
+                let rest = rows.split_off(sealed);
+                self.write(std::mem::replace(&mut rows, rest));
+                sealed = 0;
             }
             for done in flushes.drain(..) {
                 let _ = done.send(());
@@ -459,60 +525,108 @@ impl Writer {
 
     /// Write `rows` in one transaction (refused rows to dead letters), then report each.
     fn write(&mut self, rows: Vec<Row>) {
-        if let Some(failure) = &self.failed {
-            for row in rows {
-                self.tracker.delivered(row.pending.batch, Some(failure.clone()));
-            }
-            return;
+        if self.failed.is_some() {
+            return self.fail_all(rows);
         }
         let (writable, unwritable): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|row| row.line.is_ok());
         for row in unwritable {
             let why = row.line.as_ref().err().cloned().unwrap_or_default();
             self.dead_letter(row.pending, why);
         }
-        // Upsert: the last record of each key is the row; earlier ones are delivered with it.
-        let written: Vec<&Row> = match self.mode {
-            SinkMode::Insert => writable.iter().collect(),
-            SinkMode::Upsert => {
-                let mut last: HashMap<&[String], usize> = HashMap::new();
-                for (index, row) in writable.iter().enumerate() {
-                    last.insert(&line(row).key, index);
-                }
-                let mut kept: Vec<usize> = last.into_values().collect();
-                kept.sort_unstable();
-                kept.into_iter().map(|index| &writable[index]).collect()
-            }
+        if !self.dead_letters_settled() {
+            return self.fail_all(writable);
+        }
+        match self.mode {
+            SinkMode::Insert => self.append(writable),
+            SinkMode::Upsert => self.upsert(writable),
+        }
+    }
+
+    /// Insert mode: one transaction; when the database refuses a row, the same transaction
+    /// again with each row under a savepoint, the refused ones dead-lettered before it commits.
+    fn append(&mut self, rows: Vec<Row>) {
+        let all: Vec<&Row> = rows.iter().collect();
+        let outcome = match self.commit_retrying(&all, false) {
+            Err((Fault::Row, _)) => self.commit_retrying(&all, true),
+            outcome => outcome,
         };
-        match self.commit_retrying(&written) {
-            Ok(()) => self.delivered(writable),
-            Err((Fault::Row, _)) => self.one_by_one(writable),
-            Err((_, failure)) => {
-                for row in writable {
-                    self.tracker.delivered(row.pending.batch, Some(failure.clone()));
-                }
-            }
+        // Refused rows' dead letters stand for their deliveries: the rest are delivered here.
+        let refused: Vec<usize> = match outcome {
+            Ok(refused) => (0..rows.len()).filter(|&i| refused.iter().any(|r| std::ptr::eq(*r, &rows[i]))).collect(),
+            Err(_) => return self.fail_all(rows),
+        };
+        let written = rows.into_iter().enumerate().filter(|(i, _)| !refused.contains(i)).map(|(_, row)| row).collect();
+        self.delivered(written);
+    }
+
+    /// Upsert mode: the last record of each key is the row (earlier ones are delivered with
+    /// it); when the database refuses a row, each record in a transaction of its own.
+    fn upsert(&mut self, rows: Vec<Row>) {
+        let mut last: HashMap<&[String], usize> = HashMap::new();
+        for (index, row) in rows.iter().enumerate() {
+            last.insert(&line(row).key, index);
+        }
+        let mut kept: Vec<usize> = last.into_values().collect();
+        kept.sort_unstable();
+        let written: Vec<&Row> = kept.into_iter().map(|index| &rows[index]).collect();
+        match self.commit_retrying(&written, false) {
+            Ok(_) => self.delivered(rows),
+            Err((Fault::Row, _)) => self.one_by_one(rows),
+            Err(_) => self.fail_all(rows),
         }
     }
 
-    /// After a refused transaction: each row in its own, the refused ones to dead letters.
+    /// After a refused upsert transaction: each row in its own, the refused ones to dead
+    /// letters (a replay of those already written changes nothing).
     fn one_by_one(&mut self, rows: Vec<Row>) {
-        for row in rows {
-            match self.commit_retrying(&[&row]) {
-                Ok(()) => self.delivered(vec![row]),
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            if !self.dead_letters_settled() {
+                return self.fail_all(std::iter::once(row).chain(rows).collect());
+            }
+            match self.commit_retrying(&[&row], false) {
+                Ok(_) => self.delivered(vec![row]),
                 Err((Fault::Row, why)) => self.dead_letter(row.pending, why),
-                Err((_, failure)) => self.tracker.delivered(row.pending.batch, Some(failure)),
+                Err(_) => return self.fail_all(std::iter::once(row).chain(rows).collect()),
             }
         }
     }
 
-    /// Commit `rows`, retrying while the database is away (for [`RETRY_FOR`]). A row fault
-    /// comes back with the database's message; any other failure stops the sink for good.
-    fn commit_retrying(&mut self, rows: &[&Row]) -> Result<(), (Fault, String)> {
+    /// The sink failed: report `rows` with its failure (nothing is written past it).
+    fn fail_all(&mut self, rows: Vec<Row>) {
+        let failure = self.failed.clone().unwrap_or_else(|| format!("sink {}: stopped", self.sink));
+        for row in rows {
+            self.reporting.tracker.delivered(row.pending.batch, Some(failure.clone()));
+        }
+    }
+
+    /// Whether the writer may go on committing: it has not failed, and in insert mode every
+    /// dead letter sent so far is in the dead-letter topic. An insert transaction moves the
+    /// source's position past the records before it, refused ones included: a refused record
+    /// whose dead letter were then lost would be skipped for good.
+    fn dead_letters_settled(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        if self.mode == SinkMode::Insert && std::mem::take(&mut self.unsettled_dead_letters) {
+            let flushed = self.reporting.kafka.flush(Duration::from_secs(30));
+            if let Some(failure) = flushed.err().map(|e| e.to_string()).or_else(|| self.reporting.tracker.failure()) {
+                self.failed = Some(format!("sink {}: a dead letter was not delivered: {failure}", self.sink));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Commit `rows` (see [`Self::commit`]), retrying while the database is away (for
+    /// [`RETRY_FOR`]). A row fault comes back with the database's message; any other failure
+    /// stops the sink for good.
+    fn commit_retrying<'r>(&mut self, rows: &[&'r Row], isolate: bool) -> Result<Vec<&'r Row>, (Fault, String)> {
         let deadline = Instant::now() + RETRY_FOR;
         let mut pause = Duration::from_millis(200);
         loop {
-            let (fault, message) = match self.commit(rows) {
-                Ok(()) => return Ok(()),
+            let (fault, message) = match self.commit(rows, isolate) {
+                Ok(refused) => return Ok(refused),
                 Err(failure) => failure,
             };
             match fault {
@@ -530,7 +644,7 @@ impl Writer {
                         self.database.address,
                         if fault == Fault::Transient { format!(" (retried for {RETRY_FOR:?})") } else { String::new() }
                     );
-                    self.failed = Some(failure.clone());
+                    self.failed.get_or_insert(failure.clone());
                     return Err((fault, failure));
                 }
             }
@@ -538,18 +652,36 @@ impl Writer {
     }
 
     /// One transaction: COPY the rows into the staging table and merge (upsert), or into the
-    /// table with the sources' next positions (insert).
-    fn commit(&mut self, rows: &[&Row]) -> Result<(), (Fault, String)> {
+    /// table with the sources' positions moved past them (insert). With `isolate` (insert), each
+    /// row goes in under a savepoint: the rows the database refuses are dead-lettered, and
+    /// returned, before the transaction commits.
+    fn commit<'r>(&mut self, rows: &[&'r Row], isolate: bool) -> Result<Vec<&'r Row>, (Fault, String)> {
         let db = |error: postgres::Error| (fault(&error), describe(&error));
-        if self.client.is_none() {
-            let mut client = connect(&self.database).map_err(db)?;
-            if self.mode == SinkMode::Upsert {
-                client.batch_execute(&create_stage_sql(&self.definition)).map_err(db)?;
+        let mut client = match self.client.take() {
+            Some(client) => client,
+            None => {
+                let mut client = connect(&self.database).map_err(db)?;
+                if self.mode == SinkMode::Upsert {
+                    client.batch_execute(&create_stage_sql(&self.definition)).map_err(db)?;
+                }
+                client
             }
+        };
+        let outcome = self.commit_on(&mut client, rows, isolate);
+        if !matches!(outcome, Err((Fault::Transient, _))) {
             self.client = Some(client);
         }
+        outcome
+    }
+
+    fn commit_on<'r>(
+        &mut self,
+        client: &mut postgres::Client,
+        rows: &[&'r Row],
+        isolate: bool,
+    ) -> Result<Vec<&'r Row>, (Fault, String)> {
+        let db = |error: postgres::Error| (fault(&error), describe(&error));
         let columns = column_list(&self.definition);
-        let client = self.client.as_mut().expect("connected above");
         let mut transaction = client.transaction().map_err(db)?;
         let (copy, rows) = match self.mode {
             SinkMode::Upsert => (format!("COPY {STAGE} ({columns}, meshhost_delete) FROM STDIN"), rows.to_vec()),
@@ -559,41 +691,60 @@ impl Writer {
                 (copy, offsets.unwritten(&mut transaction, rows).map_err(db)?)
             }
         };
-        let mut data = Vec::with_capacity(rows.iter().map(|row| line(row).text.len()).sum());
-        for row in &rows {
-            data.extend_from_slice(line(row).text.as_bytes());
+        let mut refused = Vec::new();
+        if isolate {
+            for row in &rows {
+                let mut savepoint = transaction.savepoint("meshhost_row").map_err(db)?;
+                match copy_lines(&mut savepoint, &copy, &[row]) {
+                    Ok(()) => savepoint.commit().map_err(db)?,
+                    Err((Fault::Row, why)) => refused.push((*row, why)), // dropped: rolled back
+                    Err(other) => return Err(other),
+                }
+            }
+        } else {
+            copy_lines(&mut transaction, &copy, &rows)?;
         }
-        let mut writer = transaction.copy_in(&copy).map_err(db)?;
-        writer.write_all(&data).map_err(|e| (Fault::Transient, e.to_string()))?;
-        writer.finish().map_err(db)?;
         if self.mode == SinkMode::Upsert {
             let deletes = rows.iter().any(|row| line(row).delete);
             let upserts = rows.iter().any(|row| !line(row).delete);
             transaction.batch_execute(&merge_sql(&self.definition, deletes, upserts)).map_err(db)?;
         }
-        transaction.commit().map_err(db)
+        if refused.is_empty() {
+            return transaction.commit().map_err(db).map(|()| Vec::new());
+        }
+        // The transaction moves the positions past the refused rows: their dead letters must
+        // be in the topic first. Once sent, a failure here stops the sink (not retried: the
+        // dead letters would be sent twice).
+        for (row, why) in &refused {
+            self.dead_letter(row.pending.clone(), format!("Postgres refused the row: {why}"));
+        }
+        if !self.dead_letters_settled() {
+            return Err((Fault::Fatal, self.failed.clone().unwrap_or_default()));
+        }
+        transaction.commit().map_err(|error| (Fault::Fatal, describe(&error)))?;
+        Ok(refused.into_iter().map(|(row, _)| row).collect())
     }
 
     fn delivered(&self, rows: Vec<Row>) {
-        self.counts.add(&self.destination, rows.len() as u64);
+        self.reporting.counts.add(&self.destination, rows.len() as u64);
         for row in rows {
-            self.tracker.delivered(row.pending.batch, None);
+            self.reporting.tracker.delivered(row.pending.batch, None);
         }
     }
 
     /// Send a refused record to dead letters: its delivery there stands for its delivery here.
-    /// The dead letter is the record as the sink got it (the row's value), with the headers of
-    /// the source record it came from.
+    /// The dead letter is the record as the sink got it (key, value and headers), with the
+    /// failure's headers naming the source record it came from.
     fn dead_letter(&mut self, pending: Pending, why: String) {
         let failure = Failure::deliver(format!("sink {}: {why}", self.sink));
-        let (origin, partition, position) = &pending.origin;
+        let RecordOrigin { topic: origin, partition, position, .. } = &pending.origin;
         tracing::debug!(sink = %self.sink, %origin, partition, position, error = %failure.error, "dead letter");
-        let Some(topic) = &self.dead_letters.topic else {
+        let Some(topic) = &self.reporting.dead_letter_topic else {
             let message = format!(
                 "record {origin}/{partition}@{position} {failure}; no dead_letter topic is configured, so the pipeline stops rather than lose it"
             );
             self.failed.get_or_insert(message.clone());
-            self.tracker.delivered(pending.batch, Some(message));
+            self.reporting.tracker.delivered(pending.batch, Some(message));
             return;
         };
         let mut headers = pending.headers.clone();
@@ -606,20 +757,38 @@ impl Writer {
             origin: None,
         };
         let destination = Destination { topic, partition: None };
-        if let Err(error) = self.dead_letters.kafka.send(destination, record, pending.batch) {
-            self.tracker.delivered(pending.batch, Some(error.to_string()));
+        if let Err(error) = self.reporting.kafka.send(destination, record, pending.batch) {
+            self.failed.get_or_insert(format!("sink {}: a dead letter was not sent: {error}", self.sink));
+            self.reporting.tracker.delivered(pending.batch, Some(error.to_string()));
             return;
         }
-        if let Some(metrics) = &self.dead_letters.metrics {
+        self.unsettled_dead_letters = true;
+        if let Some(metrics) = &self.reporting.metrics {
             metrics.dead_lettered(&self.sink, failure.stage.as_str());
         }
     }
 }
 
+/// COPY `rows`' lines with `copy` in `transaction`.
+fn copy_lines(transaction: &mut postgres::Transaction<'_>, copy: &str, rows: &[&Row]) -> Result<(), (Fault, String)> {
+    let db = |error: postgres::Error| (fault(&error), describe(&error));
+    let mut data = Vec::with_capacity(rows.iter().map(|row| line(row).text.len()).sum());
+    for row in rows {
+        data.extend_from_slice(line(row).text.as_bytes());
+    }
+    let mut writer = transaction.copy_in(copy).map_err(db)?;
+    writer.write_all(&data).map_err(|e| (Fault::Transient, e.to_string()))?;
+    writer.finish().map_err(db)?;
+    Ok(())
+}
+
 /// An insert sink's progress, kept in `meshhost_offsets` beside its table and moved in the
-/// transaction that writes the rows: the next position of each source partition it has
-/// written. A record below it is in the table already (a replay, or a redelivery after a crash
-/// between the commit here and the source's acknowledgement), and is not written again.
+/// transaction that writes the rows: per source partition, the position after the last record
+/// written. A transaction holds whole run-loop batches ([`Writer::run`]), so every output of a
+/// source record is written with it. A record below that position is in the table already (a
+/// replay, or a redelivery after a crash between the commit here and the source's
+/// acknowledgement), and is not written again. Only durable positions (Kafka offsets) are
+/// kept: a captured table's rows, numbered per run, are appended at least once.
 struct Offsets<'a> {
     table: &'a TableName,
     pipeline: &'a str,
@@ -627,11 +796,11 @@ struct Offsets<'a> {
 }
 
 impl Offsets<'_> {
-    fn create_sql(table: &TableName) -> String {
+    fn create_sql(schema: &str) -> String {
         format!(
-            "CREATE TABLE IF NOT EXISTS {}.meshhost_offsets (pipeline text, sink text, source text, partition integer, \
-             next_position bigint NOT NULL, PRIMARY KEY (pipeline, sink, source, partition))",
-            ident(&table.schema)
+            "CREATE TABLE IF NOT EXISTS {}.meshhost_offsets (pipeline text, sink text, target text, source text, \
+             partition integer, next_position bigint NOT NULL, PRIMARY KEY (pipeline, sink, target, source, partition))",
+            ident(schema)
         )
     }
 
@@ -643,13 +812,14 @@ impl Offsets<'_> {
         rows: &[&'r Row],
     ) -> Result<Vec<&'r Row>, postgres::Error> {
         let schema = ident(&self.table.schema);
+        let target = self.table.to_string();
         let written: HashMap<(String, i32), i64> = transaction
             .query(
                 &format!(
                     "SELECT source, partition, next_position FROM {schema}.meshhost_offsets \
-                     WHERE pipeline = $1 AND sink = $2 FOR UPDATE"
+                     WHERE pipeline = $1 AND sink = $2 AND target = $3 FOR UPDATE"
                 ),
-                &[&self.pipeline, &self.sink],
+                &[&self.pipeline, &self.sink, &target],
             )?
             .into_iter()
             .map(|row| ((row.get(0), row.get(1)), row.get(2)))
@@ -657,21 +827,25 @@ impl Offsets<'_> {
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
         let mut unwritten = Vec::with_capacity(rows.len());
         for row in rows {
-            let (source, partition, position) = &row.pending.origin;
-            let done = written.get(&(source.clone(), *partition)).copied().unwrap_or(i64::MIN);
-            if *position >= done {
+            let origin = &row.pending.origin;
+            if !origin.durable {
+                unwritten.push(*row);
+                continue;
+            }
+            let done = written.get(&(origin.source.to_string(), origin.partition)).copied().unwrap_or(i64::MIN);
+            if origin.position >= done {
                 unwritten.push(*row);
             }
-            let after = next.entry((source.as_str(), *partition)).or_insert(position + 1);
-            *after = (*after).max(position + 1);
+            let after = next.entry((&*origin.source, origin.partition)).or_insert(origin.position + 1);
+            *after = (*after).max(origin.position + 1);
         }
         let upsert = format!(
-            "INSERT INTO {schema}.meshhost_offsets VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (pipeline, sink, source, partition) \
+            "INSERT INTO {schema}.meshhost_offsets VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (pipeline, sink, target, source, partition) \
              DO UPDATE SET next_position = GREATEST(meshhost_offsets.next_position, EXCLUDED.next_position)"
         );
         for ((source, partition), position) in next {
-            transaction.execute(&upsert, &[&self.pipeline, &self.sink, &source, &partition, &position])?;
+            transaction.execute(&upsert, &[&self.pipeline, &self.sink, &target, &source, &partition, &position])?;
         }
         Ok(unwritten)
     }
