@@ -396,3 +396,36 @@ dead_letter:
     assert_clean_exit(&running.stop());
     assert!(read(&dlq, 1, Duration::from_secs(1)).is_empty());
 }
+
+#[test]
+fn an_upsert_table_without_a_unique_key_is_refused_by_validate_and_run() {
+    let url = database();
+    let table = table_name("no_key");
+    psql(&url, &format!("CREATE TABLE {table} (id text NOT NULL, seq bigint NOT NULL)"));
+    let (input, _, _) = pipeline_topics("pg-nokey", 1);
+    let dir = PipelineDir::new();
+    dir.write(
+        "event.avsc",
+        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
+    );
+    let pipeline = dir.write(
+        "pipeline.yaml",
+        &format!(
+            "name: {name}\nsources:\n  events: {{topic: {input}, format: json, schema: event.avsc}}\nsinks:\n  latest:\n    postgres: {{url: '{url}', table: {table}, key: [id]}}\n    inputs: [events]\n",
+            name = unique("pgnokey")
+        ),
+    );
+    let message =
+        format!("sink latest: table public.{table} has no primary key or unique index on (id), which upserts need");
+    let (code, _, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&message), "{stderr}");
+    let (code, _, stderr) = meshhost(&["run", pipeline.to_str().unwrap(), "--bootstrap-servers", broker()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains(&message), "{stderr}");
+
+    // A unique index on the key is enough.
+    psql(&url, &format!("CREATE UNIQUE INDEX ON {table} (id)"));
+    let (code, stdout, stderr) = validate(&pipeline);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}

@@ -73,6 +73,10 @@ pub enum PostgresSinkError {
     NoTable { sink: String, table: String },
     #[error("sink {sink}: table {table} lacks column {column}; add it, or set create: true to have it added")]
     NoColumn { sink: String, table: String, column: String },
+    #[error(
+        "sink {sink}: table {table} has no primary key or unique index on ({key}), which upserts need; add one, or name its columns in key:"
+    )]
+    NoUniqueKey { sink: String, table: String, key: String },
     #[error("sink {sink}: Postgres at {address}: {message}")]
     Statement { sink: String, address: String, message: String },
 }
@@ -395,6 +399,13 @@ fn prepare_table(
         statements.push(definition.create_sql());
         format!("table {table} created from the schema")
     } else {
+        if !definition.key.is_empty() && !has_unique_key(client, definition).map_err(statement)? {
+            return Err(PostgresSinkError::NoUniqueKey {
+                sink: id.into(),
+                table: table.to_string(),
+                key: definition.key.join(", "),
+            });
+        }
         match definition.changes(&existing).map_err(|source| PostgresSinkError::Table { sink: id.into(), source })? {
             TableChange::UpToDate => format!("table {table} takes the records"),
             TableChange::AddColumns(added) => {
@@ -417,6 +428,20 @@ fn prepare_table(
         }
     }
     Ok(done)
+}
+
+/// Whether the table has a primary key or a unique index on exactly the key columns: what
+/// `INSERT ... ON CONFLICT (key)` needs.
+fn has_unique_key(client: &mut postgres::Client, definition: &TableDefinition) -> Result<bool, postgres::Error> {
+    let mut key = definition.key.clone();
+    key.sort();
+    let rows = client.query(
+        "SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL GROUP BY i.indexrelid",
+        &[&definition.table.quoted()],
+    )?;
+    Ok(rows.iter().any(|row| row.get::<_, Vec<String>>(0) == key))
 }
 
 /// The columns, quoted and comma-separated.
