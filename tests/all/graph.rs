@@ -30,3 +30,11 @@ fn the_join_pipeline_marks_its_stateful_processor() {
     let text = std::fs::read_to_string(workspace().join("tests/snapshots/graph/join.txt")).unwrap();
     assert!(text.contains("enriched  stateful processor  mesh/join@0.1"), "{text}");
 }
+
+#[test]
+fn a_table_sink_is_drawn_with_its_table_and_mode() {
+    check("tests/snapshots/graph/to-postgres.yaml", "to-postgres.txt", "text");
+    let text = std::fs::read_to_string(workspace().join("tests/snapshots/graph/to-postgres.txt")).unwrap();
+    assert!(text.contains("table   sink       table public.us_movies (upsert on id)"), "{text}");
+    assert!(text.contains("log     sink       table audit.us_movies_log (insert)"), "{text}");
+}
