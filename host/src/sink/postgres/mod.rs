@@ -1,9 +1,10 @@
 //! The Postgres sink: records delivered as rows of a table.
 //!
-//! The run loop hands records over ([`Sink::send`]) and goes on; a writer thread per sink
-//! takes whatever has queued (up to `batch_size` rows) and writes it in one transaction, then
-//! reports each record delivered, so the loop acknowledges a source position only once its rows
-//! are committed (at-least-once delivery). The modes make the effect exactly once:
+//! The run loop hands records over ([`Sink::send`], each already a COPY line) and goes on; a
+//! writer thread per sink takes the whole run-loop batches that have queued (up to `batch_size`
+//! rows) and writes them in one transaction, then reports each record delivered, so the loop
+//! acknowledges a source position only once its rows are committed (at-least-once delivery).
+//! The modes make the effect exactly once:
 //!
 //! - `upsert`: a transaction's records are reduced to the last one per key (a later record of a
 //!   key replaces an earlier one anyway), copied into a staging table, then one `DELETE` for the
@@ -19,9 +20,11 @@
 //! costs against `psql`'s `\copy`.
 //!
 //! Failures: a row the database refuses (a constraint, a value out of range: SQLSTATE classes
-//! 22 and 23) is found by writing the transaction's rows one at a time, and goes to dead letters
-//! at stage `deliver` with the database's message; the others are written. A database that does
-//! not answer is retried with backoff for [`RETRY_FOR`]; then the run stops, with nothing
+//! 22 and 23) goes to dead letters at stage `deliver` with the database's message, and the
+//! others are written: upsert writes the records one transaction each to find it; insert writes
+//! the same transaction again with a savepoint per row, and commits it only once the refused
+//! rows' dead letters are in the topic (the positions move past them). A database that does not
+//! answer is retried with backoff for [`RETRY_FOR`]; then the run stops, with nothing
 //! acknowledged past the last transaction that committed.
 
 pub mod row;
