@@ -429,3 +429,37 @@ fn an_upsert_table_without_a_unique_key_is_refused_by_validate_and_run() {
     let (code, stdout, stderr) = validate(&pipeline);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
+
+#[test]
+fn a_table_that_refuses_too_many_rows_stops_the_run_at_max_ratio() {
+    let url = database();
+    let table = table_name("refusing");
+    psql(&url, &format!("CREATE TABLE {table} (id text NOT NULL, seq bigint NOT NULL CHECK (seq < 0))"));
+    let (input, _, dlq) = pipeline_topics("pg-ratio", 1);
+    let dir = PipelineDir::new();
+    dir.write(
+        "event.avsc",
+        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
+    );
+    let pipeline = dir.write(
+        "pipeline.yaml",
+        &format!(
+            "name: {name}\nsources:\n  events: {{topic: {input}, format: json, schema: event.avsc}}\nsinks:\n  log:\n    postgres: {{url: '{url}', table: {table}}}\n    inputs: [events]\ndead_letter:\n  topic: {dlq}\n  max_ratio: 0.5\n  window: 4\n",
+            name = unique("pgratio")
+        ),
+    );
+    let events: Vec<KeyValue> =
+        (0..50).map(|seq| keyed("k", Some(json!({"id": "k", "seq": seq}).to_string().into_bytes()))).collect();
+    produce(&input, &events);
+    let running = start_run(&pipeline);
+    let stopped = running.wait_for_exit(Duration::from_secs(60));
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
+    assert!(
+        stopped.log.contains("sink log: 3 of the last 3 rows were refused, more than dead_letter.max_ratio 0.5 allows"),
+        "{}",
+        stopped.log
+    );
+    assert_eq!(psql(&url, &format!("SELECT count(*) FROM {table}")).trim(), "0");
+    let dead = read(&dlq, 50, Duration::from_secs(5));
+    assert!(dead.len() >= 3 && dead.len() < 50, "{} dead letters: the run stopped early", dead.len());
+}

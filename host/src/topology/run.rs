@@ -194,6 +194,7 @@ pub fn run(mut topology: Topology, settings: &RunSettings, stop: &AtomicBool) ->
                 kafka: kafka_sink.clone(),
                 dead_letter_topic: settings.dead_letter_topic.clone(),
                 metrics: metrics.clone(),
+                failure_limit: settings.failure_rate_limit,
             };
             let schema = node.schema.parsed.clone();
             let table = PostgresSink::open(&settings.pipeline, &node.id, &node.topic, config, schema, reporting)?;

@@ -47,6 +47,7 @@ use crate::sink::delivery::{BatchId, DeliveryTracker};
 use crate::sink::kafka::{DeliveredCounts, KafkaSink};
 use crate::sink::{Destination, OutgoingRecord, Sink, SinkError};
 use crate::source::postgres::connect::{ident, Database};
+use crate::topology::breaker::Breaker;
 use crate::topology::failure::Failure;
 
 /// How long a database that does not answer is retried before the run stops.
@@ -123,6 +124,8 @@ pub struct Reporting {
     pub dead_letter_topic: Option<String>,
     /// Dead letters counted there too (`meshhost_dead_lettered_records_total`, stage `deliver`).
     pub metrics: Option<Arc<crate::observe::PipelineMetrics>>,
+    /// `dead_letter: {max_ratio, window}`: the share of refused rows that stops the run.
+    pub failure_limit: Option<crate::config::FailureRateLimit>,
 }
 
 /// One `postgres:` sink.
@@ -171,6 +174,7 @@ impl PostgresSink {
         }
         let encoder = RowEncoder::new(schema, &definition, leading);
         let (queue, messages) = std::sync::mpsc::sync_channel(config.batch_size() * QUEUE_BATCHES);
+        let breaker = reporting.failure_limit.map(Breaker::new);
         let writer = Writer {
             pipeline: pipeline.to_string(),
             sink: id.to_string(),
@@ -183,6 +187,7 @@ impl PostgresSink {
             reporting,
             failed: None,
             unsettled_dead_letters: false,
+            breaker,
         };
         let handle = std::thread::Builder::new()
             .name(format!("sink-{id}"))
@@ -511,6 +516,8 @@ struct Writer {
     failed: Option<String>,
     /// Dead letters were sent since the producer was last flushed.
     unsettled_dead_letters: bool,
+    /// The rows refused among the last ones written (`dead_letter.max_ratio`).
+    breaker: Option<Breaker>,
 }
 
 /// A record of the transaction being written, with its COPY line (or why it has none).
@@ -744,6 +751,9 @@ impl Writer {
         // be in the topic first. Once sent, a failure here stops the sink (not retried: the
         // dead letters would be sent twice).
         for (row, why) in &refused {
+            if self.failed.is_some() {
+                break; // too many refusals (`max_ratio`): the run stops, the rest stay unwritten
+            }
             self.dead_letter(row.pending.clone(), format!("Postgres refused the row: {why}"));
         }
         if !self.dead_letters_settled() {
@@ -753,11 +763,31 @@ impl Writer {
         Ok(refused.into_iter().map(|(row, _)| row).collect())
     }
 
-    fn delivered(&self, rows: Vec<Row>) {
+    fn delivered(&mut self, rows: Vec<Row>) {
         self.reporting.counts.add(&self.destination, rows.len() as u64);
         for row in rows {
+            self.count(&row.pending.origin, None);
             self.reporting.tracker.delivered(row.pending.batch, None);
         }
+    }
+
+    /// Count a row written (`refused: None`) or refused against `dead_letter.max_ratio`: when
+    /// the window holds too many refusals, the sink fails and the run stops (the refused rows
+    /// are in the dead-letter topic; a broken table does not move a whole topic there).
+    fn count(&mut self, origin: &RecordOrigin, refused: Option<&str>) {
+        let Some(breaker) = &mut self.breaker else { return };
+        if !breaker.record((0, origin.partition), origin.position, refused.is_some()) || self.failed.is_some() {
+            return;
+        }
+        let (failures, window) = breaker.failures();
+        let failure = format!(
+            "sink {}: {failures} of the last {window} rows were refused, more than dead_letter.max_ratio {} allows; stopped. Last refusal: {}",
+            self.sink,
+            breaker.limit().max_ratio,
+            refused.unwrap_or_default()
+        );
+        self.failed = Some(failure.clone());
+        self.reporting.tracker.fail(failure);
     }
 
     /// Send a refused record to dead letters: its delivery there stands for its delivery here.
@@ -791,6 +821,7 @@ impl Writer {
             return;
         }
         self.unsettled_dead_letters = true;
+        self.count(&pending.origin, Some(&failure.error));
         if let Some(metrics) = &self.reporting.metrics {
             metrics.dead_lettered(&self.sink, failure.stage.as_str());
         }
