@@ -30,6 +30,16 @@ fn movie(id: &str, title: &str, year: i32, rating_tenths: u8) -> Option<Vec<u8>>
     Some(value.to_string().into_bytes())
 }
 
+/// A pipeline directory holding `event.avsc`: `{id: string, seq: long}`.
+fn event_dir() -> PipelineDir {
+    let dir = PipelineDir::new();
+    dir.write(
+        "event.avsc",
+        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
+    );
+    dir
+}
+
 fn keyed(id: &str, value: Option<Vec<u8>>) -> KeyValue {
     (Some(id.as_bytes().to_vec()), value)
 }
@@ -323,11 +333,7 @@ fn sigkills_at_random_moments_leave_upserts_right_and_one_append_per_record() {
     let url = database();
     let (upserts, appends) = (table_name("killed_up"), table_name("killed_log"));
     let (input, _, dlq) = pipeline_topics("pg-kill", 3);
-    let dir = PipelineDir::new();
-    dir.write(
-        "event.avsc",
-        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
-    );
+    let dir = event_dir();
     let pipeline = dir.write(
         "pipeline.yaml",
         &format!(
@@ -403,11 +409,7 @@ fn an_upsert_table_without_a_unique_key_is_refused_by_validate_and_run() {
     let table = table_name("no_key");
     psql(&url, &format!("CREATE TABLE {table} (id text NOT NULL, seq bigint NOT NULL)"));
     let (input, _, _) = pipeline_topics("pg-nokey", 1);
-    let dir = PipelineDir::new();
-    dir.write(
-        "event.avsc",
-        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
-    );
+    let dir = event_dir();
     let pipeline = dir.write(
         "pipeline.yaml",
         &format!(
@@ -436,11 +438,7 @@ fn a_table_that_refuses_too_many_rows_stops_the_run_at_max_ratio() {
     let table = table_name("refusing");
     psql(&url, &format!("CREATE TABLE {table} (id text NOT NULL, seq bigint NOT NULL CHECK (seq < 0))"));
     let (input, _, dlq) = pipeline_topics("pg-ratio", 1);
-    let dir = PipelineDir::new();
-    dir.write(
-        "event.avsc",
-        r#"{"type": "record", "name": "Event", "fields": [{"name": "id", "type": "string"}, {"name": "seq", "type": "long"}]}"#,
-    );
+    let dir = event_dir();
     let pipeline = dir.write(
         "pipeline.yaml",
         &format!(

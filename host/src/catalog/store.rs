@@ -15,7 +15,7 @@
 //! reads the missing records itself with a second consumer ([`Chaser`]) assigned only while it
 //! catches up. Both go through [`Fold::apply`], which applies each record once, in log order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::watch;
 
 use super::compatibility::Compatibility;
 use super::log::{CatalogRecord, ConfigValue, SchemaValue};
@@ -72,8 +71,9 @@ pub struct CatalogStore {
 /// whichever of the reader thread, the chaser and a writer has it first.
 struct Fold {
     state: RwLock<CatalogState>,
-    /// The offset after the last record applied.
-    next: watch::Sender<i64>,
+    /// The offset after the last record applied; written only under `state`'s write lock, so
+    /// that checking and applying a record are one step.
+    next: AtomicI64,
 }
 
 /// How a record reached [`Fold::apply`].
@@ -91,7 +91,7 @@ impl Fold {
     /// records before it are not yet); whether it was applied.
     fn apply(&self, offset: i64, record: Result<CatalogRecord, String>, arrival: Arrival) -> bool {
         let mut state = self.state.write().expect("never poisoned");
-        let next = *self.next.borrow();
+        let next = self.next.load(Ordering::Acquire);
         let in_order = match arrival {
             Arrival::Read => offset >= next,
             Arrival::Own => offset == next,
@@ -107,7 +107,7 @@ impl Fold {
             }
             Err(reason) => tracing::warn!("catalog: record at offset {offset} skipped: {reason}"),
         }
-        self.next.send_replace(offset + 1);
+        self.next.store(offset + 1, Ordering::Release);
         true
     }
 
@@ -117,7 +117,7 @@ impl Fold {
     }
 
     fn next(&self) -> i64 {
-        *self.next.borrow()
+        self.next.load(Ordering::Acquire)
     }
 }
 
@@ -191,7 +191,7 @@ impl CatalogStore {
             .create()
             .map_err(kafka)?;
 
-        let fold = Arc::new(Fold { state: RwLock::new(CatalogState::default()), next: watch::channel(0i64).0 });
+        let fold = Arc::new(Fold { state: RwLock::new(CatalogState::default()), next: AtomicI64::new(0) });
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_fold, thread_stop) = (fold.clone(), stop.clone());
         std::thread::Builder::new()

@@ -85,6 +85,12 @@ pub enum PostgresSinkError {
     Statement { sink: String, address: String, message: String },
 }
 
+impl PostgresSinkError {
+    fn statement(sink: &str, database: &Database, error: postgres::Error) -> PostgresSinkError {
+        PostgresSinkError::Statement { sink: sink.into(), address: database.address.clone(), message: describe(&error) }
+    }
+}
+
 /// A record handed to the sink, owned (the writer thread keeps it until it is committed).
 #[derive(Clone)]
 struct Pending {
@@ -161,11 +167,7 @@ impl PostgresSink {
         })?;
         prepare_table(id, config, &definition, &database, &mut client, true)?;
         let mode = config.mode();
-        let statement = |error: postgres::Error| PostgresSinkError::Statement {
-            sink: id.to_string(),
-            address: database.address.clone(),
-            message: describe(&error),
-        };
+        let statement = |error| PostgresSinkError::statement(id, &database, error);
         match mode {
             SinkMode::Upsert => client.batch_execute(&create_stage_sql(&definition)).map_err(statement)?,
             SinkMode::Insert => {
@@ -309,6 +311,11 @@ fn describe(error: &postgres::Error) -> String {
     }
 }
 
+/// A failed statement as what it means for the rows, and the database's message.
+fn db_error(error: postgres::Error) -> (Fault, String) {
+    (fault(&error), describe(&error))
+}
+
 /// What a failed statement means for the rows it wrote.
 #[derive(Debug, PartialEq, Eq)]
 enum Fault {
@@ -383,11 +390,7 @@ fn prepare_table(
     client: &mut postgres::Client,
     apply: bool,
 ) -> Result<String, PostgresSinkError> {
-    let statement = |error: postgres::Error| PostgresSinkError::Statement {
-        sink: id.to_string(),
-        address: database.address.clone(),
-        message: describe(&error),
-    };
+    let statement = |error| PostgresSinkError::statement(id, database, error);
     let table = &definition.table;
     let existing: Vec<ExistingColumn> = client
         .query(
@@ -691,13 +694,12 @@ impl Writer {
     /// row goes in under a savepoint: the rows the database refuses are dead-lettered, and
     /// returned, before the transaction commits.
     fn commit<'r>(&mut self, rows: &[&'r Row], isolate: bool) -> Result<Vec<&'r Row>, (Fault, String)> {
-        let db = |error: postgres::Error| (fault(&error), describe(&error));
         let mut client = match self.client.take() {
             Some(client) => client,
             None => {
-                let mut client = connect(&self.database).map_err(db)?;
+                let mut client = connect(&self.database).map_err(db_error)?;
                 if self.mode == SinkMode::Upsert {
-                    client.batch_execute(&create_stage_sql(&self.definition)).map_err(db)?;
+                    client.batch_execute(&create_stage_sql(&self.definition)).map_err(db_error)?;
                 }
                 client
             }
@@ -715,23 +717,22 @@ impl Writer {
         rows: &[&'r Row],
         isolate: bool,
     ) -> Result<Vec<&'r Row>, (Fault, String)> {
-        let db = |error: postgres::Error| (fault(&error), describe(&error));
         let columns = column_list(&self.definition);
-        let mut transaction = client.transaction().map_err(db)?;
+        let mut transaction = client.transaction().map_err(db_error)?;
         let (copy, rows) = match self.mode {
             SinkMode::Upsert => (format!("COPY {STAGE} ({columns}, meshhost_delete) FROM STDIN"), rows.to_vec()),
             SinkMode::Insert => {
                 let copy = format!("COPY {} ({columns}) FROM STDIN", self.definition.table.quoted());
                 let offsets = Offsets { table: &self.definition.table, pipeline: &self.pipeline, sink: &self.sink };
-                (copy, offsets.unwritten(&mut transaction, rows).map_err(db)?)
+                (copy, offsets.unwritten(&mut transaction, rows).map_err(db_error)?)
             }
         };
         let mut refused = Vec::new();
         if isolate {
             for row in &rows {
-                let mut savepoint = transaction.savepoint("meshhost_row").map_err(db)?;
+                let mut savepoint = transaction.savepoint("meshhost_row").map_err(db_error)?;
                 match copy_lines(&mut savepoint, &copy, &[row]) {
-                    Ok(()) => savepoint.commit().map_err(db)?,
+                    Ok(()) => savepoint.commit().map_err(db_error)?,
                     Err((Fault::Row, why)) => refused.push((*row, why)), // dropped: rolled back
                     Err(other) => return Err(other),
                 }
@@ -742,10 +743,10 @@ impl Writer {
         if self.mode == SinkMode::Upsert {
             let deletes = rows.iter().any(|row| line(row).delete);
             let upserts = rows.iter().any(|row| !line(row).delete);
-            transaction.batch_execute(&merge_sql(&self.definition, deletes, upserts)).map_err(db)?;
+            transaction.batch_execute(&merge_sql(&self.definition, deletes, upserts)).map_err(db_error)?;
         }
         if refused.is_empty() {
-            return transaction.commit().map_err(db).map(|()| Vec::new());
+            return transaction.commit().map_err(db_error).map(|()| Vec::new());
         }
         // The transaction moves the positions past the refused rows: their dead letters must
         // be in the topic first. Once sent, a failure here stops the sink (not retried: the
@@ -830,14 +831,13 @@ impl Writer {
 
 /// COPY `rows`' lines with `copy` in `transaction`.
 fn copy_lines(transaction: &mut postgres::Transaction<'_>, copy: &str, rows: &[&Row]) -> Result<(), (Fault, String)> {
-    let db = |error: postgres::Error| (fault(&error), describe(&error));
     let mut data = Vec::with_capacity(rows.iter().map(|row| line(row).text.len()).sum());
     for row in rows {
         data.extend_from_slice(line(row).text.as_bytes());
     }
-    let mut writer = transaction.copy_in(copy).map_err(db)?;
+    let mut writer = transaction.copy_in(copy).map_err(db_error)?;
     writer.write_all(&data).map_err(|e| (Fault::Transient, e.to_string()))?;
-    writer.finish().map_err(db)?;
+    writer.finish().map_err(db_error)?;
     Ok(())
 }
 
